@@ -1,0 +1,38 @@
+# Shared settings for the OpsGuard lab scripts (sourced, not executed).
+# shellcheck shell=bash
+
+LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$LAB_SRC/.." && pwd)
+
+# Host paths. The compose file uses the same default for OPSGUARD_LAB_DIR.
+LAB_DIR=${OPSGUARD_LAB_DIR:-/var/lib/opsguard-lab}
+LAB_CACHE=${OPSGUARD_LAB_CACHE:-/var/cache/opsguard-lab}
+export OPSGUARD_LAB_DIR=$LAB_DIR
+
+# Size-limited disks: NAME:SIZE_MB. Mounted at $LAB_DIR/NAME, backed by
+# $LAB_DIR/images/NAME.img (loop-mounted ext4, no reserved blocks).
+WEB_DISK=web-logs
+DB_DISK=db-disk
+WEB_DISK_MB=${OPSGUARD_WEB_DISK_MB:-64}
+DB_DISK_MB=${OPSGUARD_DB_DISK_MB:-96}
+
+IMAGE_REPO=opsguard-lab
+export OPSGUARD_LAB_IMAGE=${OPSGUARD_LAB_IMAGE:-$IMAGE_REPO:latest}
+
+export COMPOSE_PROJECT_NAME=opsguard
+export COMPOSE_FILE=$REPO_ROOT/docker-compose.yml
+LAB_LABEL=opsguard.lab=true
+
+log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+need_root() { [ "$(id -u)" -eq 0 ] || die "must run as root (mounts, debootstrap)"; }
+
+# compose v1 (docker-compose) preferred; fall back to the v2 plugin.
+compose() {
+    if command -v docker-compose >/dev/null 2>&1; then
+        docker-compose -p "$COMPOSE_PROJECT_NAME" -f "$COMPOSE_FILE" "$@"
+    else
+        docker compose -p "$COMPOSE_PROJECT_NAME" -f "$COMPOSE_FILE" "$@"
+    fi
+}

@@ -1,0 +1,273 @@
+//! The approval gate: a human's explicit yes for a risky action.
+//!
+//! An answer is bound to the request it answers (its id); no answer, a
+//! timeout, an error or an answer for another request all mean no. The
+//! incident loop enforces the timeout and the binding, so every approver
+//! implementation gets the same guarantees.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::model::{Action, Alarm};
+
+/// What a human is asked to approve.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    /// Unique per request; the answer must name it.
+    pub id: u64,
+    /// The incident it belongs to.
+    pub incident: u64,
+    /// The exact action, with its target and reason.
+    pub action: Action,
+    /// The alarm and its evidence.
+    pub alarm: Alarm,
+}
+
+/// A human's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum Answer {
+    /// Yes, for the request with this id only.
+    Approve {
+        /// The request approved.
+        request: u64,
+    },
+    /// No.
+    Reject,
+}
+
+/// Why no answer could be had; always treated as a rejection.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("approval unavailable: {0}")]
+pub struct ApprovalError(pub String);
+
+/// Something that can answer approval requests.
+#[trait_variant::make(Send)]
+pub trait Approver: Sync {
+    /// Who answers, for the audit log (`terminal`, `policy:deny`, …).
+    fn name(&self) -> &str;
+    /// Asks for an answer; may take as long as the human needs (the loop
+    /// applies the timeout).
+    async fn review(&self, request: &ApprovalRequest) -> Result<Answer, ApprovalError>;
+}
+
+/// A fixed policy: deny everything (the safe default) or approve everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyApprover {
+    /// Every request is rejected.
+    Deny,
+    /// Every request is approved (for unattended labs and benchmarks).
+    ApproveAll,
+}
+
+impl Approver for PolicyApprover {
+    fn name(&self) -> &str {
+        match self {
+            PolicyApprover::Deny => "policy:deny",
+            PolicyApprover::ApproveAll => "policy:approve",
+        }
+    }
+
+    async fn review(&self, request: &ApprovalRequest) -> Result<Answer, ApprovalError> {
+        Ok(match self {
+            PolicyApprover::Deny => Answer::Reject,
+            PolicyApprover::ApproveAll => Answer::Approve { request: request.id },
+        })
+    }
+}
+
+/// Asks at the terminal: shows the action and its evidence, reads a line.
+/// Only `y` or `yes` approves; anything else, end of input, or no terminal
+/// at all rejects.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TerminalApprover;
+
+impl Approver for TerminalApprover {
+    fn name(&self) -> &str {
+        "terminal"
+    }
+
+    async fn review(&self, request: &ApprovalRequest) -> Result<Answer, ApprovalError> {
+        if !std::io::stdin().is_terminal() {
+            return Ok(Answer::Reject);
+        }
+        let prompt = render_request(request);
+        let id = request.id;
+        tokio::task::spawn_blocking(move || {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "{prompt}⚠ Approve? [y/N] ");
+            let _ = err.flush();
+            let mut line = String::new();
+            match std::io::stdin().lock().read_line(&mut line) {
+                Ok(_) => Ok(parse_answer(&line, id)),
+                Err(e) => Err(ApprovalError(e.to_string())),
+            }
+        })
+        .await
+        .map_err(|e| ApprovalError(e.to_string()))?
+    }
+}
+
+/// `y`/`yes` (any case, surrounding spaces ignored) approves; all else rejects.
+pub fn parse_answer(line: &str, request: u64) -> Answer {
+    match line.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Answer::Approve { request },
+        _ => Answer::Reject,
+    }
+}
+
+/// The request as a human reads it: action, target, reason and evidence.
+pub fn render_request(r: &ApprovalRequest) -> String {
+    let e = &r.alarm.evidence;
+    let mut s = format!("I want to run {} (incident #{})\n", r.action, r.incident);
+    s += &format!("  alarm: {}\n", r.alarm.kind);
+    let mut facts = Vec::new();
+    if let Some(state) = e.state {
+        facts.push(format!("state {}", state.as_str()));
+    }
+    if let Some(code) = e.exit_code {
+        facts.push(format!("exit code {code}"));
+    }
+    if let Some(oom) = e.oom_killed {
+        facts.push(format!("OOMKilled={oom}"));
+    }
+    if !facts.is_empty() {
+        s += &format!("  {}\n", facts.join(", "));
+    }
+    if let Some(pct) = e.disk_used_pct {
+        s += &format!("  disk at the alarm: {pct:.1}%\n");
+    }
+    if let Some(sig) = &e.matched_signature {
+        s += &format!("  root cause from: {sig}\n");
+    }
+    for l in &e.log_lines {
+        s += &format!("  | {}\n", l.escape_debug());
+    }
+    s
+}
+
+/// A request waiting for an answer over a channel.
+#[derive(Debug)]
+pub struct PendingApproval {
+    /// The request.
+    pub request: ApprovalRequest,
+    /// Where the answer goes; dropping it rejects.
+    pub reply: oneshot::Sender<Answer>,
+}
+
+/// Sends each request over a channel and waits for the answer: for tests,
+/// and for front ends (a web console) that answer from another task.
+#[derive(Clone, Debug)]
+pub struct ChannelApprover {
+    tx: mpsc::Sender<PendingApproval>,
+}
+
+impl ChannelApprover {
+    /// An approver and the receiving end its requests arrive on.
+    pub fn new(capacity: usize) -> (ChannelApprover, mpsc::Receiver<PendingApproval>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (ChannelApprover { tx }, rx)
+    }
+}
+
+impl Approver for ChannelApprover {
+    fn name(&self) -> &str {
+        "channel"
+    }
+
+    async fn review(&self, request: &ApprovalRequest) -> Result<Answer, ApprovalError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(PendingApproval { request: request.clone(), reply })
+            .await
+            .map_err(|_| ApprovalError("nobody is listening for approvals".into()))?;
+        rx.await.map_err(|_| ApprovalError("the approval request was dropped unanswered".into()))
+    }
+}
+
+/// Runs `approver` under `timeout` and binds the answer to `request`:
+/// the only way to a `true` is an explicit approval of this very request.
+pub async fn ask<A: Approver>(approver: &A, request: &ApprovalRequest, timeout: Duration) -> (bool, String) {
+    match tokio::time::timeout(timeout, approver.review(request)).await {
+        Ok(Ok(Answer::Approve { request: id })) if id == request.id => (true, "approved".into()),
+        Ok(Ok(Answer::Approve { request: id })) => (false, format!("answer was for request {id}, not {}", request.id)),
+        Ok(Ok(Answer::Reject)) => (false, "rejected".into()),
+        Ok(Err(e)) => (false, e.to_string()),
+        Err(_) => (false, format!("no answer within {}s", timeout.as_secs())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AlarmKind, ContainerName, Evidence, RestartReason, RootCause, Timestamp};
+
+    fn request(id: u64) -> ApprovalRequest {
+        ApprovalRequest {
+            id,
+            incident: 1,
+            action: Action::RestartContainer { target: "db-prod".into(), reason: RestartReason::OomKill },
+            alarm: Alarm {
+                kind: AlarmKind::DbCrash(RootCause::OomKill),
+                container: ContainerName::new("db-prod"),
+                evidence: Evidence { exit_code: Some(137), oom_killed: Some(true), ..Default::default() },
+                raised_at: Timestamp(0),
+            },
+        }
+    }
+
+    #[test]
+    fn only_yes_approves() {
+        assert_eq!(parse_answer(" YES \n", 3), Answer::Approve { request: 3 });
+        assert_eq!(parse_answer("y", 3), Answer::Approve { request: 3 });
+        for no in ["", "n", "no", "yess", "sure", "\u{0}"] {
+            assert_eq!(parse_answer(no, 3), Answer::Reject, "{no:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn answer_for_another_request_is_a_rejection() {
+        struct Confused;
+        impl Approver for Confused {
+            fn name(&self) -> &str {
+                "confused"
+            }
+            async fn review(&self, _: &ApprovalRequest) -> Result<Answer, ApprovalError> {
+                Ok(Answer::Approve { request: 99 })
+            }
+        }
+        assert!(!ask(&Confused, &request(1), Duration::from_secs(1)).await.0);
+        assert!(ask(&PolicyApprover::ApproveAll, &request(1), Duration::from_secs(1)).await.0);
+        assert!(!ask(&PolicyApprover::Deny, &request(1), Duration::from_secs(1)).await.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_is_a_rejection() {
+        let (approver, _rx) = ChannelApprover::new(1);
+        let (ok, why) = ask(&approver, &request(1), Duration::from_secs(300)).await;
+        assert!(!ok);
+        assert!(why.contains("no answer"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn dropped_request_is_a_rejection() {
+        let (approver, mut rx) = ChannelApprover::new(1);
+        let answerer = tokio::spawn(async move { drop(rx.recv().await) });
+        assert!(!ask(&approver, &request(1), Duration::from_secs(5)).await.0);
+        answerer.await.unwrap();
+    }
+
+    #[test]
+    fn rendered_request_shows_the_evidence_and_escapes_log_lines() {
+        let mut r = request(1);
+        r.alarm.evidence.log_lines = vec!["evil\u{1b}[2J line".into()];
+        let text = render_request(&r);
+        assert!(text.contains("restart_database_risky('db-prod')"));
+        assert!(text.contains("exit code 137"));
+        assert!(text.contains("OOMKilled=true"));
+        assert!(!text.contains('\u{1b}'), "terminal escapes from logs must not reach the operator's terminal");
+    }
+}

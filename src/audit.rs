@@ -1,0 +1,278 @@
+//! The append-only JSONL audit log: one record per step of every incident
+//! (alarm, cause and evidence, decisions, approvals, outcomes, checks,
+//! resolution), each with its timestamp.
+//!
+//! Records are written whole and flushed one line at a time. A crash can
+//! still leave a partial last line; the reader reports it and carries on,
+//! and the writer starts a fresh line after it, so no record is lost.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Action, Alarm, ContainerState, Health, LlmChoice, Outcome, StopReason, Timestamp};
+
+/// How an incident ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Resolution {
+    /// Verified Running: fully resolved.
+    Resolved,
+    /// Stopped for a human.
+    Stopped {
+        /// Why.
+        reason: StopReason,
+    },
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// An alarm opened an incident.
+    IncidentOpened {
+        /// The alarm with its cause and evidence.
+        alarm: Alarm,
+    },
+    /// The engine decided.
+    Decided {
+        /// The action.
+        action: Action,
+    },
+    /// A human was asked.
+    ApprovalRequested {
+        /// Request id.
+        request: u64,
+        /// The exact action.
+        action: Action,
+        /// Who was asked.
+        approver: String,
+    },
+    /// The human answered (or did not).
+    ApprovalAnswered {
+        /// Request id.
+        request: u64,
+        /// Whether the action may run.
+        approved: bool,
+        /// Who answered.
+        approver: String,
+        /// How (`approved`, `rejected`, `no answer within 300s`, …).
+        detail: String,
+    },
+    /// The LLM was consulted.
+    LlmConsulted {
+        /// The model, when known.
+        model: Option<String>,
+        /// Latency.
+        latency_ms: Option<u64>,
+        /// The valid choice, if any.
+        choice: Option<LlmChoice>,
+        /// The model's reason, or why its answer was refused.
+        reason: String,
+        /// The raw reply.
+        raw: Option<String>,
+    },
+    /// An action was carried out.
+    Executed {
+        /// The action.
+        action: Action,
+        /// Its outcome.
+        outcome: Outcome,
+    },
+    /// One rapid check during verification.
+    Checked {
+        /// The state seen.
+        state: Option<ContainerState>,
+        /// Health seen.
+        health: Option<Health>,
+        /// Whether the alarm's condition had cleared.
+        cleared: Option<bool>,
+        /// A host error, if the check failed.
+        error: Option<String>,
+    },
+    /// The incident ended.
+    IncidentClosed {
+        /// How.
+        resolution: Resolution,
+        /// Steps taken.
+        steps: usize,
+    },
+}
+
+/// One line of the audit log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// When, in milliseconds since the epoch.
+    pub ts: Timestamp,
+    /// When, as RFC 3339 for humans.
+    pub time: String,
+    /// The incident.
+    pub incident: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: AuditEvent,
+}
+
+#[derive(Debug)]
+struct Inner {
+    file: Option<(PathBuf, File)>,
+    memory: Option<Vec<AuditRecord>>,
+}
+
+/// Where records go: a file, memory, or both. Clones share the sink.
+#[derive(Clone, Debug)]
+pub struct AuditLog(Arc<Mutex<Inner>>);
+
+impl AuditLog {
+    /// Appends to `path`, creating it; starts on a fresh line if the file
+    /// ends in a partial record.
+    pub fn to_file(path: &Path) -> io::Result<AuditLog> {
+        let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
+        let len = file.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.seek(SeekFrom::Start(len - 1))?;
+            file.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n")?;
+            }
+        }
+        Ok(AuditLog(Arc::new(Mutex::new(Inner { file: Some((path.to_path_buf(), file)), memory: None }))))
+    }
+
+    /// Keeps records in memory only.
+    pub fn in_memory() -> AuditLog {
+        AuditLog(Arc::new(Mutex::new(Inner { file: None, memory: Some(Vec::new()) })))
+    }
+
+    /// Keeps records nowhere (benchmarks).
+    pub fn discard() -> AuditLog {
+        AuditLog(Arc::new(Mutex::new(Inner { file: None, memory: None })))
+    }
+
+    /// The records kept in memory (empty for a file-only log).
+    pub fn records(&self) -> Vec<AuditRecord> {
+        self.lock().memory.clone().unwrap_or_default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends a record.
+    pub fn record(&self, incident: u64, ts: Timestamp, event: AuditEvent) -> io::Result<()> {
+        let rec = AuditRecord { ts, time: ts.to_rfc3339(), incident, event };
+        let mut inner = self.lock();
+        if let Some((path, file)) = &mut inner.file {
+            let mut line = serde_json::to_vec(&rec).map_err(io::Error::other)?;
+            line.push(b'\n');
+            // One write per record keeps concurrent appenders' lines whole.
+            file.write_all(&line).and_then(|_| file.flush()).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        }
+        if let Some(mem) = &mut inner.memory {
+            mem.push(rec);
+        }
+        Ok(())
+    }
+}
+
+/// What reading an audit log found.
+#[derive(Debug, Default)]
+pub struct AuditRead {
+    /// The records that parsed, in order.
+    pub records: Vec<AuditRecord>,
+    /// Lines that did not parse (1-based line number, first bytes), e.g. a
+    /// partial last line after a crash.
+    pub bad_lines: Vec<(usize, String)>,
+}
+
+/// Reads an audit log, skipping (and reporting) lines that do not parse.
+pub fn read_audit(path: &Path) -> io::Result<AuditRead> {
+    read_audit_from(BufReader::new(File::open(path)?))
+}
+
+/// Reads audit records from any reader.
+pub fn read_audit_from<R: BufRead>(mut reader: R) -> io::Result<AuditRead> {
+    let mut out = AuditRead::default();
+    let mut buf = Vec::new();
+    let mut n = 0;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        n += 1;
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<AuditRecord>(line) {
+            Ok(r) => out.records.push(r),
+            Err(_) => out.bad_lines.push((n, crate::classify::truncate(line, 80).to_string())),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AlarmKind, ContainerName, Evidence, RootCause};
+
+    fn opened() -> AuditEvent {
+        AuditEvent::IncidentOpened {
+            alarm: Alarm {
+                kind: AlarmKind::DbCrash(RootCause::DiskFull),
+                container: ContainerName::new("db-prod"),
+                evidence: Evidence { exit_code: Some(1), ..Default::default() },
+                raised_at: Timestamp(5),
+            },
+        }
+    }
+
+    #[test]
+    fn records_round_trip_through_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::to_file(&path).unwrap();
+        log.record(1, Timestamp(10), opened()).unwrap();
+        log.record(1, Timestamp(20), AuditEvent::IncidentClosed { resolution: Resolution::Resolved, steps: 4 }).unwrap();
+        let read = read_audit(&path).unwrap();
+        assert!(read.bad_lines.is_empty());
+        assert_eq!(read.records.len(), 2);
+        assert_eq!(read.records[0].event, opened());
+        assert_eq!(read.records[1].ts, Timestamp(20));
+    }
+
+    #[test]
+    fn partial_last_line_after_a_crash_does_not_stop_reading_or_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        AuditLog::to_file(&path).unwrap().record(1, Timestamp(10), opened()).unwrap();
+        // A crash mid-write leaves half a record without its newline.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"ts":11,"time":"1970-01-01T00:00:00.011Z","incident":1,"event":"dec"#).unwrap();
+        drop(f);
+        let read = read_audit(&path).unwrap();
+        assert_eq!(read.records.len(), 1);
+        assert_eq!(read.bad_lines.len(), 1);
+        assert_eq!(read.bad_lines[0].0, 2);
+        // Reopening appends on a fresh line: the next record survives whole.
+        AuditLog::to_file(&path).unwrap().record(2, Timestamp(12), opened()).unwrap();
+        let read = read_audit(&path).unwrap();
+        assert_eq!(read.records.len(), 2);
+        assert_eq!(read.records[1].incident, 2);
+        assert_eq!(read.bad_lines.len(), 1);
+    }
+
+    #[test]
+    fn garbage_input_is_reported_not_fatal() {
+        let read = read_audit_from(&b"\xff\xfe not json\n\n{}\n"[..]).unwrap();
+        assert!(read.records.is_empty());
+        assert_eq!(read.bad_lines.len(), 2);
+    }
+}

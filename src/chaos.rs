@@ -1,0 +1,112 @@
+//! The chaos catalogue: the specification's fault scenarios, each with the
+//! outcome OpsGuard must reach. The simulated host injects them in memory;
+//! the Docker chaos engine injects the same scenarios into the real lab.
+
+use std::fmt;
+
+use crate::audit::Resolution;
+use crate::host::sim::SimFault;
+use crate::model::{AlarmKind, RootCause, StopReason};
+
+/// A documented fault scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scenario {
+    /// `fill_web_disk_trigger()`: garbage log on the web disk.
+    WebDiskFill,
+    /// `create_zombie_containers(15)`.
+    Zombies,
+    /// `trigger_db_garbage_flood()`: non-log data fills the database's disk.
+    DbGarbageFlood,
+    /// `trigger_config_corruption()`.
+    DbConfigCorruption,
+    /// `trigger_oom_kill()`.
+    DbOomKill,
+    /// `trigger_data_corruption()`.
+    DbDataCorruption,
+    /// Phase 3: a crash log fills the database's disk, then it goes down.
+    ChainReaction,
+}
+
+/// What OpsGuard must reach for a scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expected {
+    /// The alarm it must raise.
+    pub alarm: AlarmKind,
+    /// How the incident must end when risky actions are approved.
+    pub resolution: Resolution,
+    /// Whether the fix needs a human's approval (and so ends
+    /// `ApprovalRejected` when it is refused).
+    pub needs_approval: bool,
+}
+
+impl Scenario {
+    /// Every scenario, in the specification's order.
+    pub const ALL: [Scenario; 7] = [
+        Scenario::WebDiskFill,
+        Scenario::Zombies,
+        Scenario::DbGarbageFlood,
+        Scenario::DbConfigCorruption,
+        Scenario::DbOomKill,
+        Scenario::DbDataCorruption,
+        Scenario::ChainReaction,
+    ];
+
+    /// The command-line name (`web-disk-fill`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::WebDiskFill => "web-disk-fill",
+            Scenario::Zombies => "zombies",
+            Scenario::DbGarbageFlood => "db-garbage-flood",
+            Scenario::DbConfigCorruption => "db-config-corruption",
+            Scenario::DbOomKill => "db-oom-kill",
+            Scenario::DbDataCorruption => "db-data-corruption",
+            Scenario::ChainReaction => "chain-reaction",
+        }
+    }
+
+    /// Parses a command-line name.
+    pub fn from_name(name: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The outcome OpsGuard must reach.
+    pub fn expected(self) -> Expected {
+        let resolved = Resolution::Resolved;
+        let stopped = |reason| Resolution::Stopped { reason };
+        let (alarm, resolution, needs_approval) = match self {
+            Scenario::WebDiskFill => (AlarmKind::WebLogSaturation, resolved, false),
+            Scenario::Zombies => (AlarmKind::ZombieOutbreak, resolved, false),
+            Scenario::DbGarbageFlood => {
+                (AlarmKind::DbCrash(RootCause::DiskFull), stopped(StopReason::CleanDidNotFreeDisk), false)
+            }
+            Scenario::DbConfigCorruption => {
+                (AlarmKind::DbCrash(RootCause::ConfigError), stopped(StopReason::ConfigError), false)
+            }
+            Scenario::DbOomKill => (AlarmKind::DbCrash(RootCause::OomKill), resolved, true),
+            Scenario::DbDataCorruption => {
+                (AlarmKind::DbCrash(RootCause::DataCorruption), stopped(StopReason::DataCorruption), false)
+            }
+            Scenario::ChainReaction => (AlarmKind::DbCrash(RootCause::DiskFull), resolved, true),
+        };
+        Expected { alarm, resolution, needs_approval }
+    }
+
+    /// The same fault on the simulated host.
+    pub fn sim_fault(self) -> SimFault {
+        match self {
+            Scenario::WebDiskFill => SimFault::WebDiskFill,
+            Scenario::Zombies => SimFault::Zombies(15),
+            Scenario::DbGarbageFlood => SimFault::DbGarbageFlood,
+            Scenario::DbConfigCorruption => SimFault::DbConfigCorruption,
+            Scenario::DbOomKill => SimFault::DbOomKill,
+            Scenario::DbDataCorruption => SimFault::DbDataCorruption,
+            Scenario::ChainReaction => SimFault::ChainReaction,
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,164 @@
+//! The one trait through which OpsGuard sees and touches a host.
+//!
+//! Implementations: [`sim::SimHost`], an in-memory host with the
+//! specification's faults, for the example, the property suite and the
+//! benchmarks; a mockall mock for unit tests; and the Docker host over
+//! bollard. Every operation can fail with a typed [`HostError`]; none may
+//! panic, and the incident loop turns any failure into an escalation.
+
+pub mod sim;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ContainerName, ContainerState, Health, Timestamp};
+
+/// What kind of failure a host operation hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum HostErrorKind {
+    /// No such container (or path).
+    NotFound,
+    /// The container is in the wrong state for this (Docker's 409).
+    Conflict,
+    /// The daemon cannot be reached.
+    Unavailable,
+    /// The operation did not finish in time.
+    Timeout,
+    /// The target is outside OpsGuard's scope; nothing was done.
+    OutOfScope,
+    /// The daemon answered something OpsGuard cannot use.
+    BadResponse,
+    /// Anything else.
+    Other,
+}
+
+/// A failed host operation.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{op} failed ({kind:?}): {message}")]
+pub struct HostError {
+    /// The category.
+    pub kind: HostErrorKind,
+    /// The operation, e.g. `inspect db-prod`.
+    pub op: String,
+    /// Details for humans.
+    pub message: String,
+}
+
+impl HostError {
+    /// Builds an error.
+    pub fn new(kind: HostErrorKind, op: impl Into<String>, message: impl Into<String>) -> HostError {
+        HostError { kind, op: op.into(), message: message.into() }
+    }
+}
+
+/// A container as listed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSummary {
+    /// Name.
+    pub name: ContainerName,
+    /// State.
+    pub state: ContainerState,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ContainerSummary {
+    /// Whether the container carries `key=value`.
+    pub fn has_label(&self, label: &str) -> bool {
+        match label.split_once('=') {
+            Some((k, v)) => self.labels.get(k).is_some_and(|x| x == v),
+            None => self.labels.contains_key(label),
+        }
+    }
+}
+
+/// A container as inspected.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    /// Name.
+    pub name: ContainerName,
+    /// State.
+    pub state: ContainerState,
+    /// Health check result.
+    pub health: Health,
+    /// Exit code of the last run (0 while running).
+    pub exit_code: Option<i64>,
+    /// Docker's `OOMKilled`.
+    pub oom_killed: bool,
+    /// When the last run started.
+    pub started_at: Option<Timestamp>,
+    /// When the last run ended.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// Usage of the filesystem holding a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskUsage {
+    /// Size of the filesystem.
+    pub total_bytes: u64,
+    /// Bytes in use.
+    pub used_bytes: u64,
+}
+
+impl DiskUsage {
+    /// Percent used; a zero-sized filesystem counts as full.
+    pub fn used_pct(&self) -> f64 {
+        if self.total_bytes == 0 {
+            return 100.0;
+        }
+        (self.used_bytes as f64 / self.total_bytes as f64 * 100.0).clamp(0.0, 100.0)
+    }
+}
+
+/// What `clean_logs` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanReport {
+    /// Files truncated.
+    pub files: u32,
+    /// Bytes freed.
+    pub freed_bytes: u64,
+}
+
+/// A log line with the time Docker recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// When it was written.
+    pub at: Timestamp,
+    /// The text, without its trailing newline.
+    pub text: String,
+}
+
+/// Everything OpsGuard does to or learns from a host.
+#[cfg_attr(test, mockall::automock)]
+#[trait_variant::make(Send)]
+pub trait Host: Sync {
+    /// Every container, running or not.
+    async fn list_containers(&self) -> Result<Vec<ContainerSummary>, HostError>;
+    /// One container's state; works on stopped containers.
+    async fn inspect(&self, container: &str) -> Result<ContainerStatus, HostError>;
+    /// The container's stdout and stderr from `since` to now, at most
+    /// `max_lines` of the newest lines.
+    async fn recent_logs(&self, container: &str, since: Timestamp, max_lines: usize) -> Result<Vec<LogLine>, HostError>;
+    /// Usage of the filesystem holding `path` inside the container; works on
+    /// stopped containers.
+    async fn disk_usage(&self, container: &str, path: &str) -> Result<DiskUsage, HostError>;
+    /// Truncates the regular files under each of `log_paths` inside the
+    /// container, and nothing else; works on stopped containers.
+    async fn clean_logs(&self, container: &str, log_paths: &[String]) -> Result<CleanReport, HostError>;
+    /// Restarts (or starts) the container.
+    async fn restart(&self, container: &str) -> Result<(), HostError>;
+    /// Removes exited containers carrying `label` (`key=value`), except those
+    /// named in `protect` (the watched services), and nothing else; returns
+    /// their names.
+    async fn prune_exited(&self, label: &str, protect: &[ContainerName]) -> Result<Vec<ContainerName>, HostError>;
+}
+
+impl fmt::Display for DiskUsage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1}% of {} MiB", self.used_pct(), self.total_bytes / (1024 * 1024))
+    }
+}

@@ -1,0 +1,606 @@
+//! An in-memory Docker host: containers with states and logs, size-limited
+//! disks holding log and data files, and the specification's faults.
+//!
+//! It lets the example, the property suite and the benchmarks run whole
+//! incidents with no Docker at all. It follows the behaviour recorded on the
+//! real lab (DESIGN.md): a database on a full disk fails to start with
+//! `No space left on device`, one with a broken config or a corrupt control
+//! file fails every start, and an OOM-killed one comes back on restart.
+//! Knobs inject what real hosts also do: failing operations, a restart that
+//! never comes up, a daemon that vanishes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::clock::{Clock, SimClock};
+use crate::host::{CleanReport, ContainerStatus, ContainerSummary, DiskUsage, Host, HostError, HostErrorKind, LogLine};
+use crate::model::{ContainerName, ContainerState, Health, Timestamp};
+
+const MIB: u64 = 1024 * 1024;
+
+/// The web container's name in the simulated lab.
+pub const WEB: &str = "web-prod";
+/// The database container's name in the simulated lab.
+pub const DB: &str = "db-prod";
+/// The label every lab container carries.
+pub const LAB_LABEL: (&str, &str) = ("opsguard.lab", "true");
+
+/// Where the simulated lab keeps things (the same paths as the real lab).
+pub mod paths {
+    /// nginx's log directory (its own small disk).
+    pub const WEB_LOGS: &str = "/var/log/nginx";
+    /// PostgreSQL's log directory, on the database's disk.
+    pub const DB_LOGS: &str = "/var/log/postgresql";
+    /// PostgreSQL's data directory, on the same disk.
+    pub const DB_DATA: &str = "/var/lib/postgresql/data";
+    /// Where the garbage flood writes non-log data, on the same disk.
+    pub const DB_GARBAGE: &str = "/var/lib/postgresql/garbage.bin";
+    /// The crash log of the chain reaction.
+    pub const DB_CRASH_LOG: &str = "/var/log/postgresql/postgres_crash.log";
+}
+
+/// A fault the simulated host can suffer: the specification's chaos scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SimFault {
+    /// A 2 GB garbage log on the web log disk (`fill_web_disk_trigger`).
+    WebDiskFill,
+    /// `n` exited containers (`create_zombie_containers`).
+    Zombies(u32),
+    /// Non-log data fills the database's disk; it crashes (`trigger_db_garbage_flood`).
+    DbGarbageFlood,
+    /// A broken `postgresql.conf`; the database exits (`trigger_config_corruption`).
+    DbConfigCorruption,
+    /// The OOM killer ends the database (`trigger_oom_kill`).
+    DbOomKill,
+    /// A corrupt control file; the database exits (`trigger_data_corruption`).
+    DbDataCorruption,
+    /// A crash log fills the database's disk to 100 %, then the database
+    /// goes down (Phase 3).
+    ChainReaction,
+    /// The database is killed by SIGKILL without the OOM killer (exit 137).
+    DbKilled,
+}
+
+/// Behaviour switches for adversarial tests.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SimKnobs {
+    /// Every operation fails as if the daemon were gone.
+    pub daemon_down: bool,
+    /// `restart` returns an error.
+    pub restart_fails: bool,
+    /// After a restart the container stays in `restarting` for ever.
+    pub restart_never_runs: bool,
+    /// `clean_logs` returns an error.
+    pub clean_fails: bool,
+    /// `prune_exited` returns an error.
+    pub prune_fails: bool,
+    /// The database crashes again this long after any start, whatever the cause.
+    pub db_crashes_after_start_ms: Option<u64>,
+}
+
+/// Something OpsGuard did to the simulated host, for tests to check.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SimOp {
+    /// A restart (or start) of a container.
+    Restart {
+        /// Which.
+        container: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// Files truncated by `clean_logs`.
+    Clean {
+        /// Which container.
+        container: String,
+        /// The files truncated.
+        files: Vec<String>,
+    },
+    /// Containers removed by `prune_exited`.
+    Prune {
+        /// Their names.
+        removed: Vec<String>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct SimFile {
+    size: u64,
+}
+
+#[derive(Clone, Debug)]
+struct SimDisk {
+    capacity: u64,
+    /// Absolute in-container path -> file. A disk is mounted in one container.
+    files: BTreeMap<String, SimFile>,
+}
+
+impl SimDisk {
+    fn used(&self) -> u64 {
+        self.files.values().map(|f| f.size).sum::<u64>().min(self.capacity)
+    }
+
+    fn free(&self) -> u64 {
+        self.capacity - self.used()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Web,
+    Db,
+    Other,
+}
+
+#[derive(Clone, Debug)]
+struct SimContainer {
+    role: Role,
+    state: ContainerState,
+    health: Health,
+    exit_code: Option<i64>,
+    oom_killed: bool,
+    labels: BTreeMap<String, String>,
+    logs: Vec<LogLine>,
+    /// (mount point, disk index)
+    mounts: Vec<(String, usize)>,
+    started_at: Option<Timestamp>,
+    finished_at: Option<Timestamp>,
+    /// A crash scheduled for later: (when, exit code, OOM flag, log lines).
+    pending_crash: Option<(Timestamp, i64, bool, Vec<String>)>,
+}
+
+#[derive(Debug)]
+struct World {
+    containers: BTreeMap<String, SimContainer>,
+    disks: Vec<SimDisk>,
+    knobs: SimKnobs,
+    config_broken: bool,
+    data_corrupt: bool,
+    ops: Vec<SimOp>,
+    faults: Vec<(Timestamp, SimFault)>,
+}
+
+/// The in-memory host. Clones share the same world.
+#[derive(Clone, Debug)]
+pub struct SimHost {
+    world: Arc<Mutex<World>>,
+    clock: SimClock,
+}
+
+fn lab_labels(role: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LAB_LABEL.0.to_string(), LAB_LABEL.1.to_string()),
+        ("opsguard.role".to_string(), role.to_string()),
+    ])
+}
+
+impl SimHost {
+    /// The specification's lab, healthy: `web-prod` with a 2.5 GiB log disk
+    /// and `db-prod` with a 4 GiB disk holding its data and its logs.
+    pub fn lab(clock: SimClock) -> SimHost {
+        let now = clock.now();
+        let web_disk = SimDisk {
+            capacity: 2560 * MIB,
+            files: BTreeMap::from([
+                (format!("{}/access.log", paths::WEB_LOGS), SimFile { size: 120 * MIB }),
+                (format!("{}/error.log", paths::WEB_LOGS), SimFile { size: 8 * MIB }),
+            ]),
+        };
+        let db_disk = SimDisk {
+            capacity: 4096 * MIB,
+            files: BTreeMap::from([
+                (format!("{}/base/16384/16385", paths::DB_DATA), SimFile { size: 300 * MIB }),
+                (format!("{}/pg_wal/000000010000000000000001", paths::DB_DATA), SimFile { size: 16 * MIB }),
+                (format!("{}/global/pg_control", paths::DB_DATA), SimFile { size: 8192 }),
+                (format!("{}/postgresql.log", paths::DB_LOGS), SimFile { size: 40 * MIB }),
+            ]),
+        };
+        let running = |role, mounts, labels| SimContainer {
+            role,
+            state: ContainerState::Running,
+            health: Health::Healthy,
+            exit_code: Some(0),
+            oom_killed: false,
+            labels,
+            logs: Vec::new(),
+            mounts,
+            started_at: Some(now),
+            finished_at: None,
+            pending_crash: None,
+        };
+        let containers = BTreeMap::from([
+            (WEB.to_string(), running(Role::Web, vec![(paths::WEB_LOGS.to_string(), 0)], lab_labels("web"))),
+            (
+                DB.to_string(),
+                running(
+                    Role::Db,
+                    vec![(paths::DB_DATA.to_string(), 1), (paths::DB_LOGS.to_string(), 1), ("/var/lib/postgresql".to_string(), 1)],
+                    lab_labels("db"),
+                ),
+            ),
+        ]);
+        let mut world = World {
+            containers,
+            disks: vec![web_disk, db_disk],
+            knobs: SimKnobs::default(),
+            config_broken: false,
+            data_corrupt: false,
+            ops: Vec::new(),
+            faults: Vec::new(),
+        };
+        world.log(DB, now, "LOG:  database system is ready to accept connections");
+        SimHost { world: Arc::new(Mutex::new(world)), clock }
+    }
+
+    /// The clock this host lives by.
+    pub fn clock(&self) -> &SimClock {
+        &self.clock
+    }
+
+    fn world(&self) -> MutexGuard<'_, World> {
+        // A panic while holding the lock cannot leave the world half-updated
+        // in a way that matters to a simulation; keep going.
+        let mut w = self.world.lock().unwrap_or_else(|e| e.into_inner());
+        w.settle(self.clock.now());
+        w
+    }
+
+    /// Changes the behaviour switches.
+    pub fn set_knobs(&self, knobs: SimKnobs) {
+        self.world().knobs = knobs;
+    }
+
+    /// What OpsGuard did to the host so far.
+    pub fn ops(&self) -> Vec<SimOp> {
+        self.world().ops.clone()
+    }
+
+    /// The faults injected so far, with when.
+    pub fn faults(&self) -> Vec<(Timestamp, SimFault)> {
+        self.world().faults.clone()
+    }
+
+    /// Every file on every disk that is not under one of `log_paths`, with
+    /// its size: what cleaning must never touch.
+    pub fn files_outside(&self, log_paths: &[String]) -> BTreeMap<String, u64> {
+        let w = self.world();
+        w.disks
+            .iter()
+            .flat_map(|d| d.files.iter())
+            .filter(|(p, _)| !log_paths.iter().any(|l| under(p, l)))
+            .map(|(p, f)| (p.clone(), f.size))
+            .collect()
+    }
+
+    /// A container's state, for tests and the example.
+    pub fn state(&self, container: &str) -> Option<ContainerState> {
+        self.world().containers.get(container).map(|c| c.state)
+    }
+
+    /// Appends log lines to a container, as its process would.
+    pub fn write_logs(&self, container: &str, lines: &[&str]) {
+        let now = self.clock.now();
+        let mut w = self.world();
+        for l in lines {
+            w.log(container, now, l);
+        }
+    }
+
+    /// Stops a container as `docker stop` would (exit code 0).
+    pub fn stop(&self, container: &str) {
+        let now = self.clock.now();
+        let mut w = self.world();
+        if let Some(c) = w.containers.get_mut(container) {
+            c.state = ContainerState::Exited;
+            c.exit_code = Some(0);
+            c.health = Health::None;
+            c.finished_at = Some(now);
+            c.pending_crash = None;
+        }
+    }
+
+    /// Injects one of the specification's faults.
+    pub fn inject(&self, fault: SimFault) {
+        let now = self.clock.now();
+        let mut w = self.world();
+        w.faults.push((now, fault));
+        match fault {
+            SimFault::WebDiskFill => {
+                w.add_file(0, &format!("{}/garbage.log", paths::WEB_LOGS), 2230 * MIB);
+            }
+            SimFault::Zombies(n) => {
+                for i in 0..n {
+                    let name = format!("zombie-{}", w.containers.len() + i as usize);
+                    w.containers.insert(
+                        name,
+                        SimContainer {
+                            role: Role::Other,
+                            state: ContainerState::Exited,
+                            health: Health::None,
+                            exit_code: Some(0),
+                            oom_killed: false,
+                            labels: lab_labels("zombie"),
+                            logs: Vec::new(),
+                            mounts: Vec::new(),
+                            started_at: Some(now),
+                            finished_at: Some(now),
+                            pending_crash: None,
+                        },
+                    );
+                }
+            }
+            SimFault::DbGarbageFlood => {
+                let free = w.disks[1].free();
+                w.add_file(1, paths::DB_GARBAGE, free);
+                w.crash_db(now, 1, false, &disk_full_lines());
+            }
+            SimFault::DbConfigCorruption => {
+                w.config_broken = true;
+                // The running server keeps its config until the next start;
+                // the chaos script then restarts it, as a deploy would.
+                w.crash_db(now, 1, false, &config_error_lines());
+            }
+            SimFault::DbOomKill => {
+                w.crash_db(now, 137, true, &["LOG:  checkpoint starting: time".to_string()]);
+            }
+            SimFault::DbDataCorruption => {
+                w.data_corrupt = true;
+                w.crash_db(now, 1, false, &corruption_lines());
+            }
+            SimFault::ChainReaction => {
+                let free = w.disks[1].free();
+                w.add_file(1, paths::DB_CRASH_LOG, free);
+                w.crash_db(now, 1, false, &disk_full_lines());
+            }
+            SimFault::DbKilled => {
+                w.crash_db(now, 137, false, &[]);
+            }
+        }
+    }
+
+    fn check(&self, op: &str) -> Result<MutexGuard<'_, World>, HostError> {
+        let w = self.world();
+        if w.knobs.daemon_down {
+            return Err(HostError::new(HostErrorKind::Unavailable, op, "cannot connect to the Docker daemon"));
+        }
+        Ok(w)
+    }
+}
+
+fn disk_full_lines() -> Vec<String> {
+    vec![
+        "ERROR:  could not write to file \"base/pgsql_tmp/pgsql_tmp271.0\": No space left on device".into(),
+        "PANIC:  could not write to file \"pg_wal/xlogtemp.271\": No space left on device".into(),
+        "LOG:  server process (PID 271) was terminated by signal 6: Aborted".into(),
+    ]
+}
+
+fn config_error_lines() -> Vec<String> {
+    vec![
+        "LOG:  syntax error in file \"/etc/postgresql/postgresql.conf\" line 816, near token \"=\"".into(),
+        "FATAL:  configuration file \"/etc/postgresql/postgresql.conf\" contains errors".into(),
+    ]
+}
+
+fn corruption_lines() -> Vec<String> {
+    vec!["FATAL:  incorrect checksum in control file".into()]
+}
+
+fn under(path: &str, dir: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+}
+
+impl World {
+    fn log(&mut self, container: &str, at: Timestamp, text: &str) {
+        if let Some(c) = self.containers.get_mut(container) {
+            c.logs.push(LogLine { at, text: text.to_string() });
+        }
+    }
+
+    fn add_file(&mut self, disk: usize, path: &str, size: u64) {
+        let d = &mut self.disks[disk];
+        let size = size.min(d.free());
+        d.files.entry(path.to_string()).or_insert(SimFile { size: 0 }).size += size;
+    }
+
+    fn crash_db(&mut self, at: Timestamp, exit_code: i64, oom: bool, lines: &[String]) {
+        for l in lines {
+            self.log(DB, at, l);
+        }
+        if let Some(c) = self.containers.get_mut(DB) {
+            c.state = ContainerState::Exited;
+            c.health = Health::None;
+            c.exit_code = Some(exit_code);
+            c.oom_killed = oom;
+            c.finished_at = Some(at);
+            c.pending_crash = None;
+        }
+    }
+
+    /// Applies crashes whose time has come.
+    fn settle(&mut self, now: Timestamp) {
+        let due: Vec<(String, i64, bool, Vec<String>)> = self
+            .containers
+            .iter_mut()
+            .filter_map(|(name, c)| match &c.pending_crash {
+                Some((at, ..)) if *at <= now => {
+                    let (at, code, oom, lines) = c.pending_crash.take()?;
+                    let _ = at;
+                    Some((name.clone(), code, oom, lines))
+                }
+                _ => None,
+            })
+            .collect();
+        for (name, code, oom, lines) in due {
+            for l in &lines {
+                self.log(&name, now, l);
+            }
+            if let Some(c) = self.containers.get_mut(&name) {
+                c.state = ContainerState::Exited;
+                c.health = Health::None;
+                c.exit_code = Some(code);
+                c.oom_killed = oom;
+                c.finished_at = Some(now);
+            }
+        }
+    }
+
+    fn container(&self, op: &str, name: &str) -> Result<&SimContainer, HostError> {
+        self.containers.get(name).ok_or_else(|| HostError::new(HostErrorKind::NotFound, op, format!("no such container: {name}")))
+    }
+
+    fn disk_of(&self, op: &str, c: &SimContainer, path: &str) -> Result<usize, HostError> {
+        c.mounts
+            .iter()
+            .filter(|(m, _)| path == m || under(path, m))
+            .max_by_key(|(m, _)| m.len())
+            .map(|(_, d)| *d)
+            .ok_or_else(|| HostError::new(HostErrorKind::NotFound, op, format!("{path} is not on a watched disk")))
+    }
+
+    fn start(&mut self, name: &str, now: Timestamp) {
+        let knobs = self.knobs.clone();
+        let db_full = self.disks.get(1).is_some_and(|d| d.free() < MIB);
+        let (config_broken, data_corrupt) = (self.config_broken, self.data_corrupt);
+        let Some(c) = self.containers.get_mut(name) else { return };
+        c.started_at = Some(now);
+        c.finished_at = None;
+        c.oom_killed = false;
+        c.exit_code = Some(0);
+        if knobs.restart_never_runs {
+            c.state = ContainerState::Restarting;
+            c.health = Health::Starting;
+            return;
+        }
+        c.state = ContainerState::Running;
+        c.health = Health::Healthy;
+        if c.role != Role::Db {
+            return;
+        }
+        // A database with an unfixed cause fails its start about a second later.
+        let failure = if db_full {
+            Some(vec![
+                "FATAL:  could not write lock file \"postmaster.pid\": No space left on device".to_string(),
+                "LOG:  shutting down due to startup process failure".to_string(),
+            ])
+        } else if config_broken {
+            Some(config_error_lines())
+        } else if data_corrupt {
+            Some(corruption_lines())
+        } else {
+            None
+        };
+        if let Some(lines) = failure {
+            c.health = Health::Starting;
+            c.pending_crash = Some((now.plus_millis(1_000), 1, false, lines));
+        } else if let Some(ms) = knobs.db_crashes_after_start_ms {
+            c.pending_crash = Some((now.plus_millis(ms), 1, false, vec!["LOG:  terminating on an unexplained signal".to_string()]));
+        } else {
+            c.logs.push(LogLine { at: now, text: "LOG:  database system is ready to accept connections".into() });
+        }
+    }
+}
+
+impl Host for SimHost {
+    async fn list_containers(&self) -> Result<Vec<ContainerSummary>, HostError> {
+        let w = self.check("list containers")?;
+        Ok(w.containers
+            .iter()
+            .map(|(n, c)| ContainerSummary { name: ContainerName::new(n), state: c.state, labels: c.labels.clone() })
+            .collect())
+    }
+
+    async fn inspect(&self, container: &str) -> Result<ContainerStatus, HostError> {
+        let op = format!("inspect {container}");
+        let w = self.check(&op)?;
+        let c = w.container(&op, container)?;
+        Ok(ContainerStatus {
+            name: ContainerName::new(container),
+            state: c.state,
+            health: c.health,
+            exit_code: c.exit_code,
+            oom_killed: c.oom_killed,
+            started_at: c.started_at,
+            finished_at: c.finished_at,
+        })
+    }
+
+    async fn recent_logs(&self, container: &str, since: Timestamp, max_lines: usize) -> Result<Vec<LogLine>, HostError> {
+        let op = format!("logs {container}");
+        let w = self.check(&op)?;
+        let c = w.container(&op, container)?;
+        let recent: Vec<&LogLine> = c.logs.iter().filter(|l| l.at >= since).collect();
+        Ok(recent[recent.len().saturating_sub(max_lines)..].iter().map(|l| (*l).clone()).collect())
+    }
+
+    async fn disk_usage(&self, container: &str, path: &str) -> Result<DiskUsage, HostError> {
+        let op = format!("disk usage {container}:{path}");
+        let w = self.check(&op)?;
+        let c = w.container(&op, container)?;
+        let d = &w.disks[w.disk_of(&op, c, path)?];
+        Ok(DiskUsage { total_bytes: d.capacity, used_bytes: d.used() })
+    }
+
+    async fn clean_logs(&self, container: &str, log_paths: &[String]) -> Result<CleanReport, HostError> {
+        let op = format!("clean_logs {container}");
+        let mut w = self.check(&op)?;
+        if w.knobs.clean_fails {
+            return Err(HostError::new(HostErrorKind::Other, op, "helper container failed"));
+        }
+        let c = w.container(&op, container)?;
+        let disks: Vec<usize> = c.mounts.iter().map(|(_, d)| *d).collect();
+        let mut report = CleanReport::default();
+        let mut files = Vec::new();
+        for d in disks {
+            for (path, f) in w.disks[d].files.iter_mut() {
+                if f.size > 0 && log_paths.iter().any(|l| under(path, l)) {
+                    report.files += 1;
+                    report.freed_bytes += f.size;
+                    f.size = 0;
+                    files.push(path.clone());
+                }
+            }
+        }
+        files.sort();
+        files.dedup();
+        w.ops.push(SimOp::Clean { container: container.to_string(), files });
+        Ok(report)
+    }
+
+    async fn restart(&self, container: &str) -> Result<(), HostError> {
+        let op = format!("restart {container}");
+        let now = self.clock.now();
+        let mut w = self.check(&op)?;
+        w.container(&op, container)?;
+        if w.knobs.restart_fails {
+            return Err(HostError::new(HostErrorKind::Timeout, op, "restart timed out"));
+        }
+        w.ops.push(SimOp::Restart { container: container.to_string(), at: now });
+        w.start(container, now);
+        Ok(())
+    }
+
+    async fn prune_exited(&self, label: &str, protect: &[ContainerName]) -> Result<Vec<ContainerName>, HostError> {
+        let op = "prune containers".to_string();
+        let mut w = self.check(&op)?;
+        if w.knobs.prune_fails {
+            return Err(HostError::new(HostErrorKind::Conflict, op, "a prune operation is already running"));
+        }
+        let (k, v) = label.split_once('=').ok_or_else(|| HostError::new(HostErrorKind::OutOfScope, "prune", "label must be key=value"))?;
+        let doomed: Vec<String> = w
+            .containers
+            .iter()
+            .filter(|(n, c)| {
+                c.state == ContainerState::Exited
+                    && c.labels.get(k).is_some_and(|x| x == v)
+                    && !protect.iter().any(|p| p.as_str() == n.as_str())
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in &doomed {
+            w.containers.remove(n);
+        }
+        w.ops.push(SimOp::Prune { removed: doomed.clone() });
+        Ok(doomed.iter().map(|n| ContainerName::new(n)).collect())
+    }
+}

@@ -1,0 +1,398 @@
+//! The incident loop, the IO shell around the engine: alarm → decide →
+//! approval gate for risky actions → execute on the host → outcome into the
+//! history → verify → … until resolved or stopped; and the watch loop
+//! ([`Agent`]) that feeds it alarms from the observer.
+//!
+//! Every step is audited. Every failure (a host error, a silent approver, a
+//! garbled LLM answer) becomes an outcome that the engine turns into an
+//! escalation; nothing here decides what to do next.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::approval::{self, ApprovalRequest, Approver};
+use crate::audit::{AuditEvent, AuditLog, Resolution};
+use crate::clock::Clock;
+use crate::engine::Engine;
+use crate::host::Host;
+use crate::llm::{AdviceRequest, Advisor};
+use crate::model::{Action, Alarm, ContainerName, History, Outcome, Step, Timestamp, Verification};
+use crate::observer::{Cadence, ContainerEvent, Observer};
+
+/// A finished incident.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IncidentReport {
+    /// Its id.
+    pub id: u64,
+    /// The alarm that opened it.
+    pub alarm: Alarm,
+    /// What was done, in order.
+    pub steps: Vec<Step>,
+    /// How it ended.
+    pub resolution: Resolution,
+    /// When it opened and closed.
+    pub opened_at: Timestamp,
+    /// When it closed.
+    pub closed_at: Timestamp,
+}
+
+/// Timeouts for the things the loop waits on.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// How long a human has to answer; silence is a no.
+    pub approval: Duration,
+    /// How long the LLM has to answer.
+    pub advice: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { approval: Duration::from_secs(300), advice: Duration::from_secs(60) }
+    }
+}
+
+/// Runs incidents to their end against one host.
+pub struct Responder<H, A, L, C> {
+    host: H,
+    approver: A,
+    advisor: L,
+    clock: C,
+    engine: Engine,
+    observer: Observer,
+    audit: AuditLog,
+    timeouts: Timeouts,
+    /// Restart times per container, across incidents, for the restart budget.
+    restarts: BTreeMap<ContainerName, Vec<Timestamp>>,
+    next_incident: u64,
+    next_request: u64,
+}
+
+impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
+    /// A responder; the engine consults the LLM only if `advisor` is configured.
+    pub fn new(engine: Engine, host: H, approver: A, advisor: L, clock: C, audit: AuditLog) -> Self {
+        let engine = engine.with_llm(advisor.is_configured());
+        let observer = Observer::new(std::sync::Arc::new(engine.rules().clone()));
+        Responder {
+            host,
+            approver,
+            advisor,
+            clock,
+            engine,
+            observer,
+            audit,
+            timeouts: Timeouts::default(),
+            restarts: BTreeMap::new(),
+            next_incident: 1,
+            next_request: 1,
+        }
+    }
+
+    /// Changes the timeouts.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The host.
+    pub fn host(&self) -> &H {
+        &self.host
+    }
+
+    /// The observer, built from the same rules.
+    pub fn observer(&self) -> &Observer {
+        &self.observer
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    fn log(&self, incident: u64, event: AuditEvent) {
+        if let Err(e) = self.audit.record(incident, self.clock.now(), event) {
+            // The incident goes on: refusing to act because the audit disk is
+            // full would turn one outage into two. The operator is told.
+            eprintln!("opsguard: audit log write failed: {e}");
+        }
+    }
+
+    /// Handles one alarm until the incident is resolved or stopped.
+    pub async fn handle(&mut self, alarm: Alarm) -> IncidentReport {
+        let id = self.next_incident;
+        self.next_incident += 1;
+        let opened_at = self.clock.now();
+        self.log(id, AuditEvent::IncidentOpened { alarm: alarm.clone() });
+        let mut history = History::with_restarts(self.restarts.get(&alarm.container).cloned().unwrap_or_default());
+        loop {
+            let action = self.engine.decide(&alarm, &history, self.clock.now());
+            self.log(id, AuditEvent::Decided { action: action.clone() });
+            let resolution = match action {
+                Action::Resolved => Resolution::Resolved,
+                Action::Stop { reason } => Resolution::Stopped { reason },
+                action => {
+                    let outcome = self.execute(id, &alarm, &action, &mut history).await;
+                    self.log(id, AuditEvent::Executed { action: action.clone(), outcome: outcome.clone() });
+                    history.steps.push(Step { action, outcome, at: self.clock.now() });
+                    continue;
+                }
+            };
+            let closed_at = self.clock.now();
+            self.log(id, AuditEvent::IncidentClosed { resolution, steps: history.steps.len() });
+            return IncidentReport { id, alarm, steps: history.steps, resolution, opened_at, closed_at };
+        }
+    }
+
+    async fn execute(&mut self, id: u64, alarm: &Alarm, action: &Action, history: &mut History) -> Outcome {
+        let failed = |e: crate::host::HostError| Outcome::Failed { error: e.to_string() };
+        match action {
+            Action::CleanLogs { target } => {
+                let Some(t) = self.engine.rules().target(target.as_str()).cloned() else {
+                    return Outcome::Failed { error: format!("{target} is not a watched service") };
+                };
+                let report = match self.host.clean_logs(target.as_str(), &t.log_paths).await {
+                    Ok(r) => r,
+                    Err(e) => return failed(e),
+                };
+                match self.host.disk_usage(target.as_str(), &t.disk_path).await {
+                    Ok(u) => Outcome::Cleaned { disk_used_pct: u.used_pct(), freed_bytes: report.freed_bytes },
+                    Err(e) => failed(e),
+                }
+            }
+            Action::PruneContainers => {
+                let protect = self.observer.protected();
+                match self.host.prune_exited(&self.engine.rules().scope_label, &protect).await {
+                    Ok(removed) => Outcome::Pruned { removed: removed.len() as u32 },
+                    Err(e) => failed(e),
+                }
+            }
+            Action::RestartContainer { target, .. } => {
+                let request = ApprovalRequest { id: self.next_request, incident: id, action: action.clone(), alarm: alarm.clone() };
+                self.next_request += 1;
+                let approver = self.approver.name().to_string();
+                self.log(id, AuditEvent::ApprovalRequested { request: request.id, action: action.clone(), approver: approver.clone() });
+                let (approved, detail) = approval::ask(&self.approver, &request, self.timeouts.approval).await;
+                self.log(id, AuditEvent::ApprovalAnswered { request: request.id, approved, approver, detail });
+                if !approved {
+                    return Outcome::ApprovalRejected;
+                }
+                match self.host.restart(target.as_str()).await {
+                    Ok(()) => {
+                        let now = self.clock.now();
+                        self.restarts.entry(target.clone()).or_default().push(now);
+                        history.restarts.push(now);
+                        Outcome::Restarted
+                    }
+                    Err(e) => failed(e),
+                }
+            }
+            Action::Verify { .. } => Outcome::Verified(self.verify(id, alarm).await),
+            Action::ConsultLlm => {
+                let allowed = self.engine.rules().plan(alarm.kind).map(|p| p.llm_choices).unwrap_or_default();
+                let request = AdviceRequest { alarm: alarm.clone(), allowed };
+                let answer = tokio::time::timeout(self.timeouts.advice, self.advisor.advise(&request)).await;
+                let (outcome, event) = match answer {
+                    Ok(Ok(advice)) if allowed.contains(advice.choice) && !advice.reason.trim().is_empty() => (
+                        Outcome::LlmChose { choice: advice.choice },
+                        AuditEvent::LlmConsulted {
+                            model: Some(advice.model),
+                            latency_ms: Some(advice.latency_ms),
+                            choice: Some(advice.choice),
+                            reason: advice.reason,
+                            raw: Some(advice.raw),
+                        },
+                    ),
+                    Ok(Ok(advice)) => (
+                        Outcome::LlmFailed,
+                        AuditEvent::LlmConsulted {
+                            model: Some(advice.model),
+                            latency_ms: Some(advice.latency_ms),
+                            choice: None,
+                            reason: format!("refused: {} is not allowed here or has no reason", advice.choice.name()),
+                            raw: Some(advice.raw),
+                        },
+                    ),
+                    Ok(Err(e)) => (
+                        Outcome::LlmFailed,
+                        AuditEvent::LlmConsulted { model: None, latency_ms: None, choice: None, reason: e.reason, raw: e.raw },
+                    ),
+                    Err(_) => (
+                        Outcome::LlmFailed,
+                        AuditEvent::LlmConsulted {
+                            model: None,
+                            latency_ms: None,
+                            choice: None,
+                            reason: format!("no answer within {}s", self.timeouts.advice.as_secs()),
+                            raw: None,
+                        },
+                    ),
+                };
+                self.log(id, event);
+                outcome
+            }
+            // The engine hands terminal actions back to `handle`.
+            Action::Stop { .. } | Action::Resolved => Outcome::Failed { error: "not an executable action".into() },
+        }
+    }
+
+    /// Rapid checks until the service is confirmed (Running and healthy for
+    /// `stable_checks` checks in a row, its alarm cleared), it is down for
+    /// good, or the rapid window ends.
+    async fn verify(&mut self, id: u64, alarm: &Alarm) -> Verification {
+        let settings = self.engine.rules().observer;
+        let mut cadence = Cadence::new(settings);
+        cadence.trigger_rapid(self.clock.now());
+        let mut stable = 0;
+        let mut last_state = None;
+        loop {
+            match self.observer.recheck(&self.host, alarm).await {
+                Ok(check) => {
+                    self.log(
+                        id,
+                        AuditEvent::Checked {
+                            state: check.state,
+                            health: Some(check.health),
+                            cleared: Some(check.cleared),
+                            error: None,
+                        },
+                    );
+                    last_state = check.state;
+                    if check.is_good() {
+                        stable += 1;
+                        if stable >= settings.stable_checks {
+                            return Verification::Confirmed;
+                        }
+                    } else {
+                        stable = 0;
+                        if check.is_settled_down() {
+                            return Verification::NotConfirmed { last_state };
+                        }
+                    }
+                }
+                Err(e) => {
+                    // A daemon that blinks may come back within the window.
+                    stable = 0;
+                    self.log(id, AuditEvent::Checked { state: None, health: None, cleared: None, error: Some(e.to_string()) });
+                }
+            }
+            let now = self.clock.now();
+            if !cadence.is_rapid(now) {
+                return Verification::NotConfirmed { last_state };
+            }
+            self.clock.sleep(cadence.interval(now)).await;
+        }
+    }
+}
+
+/// When the watch loop ends.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Until {
+    /// After this many incidents have ended.
+    pub incidents: Option<usize>,
+    /// At this time.
+    pub deadline: Option<Timestamp>,
+}
+
+/// `app.py`: the observer and the responder together, polling at the
+/// observer's cadence and reacting to container events in between.
+pub struct Agent<H, A, L, C> {
+    responder: Responder<H, A, L, C>,
+    cadence: Cadence,
+    /// Alarms already escalated to a human and not yet cleared: they are not
+    /// opened again on every sweep.
+    escalated: BTreeSet<(String, ContainerName)>,
+}
+
+fn alarm_key(a: &Alarm) -> (String, ContainerName) {
+    (a.kind.to_string(), a.container.clone())
+}
+
+impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
+    /// An agent around `responder`.
+    pub fn new(responder: Responder<H, A, L, C>) -> Self {
+        let cadence = Cadence::new(responder.engine.rules().observer);
+        Agent { responder, cadence, escalated: BTreeSet::new() }
+    }
+
+    /// The responder.
+    pub fn responder(&self) -> &Responder<H, A, L, C> {
+        &self.responder
+    }
+
+    /// Watches until `until`; returns every finished incident. `events`
+    /// (e.g. Docker's event stream) triggers checks between sweeps.
+    pub async fn run(&mut self, mut events: Option<mpsc::Receiver<ContainerEvent>>, until: Until) -> Vec<IncidentReport> {
+        let mut reports = Vec::new();
+        loop {
+            let now = self.responder.clock.now();
+            let sweep = self.responder.observer.sweep(&self.responder.host, now).await;
+            for e in &sweep.errors {
+                eprintln!("opsguard: check failed: {e}");
+            }
+            let raised: BTreeSet<_> = sweep.alarms.iter().map(alarm_key).collect();
+            // A condition that cleared may be escalated again if it returns.
+            self.escalated.retain(|k| raised.contains(k));
+            for alarm in sweep.alarms {
+                // After an incident the host has changed: sweep again rather
+                // than act on alarms raised before it.
+                if self.handle(alarm, &mut reports).await || self.done(&reports, until) {
+                    break;
+                }
+            }
+            if self.done(&reports, until) {
+                return reports;
+            }
+            let wait = self.cadence.interval(self.responder.clock.now());
+            match events.as_mut() {
+                None => self.responder.clock.sleep(wait).await,
+                Some(rx) => {
+                    tokio::select! {
+                        _ = self.responder.clock.sleep(wait) => {}
+                        ev = rx.recv() => match ev {
+                            Some(ev) => {
+                                let now = self.responder.clock.now();
+                                if let Ok(Some(alarm)) = self.responder.observer.check_event(&self.responder.host, &ev, now).await {
+                                    self.handle(alarm, &mut reports).await;
+                                }
+                            }
+                            None => events = None,
+                        }
+                    }
+                }
+            }
+            if self.done(&reports, until) {
+                return reports;
+            }
+        }
+    }
+
+    /// Handles one alarm unless it is already with a human; returns whether
+    /// an incident ran.
+    async fn handle(&mut self, alarm: Alarm, reports: &mut Vec<IncidentReport>) -> bool {
+        let key = alarm_key(&alarm);
+        if self.escalated.contains(&key) {
+            return false;
+        }
+        let report = self.responder.handle(alarm).await;
+        if matches!(report.resolution, Resolution::Stopped { .. }) {
+            self.escalated.insert(key);
+        }
+        if !report.steps.is_empty() {
+            self.cadence.trigger_rapid(self.responder.clock.now());
+        }
+        reports.push(report);
+        true
+    }
+
+    fn done(&self, reports: &[IncidentReport], until: Until) -> bool {
+        until.incidents.is_some_and(|n| reports.len() >= n)
+            || until.deadline.is_some_and(|d| self.responder.clock.now() >= d)
+    }
+}

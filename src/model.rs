@@ -1,0 +1,620 @@
+//! The domain vocabulary shared by every other module: alarms and their
+//! evidence, root causes, the closed set of actions, and the per-incident
+//! history that `decide` reads.
+//!
+//! The names printed and written to the audit log are the specification's
+//! (`WEB_LOG_SATURATION`, `DB_CRASH — Disk Full`, `clean_logs`,
+//! `restart_database_risky`, …) so that a reader of the specification
+//! recognises them.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch.
+///
+/// The engine never reads a clock: the caller passes the current time in, so
+/// tests drive a simulated clock and `decide` stays deterministic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// The time `ms` milliseconds later, saturating instead of overflowing.
+    pub fn plus_millis(self, ms: u64) -> Timestamp {
+        Timestamp(self.0.saturating_add(ms))
+    }
+
+    /// Milliseconds from `earlier` to `self`; zero when `earlier` is later.
+    pub fn millis_since(self, earlier: Timestamp) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    /// The time as RFC 3339 text with millisecond precision, for humans and
+    /// the audit log.
+    pub fn to_rfc3339(self) -> String {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.0);
+        humantime::format_rfc3339_millis(t).to_string()
+    }
+}
+
+/// A container's name, cheap to clone so that actions can carry their target
+/// without allocating on the engine's hot path.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContainerName(Arc<str>);
+
+impl ContainerName {
+    /// Wraps a name.
+    pub fn new(name: &str) -> Self {
+        ContainerName(Arc::from(name))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for ContainerName {
+    fn from(s: &str) -> Self {
+        ContainerName::new(s)
+    }
+}
+
+impl fmt::Debug for ContainerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for ContainerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a crashed database went down, as tagged by the classifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RootCause {
+    /// `No space left on device`: the disk the database writes to is full.
+    DiskFull,
+    /// The server refused its configuration file.
+    ConfigError,
+    /// The kernel's OOM killer ended the container (`OOMKilled` is true).
+    OomKill,
+    /// Checksum failures, invalid pages, a PANIC that is not a full disk.
+    DataCorruption,
+    /// None of the signatures matched.
+    Unknown,
+}
+
+impl RootCause {
+    /// Every root cause, in the specification's classification order.
+    pub const ALL: [RootCause; 5] = [
+        RootCause::DiskFull,
+        RootCause::ConfigError,
+        RootCause::OomKill,
+        RootCause::DataCorruption,
+        RootCause::Unknown,
+    ];
+
+    /// The specification's label (`Disk Full`, `OOM Killer`, …).
+    pub fn label(self) -> &'static str {
+        match self {
+            RootCause::DiskFull => "Disk Full",
+            RootCause::ConfigError => "Config Error",
+            RootCause::OomKill => "OOM Killer",
+            RootCause::DataCorruption => "DATA CORRUPTION",
+            RootCause::Unknown => "Unknown",
+        }
+    }
+
+    /// The key used for this cause in rules files (`disk_full`, …).
+    pub fn key(self) -> &'static str {
+        match self {
+            RootCause::DiskFull => "disk_full",
+            RootCause::ConfigError => "config_error",
+            RootCause::OomKill => "oom_kill",
+            RootCause::DataCorruption => "data_corruption",
+            RootCause::Unknown => "unknown",
+        }
+    }
+
+    /// Parses a rules-file key.
+    pub fn from_key(key: &str) -> Option<RootCause> {
+        RootCause::ALL.into_iter().find(|c| c.key() == key)
+    }
+
+    /// Causes that a restart can only make worse: the engine refuses to
+    /// restart for them whatever the rules, the history or an LLM say.
+    pub fn forbids_restart(self) -> bool {
+        matches!(self, RootCause::ConfigError | RootCause::DataCorruption)
+    }
+}
+
+impl fmt::Display for RootCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// What kind of trouble an alarm reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "code", content = "cause")]
+pub enum AlarmKind {
+    /// `WEB_LOG_SATURATION`: the web server's log disk is above threshold.
+    #[serde(rename = "WEB_LOG_SATURATION")]
+    WebLogSaturation,
+    /// `ZOMBIE_OUTBREAK`: too many exited containers.
+    #[serde(rename = "ZOMBIE_OUTBREAK")]
+    ZombieOutbreak,
+    /// `DB_CRASH`: the database is not running, with its tagged root cause.
+    #[serde(rename = "DB_CRASH")]
+    DbCrash(RootCause),
+}
+
+impl AlarmKind {
+    /// The specification's alarm code.
+    pub fn code(self) -> &'static str {
+        match self {
+            AlarmKind::WebLogSaturation => "WEB_LOG_SATURATION",
+            AlarmKind::ZombieOutbreak => "ZOMBIE_OUTBREAK",
+            AlarmKind::DbCrash(_) => "DB_CRASH",
+        }
+    }
+
+    /// The root cause, for a database crash.
+    pub fn cause(self) -> Option<RootCause> {
+        match self {
+            AlarmKind::DbCrash(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for AlarmKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AlarmKind::DbCrash(c) => write!(f, "DB_CRASH — {c}"),
+            other => f.write_str(other.code()),
+        }
+    }
+}
+
+/// A container's lifecycle state, as Docker reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerState {
+    /// Created, never started.
+    Created,
+    /// Running (see [`Health`] for its health check).
+    Running,
+    /// Paused.
+    Paused,
+    /// Being restarted by Docker's restart policy.
+    Restarting,
+    /// Being removed.
+    Removing,
+    /// Exited.
+    Exited,
+    /// Dead (removal failed).
+    Dead,
+}
+
+impl ContainerState {
+    /// Docker's own spelling (`running`, `exited`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Paused => "paused",
+            ContainerState::Restarting => "restarting",
+            ContainerState::Removing => "removing",
+            ContainerState::Exited => "exited",
+            ContainerState::Dead => "dead",
+        }
+    }
+
+    /// States the container does not leave by itself: waiting longer will
+    /// not bring it back.
+    pub fn is_settled_down(self) -> bool {
+        matches!(self, ContainerState::Exited | ContainerState::Dead | ContainerState::Created)
+    }
+}
+
+/// The result of a container's health check, when it has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// No health check is configured.
+    None,
+    /// The check has not passed yet.
+    Starting,
+    /// The check passes.
+    Healthy,
+    /// The check fails.
+    Unhealthy,
+}
+
+/// The facts behind an alarm, kept for the approver, the LLM and the audit.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The container's state when the alarm was raised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ContainerState>,
+    /// Exit code of a stopped container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// Docker's `OOMKilled` flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_killed: Option<bool>,
+    /// Disk usage of the watched path, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_used_pct: Option<f64>,
+    /// Number of exited containers in scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exited_containers: Option<u32>,
+    /// Which signature decided the root cause (e.g. `log matches "No space left on device"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_signature: Option<String>,
+    /// The log lines that matched, capped in number and length.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_lines: Vec<String>,
+    /// The last log lines before the crash, for a human or an LLM to read
+    /// when no signature matched. Untrusted text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_tail: Vec<String>,
+}
+
+/// Something is wrong on the host: what, where, why and when.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alarm {
+    /// What kind of trouble.
+    pub kind: AlarmKind,
+    /// The container concerned (for a zombie outbreak, the host's scope name).
+    pub container: ContainerName,
+    /// The facts that raised it.
+    pub evidence: Evidence,
+    /// When the observer raised it.
+    pub raised_at: Timestamp,
+}
+
+impl fmt::Display for Alarm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} on {}", self.kind, self.container)
+    }
+}
+
+/// How dangerous an action is: risky ones need a human's explicit yes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    /// Cannot lose data or take a service down (`safe.py`).
+    Safe,
+    /// Needs approval (`risky.py`).
+    Risky,
+}
+
+/// Why a restart is proposed: what the approver is asked to accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartReason {
+    /// The OOM killer stopped it; a restart is the documented fix.
+    OomKill,
+    /// Log cleaning freed the disk, but the service is still down.
+    DiskFreed,
+    /// The LLM picked a restart for an unknown cause.
+    LlmSuggested,
+}
+
+impl fmt::Display for RestartReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RestartReason::OomKill => "killed by the OOM killer",
+            RestartReason::DiskFreed => "disk freed by cleaning logs, service still down",
+            RestartReason::LlmSuggested => "suggested by the LLM for an unknown cause",
+        })
+    }
+}
+
+/// Why an incident stopped and went to a human.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// Config error: manual intervention needed.
+    ConfigError,
+    /// Data corruption: manual intervention needed.
+    DataCorruption,
+    /// Cleaning logs left the disk above the success threshold: non-log data
+    /// is blocking the disk.
+    CleanDidNotFreeDisk,
+    /// The human rejected (or did not answer) the approval request.
+    ApprovalRejected,
+    /// The container was restarted too often recently.
+    RestartBudgetExhausted,
+    /// After the last fix the service never came back as Running.
+    VerificationFailed,
+    /// An action failed on the host.
+    ActionFailed,
+    /// Unknown root cause and no LLM configured.
+    UnknownCause,
+    /// The LLM could not be consulted or gave an invalid answer.
+    LlmFailed,
+    /// The LLM itself chose to escalate.
+    LlmEscalated,
+    /// The LLM chose an action the rules do not allow here.
+    LlmChoiceRefused,
+    /// A safety rule refused the action the plan asked for.
+    SafetyRule,
+    /// The incident used up its step budget.
+    StepLimit,
+    /// The rules have no plan for this alarm.
+    NoPlan,
+}
+
+impl StopReason {
+    /// A sentence for the human taking over.
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopReason::ConfigError => "configuration error: manual intervention needed",
+            StopReason::DataCorruption => "data corruption: manual intervention needed",
+            StopReason::CleanDidNotFreeDisk => {
+                "cleaning logs did not free the disk: non-log data is blocking it"
+            }
+            StopReason::ApprovalRejected => "operation cancelled: restart not approved",
+            StopReason::RestartBudgetExhausted => {
+                "restart budget exhausted: the container keeps dying"
+            }
+            StopReason::VerificationFailed => "the service did not come back as Running",
+            StopReason::ActionFailed => "an action failed on the host",
+            StopReason::UnknownCause => "unknown root cause and no LLM configured",
+            StopReason::LlmFailed => "the LLM gave no usable answer",
+            StopReason::LlmEscalated => "the LLM advised a human should look",
+            StopReason::LlmChoiceRefused => "the LLM chose an action the rules forbid here",
+            StopReason::SafetyRule => "a safety rule refused the planned action",
+            StopReason::StepLimit => "the incident ran out of steps",
+            StopReason::NoPlan => "no rule covers this alarm",
+        }
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// The closed set of things OpsGuard can do. No variant carries a command,
+/// a path or anything an LLM could smuggle in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+#[must_use]
+pub enum Action {
+    /// `clean_logs(container)`: truncate log files under the container's
+    /// configured log paths.
+    CleanLogs {
+        /// The container whose logs to clean.
+        target: ContainerName,
+    },
+    /// `prune_containers(reason)`: remove exited containers in scope.
+    PruneContainers,
+    /// `restart_database_risky(reason)`: needs approval.
+    RestartContainer {
+        /// The container to restart.
+        target: ContainerName,
+        /// What the approver is asked to accept.
+        reason: RestartReason,
+    },
+    /// Rapid re-checks until the alarm's condition has cleared and the
+    /// service is Running, or the rapid window ends.
+    Verify {
+        /// The container to watch.
+        target: ContainerName,
+    },
+    /// Ask the LLM to pick among the actions the rules allow.
+    ConsultLlm,
+    /// Stop and hand over to a human.
+    Stop {
+        /// Why.
+        reason: StopReason,
+    },
+    /// Verified: the incident is over.
+    Resolved,
+}
+
+impl Action {
+    /// The specification's tool name, or a short verb for the non-tools.
+    pub fn tool_name(&self) -> &'static str {
+        match self {
+            Action::CleanLogs { .. } => "clean_logs",
+            Action::PruneContainers => "prune_containers",
+            Action::RestartContainer { .. } => "restart_database_risky",
+            Action::Verify { .. } => "verify",
+            Action::ConsultLlm => "consult_llm",
+            Action::Stop { .. } => "stop",
+            Action::Resolved => "resolved",
+        }
+    }
+
+    /// Whether a human must approve it first.
+    pub fn risk(&self) -> Risk {
+        match self {
+            Action::RestartContainer { .. } => Risk::Risky,
+            _ => Risk::Safe,
+        }
+    }
+
+    /// Whether the incident ends with this action.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Action::Stop { .. } | Action::Resolved)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::CleanLogs { target } => write!(f, "clean_logs('{target}')"),
+            Action::PruneContainers => f.write_str("prune_containers()"),
+            Action::RestartContainer { target, reason } => {
+                write!(f, "restart_database_risky('{target}') — {reason}")
+            }
+            Action::Verify { target } => write!(f, "verify('{target}')"),
+            Action::ConsultLlm => f.write_str("consult_llm()"),
+            Action::Stop { reason } => write!(f, "STOP — {reason}"),
+            Action::Resolved => f.write_str("resolved"),
+        }
+    }
+}
+
+/// The actions an LLM may choose among: a closed set, narrowed per alarm by
+/// the rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmChoice {
+    /// `restart_database_risky`.
+    #[serde(rename = "restart_database_risky")]
+    Restart,
+    /// `clean_logs`.
+    CleanLogs,
+    /// Hand over to a human.
+    Escalate,
+}
+
+impl LlmChoice {
+    /// Every choice.
+    pub const ALL: [LlmChoice; 3] = [LlmChoice::Restart, LlmChoice::CleanLogs, LlmChoice::Escalate];
+
+    /// The name used in prompts, JSON schemas and rules files.
+    pub fn name(self) -> &'static str {
+        match self {
+            LlmChoice::Restart => "restart_database_risky",
+            LlmChoice::CleanLogs => "clean_logs",
+            LlmChoice::Escalate => "escalate",
+        }
+    }
+
+    /// Parses a name exactly as [`LlmChoice::name`] spells it.
+    pub fn from_name(name: &str) -> Option<LlmChoice> {
+        LlmChoice::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// A small set of [`LlmChoice`]s, stored as bits so it is `Copy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ChoiceSet(u8);
+
+impl ChoiceSet {
+    /// The empty set.
+    pub const EMPTY: ChoiceSet = ChoiceSet(0);
+
+    fn bit(c: LlmChoice) -> u8 {
+        match c {
+            LlmChoice::Restart => 1,
+            LlmChoice::CleanLogs => 2,
+            LlmChoice::Escalate => 4,
+        }
+    }
+
+    /// This set with `c` added.
+    pub fn with(self, c: LlmChoice) -> ChoiceSet {
+        ChoiceSet(self.0 | Self::bit(c))
+    }
+
+    /// Whether `c` is in the set.
+    pub fn contains(self, c: LlmChoice) -> bool {
+        self.0 & Self::bit(c) != 0
+    }
+
+    /// The members, in [`LlmChoice::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = LlmChoice> {
+        LlmChoice::ALL.into_iter().filter(move |c| self.contains(*c))
+    }
+}
+
+impl FromIterator<LlmChoice> for ChoiceSet {
+    fn from_iter<I: IntoIterator<Item = LlmChoice>>(iter: I) -> Self {
+        iter.into_iter().fold(ChoiceSet::EMPTY, ChoiceSet::with)
+    }
+}
+
+/// What verification saw.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verification {
+    /// The service is Running (stably, and healthy if it has a health
+    /// check) and the alarm's condition has cleared.
+    Confirmed,
+    /// The service is down, or the condition persists, and waiting will
+    /// not change it (or the rapid window ran out).
+    NotConfirmed {
+        /// The last state seen, if the container could be inspected.
+        last_state: Option<ContainerState>,
+    },
+}
+
+/// What happened when an action was carried out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Logs were cleaned; the disk usage afterwards.
+    Cleaned {
+        /// Disk usage after cleaning, in percent.
+        disk_used_pct: f64,
+        /// Bytes freed.
+        freed_bytes: u64,
+    },
+    /// Exited containers were removed.
+    Pruned {
+        /// How many.
+        removed: u32,
+    },
+    /// The approver said no, did not answer in time, or failed.
+    ApprovalRejected,
+    /// The container was restarted.
+    Restarted,
+    /// Verification finished.
+    Verified(Verification),
+    /// The LLM answered with a valid choice.
+    LlmChose {
+        /// The choice.
+        choice: LlmChoice,
+    },
+    /// The LLM could not be consulted or its answer was invalid.
+    LlmFailed,
+    /// The host failed to carry out the action.
+    Failed {
+        /// What went wrong, for humans.
+        error: String,
+    },
+}
+
+/// One executed action and its outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// What was done.
+    pub action: Action,
+    /// What came of it.
+    pub outcome: Outcome,
+    /// When it finished.
+    pub at: Timestamp,
+}
+
+/// Everything `decide` knows about an incident beyond its alarm.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// The steps taken in this incident, oldest first.
+    pub steps: Vec<Step>,
+    /// When the alarm's container was restarted recently, across incidents,
+    /// so a container that keeps dying runs out of restart budget.
+    pub restarts: Vec<Timestamp>,
+}
+
+impl History {
+    /// An empty history with the container's recent restarts.
+    pub fn with_restarts(restarts: Vec<Timestamp>) -> Self {
+        History { steps: Vec::new(), restarts }
+    }
+}

@@ -1,0 +1,377 @@
+//! The observer: turns what a [`Host`] shows into [`Alarm`]s with evidence,
+//! and re-checks an alarm's condition for verification.
+//!
+//! It polls (a full sweep at the normal interval, every 2 s in rapid mode
+//! after a fix, see [`Cadence`]) and also takes container events, so a
+//! Docker event stream can raise a crash alarm without waiting for the next
+//! sweep. It never decides anything: that is the engine's job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::classify::{self, CrashFacts, MAX_EVIDENCE_LINE};
+use crate::host::{ContainerSummary, Host, HostError};
+use crate::model::{Alarm, AlarmKind, ContainerName, ContainerState, Evidence, Health, RootCause, Timestamp};
+use crate::rules::{ObserverSettings, Rules};
+
+/// Most log lines read for one classification.
+pub const MAX_LOG_LINES: usize = 10_000;
+/// Log lines kept as the tail shown to a human or an LLM.
+pub const TAIL_LINES: usize = 20;
+
+/// What a container event says happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerEventKind {
+    /// The container's main process ended.
+    Die,
+    /// The OOM killer struck (arrives before `die`).
+    Oom,
+    /// The container started.
+    Start,
+    /// The health check changed.
+    HealthStatus(Health),
+}
+
+/// A container event, from Docker's event stream or a simulation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerEvent {
+    /// Which container.
+    pub container: ContainerName,
+    /// What happened.
+    pub kind: ContainerEventKind,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// The result of one full sweep.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    /// Alarms raised.
+    pub alarms: Vec<Alarm>,
+    /// Checks that could not be made (a vanished daemon, an unknown container).
+    pub errors: Vec<HostError>,
+}
+
+/// One re-check of an alarm's condition.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Check {
+    /// The service's state (`None` for a host-wide alarm such as zombies).
+    pub state: Option<ContainerState>,
+    /// Its health check.
+    pub health: Health,
+    /// Whether the alarm's own condition (disk, zombie count) has cleared.
+    pub cleared: bool,
+}
+
+impl Check {
+    /// Running and healthy (or without a health check), condition cleared.
+    pub fn is_good(&self) -> bool {
+        let up = match self.state {
+            None => true,
+            Some(s) => s == ContainerState::Running && matches!(self.health, Health::None | Health::Healthy),
+        };
+        up && self.cleared
+    }
+
+    /// Down in a way that waiting will not change.
+    pub fn is_settled_down(&self) -> bool {
+        self.state.is_some_and(ContainerState::is_settled_down)
+    }
+}
+
+/// Watches the host for the rules' alarms.
+#[derive(Clone, Debug)]
+pub struct Observer {
+    rules: Arc<Rules>,
+}
+
+impl Observer {
+    /// An observer applying `rules`.
+    pub fn new(rules: Arc<Rules>) -> Observer {
+        Observer { rules }
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Checks everything: the web log disk, the database, the zombies.
+    pub async fn sweep<H: Host>(&self, host: &H, now: Timestamp) -> Sweep {
+        let mut sweep = Sweep::default();
+        for result in [
+            self.check_web(host, now).await,
+            self.check_database(host, now).await,
+            self.check_zombies(host, now).await,
+        ] {
+            match result {
+                Ok(Some(alarm)) => sweep.alarms.push(alarm),
+                Ok(None) => {}
+                Err(e) => sweep.errors.push(e),
+            }
+        }
+        sweep
+    }
+
+    /// `WEB_LOG_SATURATION` when the web log disk is above threshold.
+    pub async fn check_web<H: Host>(&self, host: &H, now: Timestamp) -> Result<Option<Alarm>, HostError> {
+        let web = &self.rules.web;
+        let usage = host.disk_usage(web.container.as_str(), &web.disk_path).await?;
+        let pct = usage.used_pct();
+        if pct <= self.rules.thresholds.web_disk_pct {
+            return Ok(None);
+        }
+        let state = host.inspect(web.container.as_str()).await.ok().map(|s| s.state);
+        Ok(Some(Alarm {
+            kind: AlarmKind::WebLogSaturation,
+            container: web.container.clone(),
+            evidence: Evidence { state, disk_used_pct: Some(pct), ..Evidence::default() },
+            raised_at: now,
+        }))
+    }
+
+    /// `DB_CRASH` with its root cause when the database is not running.
+    pub async fn check_database<H: Host>(&self, host: &H, now: Timestamp) -> Result<Option<Alarm>, HostError> {
+        let db = &self.rules.database;
+        let status = host.inspect(db.container.as_str()).await?;
+        if !matches!(status.state, ContainerState::Exited | ContainerState::Dead) {
+            return Ok(None);
+        }
+        // Read the window before the crash, however late we notice it.
+        let end = status.finished_at.unwrap_or(now);
+        let since = Timestamp(end.0.saturating_sub(self.rules.observer.log_window_secs * 1000));
+        let logs = host.recent_logs(db.container.as_str(), since, MAX_LOG_LINES).await?;
+        let texts: Vec<&str> = logs.iter().map(|l| l.text.as_str()).collect();
+        let c = classify::classify(
+            &self.rules,
+            CrashFacts { exit_code: status.exit_code, oom_killed: status.oom_killed, logs: &texts },
+        );
+        let disk_used_pct = match c.cause {
+            RootCause::DiskFull | RootCause::Unknown => {
+                host.disk_usage(db.container.as_str(), &db.disk_path).await.ok().map(|u| u.used_pct())
+            }
+            _ => None,
+        };
+        let tail = texts[texts.len().saturating_sub(TAIL_LINES)..]
+            .iter()
+            .map(|l| classify::truncate(l, MAX_EVIDENCE_LINE).to_string())
+            .collect();
+        Ok(Some(Alarm {
+            kind: AlarmKind::DbCrash(c.cause),
+            container: db.container.clone(),
+            evidence: Evidence {
+                state: Some(status.state),
+                exit_code: status.exit_code,
+                oom_killed: Some(status.oom_killed),
+                disk_used_pct,
+                exited_containers: None,
+                matched_signature: c.signature,
+                log_lines: c.lines,
+                log_tail: tail,
+            },
+            raised_at: now,
+        }))
+    }
+
+    /// `ZOMBIE_OUTBREAK` when more exited containers in scope than allowed.
+    pub async fn check_zombies<H: Host>(&self, host: &H, now: Timestamp) -> Result<Option<Alarm>, HostError> {
+        let n = self.zombie_count(&host.list_containers().await?);
+        if n <= self.rules.thresholds.zombie_max {
+            return Ok(None);
+        }
+        Ok(Some(Alarm {
+            kind: AlarmKind::ZombieOutbreak,
+            container: self.zombie_scope(),
+            evidence: Evidence { exited_containers: Some(n), ..Evidence::default() },
+            raised_at: now,
+        }))
+    }
+
+    /// What a container event calls for: a check of that container.
+    pub async fn check_event<H: Host>(&self, host: &H, event: &ContainerEvent, now: Timestamp) -> Result<Option<Alarm>, HostError> {
+        let name = event.container.as_str();
+        match event.kind {
+            ContainerEventKind::Die if name == self.rules.database.container.as_str() => self.check_database(host, now).await,
+            ContainerEventKind::Die => self.check_zombies(host, now).await,
+            ContainerEventKind::HealthStatus(Health::Unhealthy) if name == self.rules.web.container.as_str() => {
+                self.check_web(host, now).await
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Re-checks an alarm's condition, for verification.
+    pub async fn recheck<H: Host>(&self, host: &H, alarm: &Alarm) -> Result<Check, HostError> {
+        let t = &self.rules.thresholds;
+        match alarm.kind {
+            AlarmKind::ZombieOutbreak => {
+                let n = self.zombie_count(&host.list_containers().await?);
+                Ok(Check { state: None, health: Health::None, cleared: n <= t.zombie_max })
+            }
+            kind => {
+                let target = self.rules.target(alarm.container.as_str()).ok_or_else(|| {
+                    HostError::new(crate::host::HostErrorKind::OutOfScope, "verify", format!("{} is not watched", alarm.container))
+                })?;
+                let status = host.inspect(target.container.as_str()).await?;
+                let limit = match kind {
+                    AlarmKind::WebLogSaturation => Some(t.web_disk_pct),
+                    AlarmKind::DbCrash(RootCause::DiskFull) => Some(t.clean_success_pct),
+                    _ => None,
+                };
+                let cleared = match limit {
+                    None => true,
+                    Some(limit) => host.disk_usage(target.container.as_str(), &target.disk_path).await?.used_pct() < limit,
+                };
+                Ok(Check { state: Some(status.state), health: status.health, cleared })
+            }
+        }
+    }
+
+    fn zombie_scope(&self) -> ContainerName {
+        ContainerName::new(&self.rules.scope_label)
+    }
+
+    /// The watched services, which are never zombies and never pruned.
+    pub fn protected(&self) -> [ContainerName; 2] {
+        [self.rules.web.container.clone(), self.rules.database.container.clone()]
+    }
+
+    fn zombie_count(&self, containers: &[ContainerSummary]) -> u32 {
+        let protected = self.protected();
+        containers
+            .iter()
+            .filter(|c| {
+                c.state == ContainerState::Exited && c.has_label(&self.rules.scope_label) && !protected.contains(&c.name)
+            })
+            .count() as u32
+    }
+}
+
+/// The specification's rapid-check state machine: normal interval, or the
+/// rapid interval for a window after a fix.
+#[derive(Clone, Copy, Debug)]
+pub struct Cadence {
+    settings: ObserverSettings,
+    rapid_until: Option<Timestamp>,
+}
+
+impl Cadence {
+    /// Starts in normal mode.
+    pub fn new(settings: ObserverSettings) -> Cadence {
+        Cadence { settings, rapid_until: None }
+    }
+
+    /// `trigger_rapid_check()`: rapid mode from `now` for the rapid window.
+    pub fn trigger_rapid(&mut self, now: Timestamp) {
+        self.rapid_until = Some(now.plus_millis(self.settings.rapid_window_secs * 1000));
+    }
+
+    /// Whether rapid mode is on at `now`.
+    pub fn is_rapid(&self, now: Timestamp) -> bool {
+        self.rapid_until.is_some_and(|t| now < t)
+    }
+
+    /// How long to wait before the next check.
+    pub fn interval(&self, now: Timestamp) -> Duration {
+        if self.is_rapid(now) {
+            Duration::from_secs(self.settings.rapid_interval_secs)
+        } else {
+            Duration::from_secs(self.settings.interval_secs)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, SimClock};
+    use crate::host::sim::{SimFault, SimHost};
+
+    fn setup() -> (Observer, SimHost) {
+        let clock = SimClock::new(Timestamp(1_700_000_000_000));
+        (Observer::new(Arc::new(Rules::default_rules())), SimHost::lab(clock))
+    }
+
+    async fn sweep_kinds(o: &Observer, h: &SimHost) -> Vec<AlarmKind> {
+        let s = o.sweep(h, h.clock().now()).await;
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        s.alarms.into_iter().map(|a| a.kind).collect()
+    }
+
+    #[tokio::test]
+    async fn healthy_lab_raises_nothing() {
+        let (o, h) = setup();
+        assert!(sweep_kinds(&o, &h).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn each_fault_raises_the_specified_alarm() {
+        let cases = [
+            (SimFault::WebDiskFill, AlarmKind::WebLogSaturation),
+            (SimFault::Zombies(15), AlarmKind::ZombieOutbreak),
+            (SimFault::DbGarbageFlood, AlarmKind::DbCrash(RootCause::DiskFull)),
+            (SimFault::DbConfigCorruption, AlarmKind::DbCrash(RootCause::ConfigError)),
+            (SimFault::DbOomKill, AlarmKind::DbCrash(RootCause::OomKill)),
+            (SimFault::DbDataCorruption, AlarmKind::DbCrash(RootCause::DataCorruption)),
+            (SimFault::ChainReaction, AlarmKind::DbCrash(RootCause::DiskFull)),
+            (SimFault::DbKilled, AlarmKind::DbCrash(RootCause::Unknown)),
+        ];
+        for (fault, kind) in cases {
+            let (o, h) = setup();
+            h.inject(fault);
+            assert_eq!(sweep_kinds(&o, &h).await, vec![kind], "{fault:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn five_zombies_are_tolerated_six_are_not() {
+        let (o, h) = setup();
+        h.inject(SimFault::Zombies(5));
+        assert!(sweep_kinds(&o, &h).await.is_empty());
+        h.inject(SimFault::Zombies(1));
+        assert_eq!(sweep_kinds(&o, &h).await, vec![AlarmKind::ZombieOutbreak]);
+    }
+
+    #[tokio::test]
+    async fn crash_evidence_carries_exit_code_flag_and_lines() {
+        let (o, h) = setup();
+        h.inject(SimFault::ChainReaction);
+        let a = o.check_database(&h, h.clock().now()).await.unwrap().unwrap();
+        assert_eq!(a.evidence.exit_code, Some(1));
+        assert_eq!(a.evidence.oom_killed, Some(false));
+        assert_eq!(a.evidence.disk_used_pct, Some(100.0));
+        assert!(a.evidence.log_lines.iter().any(|l| l.contains("No space left on device")));
+    }
+
+    #[tokio::test]
+    async fn logs_older_than_the_window_do_not_count() {
+        let (o, h) = setup();
+        h.write_logs("db-prod", &["PANIC:  could not write to file \"pg_wal/x\": No space left on device"]);
+        h.clock().advance(Duration::from_secs(600));
+        h.stop("db-prod");
+        let a = o.check_database(&h, h.clock().now()).await.unwrap().unwrap();
+        assert_eq!(a.kind, AlarmKind::DbCrash(RootCause::Unknown));
+    }
+
+    #[tokio::test]
+    async fn vanished_daemon_is_an_error_not_an_alarm() {
+        let (o, h) = setup();
+        h.set_knobs(crate::host::sim::SimKnobs { daemon_down: true, ..Default::default() });
+        let s = o.sweep(&h, h.clock().now()).await;
+        assert!(s.alarms.is_empty());
+        assert_eq!(s.errors.len(), 3);
+    }
+
+    #[test]
+    fn cadence_goes_rapid_for_the_window_then_back() {
+        let mut c = Cadence::new(Rules::default_rules().observer);
+        assert_eq!(c.interval(Timestamp(0)), Duration::from_secs(30));
+        c.trigger_rapid(Timestamp(1_000));
+        assert_eq!(c.interval(Timestamp(2_000)), Duration::from_secs(2));
+        assert_eq!(c.interval(Timestamp(60_999)), Duration::from_secs(2));
+        assert_eq!(c.interval(Timestamp(61_000)), Duration::from_secs(30));
+    }
+}
