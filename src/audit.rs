@@ -170,7 +170,9 @@ impl AuditLog {
             let mut line = serde_json::to_vec(&rec).map_err(io::Error::other)?;
             line.push(b'\n');
             // One write per record keeps concurrent appenders' lines whole.
-            file.write_all(&line).and_then(|_| file.flush()).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            file.write_all(&line)
+                .and_then(|_| file.flush())
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         }
         if let Some(mem) = &mut inner.memory {
             mem.push(rec);
@@ -240,7 +242,8 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         let log = AuditLog::to_file(&path).unwrap();
         log.record(1, Timestamp(10), opened()).unwrap();
-        log.record(1, Timestamp(20), AuditEvent::IncidentClosed { resolution: Resolution::Resolved, steps: 4 }).unwrap();
+        log.record(1, Timestamp(20), AuditEvent::IncidentClosed { resolution: Resolution::Resolved, steps: 4 })
+            .unwrap();
         let read = read_audit(&path).unwrap();
         assert!(read.bad_lines.is_empty());
         assert_eq!(read.records.len(), 2);

@@ -119,7 +119,13 @@ mod tests {
     fn postgres_config_error() {
         assert_eq!(cause(1, false, PG_CONFIG), RootCause::ConfigError);
         assert_eq!(
-            cause(1, false, &["FATAL:  could not open configuration file \"/etc/postgresql/15/main/postgresql.conf\": No such file"]),
+            cause(
+                1,
+                false,
+                &[
+                    "FATAL:  could not open configuration file \"/etc/postgresql/15/main/postgresql.conf\": No such file"
+                ]
+            ),
             RootCause::ConfigError
         );
     }
@@ -148,10 +154,7 @@ mod tests {
             cause(1, false, &["ERROR:  invalid page in block 4 of relation base/16384/16385"]),
             RootCause::DataCorruption
         );
-        assert_eq!(
-            cause(1, false, &["PANIC:  could not locate a valid checkpoint record"]),
-            RootCause::DataCorruption
-        );
+        assert_eq!(cause(1, false, &["PANIC:  could not locate a valid checkpoint record"]), RootCause::DataCorruption);
     }
 
     #[test]
@@ -175,7 +178,9 @@ mod tests {
         ];
         assert_eq!(cause(0, false, &logs), RootCause::Unknown);
         // ...but a full log disk is a full disk wherever it is written.
-        let full = ["2026/11/20 10:00:00 [crit] 29#29: *1 pwrite() \"/var/log/nginx/access.log\" failed (28: No space left on device)"];
+        let full = [
+            "2026/11/20 10:00:00 [crit] 29#29: *1 pwrite() \"/var/log/nginx/access.log\" failed (28: No space left on device)",
+        ];
         assert_eq!(cause(1, false, &full), RootCause::DiskFull);
     }
 

@@ -11,7 +11,8 @@
 use std::sync::Arc;
 
 use crate::model::{
-    Action, Alarm, AlarmKind, History, LlmChoice, Outcome, RestartReason, RootCause, StopReason, Timestamp, Verification,
+    Action, Alarm, AlarmKind, History, LlmChoice, Outcome, RestartReason, RootCause, StopReason, Timestamp,
+    Verification,
 };
 use crate::rules::{PlanStep, Rules};
 
@@ -100,7 +101,9 @@ impl Engine {
         match next {
             PlanStep::CleanLogs => Action::CleanLogs { target: target.clone() },
             PlanStep::PruneContainers => Action::PruneContainers,
-            PlanStep::Restart => Action::RestartContainer { target: target.clone(), reason: restart_reason(alarm.kind) },
+            PlanStep::Restart => {
+                Action::RestartContainer { target: target.clone(), reason: restart_reason(alarm.kind) }
+            }
             PlanStep::Verify => Action::Verify { target: target.clone() },
             PlanStep::ConsultLlm if self.llm_available && plan.llm_choices != Default::default() => Action::ConsultLlm,
             PlanStep::ConsultLlm => stop(StopReason::UnknownCause),
@@ -151,7 +154,10 @@ impl Engine {
     }
 
     fn disk_freed(&self, history: &History) -> bool {
-        history.steps.iter().any(|s| matches!(s.outcome, Outcome::Cleaned { disk_used_pct, .. } if self.clean_succeeded(disk_used_pct)))
+        history
+            .steps
+            .iter()
+            .any(|s| matches!(s.outcome, Outcome::Cleaned { disk_used_pct, .. } if self.clean_succeeded(disk_used_pct)))
     }
 
     fn restart_budget_spent(&self, history: &History, now: Timestamp) -> bool {
@@ -214,7 +220,8 @@ mod tests {
         engine.decide(alarm, &h, Timestamp(1_000))
     }
 
-    const NOT_RUNNING: Outcome = Outcome::Verified(Verification::NotConfirmed { last_state: Some(ContainerState::Exited) });
+    const NOT_RUNNING: Outcome =
+        Outcome::Verified(Verification::NotConfirmed { last_state: Some(ContainerState::Exited) });
     const CONFIRMED: Outcome = Outcome::Verified(Verification::Confirmed);
 
     fn cleaned(pct: f64) -> Outcome {
@@ -308,7 +315,10 @@ mod tests {
     fn guard_refuses_resolved_without_confirmed_verification() {
         let e = engine();
         let a = db(RootCause::OomKill);
-        assert_eq!(e.guard(&a, &History::default(), Timestamp(0), Action::Resolved), stop(StopReason::VerificationFailed));
+        assert_eq!(
+            e.guard(&a, &History::default(), Timestamp(0), Action::Resolved),
+            stop(StopReason::VerificationFailed)
+        );
     }
 
     #[test]

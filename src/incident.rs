@@ -174,10 +174,22 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                 }
             }
             Action::RestartContainer { target, .. } => {
-                let request = ApprovalRequest { id: self.next_request, incident: id, action: action.clone(), alarm: alarm.clone() };
+                let request = ApprovalRequest {
+                    id: self.next_request,
+                    incident: id,
+                    action: action.clone(),
+                    alarm: alarm.clone(),
+                };
                 self.next_request += 1;
                 let approver = self.approver.name().to_string();
-                self.log(id, AuditEvent::ApprovalRequested { request: request.id, action: action.clone(), approver: approver.clone() });
+                self.log(
+                    id,
+                    AuditEvent::ApprovalRequested {
+                        request: request.id,
+                        action: action.clone(),
+                        approver: approver.clone(),
+                    },
+                );
                 let (approved, detail) = approval::ask(&self.approver, &request, self.timeouts.approval).await;
                 self.log(id, AuditEvent::ApprovalAnswered { request: request.id, approved, approver, detail });
                 if !approved {
@@ -221,7 +233,13 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                     ),
                     Ok(Err(e)) => (
                         Outcome::LlmFailed,
-                        AuditEvent::LlmConsulted { model: None, latency_ms: None, choice: None, reason: e.reason, raw: e.raw },
+                        AuditEvent::LlmConsulted {
+                            model: None,
+                            latency_ms: None,
+                            choice: None,
+                            reason: e.reason,
+                            raw: e.raw,
+                        },
                     ),
                     Err(_) => (
                         Outcome::LlmFailed,
@@ -279,7 +297,10 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                 Err(e) => {
                     // A daemon that blinks may come back within the window.
                     stable = 0;
-                    self.log(id, AuditEvent::Checked { state: None, health: None, cleared: None, error: Some(e.to_string()) });
+                    self.log(
+                        id,
+                        AuditEvent::Checked { state: None, health: None, cleared: None, error: Some(e.to_string()) },
+                    );
                 }
             }
             let now = self.clock.now();
@@ -328,7 +349,11 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
 
     /// Watches until `until`; returns every finished incident. `events`
     /// (e.g. Docker's event stream) triggers checks between sweeps.
-    pub async fn run(&mut self, mut events: Option<mpsc::Receiver<ContainerEvent>>, until: Until) -> Vec<IncidentReport> {
+    pub async fn run(
+        &mut self,
+        mut events: Option<mpsc::Receiver<ContainerEvent>>,
+        until: Until,
+    ) -> Vec<IncidentReport> {
         let mut reports = Vec::new();
         loop {
             let now = self.responder.clock.now();

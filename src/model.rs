@@ -361,13 +361,9 @@ impl StopReason {
         match self {
             StopReason::ConfigError => "configuration error: manual intervention needed",
             StopReason::DataCorruption => "data corruption: manual intervention needed",
-            StopReason::CleanDidNotFreeDisk => {
-                "cleaning logs did not free the disk: non-log data is blocking it"
-            }
+            StopReason::CleanDidNotFreeDisk => "cleaning logs did not free the disk: non-log data is blocking it",
             StopReason::ApprovalRejected => "operation cancelled: restart not approved",
-            StopReason::RestartBudgetExhausted => {
-                "restart budget exhausted: the container keeps dying"
-            }
+            StopReason::RestartBudgetExhausted => "restart budget exhausted: the container keeps dying",
             StopReason::VerificationFailed => "the service did not come back as Running",
             StopReason::ActionFailed => "an action failed on the host",
             StopReason::UnknownCause => "unknown root cause and no LLM configured",

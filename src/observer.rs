@@ -102,11 +102,9 @@ impl Observer {
     /// Checks everything: the web log disk, the database, the zombies.
     pub async fn sweep<H: Host>(&self, host: &H, now: Timestamp) -> Sweep {
         let mut sweep = Sweep::default();
-        for result in [
-            self.check_web(host, now).await,
-            self.check_database(host, now).await,
-            self.check_zombies(host, now).await,
-        ] {
+        for result in
+            [self.check_web(host, now).await, self.check_database(host, now).await, self.check_zombies(host, now).await]
+        {
             match result {
                 Ok(Some(alarm)) => sweep.alarms.push(alarm),
                 Ok(None) => {}
@@ -191,10 +189,17 @@ impl Observer {
     }
 
     /// What a container event calls for: a check of that container.
-    pub async fn check_event<H: Host>(&self, host: &H, event: &ContainerEvent, now: Timestamp) -> Result<Option<Alarm>, HostError> {
+    pub async fn check_event<H: Host>(
+        &self,
+        host: &H,
+        event: &ContainerEvent,
+        now: Timestamp,
+    ) -> Result<Option<Alarm>, HostError> {
         let name = event.container.as_str();
         match event.kind {
-            ContainerEventKind::Die if name == self.rules.database.container.as_str() => self.check_database(host, now).await,
+            ContainerEventKind::Die if name == self.rules.database.container.as_str() => {
+                self.check_database(host, now).await
+            }
             ContainerEventKind::Die => self.check_zombies(host, now).await,
             ContainerEventKind::HealthStatus(Health::Unhealthy) if name == self.rules.web.container.as_str() => {
                 self.check_web(host, now).await
@@ -213,7 +218,11 @@ impl Observer {
             }
             kind => {
                 let target = self.rules.target(alarm.container.as_str()).ok_or_else(|| {
-                    HostError::new(crate::host::HostErrorKind::OutOfScope, "verify", format!("{} is not watched", alarm.container))
+                    HostError::new(
+                        crate::host::HostErrorKind::OutOfScope,
+                        "verify",
+                        format!("{} is not watched", alarm.container),
+                    )
                 })?;
                 let status = host.inspect(target.container.as_str()).await?;
                 let limit = match kind {
@@ -223,7 +232,9 @@ impl Observer {
                 };
                 let cleared = match limit {
                     None => true,
-                    Some(limit) => host.disk_usage(target.container.as_str(), &target.disk_path).await?.used_pct() < limit,
+                    Some(limit) => {
+                        host.disk_usage(target.container.as_str(), &target.disk_path).await?.used_pct() < limit
+                    }
                 };
                 Ok(Check { state: Some(status.state), health: status.health, cleared })
             }
@@ -244,7 +255,9 @@ impl Observer {
         containers
             .iter()
             .filter(|c| {
-                c.state == ContainerState::Exited && c.has_label(&self.rules.scope_label) && !protected.contains(&c.name)
+                c.state == ContainerState::Exited
+                    && c.has_label(&self.rules.scope_label)
+                    && !protected.contains(&c.name)
             })
             .count() as u32
     }

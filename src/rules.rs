@@ -325,8 +325,7 @@ impl Rules {
     /// The built-in rules ([`DEFAULT_RULES`]).
     pub fn default_rules() -> Rules {
         // The default rules are covered by tests; failing here is a build bug.
-        Rules::from_toml_str(DEFAULT_RULES, Path::new("<default rules>"))
-            .expect("the built-in default rules are valid")
+        Rules::from_toml_str(DEFAULT_RULES, Path::new("<default rules>")).expect("the built-in default rules are valid")
     }
 
     /// Loads and validates a rules file.
@@ -433,7 +432,12 @@ impl Cx<'_> {
         }
         let field = format!("{section}.log_paths");
         if raw.log_paths.get_ref().is_empty() {
-            return Err(self.err(RulesErrorKind::Invalid, raw.log_paths.span(), &field, "at least one log path is needed".into()));
+            return Err(self.err(
+                RulesErrorKind::Invalid,
+                raw.log_paths.span(),
+                &field,
+                "at least one log path is needed".into(),
+            ));
         }
         for p in raw.log_paths.get_ref() {
             if let Err(why) = check_log_path(p) {
@@ -570,14 +574,24 @@ impl Cx<'_> {
             Some(p) => {
                 let field = format!("signature[{i}].log_pattern");
                 if p.get_ref().is_empty() {
-                    return Err(self.err(RulesErrorKind::BadRegex, p.span(), &field, "empty pattern matches every line".into()));
+                    return Err(self.err(
+                        RulesErrorKind::BadRegex,
+                        p.span(),
+                        &field,
+                        "empty pattern matches every line".into(),
+                    ));
                 }
                 let re = regex::RegexBuilder::new(p.get_ref())
                     .size_limit(1 << 20)
                     .build()
                     .map_err(|e| self.err(RulesErrorKind::BadRegex, p.span(), &field, e.to_string()))?;
                 if re.is_match("") {
-                    return Err(self.err(RulesErrorKind::BadRegex, p.span(), &field, "pattern matches the empty line, so every crash would match".into()));
+                    return Err(self.err(
+                        RulesErrorKind::BadRegex,
+                        p.span(),
+                        &field,
+                        "pattern matches the empty line, so every crash would match".into(),
+                    ));
                 }
                 Some(re)
             }
@@ -603,7 +617,12 @@ impl Cx<'_> {
         let cause = match &r.cause {
             None => None,
             Some(c) => Some(RootCause::from_key(c.get_ref()).ok_or_else(|| {
-                self.err(RulesErrorKind::UnknownName, c.span(), &at("cause"), format!("unknown root cause {:?}", c.get_ref()))
+                self.err(
+                    RulesErrorKind::UnknownName,
+                    c.span(),
+                    &at("cause"),
+                    format!("unknown root cause {:?}", c.get_ref()),
+                )
             })?),
         };
         let kind = match (r.alarm.get_ref().as_str(), cause) {
@@ -611,10 +630,20 @@ impl Cx<'_> {
             ("ZOMBIE_OUTBREAK", None) => AlarmKind::ZombieOutbreak,
             ("DB_CRASH", Some(c)) => AlarmKind::DbCrash(c),
             ("DB_CRASH", None) => {
-                return Err(self.err(RulesErrorKind::Invalid, r.alarm.span(), &at("cause"), "DB_CRASH plans need a cause".into()));
+                return Err(self.err(
+                    RulesErrorKind::Invalid,
+                    r.alarm.span(),
+                    &at("cause"),
+                    "DB_CRASH plans need a cause".into(),
+                ));
             }
             ("WEB_LOG_SATURATION" | "ZOMBIE_OUTBREAK", Some(_)) => {
-                return Err(self.err(RulesErrorKind::Invalid, r.alarm.span(), &at("cause"), "only DB_CRASH plans take a cause".into()));
+                return Err(self.err(
+                    RulesErrorKind::Invalid,
+                    r.alarm.span(),
+                    &at("cause"),
+                    "only DB_CRASH plans take a cause".into(),
+                ));
             }
             (other, _) => {
                 return Err(self.err(
@@ -692,7 +721,12 @@ impl Cx<'_> {
         let consults = steps[last].0 == PlanStep::ConsultLlm;
         let llm_choices = match &r.llm_choices {
             None if consults => {
-                return Err(self.err(RulesErrorKind::Invalid, p.span(), &at("llm_choices"), "consult_llm needs llm_choices".into()));
+                return Err(self.err(
+                    RulesErrorKind::Invalid,
+                    p.span(),
+                    &at("llm_choices"),
+                    "consult_llm needs llm_choices".into(),
+                ));
             }
             None => ChoiceSet::EMPTY,
             Some(_) if !consults => {
@@ -711,13 +745,21 @@ impl Cx<'_> {
                             RulesErrorKind::UnknownName,
                             c.span(),
                             &at("llm_choices"),
-                            format!("unknown choice {:?} (expected restart_database_risky, clean_logs or escalate)", c.get_ref()),
+                            format!(
+                                "unknown choice {:?} (expected restart_database_risky, clean_logs or escalate)",
+                                c.get_ref()
+                            ),
                         )
                     })?;
                     set = set.with(choice);
                 }
                 if set == ChoiceSet::EMPTY {
-                    return Err(self.err(RulesErrorKind::Invalid, list.span(), &at("llm_choices"), "no choices".into()));
+                    return Err(self.err(
+                        RulesErrorKind::Invalid,
+                        list.span(),
+                        &at("llm_choices"),
+                        "no choices".into(),
+                    ));
                 }
                 set
             }
@@ -751,7 +793,8 @@ fn check_log_path(p: &str) -> Result<(), &'static str> {
         return Err("must be normalised (no `.`, `..` or `//`)");
     }
     let trimmed = p.trim_end_matches('/');
-    const TOO_WIDE: [&str; 9] = ["", "/var", "/var/lib", "/etc", "/usr", "/bin", "/root", "/home", "/var/lib/postgresql"];
+    const TOO_WIDE: [&str; 9] =
+        ["", "/var", "/var/lib", "/etc", "/usr", "/bin", "/root", "/home", "/var/lib/postgresql"];
     if TOO_WIDE.contains(&trimmed) {
         return Err("too wide: cleaning there could destroy data");
     }

@@ -142,7 +142,8 @@ pub trait Host: Sync {
     async fn inspect(&self, container: &str) -> Result<ContainerStatus, HostError>;
     /// The container's stdout and stderr from `since` to now, at most
     /// `max_lines` of the newest lines.
-    async fn recent_logs(&self, container: &str, since: Timestamp, max_lines: usize) -> Result<Vec<LogLine>, HostError>;
+    async fn recent_logs(&self, container: &str, since: Timestamp, max_lines: usize)
+    -> Result<Vec<LogLine>, HostError>;
     /// Usage of the filesystem holding `path` inside the container; works on
     /// stopped containers.
     async fn disk_usage(&self, container: &str, path: &str) -> Result<DiskUsage, HostError>;

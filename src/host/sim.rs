@@ -213,7 +213,11 @@ impl SimHost {
                 DB.to_string(),
                 running(
                     Role::Db,
-                    vec![(paths::DB_DATA.to_string(), 1), (paths::DB_LOGS.to_string(), 1), ("/var/lib/postgresql".to_string(), 1)],
+                    vec![
+                        (paths::DB_DATA.to_string(), 1),
+                        (paths::DB_LOGS.to_string(), 1),
+                        ("/var/lib/postgresql".to_string(), 1),
+                    ],
                     lab_labels("db"),
                 ),
             ),
@@ -446,7 +450,9 @@ impl World {
     }
 
     fn container(&self, op: &str, name: &str) -> Result<&SimContainer, HostError> {
-        self.containers.get(name).ok_or_else(|| HostError::new(HostErrorKind::NotFound, op, format!("no such container: {name}")))
+        self.containers
+            .get(name)
+            .ok_or_else(|| HostError::new(HostErrorKind::NotFound, op, format!("no such container: {name}")))
     }
 
     fn disk_of(&self, op: &str, c: &SimContainer, path: &str) -> Result<usize, HostError> {
@@ -494,7 +500,8 @@ impl World {
             c.health = Health::Starting;
             c.pending_crash = Some((now.plus_millis(1_000), 1, false, lines));
         } else if let Some(ms) = knobs.db_crashes_after_start_ms {
-            c.pending_crash = Some((now.plus_millis(ms), 1, false, vec!["LOG:  terminating on an unexplained signal".to_string()]));
+            c.pending_crash =
+                Some((now.plus_millis(ms), 1, false, vec!["LOG:  terminating on an unexplained signal".to_string()]));
         } else {
             c.logs.push(LogLine { at: now, text: "LOG:  database system is ready to accept connections".into() });
         }
@@ -525,7 +532,12 @@ impl Host for SimHost {
         })
     }
 
-    async fn recent_logs(&self, container: &str, since: Timestamp, max_lines: usize) -> Result<Vec<LogLine>, HostError> {
+    async fn recent_logs(
+        &self,
+        container: &str,
+        since: Timestamp,
+        max_lines: usize,
+    ) -> Result<Vec<LogLine>, HostError> {
         let op = format!("logs {container}");
         let w = self.check(&op)?;
         let c = w.container(&op, container)?;
@@ -586,7 +598,9 @@ impl Host for SimHost {
         if w.knobs.prune_fails {
             return Err(HostError::new(HostErrorKind::Conflict, op, "a prune operation is already running"));
         }
-        let (k, v) = label.split_once('=').ok_or_else(|| HostError::new(HostErrorKind::OutOfScope, "prune", "label must be key=value"))?;
+        let (k, v) = label
+            .split_once('=')
+            .ok_or_else(|| HostError::new(HostErrorKind::OutOfScope, "prune", "label must be key=value"))?;
         let doomed: Vec<String> = w
             .containers
             .iter()
