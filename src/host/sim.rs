@@ -76,6 +76,9 @@ pub struct SimKnobs {
     pub prune_fails: bool,
     /// The database crashes again this long after any start, whatever the cause.
     pub db_crashes_after_start_ms: Option<u64>,
+    /// After a start the database runs but its health check never passes
+    /// (stuck in recovery, say).
+    pub db_stuck_starting: bool,
 }
 
 /// Something OpsGuard did to the simulated host, for tests to check.
@@ -506,6 +509,8 @@ impl World {
         if let Some(lines) = failure {
             c.health = Health::Starting;
             c.pending_crash = Some((now.plus_millis(1_000), 1, false, lines));
+        } else if knobs.db_stuck_starting {
+            c.health = Health::Starting;
         } else if let Some(ms) = knobs.db_crashes_after_start_ms {
             c.pending_crash =
                 Some((now.plus_millis(ms), 1, false, vec!["LOG:  terminating on an unexplained signal".to_string()]));
