@@ -900,7 +900,7 @@ mod tests {
 
     #[test]
     fn too_wide_log_path_is_rejected() {
-        let text = with(r#"log_paths = ["/var/log/postgresql"]"#, r#"log_paths = ["/var/lib/postgresql"]"#);
+        let text = with(r#"log_paths = ["/var/log"]"#, r#"log_paths = ["/var/lib/postgresql"]"#);
         let e = load(&text).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("database.log_paths"));
         let text = with(r#"log_paths = ["/var/log/nginx"]"#, r#"log_paths = ["/var/log/../lib"]"#);

@@ -216,6 +216,7 @@ impl SimHost {
                     vec![
                         (paths::DB_DATA.to_string(), 1),
                         (paths::DB_LOGS.to_string(), 1),
+                        ("/var/log".to_string(), 1),
                         ("/var/lib/postgresql".to_string(), 1),
                     ],
                     lab_labels("db"),
