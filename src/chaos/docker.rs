@@ -548,3 +548,107 @@ pub async fn run_script(path: &Path) -> Result<String, String> {
     let tail = tail.into_iter().rev().collect::<Vec<_>>().join(" | ");
     if out.status.success() { Ok(tail) } else { Err(format!("{} failed: {tail}", path.display())) }
 }
+
+/// One scenario run against the lab with OpsGuard watching: what the
+/// end-to-end tests, the MTTR benchmark and the chain-reaction example use.
+#[derive(Debug)]
+pub struct ScenarioRun {
+    /// What the chaos engine did.
+    pub inject: ChaosRecord,
+    /// When the fault took effect: the database's death for the database
+    /// scenarios, the end of the injection otherwise.
+    pub fault_at: Timestamp,
+    /// The incidents OpsGuard ran.
+    pub reports: Vec<crate::incident::IncidentReport>,
+    /// The audit trail.
+    pub audit: Vec<crate::audit::AuditRecord>,
+}
+
+impl ScenarioRun {
+    /// Fault to alarm, in milliseconds.
+    pub fn mttd_ms(&self) -> Option<u64> {
+        self.reports.first().map(|r| r.alarm.raised_at.millis_since(self.fault_at))
+    }
+
+    /// Fault to the end of the first incident (resolved or stopped), in ms.
+    pub fn mttr_ms(&self) -> Option<u64> {
+        self.reports.first().map(|r| r.closed_at.millis_since(self.fault_at))
+    }
+}
+
+/// Settings for [`run_scenario`].
+pub struct RunSettings<A> {
+    /// The rules.
+    pub rules: std::sync::Arc<crate::rules::Rules>,
+    /// Who approves risky actions.
+    pub approver: A,
+    /// Incidents to wait for.
+    pub incidents: usize,
+    /// Give up after this long.
+    pub timeout: Duration,
+    /// Print the timeline as it happens.
+    pub verbose: bool,
+}
+
+/// Starts OpsGuard (observer with the Docker event stream, engine, responder)
+/// against the lab, injects `scenario` once it watches, and returns when
+/// `incidents` incidents have ended or the timeout passed.
+pub async fn run_scenario<A: crate::approval::Approver + 'static>(
+    chaos: &DockerChaos,
+    scenario: Scenario,
+    settings: RunSettings<A>,
+) -> Result<ScenarioRun, ChaosError> {
+    use crate::host::docker::{settle_deaths, spawn_events};
+    let host = chaos.host().clone();
+    let verbose = settings.verbose;
+    let audit = crate::audit::AuditLog::in_memory().with_tap(move |r| {
+        if verbose {
+            let time = r.time.get(11..23).unwrap_or(&r.time);
+            println!("[{time}] #{} {}", r.incident, r.event.render());
+        }
+    });
+    let (raw, pump) = spawn_events(host.client().clone(), settings.rules.scope_label.clone(), 256, None);
+    let (events, settle) = settle_deaths(raw, Duration::from_millis(500));
+    let engine = crate::engine::Engine::new(settings.rules.clone());
+    let responder = crate::incident::Responder::new(
+        engine,
+        host.clone(),
+        settings.approver,
+        crate::llm::NoAdvisor,
+        SystemClock,
+        audit.clone(),
+    )
+    .with_timeouts(crate::incident::Timeouts { approval: Duration::from_secs(30), ..Default::default() });
+    let deadline = SystemClock.now().plus_millis(settings.timeout.as_millis() as u64);
+    let until = crate::incident::Until { incidents: Some(settings.incidents), deadline: Some(deadline) };
+    let agent = tokio::spawn(async move {
+        let mut agent = crate::incident::Agent::new(responder);
+        agent.run(Some(events), until).await
+    });
+    // Let the first sweep finish and the event stream connect.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let inject = match chaos.inject(scenario).await {
+        Ok(r) => r,
+        Err(e) => {
+            agent.abort();
+            pump.abort();
+            settle.abort();
+            return Err(e);
+        }
+    };
+    let db_scenario = !matches!(scenario, Scenario::WebDiskFill | Scenario::Zombies);
+    let fault_at = match db_scenario {
+        true => host.inspect(DB).await.ok().and_then(|s| s.finished_at),
+        false => None,
+    }
+    .unwrap_or(inject.ts.plus_millis(inject.duration_ms));
+    let reports = tokio::time::timeout(settings.timeout + Duration::from_secs(30), agent).await;
+    pump.abort();
+    settle.abort();
+    let reports = match reports {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(ChaosError::Failed(format!("the agent task failed: {e}"))),
+        Err(_) => return Err(ChaosError::Failed("the agent did not stop at its deadline".into())),
+    };
+    Ok(ScenarioRun { inject, fault_at, reports, audit: audit.records() })
+}
