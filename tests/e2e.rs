@@ -88,9 +88,11 @@ async fn run(chaos: &DockerChaos, scenario: Scenario, approve: bool) -> Scenario
         run.audit
     );
     eprintln!(
-        "{scenario}: MTTD {} ms, MTTR {} ms",
+        "{scenario}: MTTD {} ms, MTTR {} ms (fault at {}, alarm at {})",
         run.mttd_ms().unwrap_or_default(),
-        run.mttr_ms().unwrap_or_default()
+        run.mttr_ms().unwrap_or_default(),
+        run.fault_at.to_rfc3339(),
+        run.reports[0].opened_at.to_rfc3339()
     );
     run
 }

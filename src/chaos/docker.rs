@@ -83,6 +83,10 @@ pub struct ChaosRecord {
     pub steps: Vec<ChaosStep>,
     /// Whether every step did what it should.
     pub ok: bool,
+    /// When the fault took effect, when the engine knows better than "at
+    /// the end of the injection" (the zombies' kill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_at: Option<Timestamp>,
     /// Total time.
     pub duration_ms: u64,
 }
@@ -129,6 +133,7 @@ pub struct DockerChaos {
 struct Recorder {
     steps: Vec<ChaosStep>,
     ok: bool,
+    fault_at: Option<Timestamp>,
 }
 
 impl Recorder {
@@ -181,7 +186,7 @@ impl DockerChaos {
     pub async fn inject(&self, scenario: Scenario) -> Result<ChaosRecord, ChaosError> {
         let start = SystemClock.now();
         let t0 = Instant::now();
-        let mut r = Recorder { steps: Vec::new(), ok: true };
+        let mut r = Recorder { steps: Vec::new(), ok: true, fault_at: None };
         let h = &self.host;
         match scenario {
             Scenario::WebDiskFill => {
@@ -202,7 +207,7 @@ impl DockerChaos {
             }
             Scenario::Zombies => {
                 let t = Instant::now();
-                let res = self.spawn_zombies(ZOMBIES).await;
+                let res = self.spawn_zombies(ZOMBIES, &mut r.fault_at).await;
                 r.push(format!("create {ZOMBIES} exited containers labelled {ROLE_LABEL}={ZOMBIE_ROLE}"), t, res);
             }
             Scenario::DbGarbageFlood => {
@@ -283,6 +288,7 @@ impl DockerChaos {
             expected: Some(scenario.expected().into()),
             steps: r.steps,
             ok: r.ok,
+            fault_at: r.fault_at,
             duration_ms: t0.elapsed().as_millis() as u64,
         };
         self.write(&rec)?;
@@ -363,7 +369,7 @@ impl DockerChaos {
         info.image.ok_or_else(|| "lab container without image".to_string())
     }
 
-    async fn spawn_zombies(&self, n: u32) -> Result<String, String> {
+    async fn spawn_zombies(&self, n: u32, fault_at: &mut Option<Timestamp>) -> Result<String, String> {
         let image = self.lab_image().await?;
         self.remove_zombies().await?;
         let docker = self.host.client();
@@ -371,13 +377,16 @@ impl DockerChaos {
         if let Some((k, v)) = self.host.scope_label().split_once('=') {
             labels.insert(k.to_string(), v.to_string());
         }
-        let mut ids = Vec::new();
-        for i in 1..=n {
+        // Create and start them all sleeping, then kill them all at once: the
+        // host goes from 0 to n exited containers within a few milliseconds,
+        // as after a batch job, instead of trickling (which would let
+        // OpsGuard prune the first half while the rest are still coming).
+        let create = (1..=n).map(|i| {
             let name = format!("opsguard-zombie-{i}");
             let body = ContainerCreateBody {
                 image: Some(image.clone()),
                 entrypoint: Some(vec![]),
-                cmd: Some(vec!["true".into()]),
+                cmd: Some(vec!["sleep".into(), "600".into()]),
                 labels: Some(labels.clone()),
                 network_disabled: Some(true),
                 host_config: Some(bollard::models::HostConfig {
@@ -386,21 +395,33 @@ impl DockerChaos {
                 }),
                 ..Default::default()
             };
-            let opts = CreateContainerOptionsBuilder::default().name(&name).build();
-            let c = docker.create_container(Some(opts), body).await.map_err(|e| map_error(&name, e).to_string())?;
-            docker
-                .start_container(&c.id, None::<StartContainerOptions>)
-                .await
-                .map_err(|e| map_error(&name, e).to_string())?;
-            ids.push(c.id);
+            async move {
+                let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+                let c = docker.create_container(Some(opts), body).await.map_err(|e| map_error(&name, e).to_string())?;
+                docker
+                    .start_container(&c.id, None::<StartContainerOptions>)
+                    .await
+                    .map_err(|e| map_error(&name, e).to_string())?;
+                Ok::<String, String>(c.id)
+            }
+        });
+        let ids: Vec<String> =
+            futures_util::future::join_all(create).await.into_iter().collect::<Result<Vec<_>, String>>()?;
+        let kill =
+            ids.iter().map(|id| docker.kill_container(id, None::<bollard::query_parameters::KillContainerOptions>));
+        for r in futures_util::future::join_all(kill).await {
+            r.map_err(|e| map_error("kill zombie", e).to_string())?;
         }
-        // `true` exits at once; wait until every zombie is exited.
+        *fault_at = Some(SystemClock.now());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let mut exited = 0;
             for id in &ids {
-                if self.host.inspect(id).await.is_ok_and(|s| s.state == ContainerState::Exited) {
-                    exited += 1;
+                match self.host.inspect(id).await {
+                    Ok(s) if s.state == ContainerState::Exited => exited += 1,
+                    // Already pruned by a watching OpsGuard.
+                    Err(e) if e.kind == HostErrorKind::NotFound => exited += 1,
+                    _ => {}
                 }
             }
             if exited == ids.len() {
@@ -441,7 +462,7 @@ impl DockerChaos {
     pub async fn reset(&self) -> Result<ChaosRecord, ChaosError> {
         let start = SystemClock.now();
         let t0 = Instant::now();
-        let mut r = Recorder { steps: Vec::new(), ok: true };
+        let mut r = Recorder { steps: Vec::new(), ok: true, fault_at: None };
         let t = Instant::now();
         let res = self.remove_zombies().await;
         r.push("remove zombies", t, res);
@@ -484,6 +505,7 @@ impl DockerChaos {
             expected: None,
             steps: r.steps,
             ok: r.ok,
+            fault_at: None,
             duration_ms: t0.elapsed().as_millis() as u64,
         };
         self.write(&rec)?;
@@ -565,9 +587,12 @@ pub struct ScenarioRun {
 }
 
 impl ScenarioRun {
-    /// Fault to alarm, in milliseconds.
+    /// Fault to alarm (the incident opening), in milliseconds.
     pub fn mttd_ms(&self) -> Option<u64> {
-        self.reports.first().map(|r| r.alarm.raised_at.millis_since(self.fault_at))
+        self.audit
+            .iter()
+            .find(|r| matches!(r.event, crate::audit::AuditEvent::IncidentOpened { .. }))
+            .map(|r| r.ts.millis_since(self.fault_at))
     }
 
     /// Fault to the end of the first incident (resolved or stopped), in ms.
@@ -641,6 +666,7 @@ pub async fn run_scenario<A: crate::approval::Approver + 'static>(
         true => host.inspect(DB).await.ok().and_then(|s| s.finished_at),
         false => None,
     }
+    .or(inject.fault_at)
     .unwrap_or(inject.ts.plus_millis(inject.duration_ms));
     let reports = tokio::time::timeout(settings.timeout + Duration::from_secs(30), agent).await;
     pump.abort();
