@@ -62,7 +62,7 @@ async fn run<A: Approver>(approver: A, host: SimHost, clock: SimClock, rules: Ar
         Responder::new(Engine::new(rules.clone()), host.clone(), approver, NoAdvisor, clock.clone(), audit);
 
     let log_paths = [rules.web.log_paths.clone(), rules.database.log_paths.clone()].concat();
-    let data_before = host.files_outside(&log_paths);
+    let data_before = host.non_log_files(&log_paths);
     println!("[t+  0.0s] 💥 Chaos: write 3 GB to {}", opsguard::host::sim::paths::DB_CRASH_LOG);
     host.inject(SimFault::ChainReaction);
     println!("[t+  0.0s]    disk → 100%, db-prod status → Exited");
@@ -76,7 +76,7 @@ async fn run<A: Approver>(approver: A, host: SimHost, clock: SimClock, rules: Ar
         .find(|a| a.container.as_str() == DB)
         .expect("the chain reaction raises a database alarm");
     let report = responder.handle(alarm).await;
-    let data_after = host.files_outside(&log_paths);
+    let data_after = host.non_log_files(&log_paths);
     let data_intact = data_before.iter().all(|(path, size)| data_after.get(path) == Some(size));
     (report, data_intact)
 }

@@ -13,11 +13,13 @@
 //! volumes and binds, no network), labelled with the scope label and
 //! `opsguard.role=helper`, and removed afterwards whatever happened.
 //!
-//! Cleaning is deliberately narrow: `find -P PATH -xdev -type f` never
-//! follows a symlink (not even the start path), never leaves the log path's
-//! filesystem, skips every other mount of the container nested below the log
-//! path (a data volume mounted inside a log directory stays untouched) and
-//! only truncates regular files to zero bytes; it never removes anything.
+//! Cleaning is deliberately narrow: `find -P PATH -xdev -type f ( -name
+//! '*.log' -o -name '*.log.*' )` never follows a symlink (not even the start
+//! path), never leaves the log path's filesystem, skips every other mount of
+//! the container nested below the log path (a data volume mounted inside a
+//! log directory stays untouched) and only truncates log files (the host
+//! contract: `*.log` and rotations such as `*.log.1`) to zero bytes; it never
+//! removes anything.
 //!
 //! Every mutating operation (restart, clean, prune) and every helper is
 //! limited to containers carrying the scope label (`scope.label` in the
@@ -575,7 +577,8 @@ impl Host for DockerHost {
                 }
                 cmd.extend([")", "-prune", "-o"]);
             }
-            cmd.extend(["-type", "f", "-size", "+0", "-printf", "%s\t%p\n", "-exec", "truncate", "-s", "0", "--"]);
+            cmd.extend(["-type", "f", "(", "-name", "*.log", "-o", "-name", "*.log.*", ")", "-size", "+0"]);
+            cmd.extend(["-printf", "%s\t%p\n", "-exec", "truncate", "-s", "0", "--"]);
             cmd.extend(["{}", ";"]);
             let out = self.run_beside(container, &info, false, &cmd).await?;
             let r = parse_clean(&out.stdout);
