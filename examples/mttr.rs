@@ -1,7 +1,7 @@
 //! MTTD/MTTR benchmark on the real Docker lab (not a test).
 //!
 //! ```text
-//! cargo run --release --example mttr [-- RUNS]     # default 5 runs per scenario
+//! cargo run --release --example mttr [-- RUNS [SCENARIO...]]   # default: 5 runs, every scenario
 //! ```
 //!
 //! For each chaos scenario, RUNS times: repair the lab, start OpsGuard
@@ -78,6 +78,8 @@ async fn docker_policy_run(chaos: &DockerChaos) -> Result<u64, String> {
 #[tokio::main]
 async fn main() {
     let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5).max(1);
+    let only: Vec<String> = std::env::args().skip(2).collect();
+    let wanted = |s: Scenario| only.is_empty() || only.iter().any(|o| o == s.name());
     let host = match DockerHost::connect("opsguard.lab=true").await {
         Ok(h) => h,
         Err(e) => {
@@ -94,7 +96,7 @@ async fn main() {
     );
     let mut table = Vec::new();
     let mut oom_mttr = Vec::new();
-    for scenario in Scenario::ALL {
+    for scenario in Scenario::ALL.into_iter().filter(|s| wanted(*s)) {
         let (mut mttd, mut mttr, mut outcomes) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..runs {
             if let Err(e) = chaos.reset().await {
@@ -132,7 +134,7 @@ async fn main() {
         table.push((scenario, mttd, mttr, outcomes.join(", ")));
     }
     let mut docker = Vec::new();
-    for i in 0..runs {
+    for i in 0..if wanted(Scenario::DbOomKill) { runs } else { 0 } {
         match docker_policy_run(&chaos).await {
             Ok(ms) => {
                 eprintln!("docker restart: on-failure run {}: {ms} ms", i + 1);

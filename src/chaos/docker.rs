@@ -249,19 +249,34 @@ impl DockerChaos {
                 self.wait_down(&mut r, Duration::from_secs(30)).await;
             }
             Scenario::DbDataCorruption => {
-                let t = Instant::now();
-                let res = self.stop(DB).await;
-                r.push(format!("stop {DB}"), t, res);
+                // Overwrite while it runs, SIGKILL (no shutdown checkpoint
+                // rewrites the control file) and start at once: the gap between
+                // the kill and the failed start is shorter than the observer's
+                // settle time, so OpsGuard sees the corruption, not a stop.
                 let t = Instant::now();
                 let script = format!(
                     "cp -p \"$PGDATA/global/pg_control\" {PG_CONTROL_BACKUP}; printf OPSGUARD-CHAOS | dd of=\"$PGDATA/global/pg_control\" bs=1 seek=16 conv=notrunc status=none"
                 );
-                let out = self.helper(DB, &["sh", "-c", &script]).await;
+                let out = h.exec(DB, &["sh", "-c", &script]).await;
                 r.push(
-                    format!("helper: overwrite 14 bytes of global/pg_control (backup {PG_CONTROL_BACKUP})"),
+                    format!("exec {DB}: overwrite 14 bytes of global/pg_control (backup {PG_CONTROL_BACKUP})"),
                     t,
                     describe(&out),
                 );
+                let t = Instant::now();
+                let res = h
+                    .client()
+                    .kill_container(DB, None::<bollard::query_parameters::KillContainerOptions>)
+                    .await
+                    .map(|()| "ok".to_string())
+                    .map_err(|e| map_error("kill", e).to_string());
+                r.push(format!("kill {DB} (SIGKILL)"), t, res);
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_secs(10)
+                    && h.inspect(DB).await.is_ok_and(|s| s.state == ContainerState::Running)
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 let t = Instant::now();
                 let res = self.start(DB).await;
                 r.push(format!("start {DB}"), t, res);
