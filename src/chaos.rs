@@ -2,6 +2,8 @@
 //! outcome OpsGuard must reach. The simulated host injects them in memory;
 //! the Docker chaos engine injects the same scenarios into the real lab.
 
+pub mod docker;
+
 use std::fmt;
 
 use crate::audit::Resolution;

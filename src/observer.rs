@@ -141,6 +141,10 @@ impl Observer {
         // Read the window before the crash, however late we notice it.
         let end = status.finished_at.unwrap_or(now);
         let since = Timestamp(end.0.saturating_sub(self.rules.observer.log_window_secs * 1000));
+        // Only this run's lines: a disk-full PANIC from before the last start
+        // (already fixed) must not tag an OOM kill a minute later as Disk Full
+        // (seen on the real lab, issue #3).
+        let since = since.max(status.started_at.unwrap_or_default());
         let logs = host.recent_logs(db.container.as_str(), since, MAX_LOG_LINES).await?;
         let texts: Vec<&str> = logs.iter().map(|l| l.text.as_str()).collect();
         let c = classify::classify(
@@ -367,6 +371,20 @@ mod tests {
         h.stop("db-prod");
         let a = o.check_database(&h, h.clock().now()).await.unwrap().unwrap();
         assert_eq!(a.kind, AlarmKind::DbCrash(RootCause::Unknown));
+    }
+
+    // Regression (issue #3): on the real lab an OOM kill 7 s after a fixed
+    // disk-full crash was tagged Disk Full from the previous run's lines.
+    #[tokio::test]
+    async fn lines_from_before_the_last_start_do_not_count() {
+        let (o, h) = setup();
+        h.write_logs("db-prod", &["PANIC:  could not write to file \"pg_wal/x\": No space left on device"]);
+        h.clock().advance(Duration::from_secs(5));
+        h.restart("db-prod").await.unwrap();
+        h.clock().advance(Duration::from_secs(5));
+        h.inject(SimFault::DbOomKill);
+        let a = o.check_database(&h, h.clock().now()).await.unwrap().unwrap();
+        assert_eq!(a.kind, AlarmKind::DbCrash(RootCause::OomKill));
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 //! bollard. Every operation can fail with a typed [`HostError`]; none may
 //! panic, and the incident loop turns any failure into an escalation.
 
+pub mod docker;
 pub mod sim;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,695 @@
+//! The chaos engine for the real lab: injects each [`Scenario`] into the
+//! Docker lab (`docker-compose.yml`, `lab/up.sh`) following the verified
+//! recipes of `lab/faults.sh`, records what it did as JSON lines, and puts
+//! the lab back to healthy.
+//!
+//! Everything goes through [`DockerHost`] (exec in a running container, a
+//! short-lived helper container mounting a stopped one's volumes, stop,
+//! start, restart) and only touches containers carrying the scope label;
+//! the zombies it creates carry it too, with `opsguard.role=zombie`.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
+    StopContainerOptionsBuilder,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::chaos::{Expected, Scenario};
+use crate::clock::{Clock, SystemClock};
+use crate::host::docker::{CommandOutput, DockerHost, ROLE_LABEL, map_error};
+use crate::host::{Host, HostError, HostErrorKind};
+use crate::model::{ContainerState, Timestamp};
+
+/// The lab's web container.
+pub const WEB: &str = "web-prod";
+/// The lab's database container.
+pub const DB: &str = "db-prod";
+/// The role label value of chaos zombies.
+pub const ZOMBIE_ROLE: &str = "zombie";
+/// How many zombies `zombies` creates.
+pub const ZOMBIES: u32 = 15;
+/// The garbage of `db-garbage-flood` (non-log data on the database's disk).
+pub const DB_GARBAGE: &str = "/root/garbage.bin";
+/// The crash log of `chain-reaction`.
+pub const DB_CRASH_LOG: &str = "/var/log/postgres_crash.log";
+/// The garbage log of `web-disk-fill`.
+pub const WEB_GARBAGE: &str = "/var/log/nginx/chaos_garbage.log";
+/// Where `db-data-corruption` keeps the original control file, for reset.
+pub const PG_CONTROL_BACKUP: &str = "/root/pg_control.opsguard-backup";
+
+/// Fill the filesystem holding `$1` to 100 % (1 MiB writes, then 1 KiB
+/// writes for the last partial MiB); dd ends with ENOSPC on purpose.
+const FILL_SH: &str = r#"f=$1; dd if=/dev/zero of="$f" bs=1M oflag=append conv=notrunc status=none 2>/dev/null; dd if=/dev/zero of="$f" bs=1k oflag=append conv=notrunc status=none 2>/dev/null; sync; true"#;
+/// Generate WAL until a segment switch PANICs on the full disk.
+const WAL_SH: &str = r#"for i in $(seq 1 100); do psql -U postgres -qAt -c "SELECT txid_current()" -c "SELECT pg_switch_wal()" >/dev/null 2>&1 || exit 0; done; echo "no PANIC after 100 WAL switches" >&2"#;
+/// Repair the database's disk: remove every chaos artefact, keep the data.
+const DB_REPAIR_SH: &str = r#"rm -f /root/garbage.bin /var/log/postgres_crash.log
+if [ -f /root/pg_control.opsguard-backup ]; then cp -p /root/pg_control.opsguard-backup "$PGDATA/global/pg_control" && rm -f /root/pg_control.opsguard-backup; fi
+if [ -f "$PGDATA/postgresql.conf" ]; then sed -i '/opsguard-chaos/d' "$PGDATA/postgresql.conf"; fi
+true"#;
+
+/// One thing the chaos engine did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChaosStep {
+    /// What (`exec db-prod: fill /root/garbage.bin`, `stop db-prod`, …).
+    pub what: String,
+    /// How long it took.
+    pub ms: u64,
+    /// Its result (`exit 0`, `ok`, an error).
+    pub result: String,
+}
+
+/// The record of one injection or reset, one JSON line in the chaos log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChaosRecord {
+    /// When it started (ms since the epoch).
+    pub ts: Timestamp,
+    /// The same, for humans.
+    pub time: String,
+    /// `inject` or `reset`.
+    pub op: String,
+    /// The scenario (none for a reset).
+    pub scenario: Option<String>,
+    /// The alarm and outcome OpsGuard must reach.
+    pub expected: Option<ExpectedRecord>,
+    /// What was done.
+    pub steps: Vec<ChaosStep>,
+    /// Whether every step did what it should.
+    pub ok: bool,
+    /// When the fault took effect, when the engine knows better than "at
+    /// the end of the injection" (the zombies' kill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_at: Option<Timestamp>,
+    /// Total time.
+    pub duration_ms: u64,
+}
+
+/// [`Expected`] in a serialisable form.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExpectedRecord {
+    /// The alarm (`DB_CRASH — OOM Killer`).
+    pub alarm: String,
+    /// The resolution (`resolved`, or `stopped: …`).
+    pub resolution: crate::audit::Resolution,
+    /// Whether a human must approve the fix.
+    pub needs_approval: bool,
+}
+
+impl From<Expected> for ExpectedRecord {
+    fn from(e: Expected) -> Self {
+        ExpectedRecord { alarm: e.alarm.to_string(), resolution: e.resolution, needs_approval: e.needs_approval }
+    }
+}
+
+/// A chaos failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ChaosError {
+    /// The host failed.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// The fault did not take.
+    #[error("{0}")]
+    Failed(String),
+    /// The record could not be written.
+    #[error("chaos record: {0}")]
+    Record(#[from] std::io::Error),
+}
+
+/// Injects faults into the Docker lab.
+#[derive(Clone, Debug)]
+pub struct DockerChaos {
+    host: DockerHost,
+    record: Option<PathBuf>,
+    lab_scripts: Option<PathBuf>,
+}
+
+struct Recorder {
+    steps: Vec<ChaosStep>,
+    ok: bool,
+    fault_at: Option<Timestamp>,
+}
+
+impl Recorder {
+    fn push(&mut self, what: impl Into<String>, t0: Instant, result: Result<String, String>) {
+        let ms = t0.elapsed().as_millis() as u64;
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.ok = false;
+                format!("error: {e}")
+            }
+        };
+        self.steps.push(ChaosStep { what: what.into(), ms, result });
+    }
+}
+
+fn describe(out: &Result<CommandOutput, HostError>) -> Result<String, String> {
+    match out {
+        Ok(o) if o.stderr.trim().is_empty() => Ok(format!("exit {}", o.exit_code)),
+        Ok(o) => Ok(format!("exit {}: {}", o.exit_code, crate::classify::truncate(o.stderr.trim(), 200))),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl DockerChaos {
+    /// A chaos engine acting through `host`, appending its records to
+    /// `record` (if any); `lab_scripts` is the `lab/` directory for a full
+    /// reset.
+    pub fn new(host: DockerHost, record: Option<PathBuf>, lab_scripts: Option<PathBuf>) -> DockerChaos {
+        DockerChaos { host, record, lab_scripts }
+    }
+
+    /// The host.
+    pub fn host(&self) -> &DockerHost {
+        &self.host
+    }
+
+    fn write(&self, rec: &ChaosRecord) -> Result<(), ChaosError> {
+        if let Some(path) = &self.record {
+            let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+            let mut line = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
+            line.push(b'\n');
+            f.write_all(&line)?;
+        }
+        Ok(())
+    }
+
+    /// Injects `scenario`; returns once the fault has happened (the database
+    /// is down for the database scenarios), or an error saying what did not.
+    pub async fn inject(&self, scenario: Scenario) -> Result<ChaosRecord, ChaosError> {
+        let start = SystemClock.now();
+        let t0 = Instant::now();
+        let mut r = Recorder { steps: Vec::new(), ok: true, fault_at: None };
+        let h = &self.host;
+        match scenario {
+            Scenario::WebDiskFill => {
+                let t = Instant::now();
+                let out = h
+                    .exec(
+                        WEB,
+                        &[
+                            "sh",
+                            "-c",
+                            "dd if=/dev/zero of=\"$1\" bs=1M count=2048 status=none 2>/dev/null; true",
+                            "fill",
+                            WEB_GARBAGE,
+                        ],
+                    )
+                    .await;
+                r.push(format!("exec {WEB}: dd 2 GB into {WEB_GARBAGE}"), t, describe(&out));
+            }
+            Scenario::Zombies => {
+                let t = Instant::now();
+                let res = self.spawn_zombies(ZOMBIES, &mut r.fault_at).await;
+                r.push(format!("create {ZOMBIES} exited containers labelled {ROLE_LABEL}={ZOMBIE_ROLE}"), t, res);
+            }
+            Scenario::DbGarbageFlood => {
+                let t = Instant::now();
+                let out = h.exec(DB, &["sh", "-c", FILL_SH, "fill", DB_GARBAGE]).await;
+                r.push(format!("exec {DB}: fill the disk with {DB_GARBAGE}"), t, describe(&out));
+                let t = Instant::now();
+                let out = h.exec(DB, &["bash", "-c", WAL_SH]).await;
+                // The exec dies with the server: an error here is the point.
+                r.steps.push(ChaosStep {
+                    what: format!("exec {DB}: generate WAL until a segment switch PANICs"),
+                    ms: t.elapsed().as_millis() as u64,
+                    result: describe(&out).unwrap_or_else(|e| e),
+                });
+                self.wait_down(&mut r, Duration::from_secs(30)).await;
+            }
+            Scenario::DbConfigCorruption => {
+                let t = Instant::now();
+                let out = h
+                    .exec(
+                        DB,
+                        &["sh", "-c", "echo 'shared_buffers = = 16MB  # opsguard-chaos' >>\"$PGDATA/postgresql.conf\""],
+                    )
+                    .await;
+                r.push(format!("exec {DB}: append a broken line to postgresql.conf"), t, describe(&out));
+                let t = Instant::now();
+                let res = h.restart(DB).await.map(|()| "ok".to_string()).map_err(|e| e.to_string());
+                r.push(format!("restart {DB} (as a deploy would)"), t, res);
+                self.wait_down(&mut r, Duration::from_secs(30)).await;
+            }
+            Scenario::DbOomKill => {
+                let t = Instant::now();
+                let out = h.exec(DB, &["tail", "/dev/zero"]).await;
+                r.steps.push(ChaosStep {
+                    what: format!("exec {DB}: tail /dev/zero (memory hog under the 128 MB limit)"),
+                    ms: t.elapsed().as_millis() as u64,
+                    result: describe(&out).unwrap_or_else(|e| e),
+                });
+                self.wait_down(&mut r, Duration::from_secs(30)).await;
+            }
+            Scenario::DbDataCorruption => {
+                // Overwrite while it runs, SIGKILL (no shutdown checkpoint
+                // rewrites the control file) and start at once: the gap between
+                // the kill and the failed start is shorter than the observer's
+                // settle time, so OpsGuard sees the corruption, not a stop.
+                let t = Instant::now();
+                let script = format!(
+                    "cp -p \"$PGDATA/global/pg_control\" {PG_CONTROL_BACKUP}; printf OPSGUARD-CHAOS | dd of=\"$PGDATA/global/pg_control\" bs=1 seek=16 conv=notrunc status=none"
+                );
+                let out = h.exec(DB, &["sh", "-c", &script]).await;
+                r.push(
+                    format!("exec {DB}: overwrite 14 bytes of global/pg_control (backup {PG_CONTROL_BACKUP})"),
+                    t,
+                    describe(&out),
+                );
+                let t = Instant::now();
+                let res = h
+                    .client()
+                    .kill_container(DB, None::<bollard::query_parameters::KillContainerOptions>)
+                    .await
+                    .map(|()| "ok".to_string())
+                    .map_err(|e| map_error("kill", e).to_string());
+                r.push(format!("kill {DB} (SIGKILL)"), t, res);
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_secs(10)
+                    && h.inspect(DB).await.is_ok_and(|s| s.state == ContainerState::Running)
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let t = Instant::now();
+                let res = self.start(DB).await;
+                r.push(format!("start {DB}"), t, res);
+                self.wait_down(&mut r, Duration::from_secs(30)).await;
+            }
+            Scenario::ChainReaction => {
+                let t = Instant::now();
+                let out = h.exec(DB, &["sh", "-c", FILL_SH, "fill", DB_CRASH_LOG]).await;
+                r.push(format!("exec {DB}: crash log {DB_CRASH_LOG} fills the disk to 100%"), t, describe(&out));
+                let t = Instant::now();
+                let res = self.stop(DB).await;
+                r.push(format!("stop {DB}: the database goes down"), t, res);
+                let t = Instant::now();
+                let out = self.helper(DB, &["sh", "-c", FILL_SH, "fill", DB_CRASH_LOG]).await;
+                r.push("helper: take the blocks the shutdown freed", t, describe(&out));
+                self.wait_down(&mut r, Duration::from_secs(30)).await;
+            }
+        }
+        let rec = ChaosRecord {
+            ts: start,
+            time: start.to_rfc3339(),
+            op: "inject".into(),
+            scenario: Some(scenario.name().into()),
+            expected: Some(scenario.expected().into()),
+            steps: r.steps,
+            ok: r.ok,
+            fault_at: r.fault_at,
+            duration_ms: t0.elapsed().as_millis() as u64,
+        };
+        self.write(&rec)?;
+        if !rec.ok {
+            return Err(ChaosError::Failed(format!("{scenario} did not take: {:?}", rec.steps)));
+        }
+        Ok(rec)
+    }
+
+    async fn wait_down(&self, r: &mut Recorder, limit: Duration) {
+        let t = Instant::now();
+        loop {
+            match self.host.inspect(DB).await {
+                Ok(s) if s.state.is_settled_down() => {
+                    r.push(
+                        format!("{DB} is down"),
+                        t,
+                        Ok(format!("{} exit={:?} OOMKilled={}", s.state.as_str(), s.exit_code, s.oom_killed)),
+                    );
+                    return;
+                }
+                Ok(_) if t.elapsed() < limit => tokio::time::sleep(Duration::from_millis(100)).await,
+                Ok(s) => {
+                    return r.push(
+                        format!("{DB} is down"),
+                        t,
+                        Err(format!("still {} after {limit:?}", s.state.as_str())),
+                    );
+                }
+                Err(e) => return r.push(format!("{DB} is down"), t, Err(e.to_string())),
+            }
+        }
+    }
+
+    async fn helper(&self, container: &str, cmd: &[&str]) -> Result<CommandOutput, HostError> {
+        let info = self.host.inspect_in_scope(container, "chaos helper").await?;
+        let image = info.image.clone().unwrap_or_default();
+        let id = info.id.clone().unwrap_or_else(|| container.to_string());
+        self.host.run_helper(&image, Some(&id), false, cmd, &[("opsguard.chaos", "true")]).await
+    }
+
+    async fn stop(&self, container: &str) -> Result<String, String> {
+        self.host.inspect_in_scope(container, "chaos stop").await.map_err(|e| e.to_string())?;
+        let opts = StopContainerOptionsBuilder::default().t(30).build();
+        let op = format!("stop {container}");
+        match tokio::time::timeout(Duration::from_secs(45), self.host.client().stop_container(container, Some(opts)))
+            .await
+        {
+            Ok(Ok(())) => Ok("ok".into()),
+            Ok(Err(e)) => {
+                let e = map_error(&op, e);
+                if e.message.contains("304") { Ok("already stopped".into()) } else { Err(e.to_string()) }
+            }
+            Err(_) => Err(format!("{op}: timed out")),
+        }
+    }
+
+    async fn start(&self, container: &str) -> Result<String, String> {
+        self.host.inspect_in_scope(container, "chaos start").await.map_err(|e| e.to_string())?;
+        let op = format!("start {container}");
+        match tokio::time::timeout(
+            Duration::from_secs(30),
+            self.host.client().start_container(container, None::<StartContainerOptions>),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok("ok".into()),
+            Ok(Err(e)) => {
+                let e = map_error(&op, e);
+                if e.message.contains("304") { Ok("already running".into()) } else { Err(e.to_string()) }
+            }
+            Err(_) => Err(format!("{op}: timed out")),
+        }
+    }
+
+    async fn lab_image(&self) -> Result<String, String> {
+        let info = self.host.inspect_raw(DB).await.or(self.host.inspect_raw(WEB).await).map_err(|e| e.to_string())?;
+        info.image.ok_or_else(|| "lab container without image".to_string())
+    }
+
+    async fn spawn_zombies(&self, n: u32, fault_at: &mut Option<Timestamp>) -> Result<String, String> {
+        let image = self.lab_image().await?;
+        self.remove_zombies().await?;
+        let docker = self.host.client();
+        let mut labels = HashMap::from([(ROLE_LABEL.to_string(), ZOMBIE_ROLE.to_string())]);
+        if let Some((k, v)) = self.host.scope_label().split_once('=') {
+            labels.insert(k.to_string(), v.to_string());
+        }
+        // Create and start them all sleeping, then kill them all at once: the
+        // host goes from 0 to n exited containers within a few milliseconds,
+        // as after a batch job, instead of trickling (which would let
+        // OpsGuard prune the first half while the rest are still coming).
+        let create = (1..=n).map(|i| {
+            let name = format!("opsguard-zombie-{i}");
+            let body = ContainerCreateBody {
+                image: Some(image.clone()),
+                entrypoint: Some(vec![]),
+                cmd: Some(vec!["sleep".into(), "600".into()]),
+                labels: Some(labels.clone()),
+                network_disabled: Some(true),
+                host_config: Some(bollard::models::HostConfig {
+                    network_mode: Some("none".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            async move {
+                let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+                let c = docker.create_container(Some(opts), body).await.map_err(|e| map_error(&name, e).to_string())?;
+                docker
+                    .start_container(&c.id, None::<StartContainerOptions>)
+                    .await
+                    .map_err(|e| map_error(&name, e).to_string())?;
+                Ok::<String, String>(c.id)
+            }
+        });
+        let ids: Vec<String> =
+            futures_util::future::join_all(create).await.into_iter().collect::<Result<Vec<_>, String>>()?;
+        let kill =
+            ids.iter().map(|id| docker.kill_container(id, None::<bollard::query_parameters::KillContainerOptions>));
+        for r in futures_util::future::join_all(kill).await {
+            r.map_err(|e| map_error("kill zombie", e).to_string())?;
+        }
+        *fault_at = Some(SystemClock.now());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut exited = 0;
+            for id in &ids {
+                match self.host.inspect(id).await {
+                    Ok(s) if s.state == ContainerState::Exited => exited += 1,
+                    // Already pruned by a watching OpsGuard.
+                    Err(e) if e.kind == HostErrorKind::NotFound => exited += 1,
+                    _ => {}
+                }
+            }
+            if exited == ids.len() {
+                return Ok(format!("{exited} exited"));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("only {exited} of {} zombies exited", ids.len()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn remove_zombies(&self) -> Result<String, String> {
+        let docker = self.host.client();
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![self.host.scope_label().to_string(), format!("{ROLE_LABEL}={ZOMBIE_ROLE}")],
+        )]);
+        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let list = docker.list_containers(Some(opts)).await.map_err(|e| map_error("list zombies", e).to_string())?;
+        let mut n = 0;
+        for c in list {
+            let Some(id) = c.id else { continue };
+            let rm = RemoveContainerOptionsBuilder::default().force(true).build();
+            if docker.remove_container(&id, Some(rm)).await.is_ok() {
+                n += 1;
+            }
+        }
+        Ok(format!("{n} removed"))
+    }
+
+    /// Puts the lab back to healthy without losing the database's data:
+    /// removes zombies and helpers, every chaos artefact (garbage, crash
+    /// log, broken config line, overwritten control file), starts what is
+    /// down and waits until `db-prod` accepts connections and `web-prod`
+    /// runs. Falls back to `lab/reset.sh` (a fresh lab) when that fails and
+    /// the lab scripts are known.
+    pub async fn reset(&self) -> Result<ChaosRecord, ChaosError> {
+        let start = SystemClock.now();
+        let t0 = Instant::now();
+        let mut r = Recorder { steps: Vec::new(), ok: true, fault_at: None };
+        let t = Instant::now();
+        let res = self.remove_zombies().await;
+        r.push("remove zombies", t, res);
+        let t = Instant::now();
+        let res = self.host.prune_exited(&format!("{ROLE_LABEL}=helper"), &[]).await;
+        r.steps.push(ChaosStep {
+            what: "remove leftover helpers".into(),
+            ms: t.elapsed().as_millis() as u64,
+            result: format!("{:?}", res.map(|v| v.len())),
+        });
+        let t = Instant::now();
+        let out = self.helper(WEB, &["rm", "-f", WEB_GARBAGE]).await;
+        r.push(format!("helper: rm {WEB_GARBAGE}"), t, describe(&out));
+        let t = Instant::now();
+        let out = self.helper(DB, &["sh", "-c", DB_REPAIR_SH]).await;
+        r.push("helper: remove garbage and crash log, restore config and control file", t, describe(&out));
+        for c in [WEB, DB] {
+            if !self.host.inspect(c).await.is_ok_and(|s| s.state == ContainerState::Running) {
+                let t = Instant::now();
+                let res = self.start(c).await;
+                r.push(format!("start {c}"), t, res);
+            }
+        }
+        let t = Instant::now();
+        let res = self.wait_healthy(Duration::from_secs(90)).await;
+        r.push("wait until db-prod accepts connections and web-prod runs", t, res);
+        if !r.ok
+            && let Some(dir) = &self.lab_scripts
+        {
+            let t = Instant::now();
+            let res = run_script(&dir.join("reset.sh")).await;
+            r.ok = true;
+            r.push("lab/reset.sh (fresh lab: repair failed)", t, res);
+        }
+        let rec = ChaosRecord {
+            ts: start,
+            time: start.to_rfc3339(),
+            op: "reset".into(),
+            scenario: None,
+            expected: None,
+            steps: r.steps,
+            ok: r.ok,
+            fault_at: None,
+            duration_ms: t0.elapsed().as_millis() as u64,
+        };
+        self.write(&rec)?;
+        if !rec.ok {
+            return Err(ChaosError::Failed(format!("reset failed: {:?}", rec.steps)));
+        }
+        Ok(rec)
+    }
+
+    /// Waits until `db-prod` accepts connections and `web-prod` runs.
+    pub async fn wait_healthy(&self, limit: Duration) -> Result<String, String> {
+        let t = Instant::now();
+        let mut last = String::new();
+        while t.elapsed() < limit {
+            let web = self.host.inspect(WEB).await.map(|s| s.state);
+            let db = self.host.inspect(DB).await.map(|s| s.state);
+            if web == Ok(ContainerState::Running) && db == Ok(ContainerState::Running) {
+                match self.host.exec(DB, &["pg_isready", "-q", "-h", "127.0.0.1", "-U", "postgres"]).await {
+                    Ok(o) if o.exit_code == 0 => return Ok(format!("healthy after {} ms", t.elapsed().as_millis())),
+                    Ok(o) => last = format!("pg_isready exit {}", o.exit_code),
+                    Err(e) => last = e.to_string(),
+                }
+            } else {
+                last = format!("web {web:?}, db {db:?}");
+                if let Ok(ContainerState::Exited) = db {
+                    // A crashed start will not come back by waiting.
+                    if t.elapsed() > Duration::from_secs(5) {
+                        return Err(format!("db-prod exited: {last}"));
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(format!("not healthy within {limit:?}: {last}"))
+    }
+
+    /// Runs SQL in `db-prod` with psql; returns its output.
+    pub async fn psql(&self, sql: &str) -> Result<String, HostError> {
+        let out = self.host.exec(DB, &["psql", "-U", "postgres", "-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql]).await?;
+        if out.exit_code != 0 {
+            return Err(HostError::new(HostErrorKind::Other, "psql", out.stderr.trim().to_string()));
+        }
+        Ok(out.stdout.trim().to_string())
+    }
+
+    /// The size in bytes of a file on `container`'s volumes (running or not).
+    pub async fn file_size(&self, container: &str, path: &str) -> Result<Option<u64>, HostError> {
+        let out = self.helper(container, &["stat", "-c", "%s", "--", path]).await?;
+        Ok(if out.exit_code == 0 { out.stdout.trim().parse().ok() } else { None })
+    }
+}
+
+/// Runs a lab script, returning its last output lines.
+pub async fn run_script(path: &Path) -> Result<String, String> {
+    let out = tokio::process::Command::new("bash")
+        .arg(path)
+        .output()
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = text.lines().rev().take(5).collect();
+    let tail = tail.into_iter().rev().collect::<Vec<_>>().join(" | ");
+    if out.status.success() { Ok(tail) } else { Err(format!("{} failed: {tail}", path.display())) }
+}
+
+/// One scenario run against the lab with OpsGuard watching: what the
+/// end-to-end tests, the MTTR benchmark and the chain-reaction example use.
+#[derive(Debug)]
+pub struct ScenarioRun {
+    /// What the chaos engine did.
+    pub inject: ChaosRecord,
+    /// When the fault took effect: the database's death for the database
+    /// scenarios, the end of the injection otherwise.
+    pub fault_at: Timestamp,
+    /// The incidents OpsGuard ran.
+    pub reports: Vec<crate::incident::IncidentReport>,
+    /// The audit trail.
+    pub audit: Vec<crate::audit::AuditRecord>,
+}
+
+impl ScenarioRun {
+    /// Fault to alarm (the incident opening), in milliseconds.
+    pub fn mttd_ms(&self) -> Option<u64> {
+        self.audit
+            .iter()
+            .find(|r| matches!(r.event, crate::audit::AuditEvent::IncidentOpened { .. }))
+            .map(|r| r.ts.millis_since(self.fault_at))
+    }
+
+    /// Fault to the end of the first incident (resolved or stopped), in ms.
+    pub fn mttr_ms(&self) -> Option<u64> {
+        self.reports.first().map(|r| r.closed_at.millis_since(self.fault_at))
+    }
+}
+
+/// Settings for [`run_scenario`].
+pub struct RunSettings<A> {
+    /// The rules.
+    pub rules: std::sync::Arc<crate::rules::Rules>,
+    /// Who approves risky actions.
+    pub approver: A,
+    /// Incidents to wait for.
+    pub incidents: usize,
+    /// Give up after this long.
+    pub timeout: Duration,
+    /// Print the timeline as it happens.
+    pub verbose: bool,
+}
+
+/// Starts OpsGuard (observer with the Docker event stream, engine, responder)
+/// against the lab, injects `scenario` once it watches, and returns when
+/// `incidents` incidents have ended or the timeout passed.
+pub async fn run_scenario<A: crate::approval::Approver + 'static>(
+    chaos: &DockerChaos,
+    scenario: Scenario,
+    settings: RunSettings<A>,
+) -> Result<ScenarioRun, ChaosError> {
+    use crate::host::docker::{settle_deaths, spawn_events};
+    let host = chaos.host().clone();
+    let verbose = settings.verbose;
+    let audit = crate::audit::AuditLog::in_memory().with_tap(move |r| {
+        if verbose {
+            let time = r.time.get(11..23).unwrap_or(&r.time);
+            println!("[{time}] #{} {}", r.incident, r.event.render());
+        }
+    });
+    let (raw, pump) = spawn_events(host.client().clone(), settings.rules.scope_label.clone(), 256, None);
+    let (events, settle) = settle_deaths(raw, Duration::from_millis(500));
+    let engine = crate::engine::Engine::new(settings.rules.clone());
+    let responder = crate::incident::Responder::new(
+        engine,
+        host.clone(),
+        settings.approver,
+        crate::llm::NoAdvisor,
+        SystemClock,
+        audit.clone(),
+    )
+    .with_timeouts(crate::incident::Timeouts { approval: Duration::from_secs(30), ..Default::default() });
+    let deadline = SystemClock.now().plus_millis(settings.timeout.as_millis() as u64);
+    let until = crate::incident::Until { incidents: Some(settings.incidents), deadline: Some(deadline) };
+    let agent = tokio::spawn(async move {
+        let mut agent = crate::incident::Agent::new(responder);
+        agent.run(Some(events), until).await
+    });
+    // Let the first sweep finish and the event stream connect.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let inject = match chaos.inject(scenario).await {
+        Ok(r) => r,
+        Err(e) => {
+            agent.abort();
+            pump.abort();
+            settle.abort();
+            return Err(e);
+        }
+    };
+    let db_scenario = !matches!(scenario, Scenario::WebDiskFill | Scenario::Zombies);
+    let fault_at = match db_scenario {
+        true => host.inspect(DB).await.ok().and_then(|s| s.finished_at),
+        false => None,
+    }
+    .or(inject.fault_at)
+    .unwrap_or(inject.ts.plus_millis(inject.duration_ms));
+    let reports = tokio::time::timeout(settings.timeout + Duration::from_secs(30), agent).await;
+    pump.abort();
+    settle.abort();
+    let reports = match reports {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(ChaosError::Failed(format!("the agent task failed: {e}"))),
+        Err(_) => return Err(ChaosError::Failed("the agent did not stop at its deadline".into())),
+    };
+    Ok(ScenarioRun { inject, fault_at, reports, audit: audit.records() })
+}

@@ -1,0 +1,321 @@
+//! `opsguard`: the command line.
+//!
+//! ```text
+//! opsguard lab up | lab down            start or stop the Docker lab (lab/up.sh, lab/down.sh)
+//! opsguard chaos SCENARIO               inject a fault into the lab
+//! opsguard chaos reset [--full]         put the lab back to healthy
+//! opsguard chaos list                   the scenarios and what OpsGuard must do
+//! opsguard watch [--rules FILE] [--approve prompt|auto|deny] [--audit FILE]
+//!                [--max-incidents N] [--timeout SECS]
+//! ```
+//!
+//! `watch` exits 0 when every incident resolved, 2 when any stopped for a
+//! human, 1 on error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use opsguard::approval::{Answer, ApprovalError, ApprovalRequest, Approver, PolicyApprover, TerminalApprover};
+use opsguard::audit::{AuditLog, Resolution};
+use opsguard::chaos::Scenario;
+use opsguard::chaos::docker::{DockerChaos, run_script};
+use opsguard::clock::{Clock, SystemClock};
+use opsguard::engine::Engine;
+use opsguard::host::docker::{DockerHost, StreamNotice, settle_deaths, spawn_events};
+use opsguard::incident::{Agent, IncidentReport, Responder, Until};
+use opsguard::llm::NoAdvisor;
+use opsguard::rules::Rules;
+
+#[derive(Parser)]
+#[command(name = "opsguard", version, about = "A self-healing agent for Docker hosts")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start or stop the Docker lab.
+    Lab {
+        /// `up` or `down`.
+        #[arg(value_enum)]
+        action: LabAction,
+        /// The lab scripts' directory (default: ./lab, else the source tree's lab/).
+        #[arg(long)]
+        lab_dir: Option<PathBuf>,
+    },
+    /// Inject a fault into the lab, or reset it.
+    Chaos {
+        /// A scenario (`web-disk-fill`, `zombies`, `db-garbage-flood`,
+        /// `db-config-corruption`, `db-oom-kill`, `db-data-corruption`,
+        /// `chain-reaction`), `reset` or `list`.
+        scenario: String,
+        /// With `reset`: a fresh lab (lab/reset.sh) instead of a repair.
+        #[arg(long)]
+        full: bool,
+        /// Where to append the record of what was done (JSON lines).
+        #[arg(long, default_value = "opsguard-chaos.jsonl")]
+        record: PathBuf,
+        /// Only touch containers with this label.
+        #[arg(long, default_value = "opsguard.lab=true")]
+        scope_label: String,
+        /// The lab scripts' directory.
+        #[arg(long)]
+        lab_dir: Option<PathBuf>,
+    },
+    /// Watch the Docker host and respond to incidents.
+    Watch {
+        /// Rules file (default: the built-in rules/default.toml).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Overrides the rules' scope label (`key=value`).
+        #[arg(long)]
+        scope_label: Option<String>,
+        /// How risky actions are approved.
+        #[arg(long, value_enum, default_value_t = ApproveMode::Prompt)]
+        approve: ApproveMode,
+        /// Audit log (JSON lines, appended).
+        #[arg(long, default_value = "opsguard-audit.jsonl")]
+        audit: PathBuf,
+        /// Exit after this many incidents ended.
+        #[arg(long)]
+        max_incidents: Option<usize>,
+        /// Exit after this many seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// Seconds a human has to answer an approval request.
+        #[arg(long, default_value_t = 300)]
+        approval_timeout: u64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LabAction {
+    Up,
+    Down,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ApproveMode {
+    /// Ask at the terminal (no terminal: reject).
+    Prompt,
+    /// Approve every risky action.
+    Auto,
+    /// Reject every risky action.
+    Deny,
+}
+
+enum CliApprover {
+    Terminal(TerminalApprover),
+    Policy(PolicyApprover),
+}
+
+impl Approver for CliApprover {
+    fn name(&self) -> &str {
+        match self {
+            CliApprover::Terminal(a) => a.name(),
+            CliApprover::Policy(a) => a.name(),
+        }
+    }
+
+    async fn review(&self, request: &ApprovalRequest) -> Result<Answer, ApprovalError> {
+        match self {
+            CliApprover::Terminal(a) => a.review(request).await,
+            CliApprover::Policy(a) => a.review(request).await,
+        }
+    }
+}
+
+fn lab_dir(given: Option<PathBuf>) -> PathBuf {
+    if let Some(d) = given {
+        return d;
+    }
+    if let Some(d) = std::env::var_os("OPSGUARD_LAB_SCRIPTS") {
+        return PathBuf::from(d);
+    }
+    let here = PathBuf::from("lab");
+    if here.join("up.sh").is_file() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("lab")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("opsguard: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("opsguard: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Lab { action, lab_dir: dir } => {
+            let dir = lab_dir(dir);
+            let script = dir.join(match action {
+                LabAction::Up => "up.sh",
+                LabAction::Down => "down.sh",
+            });
+            let status = tokio::process::Command::new("bash")
+                .arg(&script)
+                .status()
+                .await
+                .map_err(|e| format!("{}: {e}", script.display()))?;
+            Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Chaos { scenario, full, record, scope_label, lab_dir: dir } => {
+            if scenario == "list" {
+                for s in Scenario::ALL {
+                    let e = s.expected();
+                    let outcome = match e.resolution {
+                        Resolution::Resolved => "resolved".to_string(),
+                        Resolution::Stopped { reason } => format!("STOP: {reason}"),
+                    };
+                    let approval = if e.needs_approval { " (after approval)" } else { "" };
+                    println!("{:<22} {} → {outcome}{approval}", s.name(), e.alarm);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let dir = lab_dir(dir);
+            if scenario == "reset" && full {
+                println!("{}", run_script(&dir.join("reset.sh")).await?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let host = DockerHost::connect(&scope_label).await.map_err(|e| e.to_string())?;
+            let chaos = DockerChaos::new(host, Some(record), Some(dir));
+            let rec = if scenario == "reset" {
+                chaos.reset().await
+            } else {
+                let s = Scenario::from_name(&scenario).ok_or_else(|| {
+                    let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                    format!("unknown scenario {scenario:?}; one of: {}, reset, list", names.join(", "))
+                })?;
+                println!("💥 {s}: OpsGuard must raise {} and end {:?}", s.expected().alarm, s.expected().resolution);
+                chaos.inject(s).await
+            }
+            .map_err(|e| e.to_string())?;
+            for step in &rec.steps {
+                println!("  {:>6} ms  {} → {}", step.ms, step.what, step.result);
+            }
+            println!("done in {} ms", rec.duration_ms);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Watch { rules, scope_label, approve, audit, max_incidents, timeout, approval_timeout } => {
+            let mut rules = match rules {
+                Some(path) => Rules::load(&path).map_err(|e| e.to_string())?,
+                None => Rules::default_rules(),
+            };
+            if let Some(label) = scope_label {
+                if !label.contains('=') {
+                    return Err(format!("--scope-label must be key=value, not {label:?}"));
+                }
+                rules.scope_label = label;
+            }
+            let approver = match approve {
+                ApproveMode::Prompt => CliApprover::Terminal(TerminalApprover),
+                ApproveMode::Auto => CliApprover::Policy(PolicyApprover::ApproveAll),
+                ApproveMode::Deny => CliApprover::Policy(PolicyApprover::Deny),
+            };
+            let reports = watch(
+                Arc::new(rules),
+                approver,
+                &audit,
+                Until {
+                    incidents: max_incidents,
+                    deadline: timeout.map(|s| SystemClock.now().plus_millis(s.saturating_mul(1000))),
+                },
+                Duration::from_secs(approval_timeout),
+                true,
+            )
+            .await?;
+            Ok(exit_code(&reports))
+        }
+    }
+}
+
+/// 0 when every incident resolved, 2 when any stopped for a human.
+fn exit_code(reports: &[IncidentReport]) -> ExitCode {
+    if reports.iter().any(|r| matches!(r.resolution, Resolution::Stopped { .. })) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn watch<A: Approver>(
+    rules: Arc<Rules>,
+    approver: A,
+    audit_path: &Path,
+    until: Until,
+    approval_timeout: Duration,
+    verbose: bool,
+) -> Result<Vec<IncidentReport>, String> {
+    let host = DockerHost::connect(&rules.scope_label).await.map_err(|e| e.to_string())?;
+    let audit =
+        AuditLog::to_file(audit_path).map_err(|e| format!("{}: {e}", audit_path.display()))?.with_tap(move |r| {
+            if verbose {
+                let time = r.time.get(11..23).unwrap_or(&r.time);
+                println!("[{time}] #{} {}", r.incident, r.event.render());
+            }
+        });
+    let (notices_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+    let (raw, pump) = spawn_events(host.client().clone(), rules.scope_label.clone(), 256, Some(notices_tx));
+    let (events, settle) = settle_deaths(raw, Duration::from_millis(500));
+    let notice_task = tokio::spawn(async move {
+        while let Some(n) = notices.recv().await {
+            match n {
+                StreamNotice::Connected { since: None } => eprintln!("opsguard: watching Docker events"),
+                StreamNotice::Connected { since: Some(t) } => {
+                    eprintln!("opsguard: event stream reconnected, resuming from {t}")
+                }
+                StreamNotice::Lost { error } => eprintln!("opsguard: event stream lost ({error}); reconnecting"),
+            }
+        }
+    });
+    println!(
+        "👁  OpsGuard watching {} and {} (scope {}), sweep every {}s, audit {}",
+        rules.web.container,
+        rules.database.container,
+        rules.scope_label,
+        rules.observer.interval_secs,
+        audit_path.display()
+    );
+    let engine = Engine::new(rules);
+    let responder = Responder::new(engine, host, approver, NoAdvisor, SystemClock, audit)
+        .with_timeouts(opsguard::incident::Timeouts { approval: approval_timeout, ..Default::default() });
+    let mut agent = Agent::new(responder);
+    let reports = tokio::select! {
+        r = agent.run(Some(events), until) => r,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("opsguard: interrupted");
+            Vec::new()
+        }
+    };
+    pump.abort();
+    settle.abort();
+    notice_task.abort();
+    println!();
+    for r in &reports {
+        let secs = r.closed_at.millis_since(r.opened_at) as f64 / 1000.0;
+        let end = match r.resolution {
+            Resolution::Resolved => "✅ resolved".to_string(),
+            Resolution::Stopped { reason } => format!("🛑 stopped: {reason}"),
+        };
+        println!("incident #{}: {} → {end} in {secs:.1}s ({} steps)", r.id, r.alarm, r.steps.len());
+    }
+    Ok(reports)
+}

@@ -1,0 +1,273 @@
+//! End-to-end scenarios against the real Docker lab (issue #3).
+//!
+//! Each test injects one fault with the chaos engine while OpsGuard watches
+//! (Docker events + sweeps), lets it detect, decide, act and verify, then
+//! checks the final container state, the audit trail, and that nothing was
+//! lost: a table written to db-prod before the fault holds the same rows
+//! after every fixable scenario, and the garbage of db-garbage-flood is
+//! still there.
+//!
+//! Skipped (they pass, printing why) unless `OPSGUARD_E2E=1`; the lab must
+//! be up (`lab/up.sh`, or `lab/ci-e2e.sh` which does everything). They
+//! share one lab, so a process-wide lock runs them one at a time, and the
+//! lab is repaired before each.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use opsguard::approval::PolicyApprover;
+use opsguard::audit::{AuditEvent, Resolution};
+use opsguard::chaos::Scenario;
+use opsguard::chaos::docker::{DB, DB_GARBAGE, DockerChaos, RunSettings, ScenarioRun, WEB, run_scenario};
+use opsguard::host::Host;
+use opsguard::host::docker::DockerHost;
+use opsguard::model::{Action, ContainerState, Outcome, StopReason};
+use opsguard::rules::Rules;
+
+static LAB: Mutex<()> = Mutex::new(());
+
+fn lab_lock() -> Option<MutexGuard<'static, ()>> {
+    if std::env::var("OPSGUARD_E2E").map_or(true, |v| v != "1") {
+        eprintln!("skipped: set OPSGUARD_E2E=1 (and bring the lab up with lab/up.sh) to run the end-to-end tests");
+        return None;
+    }
+    Some(LAB.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+}
+
+fn rules() -> Arc<Rules> {
+    let mut r = Rules::default_rules();
+    // The web disk has no event: sweep often so the test stays short.
+    r.observer.interval_secs = 3;
+    Arc::new(r)
+}
+
+async fn chaos() -> DockerChaos {
+    let host = DockerHost::connect("opsguard.lab=true").await.expect("Docker daemon reachable");
+    let lab = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab");
+    let record = std::env::temp_dir().join("opsguard-e2e-chaos.jsonl");
+    DockerChaos::new(host, Some(record), Some(lab))
+}
+
+const CANARY_ROWS: u32 = 5000;
+
+/// Repairs the lab and writes the canary table; returns its fingerprint.
+async fn prepare(chaos: &DockerChaos) -> String {
+    chaos.reset().await.unwrap_or_else(|e| panic!("lab reset failed: {e}"));
+    chaos
+        .psql(&format!(
+            "CREATE TABLE IF NOT EXISTS canary(id int primary key, note text); \
+             INSERT INTO canary SELECT g, md5(g::text) FROM generate_series(1,{CANARY_ROWS}) g ON CONFLICT DO NOTHING; \
+             CHECKPOINT;"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("cannot write the canary table: {e}"));
+    fingerprint(chaos).await
+}
+
+async fn fingerprint(chaos: &DockerChaos) -> String {
+    chaos
+        .psql("SELECT count(*) || ':' || md5(string_agg(id::text || note, ',' ORDER BY id)) FROM canary")
+        .await
+        .unwrap_or_else(|e| panic!("cannot read the canary table: {e}"))
+}
+
+async fn run(chaos: &DockerChaos, scenario: Scenario, approve: bool) -> ScenarioRun {
+    let approver = if approve { PolicyApprover::ApproveAll } else { PolicyApprover::Deny };
+    let settings =
+        RunSettings { rules: rules(), approver, incidents: 1, timeout: Duration::from_secs(150), verbose: true };
+    let run = run_scenario(chaos, scenario, settings).await.unwrap_or_else(|e| panic!("{scenario}: {e}"));
+    assert_eq!(
+        run.reports.len(),
+        1,
+        "{scenario}: expected exactly one incident within the timeout, got {:#?}\naudit: {:#?}",
+        run.reports,
+        run.audit
+    );
+    eprintln!(
+        "{scenario}: MTTD {} ms, MTTR {} ms (fault at {}, alarm at {})",
+        run.mttd_ms().unwrap_or_default(),
+        run.mttr_ms().unwrap_or_default(),
+        run.fault_at.to_rfc3339(),
+        run.reports[0].opened_at.to_rfc3339()
+    );
+    run
+}
+
+fn audit_has(run: &ScenarioRun, what: &str, f: impl Fn(&AuditEvent) -> bool) {
+    assert!(run.audit.iter().any(|r| f(&r.event)), "audit trail lacks {what}: {:#?}", run.audit);
+}
+
+fn restarted(run: &ScenarioRun) -> bool {
+    run.reports[0].steps.iter().any(|s| s.outcome == Outcome::Restarted)
+}
+
+async fn state(chaos: &DockerChaos, c: &str) -> ContainerState {
+    chaos.host().inspect(c).await.unwrap_or_else(|e| panic!("inspect {c}: {e}")).state
+}
+
+/// The common checks: expected alarm and resolution, audit opened/closed.
+fn check_expected(run: &ScenarioRun, scenario: Scenario, resolution: Resolution) {
+    let r = &run.reports[0];
+    let e = scenario.expected();
+    assert_eq!(r.alarm.kind, e.alarm, "{scenario}: wrong alarm; steps {:#?}", r.steps);
+    assert_eq!(r.resolution, resolution, "{scenario}: wrong outcome; steps {:#?}", r.steps);
+    audit_has(run, "IncidentOpened", |e| matches!(e, AuditEvent::IncidentOpened { .. }));
+    audit_has(
+        run,
+        "IncidentClosed",
+        |e| matches!(e, AuditEvent::IncidentClosed { resolution: x, .. } if *x == resolution),
+    );
+}
+
+fn fixable(scenario: Scenario) {
+    let Some(_lab) = lab_lock() else { return };
+    rt().block_on(async {
+        let chaos = chaos().await;
+        let before = prepare(&chaos).await;
+        let run = run(&chaos, scenario, true).await;
+        let e = scenario.expected();
+        check_expected(&run, scenario, e.resolution);
+        assert_eq!(e.resolution, Resolution::Resolved);
+        if e.needs_approval {
+            audit_has(&run, "an approved request", |e| {
+                matches!(e, AuditEvent::ApprovalAnswered { approved: true, .. })
+            });
+            assert!(restarted(&run), "{scenario}: no restart");
+        } else {
+            assert!(!restarted(&run), "{scenario}: restarted without need");
+        }
+        assert_eq!(state(&chaos, DB).await, ContainerState::Running);
+        assert_eq!(state(&chaos, WEB).await, ContainerState::Running);
+        let db_ready = chaos.wait_healthy(Duration::from_secs(30)).await;
+        assert!(db_ready.is_ok(), "{scenario}: lab not healthy after the fix: {db_ready:?}");
+        assert_eq!(fingerprint(&chaos).await, before, "{scenario}: the canary table changed");
+        chaos.reset().await.expect("reset after the test");
+    });
+}
+
+fn stops(scenario: Scenario) -> Option<ScenarioRun> {
+    let _lab = lab_lock()?;
+    let run = rt().block_on(async {
+        let chaos = chaos().await;
+        prepare(&chaos).await;
+        let run = run(&chaos, scenario, true).await;
+        check_expected(&run, scenario, scenario.expected().resolution);
+        assert!(!restarted(&run), "{scenario}: restarted although the cause forbids it");
+        assert!(
+            !run.audit.iter().any(|r| matches!(r.event, AuditEvent::ApprovalRequested { .. })),
+            "{scenario}: asked to approve a restart"
+        );
+        assert_eq!(state(&chaos, DB).await, ContainerState::Exited, "{scenario}: db-prod should stay down");
+        if scenario == Scenario::DbGarbageFlood {
+            let size = chaos.file_size(DB, DB_GARBAGE).await.expect("stat garbage");
+            assert!(size.is_some_and(|s| s > 10 * 1024 * 1024), "the garbage was touched: {size:?}");
+        }
+        chaos.reset().await.expect("reset after the test");
+        run
+    });
+    Some(run)
+}
+
+#[test]
+fn e2e_web_disk_fill() {
+    fixable(Scenario::WebDiskFill);
+}
+
+#[test]
+fn e2e_zombies() {
+    fixable(Scenario::Zombies);
+}
+
+#[test]
+fn e2e_db_oom_kill() {
+    fixable(Scenario::DbOomKill);
+}
+
+#[test]
+fn e2e_chain_reaction() {
+    fixable(Scenario::ChainReaction);
+}
+
+#[test]
+fn e2e_db_garbage_flood() {
+    if let Some(run) = stops(Scenario::DbGarbageFlood) {
+        let cleaned = run.reports[0].steps.iter().any(|s| matches!(s.action, Action::CleanLogs { .. }));
+        assert!(cleaned, "the garbage flood must be cleaned first, then stop");
+    }
+}
+
+#[test]
+fn e2e_db_config_corruption() {
+    stops(Scenario::DbConfigCorruption);
+}
+
+#[test]
+fn e2e_db_data_corruption() {
+    stops(Scenario::DbDataCorruption);
+}
+
+/// A rejected approval: the OOM-killed database is not restarted, the
+/// incident stops for a human, the audit says who said no.
+#[test]
+fn e2e_rejected_approval_leaves_db_down() {
+    let Some(_lab) = lab_lock() else { return };
+    rt().block_on(async {
+        let chaos = chaos().await;
+        let before = prepare(&chaos).await;
+        let run = run(&chaos, Scenario::DbOomKill, false).await;
+        check_expected(&run, Scenario::DbOomKill, Resolution::Stopped { reason: StopReason::ApprovalRejected });
+        audit_has(&run, "a rejected request", |e| {
+            matches!(e, AuditEvent::ApprovalAnswered { approved: false, approver, .. } if approver == "policy:deny")
+        });
+        assert!(!restarted(&run), "restarted without approval");
+        assert_eq!(state(&chaos, DB).await, ContainerState::Exited);
+        chaos.reset().await.expect("reset");
+        assert_eq!(fingerprint(&chaos).await, before, "the canary table changed");
+    });
+}
+
+/// A human's `docker stop` is not undone silently: the incident asks or
+/// escalates, and the database stays stopped.
+#[test]
+fn e2e_human_stop_is_not_restarted() {
+    let Some(_lab) = lab_lock() else { return };
+    rt().block_on(async {
+        let chaos = chaos().await;
+        prepare(&chaos).await;
+        let host = chaos.host().clone();
+        let rules = rules();
+        let audit = opsguard::audit::AuditLog::in_memory();
+        let (raw, pump) =
+            opsguard::host::docker::spawn_events(host.client().clone(), rules.scope_label.clone(), 64, None);
+        let (events, _settle) = opsguard::host::docker::settle_deaths(raw, Duration::from_millis(500));
+        let responder = opsguard::incident::Responder::new(
+            opsguard::engine::Engine::new(rules),
+            host.clone(),
+            PolicyApprover::ApproveAll,
+            opsguard::llm::NoAdvisor,
+            opsguard::clock::SystemClock,
+            audit.clone(),
+        );
+        let deadline = opsguard::clock::Clock::now(&opsguard::clock::SystemClock).plus_millis(60_000);
+        let agent = tokio::spawn(async move {
+            opsguard::incident::Agent::new(responder)
+                .run(Some(events), opsguard::incident::Until { incidents: Some(1), deadline: Some(deadline) })
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let out = std::process::Command::new("docker").args(["stop", DB]).output().expect("docker stop");
+        assert!(out.status.success(), "docker stop failed: {out:?}");
+        let reports = agent.await.expect("agent");
+        pump.abort();
+        assert_eq!(reports.len(), 1, "expected one incident: {reports:#?}");
+        let r = &reports[0];
+        assert!(matches!(r.resolution, Resolution::Stopped { .. }), "{r:#?}");
+        assert!(!r.steps.iter().any(|s| s.outcome == Outcome::Restarted), "restarted a human's stop: {r:#?}");
+        assert_eq!(state(&chaos, DB).await, ContainerState::Exited);
+        chaos.reset().await.expect("reset");
+    });
+}
