@@ -8,6 +8,7 @@
 //! cargo run --example chain_reaction            # asks at the terminal
 //! cargo run --example chain_reaction -- --yes   # approves the restart
 //! cargo run --example chain_reaction -- --no    # rejects it: stops for a human
+//! cargo run --example chain_reaction -- --docker --yes   # the same on the real lab (root, Docker)
 //! ```
 //!
 //! With no terminal and no flag the restart is rejected. Exits 0 only when
@@ -36,20 +37,55 @@ enum Approval {
     Ask,
 }
 
-fn parse_args() -> Result<Approval, String> {
+const USAGE: &str = "usage: chain_reaction [--docker] [--yes | --no]";
+
+fn parse_args() -> Result<(Approval, bool), String> {
     let mut approval = None;
+    let mut docker = false;
     for arg in std::env::args().skip(1) {
         let a = match arg.as_str() {
             "--yes" => Approval::Yes,
             "--no" => Approval::No,
-            "-h" | "--help" => return Err("usage: chain_reaction [--yes | --no]".into()),
-            other => return Err(format!("unknown argument {other:?}; usage: chain_reaction [--yes | --no]")),
+            "--docker" => {
+                docker = true;
+                continue;
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}; {USAGE}")),
         };
         if approval.replace(a).is_some() {
             return Err("give at most one of --yes and --no".into());
         }
     }
-    Ok(approval.unwrap_or(Approval::Ask))
+    Ok((approval.unwrap_or(Approval::Ask), docker))
+}
+
+/// The chain on the real lab: starts it if needed, injects the chain reaction
+/// with the chaos engine and lets OpsGuard (Docker events, observer, engine,
+/// approval, verification) handle it.
+async fn run_docker<A: Approver + 'static>(approver: A, rules: Arc<Rules>) -> Result<Resolution, String> {
+    use opsguard::chaos::Scenario;
+    use opsguard::chaos::docker::{DockerChaos, RunSettings, run_scenario, run_script};
+    use opsguard::host::Host;
+    use opsguard::host::docker::DockerHost;
+
+    let lab = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab");
+    println!("starting the lab if needed (lab/up.sh)...");
+    run_script(&lab.join("up.sh")).await?;
+    let host = DockerHost::connect(&rules.scope_label).await.map_err(|e| e.to_string())?;
+    let chaos = DockerChaos::new(host.clone(), None, Some(lab));
+    chaos.wait_healthy(std::time::Duration::from_secs(120)).await?;
+    println!("💥 Chaos: fill db-prod's disk with /var/log/postgres_crash.log, then docker stop db-prod");
+    let settings =
+        RunSettings { rules, approver, incidents: 1, timeout: std::time::Duration::from_secs(240), verbose: true };
+    let run = run_scenario(&chaos, Scenario::ChainReaction, settings).await.map_err(|e| e.to_string())?;
+    let report = run.reports.first().ok_or("no incident ended before the timeout")?;
+    let state = host.inspect(DB).await.map(|s| s.state.as_str()).unwrap_or("unknown");
+    println!("db-prod is {state}; fault to alarm {:?} ms, fault to end {:?} ms", run.mttd_ms(), run.mttr_ms());
+    if report.resolution != Resolution::Resolved {
+        println!("(the lab is left as OpsGuard left it: `cargo run -- chaos reset` repairs it)");
+    }
+    Ok(report.resolution)
 }
 
 async fn run<A: Approver>(approver: A, host: SimHost, clock: SimClock, rules: Arc<Rules>) -> (IncidentReport, bool) {
@@ -83,7 +119,7 @@ async fn run<A: Approver>(approver: A, host: SimHost, clock: SimClock, rules: Ar
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let approval = match parse_args() {
+    let (approval, docker) = match parse_args() {
         Ok(a) => a,
         Err(e) => {
             eprintln!("{e}");
@@ -91,6 +127,25 @@ async fn main() -> ExitCode {
         }
     };
     let rules = Arc::new(Rules::default_rules());
+    if docker {
+        let interactive = std::io::stdin().is_terminal();
+        let resolution = match approval {
+            Approval::Yes => run_docker(PolicyApprover::ApproveAll, rules).await,
+            Approval::Ask if interactive => run_docker(TerminalApprover, rules).await,
+            Approval::No | Approval::Ask => run_docker(PolicyApprover::Deny, rules).await,
+        };
+        return match resolution {
+            Ok(Resolution::Resolved) => ExitCode::SUCCESS,
+            Ok(Resolution::Stopped { reason }) => {
+                println!("Stopped for a human: {reason}.");
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("chain_reaction --docker: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let clock = SimClock::new(START);
     let host = SimHost::lab(clock.clone());
 
