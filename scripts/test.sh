@@ -1,9 +1,46 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, the property suite (10,000 cases per
-# property unless PROPTEST_CASES says otherwise) and the doc tests.
+# The whole test suite, as the README gives it and CI runs it:
+#   - unit tests, the property suite (10,000 cases per property unless
+#     PROPTEST_CASES says otherwise) and the doc tests;
+#   - the end-to-end scenarios against the real Docker lab (OPSGUARD_E2E=1):
+#     Docker is started if needed, the lab image is built from Debian
+#     packages (cached) and the lab brought up, and taken down afterwards;
+#   - the real-model LLM test against a local llama.cpp server with
+#     SmolLM2-135M from PyPI (OPSGUARD_LLM_URL), stopped afterwards.
+# Run as root (the lab needs Docker and loop mounts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+say() { echo "[test.sh] $*" >&2; }
+T0=$(date +%s)
 export PROPTEST_CASES="${PROPTEST_CASES:-10000}"
+
+cleanup() {
+    local rc=$?
+    say "stopping the model server and tearing the lab down"
+    bash llm/stop.sh >/dev/null 2>&1 || true
+    bash lab/down.sh >/dev/null 2>&1 || true
+    say "finished in $(( $(date +%s) - T0 ))s (exit $rc)"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "building the tests"
+cargo test --all-targets --locked --no-run
+
+say "preparing Docker and the lab"
+bash lab/ensure-docker.sh
+bash lab/reset.sh
+
+say "starting the local model server"
+OPSGUARD_LLM_URL="$(bash llm/start.sh)"
+case "$OPSGUARD_LLM_URL" in
+    http://127.0.0.1:*) ;;
+    *) say "refusing a non-loopback model URL: $OPSGUARD_LLM_URL"; exit 1 ;;
+esac
+export OPSGUARD_LLM_URL OPSGUARD_E2E=1
+
+say "running the tests"
 cargo test --all-targets --locked
 cargo test --doc --locked
