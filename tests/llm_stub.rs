@@ -56,7 +56,7 @@ async fn request_carries_temperature_zero_schema_and_no_key_by_default() {
     assert_eq!(rf["type"], "json_schema");
     assert_eq!(rf["json_schema"]["name"], "opsguard_decision");
     let schema = &rf["json_schema"]["schema"];
-    assert_eq!(schema["properties"]["action"]["enum"], serde_json::json!(["clean_logs", "escalate"]));
+    assert_eq!(schema["properties"]["action"]["enum"], serde_json::json!(["escalate", "clean_logs"]));
     assert_eq!(schema["required"], serde_json::json!(["action", "reason"]));
     assert_eq!(schema["additionalProperties"], false);
     assert_eq!(schema["properties"]["reason"]["minLength"], 1);

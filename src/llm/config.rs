@@ -16,7 +16,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 /// Default answer budget: enough for `{"action": …, "reason": …}`.
-pub const DEFAULT_MAX_TOKENS: u32 = 160;
+pub const DEFAULT_MAX_TOKENS: u32 = 200;
 /// Default time the whole HTTP exchange may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default number of log lines sent (the last ones).

@@ -355,6 +355,8 @@ mod tests {
         ] {
             assert!(parse_response(bad, all()).is_err(), "{bad}");
         }
+        let cut = r#"{"choices":[{"finish_reason":"length","message":{"content":"{\"action\": \"escalate\","}}]}"#;
+        assert!(parse_response(cut, all()).unwrap_err().contains("cut off by max_tokens"));
     }
 
     #[test]
@@ -382,7 +384,7 @@ mod tests {
         assert_eq!(b["response_format"]["json_schema"]["name"], "opsguard_decision");
         assert_eq!(
             b["response_format"]["json_schema"]["schema"]["properties"]["action"]["enum"],
-            json!(["restart_database_risky", "escalate"])
+            json!(["escalate", "restart_database_risky"])
         );
     }
 
