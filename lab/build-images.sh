@@ -40,6 +40,9 @@ need_root
 mkdir -p "$LAB_CACHE/debs"
 exec 9>"$LAB_CACHE/build.lock"
 flock 9
+if [ "${FORCE:-0}" != 1 ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
+    tag_latest; echo "$IMAGE"; exit 0     # built meanwhile by another run
+fi
 START=$(date +%s)
 
 debian_mirror() {

@@ -5,6 +5,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need_root
+lab_lock
 
 compose down --remove-orphans -t 10 2>&1 | sed 's/^/    /' >&2 || true
 ids=$(docker ps -aq --filter "label=$LAB_LABEL")

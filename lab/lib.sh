@@ -1,5 +1,5 @@
 # Shared settings for the OpsGuard lab scripts (sourced, not executed).
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 
 LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$LAB_SRC/.." && pwd)
@@ -35,4 +35,10 @@ compose() {
     else
         docker compose -p "$COMPOSE_PROJECT_NAME" -f "$COMPOSE_FILE" "$@"
     fi
+}
+
+# Serialise up/down between concurrent callers (e.g. parallel test binaries).
+lab_lock() {
+    exec 8>"${OPSGUARD_LAB_LOCK:-/run/opsguard-lab.lock}"
+    flock 8
 }

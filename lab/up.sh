@@ -8,6 +8,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need_root
+lab_lock
 T0=$(date +%s)
 
 "$LAB_SRC/build-images.sh" >/dev/null
@@ -25,7 +26,7 @@ mount_disk() {
             mkfs.ext4 -q -F -m 0 -L "og-$name" "$img" >/dev/null
         fi
         if mount -o loop "$img" "$mp" 2>/dev/null; then echo 1; return; fi
-        log "loop mount of $img failed; falling back to tmpfs for $name"
+        log "WARNING: loop mount of $img failed; falling back to tmpfs for $name (tmpfs pages are charged to the writing container's memory cgroup: see lab/FAULTS.md)"
         rm -f "$img"
     fi
     mount -t tmpfs -o "size=${mb}m,mode=0755" "og-$name" "$mp"
@@ -49,7 +50,11 @@ compose up -d --remove-orphans 2>&1 | sed 's/^/    /' >&2
 wait_for() { # SECONDS DESCRIPTION CMD...
     local secs=$1 what=$2; shift 2
     local end=$(( $(date +%s) + secs ))
-    until "$@" >/dev/null 2>&1; do
+    local rc
+    while :; do
+        rc=0; "$@" >/dev/null || rc=$?
+        [ "$rc" = 0 ] && return 0
+        [ "$rc" = 99 ] && return 1   # hopeless (db-prod exited)
         if [ "$(date +%s)" -ge "$end" ]; then
             log "timeout waiting for $what"; return 1
         fi
@@ -58,12 +63,18 @@ wait_for() { # SECONDS DESCRIPTION CMD...
 }
 web_ok() {
     if command -v curl >/dev/null 2>&1; then
-        curl -fsS -m 2 -o /dev/null http://127.0.0.1:8080/
+        curl -fs -m 2 -o /dev/null http://127.0.0.1:8080/
     else
         exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && head -n1 <&3 | grep -q ' 200 '
     fi
 }
-db_ok() { docker exec db-prod pg_isready -q -h 127.0.0.1 -U postgres; }
+db_ok() {
+    if [ "$(docker inspect -f '{{.State.Status}}' db-prod 2>/dev/null)" = exited ]; then
+        log "db-prod exited ($(docker inspect -f 'exit code {{.State.ExitCode}}' db-prod)); a leftover fault? lab/reset.sh gives a fresh lab"
+        return 99
+    fi
+    docker exec db-prod pg_isready -q -h 127.0.0.1 -U postgres 2>/dev/null || return 1
+}
 
 ok=1
 wait_for 120 "db-prod to accept connections" db_ok || ok=0

@@ -144,7 +144,7 @@ pub fn render_request(r: &ApprovalRequest) -> String {
         s += &format!("  root cause from: {sig}\n");
     }
     for l in &e.log_lines {
-        s += &format!("  | {}\n", l.escape_debug());
+        s += &format!("  | {}\n", crate::classify::printable(l));
     }
     s
 }

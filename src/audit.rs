@@ -102,6 +102,91 @@ pub enum AuditEvent {
     },
 }
 
+impl AuditEvent {
+    /// One line for a human-readable timeline, in the specification's words.
+    pub fn render(&self) -> String {
+        match self {
+            AuditEvent::IncidentOpened { alarm } => {
+                let mut s = format!("🔴 {} on {}", alarm.kind, alarm.container);
+                let e = &alarm.evidence;
+                if let Some(code) = e.exit_code {
+                    s += &format!(" (exit code {code}");
+                    if let Some(oom) = e.oom_killed {
+                        s += &format!(", OOMKilled={oom}");
+                    }
+                    s += ")";
+                }
+                if let Some(pct) = e.disk_used_pct {
+                    s += &format!(", disk {pct:.0}%");
+                }
+                if let Some(n) = e.exited_containers {
+                    s += &format!(", {n} exited containers");
+                }
+                if let Some(l) = e.log_lines.first() {
+                    s += &format!("\n      evidence: {}", crate::classify::printable(l));
+                }
+                s
+            }
+            AuditEvent::Decided { action } => format!("🧠 decide → {action}"),
+            AuditEvent::ApprovalRequested { action, approver, .. } => {
+                format!("⚠  approval requested from {approver}: {action}")
+            }
+            AuditEvent::ApprovalAnswered { approved: true, approver, .. } => format!("👤 ✅ approved by {approver}"),
+            AuditEvent::ApprovalAnswered { approved: false, approver, detail, .. } => {
+                format!("👤 ❌ not approved by {approver} ({detail})")
+            }
+            AuditEvent::LlmConsulted { model, choice: Some(c), reason, latency_ms, .. } => format!(
+                "🤖 LLM {} chose {} in {} ms: {}",
+                model.as_deref().unwrap_or("?"),
+                c.name(),
+                latency_ms.unwrap_or(0),
+                crate::classify::printable(reason)
+            ),
+            AuditEvent::LlmConsulted { reason, .. } => {
+                format!("🤖 LLM answer refused: {}", crate::classify::printable(reason))
+            }
+            AuditEvent::Executed { action, outcome } => {
+                let what = match outcome {
+                    Outcome::Cleaned { disk_used_pct, freed_bytes } => {
+                        format!("✅ disk now {disk_used_pct:.0}% ({} MiB freed)", freed_bytes / (1024 * 1024))
+                    }
+                    Outcome::Pruned { removed } => format!("✅ {removed} containers removed"),
+                    Outcome::ApprovalRejected => "🛑 not approved".to_string(),
+                    Outcome::Restarted => "container restarted".to_string(),
+                    Outcome::Verified(crate::model::Verification::Confirmed) => "✅ confirmed Running".to_string(),
+                    Outcome::Verified(crate::model::Verification::NotConfirmed { last_state }) => {
+                        format!("not running (last seen {})", last_state.map_or("unreachable", ContainerState::as_str))
+                    }
+                    Outcome::LlmChose { choice } => format!("LLM chose {}", choice.name()),
+                    Outcome::LlmFailed => "LLM gave no usable answer".to_string(),
+                    Outcome::Failed { error } => format!("❌ failed: {error}"),
+                };
+                format!("🔧 {} → {what}", action.tool_name())
+            }
+            AuditEvent::Checked { state, health, cleared, error } => match error {
+                Some(e) => format!("   rapid check: {e}"),
+                None => format!(
+                    "   rapid check: {}{}{}",
+                    state.map_or("-", ContainerState::as_str),
+                    match health {
+                        Some(Health::Healthy) => " (healthy)",
+                        Some(Health::Unhealthy) => " (unhealthy)",
+                        Some(Health::Starting) => " (health: starting)",
+                        _ => "",
+                    },
+                    if *cleared == Some(false) { ", condition persists" } else { "" }
+                ),
+            },
+            AuditEvent::IncidentClosed { resolution: Resolution::Resolved, steps } => {
+                format!("✅ Issue fully resolved ({steps} steps)")
+            }
+            AuditEvent::IncidentClosed { resolution: Resolution::Stopped { reason }, steps } => {
+                format!("🛑 STOP after {steps} steps: {reason}. Manual intervention needed.")
+            }
+        }
+    }
+}
+
 /// One line of the audit log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -116,10 +201,19 @@ pub struct AuditRecord {
     pub event: AuditEvent,
 }
 
-#[derive(Debug)]
+/// A callback that sees every record as it is written (live timelines).
+pub type Tap = Box<dyn Fn(&AuditRecord) + Send + Sync>;
+
 struct Inner {
     file: Option<(PathBuf, File)>,
     memory: Option<Vec<AuditRecord>>,
+    tap: Option<Tap>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner").field("file", &self.file).field("memory", &self.memory).finish_non_exhaustive()
+    }
 }
 
 /// Where records go: a file, memory, or both. Clones share the sink.
@@ -140,17 +234,23 @@ impl AuditLog {
                 file.write_all(b"\n")?;
             }
         }
-        Ok(AuditLog(Arc::new(Mutex::new(Inner { file: Some((path.to_path_buf(), file)), memory: None }))))
+        Ok(AuditLog(Arc::new(Mutex::new(Inner { file: Some((path.to_path_buf(), file)), memory: None, tap: None }))))
     }
 
     /// Keeps records in memory only.
     pub fn in_memory() -> AuditLog {
-        AuditLog(Arc::new(Mutex::new(Inner { file: None, memory: Some(Vec::new()) })))
+        AuditLog(Arc::new(Mutex::new(Inner { file: None, memory: Some(Vec::new()), tap: None })))
     }
 
     /// Keeps records nowhere (benchmarks).
     pub fn discard() -> AuditLog {
-        AuditLog(Arc::new(Mutex::new(Inner { file: None, memory: None })))
+        AuditLog(Arc::new(Mutex::new(Inner { file: None, memory: None, tap: None })))
+    }
+
+    /// Also calls `tap` with every record.
+    pub fn with_tap(self, tap: impl Fn(&AuditRecord) + Send + Sync + 'static) -> AuditLog {
+        self.lock().tap = Some(Box::new(tap));
+        self
     }
 
     /// The records kept in memory (empty for a file-only log).
@@ -173,6 +273,9 @@ impl AuditLog {
             file.write_all(&line)
                 .and_then(|_| file.flush())
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        }
+        if let Some(tap) = &inner.tap {
+            tap(&rec);
         }
         if let Some(mem) = &mut inner.memory {
             mem.push(rec);

@@ -53,3 +53,8 @@ pub mod llm;
 pub mod model;
 pub mod observer;
 pub mod rules;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

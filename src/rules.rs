@@ -346,12 +346,13 @@ impl Rules {
         let cx = Cx { text, file };
         let raw: RawRules = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map(|s| cx.line_col(s.start)).unzip();
+            let field = field_from_message(e.message()).or_else(|| e.span().and_then(|s| cx.key_at(s.start)));
             RulesError {
                 kind: RulesErrorKind::Syntax,
                 file: file.to_path_buf(),
                 line,
                 column,
-                field: field_from_message(e.message()),
+                field,
                 message: e.message().trim().to_string(),
             }
         })?;
@@ -388,6 +389,28 @@ impl Cx<'_> {
         let line = before.iter().filter(|b| **b == b'\n').count() + 1;
         let col = offset - before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
         (line, col)
+    }
+
+    /// The dotted key (`section.key`) written on the line holding `offset`,
+    /// for errors (a wrong type, say) whose message does not name it.
+    fn key_at(&self, offset: usize) -> Option<String> {
+        let offset = offset.min(self.text.len());
+        let start = self.text[..offset].rfind('\n').map_or(0, |p| p + 1);
+        let line = self.text[start..].lines().next().unwrap_or("");
+        let key = line.split_once('=')?.0.trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
+            return None;
+        }
+        let section = self.text[..start].lines().rev().find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("[[")
+                .and_then(|r| r.strip_suffix("]]"))
+                .or_else(|| l.strip_prefix('[').and_then(|r| r.strip_suffix(']')))
+        });
+        Some(match section {
+            Some(sec) => format!("{}.{key}", sec.trim()),
+            None => key.to_string(),
+        })
     }
 
     fn err(&self, kind: RulesErrorKind, span: Range<usize>, field: &str, message: String) -> RulesError {
@@ -584,7 +607,7 @@ impl Cx<'_> {
                 let re = regex::RegexBuilder::new(p.get_ref())
                     .size_limit(1 << 20)
                     .build()
-                    .map_err(|e| self.err(RulesErrorKind::BadRegex, p.span(), &field, e.to_string()))?;
+                    .map_err(|e| self.err(RulesErrorKind::BadRegex, p.span(), &field, regex_error(&e)))?;
                 if re.is_match("") {
                     return Err(self.err(
                         RulesErrorKind::BadRegex,
@@ -768,6 +791,13 @@ impl Cx<'_> {
     }
 }
 
+/// The regex crate's error on one line: its last line says what is wrong.
+fn regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let what = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid regex").trim();
+    format!("invalid regex: {}", what.trim_start_matches("error: "))
+}
+
 fn valid_container_name(name: &str) -> bool {
     // Docker's own rule: [a-zA-Z0-9][a-zA-Z0-9_.-]+
     let mut chars = name.chars();
@@ -900,7 +930,7 @@ mod tests {
 
     #[test]
     fn too_wide_log_path_is_rejected() {
-        let text = with(r#"log_paths = ["/var/log/postgresql"]"#, r#"log_paths = ["/var/lib/postgresql"]"#);
+        let text = with(r#"log_paths = ["/var/log"]"#, r#"log_paths = ["/var/lib/postgresql"]"#);
         let e = load(&text).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("database.log_paths"));
         let text = with(r#"log_paths = ["/var/log/nginx"]"#, r#"log_paths = ["/var/log/../lib"]"#);

@@ -147,8 +147,10 @@ pub trait Host: Sync {
     /// Usage of the filesystem holding `path` inside the container; works on
     /// stopped containers.
     async fn disk_usage(&self, container: &str, path: &str) -> Result<DiskUsage, HostError>;
-    /// Truncates the regular files under each of `log_paths` inside the
-    /// container, and nothing else; works on stopped containers.
+    /// Truncates the log files (regular files named `*.log`, or rotations
+    /// such as `*.log.1`) under each of `log_paths` inside the container, and
+    /// nothing else: no symlink is followed, no other file is touched; works
+    /// on stopped containers.
     async fn clean_logs(&self, container: &str, log_paths: &[String]) -> Result<CleanReport, HostError>;
     /// Restarts (or starts) the container.
     async fn restart(&self, container: &str) -> Result<(), HostError>;

@@ -29,14 +29,14 @@ pub const LAB_LABEL: (&str, &str) = ("opsguard.lab", "true");
 pub mod paths {
     /// nginx's log directory (its own small disk).
     pub const WEB_LOGS: &str = "/var/log/nginx";
-    /// PostgreSQL's log directory, on the database's disk.
-    pub const DB_LOGS: &str = "/var/log/postgresql";
+    /// The database container's log directory, on the database's disk.
+    pub const DB_LOGS: &str = "/var/log";
     /// PostgreSQL's data directory, on the same disk.
     pub const DB_DATA: &str = "/var/lib/postgresql/data";
     /// Where the garbage flood writes non-log data, on the same disk.
-    pub const DB_GARBAGE: &str = "/var/lib/postgresql/garbage.bin";
+    pub const DB_GARBAGE: &str = "/root/garbage.bin";
     /// The crash log of the chain reaction.
-    pub const DB_CRASH_LOG: &str = "/var/log/postgresql/postgres_crash.log";
+    pub const DB_CRASH_LOG: &str = "/var/log/postgres_crash.log";
 }
 
 /// A fault the simulated host can suffer: the specification's chaos scenarios.
@@ -191,7 +191,8 @@ impl SimHost {
                 (format!("{}/base/16384/16385", paths::DB_DATA), SimFile { size: 300 * MIB }),
                 (format!("{}/pg_wal/000000010000000000000001", paths::DB_DATA), SimFile { size: 16 * MIB }),
                 (format!("{}/global/pg_control", paths::DB_DATA), SimFile { size: 8192 }),
-                (format!("{}/postgresql.log", paths::DB_LOGS), SimFile { size: 40 * MIB }),
+                (format!("{}/postgresql/postgresql-15-main.log", paths::DB_LOGS), SimFile { size: 40 * MIB }),
+                (format!("{}/apt/history", paths::DB_LOGS), SimFile { size: MIB }),
             ]),
         };
         let running = |role, mounts, labels| SimContainer {
@@ -263,14 +264,14 @@ impl SimHost {
         self.world().faults.clone()
     }
 
-    /// Every file on every disk that is not under one of `log_paths`, with
-    /// its size: what cleaning must never touch.
-    pub fn files_outside(&self, log_paths: &[String]) -> BTreeMap<String, u64> {
+    /// Every file on every disk that is not a log file under one of
+    /// `log_paths`, with its size: what cleaning must never touch.
+    pub fn non_log_files(&self, log_paths: &[String]) -> BTreeMap<String, u64> {
         let w = self.world();
         w.disks
             .iter()
             .flat_map(|d| d.files.iter())
-            .filter(|(p, _)| !log_paths.iter().any(|l| under(p, l)))
+            .filter(|(p, _)| !(is_log_file(p) && log_paths.iter().any(|l| under(p, l))))
             .map(|(p, f)| (p.clone(), f.size))
             .collect()
     }
@@ -387,6 +388,12 @@ fn config_error_lines() -> Vec<String> {
 
 fn corruption_lines() -> Vec<String> {
     vec!["FATAL:  incorrect checksum in control file".into()]
+}
+
+/// The host contract's log file: `*.log`, or a rotation of one (`*.log.1`).
+pub fn is_log_file(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.ends_with(".log") || name.contains(".log.")
 }
 
 fn under(path: &str, dir: &str) -> bool {
@@ -565,7 +572,7 @@ impl Host for SimHost {
         let mut files = Vec::new();
         for d in disks {
             for (path, f) in w.disks[d].files.iter_mut() {
-                if f.size > 0 && log_paths.iter().any(|l| under(path, l)) {
+                if f.size > 0 && log_paths.iter().any(|l| under(path, l)) && is_log_file(path) {
                     report.files += 1;
                     report.freed_bytes += f.size;
                     f.size = 0;
