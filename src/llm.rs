@@ -4,6 +4,18 @@
 //! The incident loop validates every answer against the allowed set, and the
 //! engine then puts the choice through the same safety rules and approval
 //! gate as any rule's action; any failure escalates.
+//!
+//! Submodules: [`config`] (where the LLM is, [`LlmConfig`]), [`prompt`]
+//! (what is sent: redacted, capped, quoted logs and the answer schema) and
+//! [`openai`] ([`OpenAiAdvisor`], the client for OpenAI-compatible servers,
+//! and the strict parsing of replies).
+
+pub mod config;
+pub mod openai;
+pub mod prompt;
+
+pub use config::{ApiKey, LlmConfig, LlmConfigError};
+pub use openai::OpenAiAdvisor;
 
 use serde::{Deserialize, Serialize};
 
