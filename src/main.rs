@@ -27,7 +27,9 @@ use opsguard::clock::{Clock, SystemClock};
 use opsguard::engine::Engine;
 use opsguard::host::docker::{DockerHost, StreamNotice, settle_deaths, spawn_events};
 use opsguard::incident::{Agent, IncidentReport, Responder, Until};
-use opsguard::llm::NoAdvisor;
+use opsguard::llm::config::LlmConfig;
+use opsguard::llm::openai::OpenAiAdvisor;
+use opsguard::llm::{Advice, AdviceError, AdviceRequest, Advisor, NoAdvisor};
 use opsguard::rules::Rules;
 
 #[derive(Parser)]
@@ -90,7 +92,62 @@ enum Command {
         /// Seconds a human has to answer an approval request.
         #[arg(long, default_value_t = 300)]
         approval_timeout: u64,
+        /// LLM for unknown root causes: an `llm.toml` with an `[llm]` table.
+        #[arg(long)]
+        llm_config: Option<PathBuf>,
+        /// LLM endpoint (OpenAI-compatible base URL, e.g. http://127.0.0.1:11434 for Ollama).
+        #[arg(long)]
+        llm_url: Option<String>,
+        /// LLM model name.
+        #[arg(long)]
+        llm_model: Option<String>,
+        /// Environment variable holding the LLM's API key (never logged).
+        #[arg(long)]
+        llm_api_key_env: Option<String>,
+        /// Seconds to wait for the LLM.
+        #[arg(long)]
+        llm_timeout: Option<u64>,
+        /// Most tokens the LLM may answer with.
+        #[arg(long)]
+        llm_max_tokens: Option<u64>,
     },
+}
+
+/// No LLM (unknown causes escalate), or an OpenAI-compatible one.
+enum CliAdvisor {
+    None(NoAdvisor),
+    OpenAi(Box<OpenAiAdvisor>),
+}
+
+impl Advisor for CliAdvisor {
+    fn is_configured(&self) -> bool {
+        match self {
+            CliAdvisor::None(a) => a.is_configured(),
+            CliAdvisor::OpenAi(a) => a.is_configured(),
+        }
+    }
+
+    async fn advise(&self, request: &AdviceRequest) -> Result<Advice, AdviceError> {
+        match self {
+            CliAdvisor::None(a) => a.advise(request).await,
+            CliAdvisor::OpenAi(a) => a.advise(request).await,
+        }
+    }
+}
+
+/// The `--llm-*` flags, through the same parser the library offers.
+fn llm_advisor(flags: [(&str, Option<String>); 6]) -> Result<CliAdvisor, String> {
+    let mut args = Vec::new();
+    for (flag, value) in flags {
+        if let Some(v) = value {
+            args.push(flag.to_string());
+            args.push(v);
+        }
+    }
+    match LlmConfig::from_args(&mut args).map_err(|e| e.to_string())? {
+        None => Ok(CliAdvisor::None(NoAdvisor)),
+        Some(config) => Ok(CliAdvisor::OpenAi(Box::new(OpenAiAdvisor::new(config).map_err(|e| e.to_string())?))),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -214,7 +271,29 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             println!("done in {} ms", rec.duration_ms);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Watch { rules, scope_label, approve, audit, max_incidents, timeout, approval_timeout } => {
+        Command::Watch {
+            rules,
+            scope_label,
+            approve,
+            audit,
+            max_incidents,
+            timeout,
+            approval_timeout,
+            llm_config,
+            llm_url,
+            llm_model,
+            llm_api_key_env,
+            llm_timeout,
+            llm_max_tokens,
+        } => {
+            let advisor = llm_advisor([
+                ("--llm-config", llm_config.map(|p| p.display().to_string())),
+                ("--llm-url", llm_url),
+                ("--llm-model", llm_model),
+                ("--llm-api-key-env", llm_api_key_env),
+                ("--llm-timeout", llm_timeout.map(|t| t.to_string())),
+                ("--llm-max-tokens", llm_max_tokens.map(|t| t.to_string())),
+            ])?;
             let mut rules = match rules {
                 Some(path) => Rules::load(&path).map_err(|e| e.to_string())?,
                 None => Rules::default_rules(),
@@ -233,6 +312,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let reports = watch(
                 Arc::new(rules),
                 approver,
+                advisor,
                 &audit,
                 Until {
                     incidents: max_incidents,
@@ -256,9 +336,10 @@ fn exit_code(reports: &[IncidentReport]) -> ExitCode {
     }
 }
 
-async fn watch<A: Approver>(
+async fn watch<A: Approver, L: Advisor>(
     rules: Arc<Rules>,
     approver: A,
+    advisor: L,
     audit_path: &Path,
     until: Until,
     approval_timeout: Duration,
@@ -295,7 +376,10 @@ async fn watch<A: Approver>(
         audit_path.display()
     );
     let engine = Engine::new(rules);
-    let responder = Responder::new(engine, host, approver, NoAdvisor, SystemClock, audit)
+    if advisor.is_configured() {
+        println!("🤖 unknown root causes consult the configured LLM (its choice still needs the same checks)");
+    }
+    let responder = Responder::new(engine, host, approver, advisor, SystemClock, audit)
         .with_timeouts(opsguard::incident::Timeouts { approval: approval_timeout, ..Default::default() });
     let mut agent = Agent::new(responder);
     let reports = tokio::select! {

@@ -440,11 +440,11 @@ fn check_run(run: &Run) -> Result<(), TestCaseError> {
                 restarted_steps += 1;
             }
             // 3. A clean that did not free the disk ends the incident there.
-            if let Outcome::Cleaned { disk_used_pct, .. } = s.outcome {
-                if disk_used_pct >= rules.thresholds.clean_success_pct {
-                    prop_assert_eq!(i, r.steps.len() - 1);
-                    prop_assert_eq!(r.resolution, Resolution::Stopped { reason: StopReason::CleanDidNotFreeDisk });
-                }
+            if let Outcome::Cleaned { disk_used_pct, .. } = s.outcome
+                && disk_used_pct >= rules.thresholds.clean_success_pct
+            {
+                prop_assert_eq!(i, r.steps.len() - 1);
+                prop_assert_eq!(r.resolution, Resolution::Stopped { reason: StopReason::CleanDidNotFreeDisk });
             }
         }
         // 4. Resolved only when the last verification saw it Running.
