@@ -134,7 +134,7 @@ fn clean_reason(reason: &str) -> String {
 }
 
 fn cap(s: &str, max: usize) -> String {
-    let t = prompt::truncate(s, max);
+    let t = crate::classify::truncate(s, max);
     if t.len() < s.len() { format!("{t}…") } else { t.to_string() }
 }
 

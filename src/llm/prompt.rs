@@ -124,18 +124,7 @@ pub fn redact_lines<S: AsRef<str>>(lines: &[S]) -> Vec<String> {
         .collect()
 }
 
-/// The longest prefix of `s` of at most `max` bytes that ends on a char
-/// boundary.
-pub fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
+use crate::classify::truncate;
 
 /// The last lines of `lines`, redacted, each cut to [`MAX_LINE_BYTES`],
 /// as many as fit in `budget` (most recent kept).
