@@ -46,7 +46,9 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::host::{CleanReport, ContainerStatus, ContainerSummary, DiskUsage, Host, HostError, HostErrorKind, LogLine};
+use crate::host::{
+    CleanReport, ContainerStatus, ContainerSummary, DiskUsage, Host, HostError, HostErrorKind, LogLine, is_under,
+};
 use crate::model::{ContainerName, ContainerState, Health, Timestamp};
 use crate::observer::{ContainerEvent, ContainerEventKind};
 
@@ -192,11 +194,6 @@ pub fn valid_log_path(p: &str) -> bool {
         && !p.split('/').any(|c| c == ".." || c == ".")
         && !p.contains("//")
         && p.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+@".contains(c))
-}
-
-fn is_under(path: &str, dir: &str) -> bool {
-    let dir = dir.trim_end_matches('/');
-    path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Parses `df -P -B1` output: (used, available) of the first filesystem.

@@ -133,6 +133,13 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// Whether `path` lies strictly below the directory `dir` (a trailing `/`
+/// on `dir` is ignored); `dir` itself is not below itself.
+pub fn is_under(path: &str, dir: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Everything OpsGuard does to or learns from a host.
 #[cfg_attr(test, mockall::automock)]
 #[trait_variant::make(Send)]

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::clock::{Clock, SimClock};
-use crate::host::{CleanReport, ContainerStatus, ContainerSummary, DiskUsage, Host, HostError, HostErrorKind, LogLine};
+use crate::host::{
+    CleanReport, ContainerStatus, ContainerSummary, DiskUsage, Host, HostError, HostErrorKind, LogLine, is_under,
+};
 use crate::model::{ContainerName, ContainerState, Health, Timestamp};
 
 const MIB: u64 = 1024 * 1024;
@@ -274,7 +276,7 @@ impl SimHost {
         w.disks
             .iter()
             .flat_map(|d| d.files.iter())
-            .filter(|(p, _)| !(is_log_file(p) && log_paths.iter().any(|l| under(p, l))))
+            .filter(|(p, _)| !(is_log_file(p) && log_paths.iter().any(|l| is_under(p, l))))
             .map(|(p, f)| (p.clone(), f.size))
             .collect()
     }
@@ -399,11 +401,6 @@ pub fn is_log_file(path: &str) -> bool {
     name.ends_with(".log") || name.contains(".log.")
 }
 
-fn under(path: &str, dir: &str) -> bool {
-    let dir = dir.trim_end_matches('/');
-    path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
-}
-
 impl World {
     fn log(&mut self, container: &str, at: Timestamp, text: &str) {
         if let Some(c) = self.containers.get_mut(container) {
@@ -468,7 +465,7 @@ impl World {
     fn disk_of(&self, op: &str, c: &SimContainer, path: &str) -> Result<usize, HostError> {
         c.mounts
             .iter()
-            .filter(|(m, _)| path == m || under(path, m))
+            .filter(|(m, _)| path == m || is_under(path, m))
             .max_by_key(|(m, _)| m.len())
             .map(|(_, d)| *d)
             .ok_or_else(|| HostError::new(HostErrorKind::NotFound, op, format!("{path} is not on a watched disk")))
@@ -577,7 +574,7 @@ impl Host for SimHost {
         let mut files = Vec::new();
         for d in disks {
             for (path, f) in w.disks[d].files.iter_mut() {
-                if f.size > 0 && log_paths.iter().any(|l| under(path, l)) && is_log_file(path) {
+                if f.size > 0 && log_paths.iter().any(|l| is_under(path, l)) && is_log_file(path) {
                     report.files += 1;
                     report.freed_bytes += f.size;
                     f.size = 0;
