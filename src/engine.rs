@@ -44,6 +44,11 @@ impl Engine {
         &self.rules
     }
 
+    /// The rules in force, shared, for the observer that works beside the engine.
+    pub fn shared_rules(&self) -> Arc<Rules> {
+        Arc::clone(&self.rules)
+    }
+
     /// The next action for an incident. Pure and deterministic.
     pub fn decide(&self, alarm: &Alarm, history: &History, now: Timestamp) -> Action {
         let proposed = self.plan_next(alarm, history);

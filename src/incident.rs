@@ -74,7 +74,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     /// A responder; the engine consults the LLM only if `advisor` is configured.
     pub fn new(engine: Engine, host: H, approver: A, advisor: L, clock: C, audit: AuditLog) -> Self {
         let engine = engine.with_llm(advisor.is_configured());
-        let observer = Observer::new(std::sync::Arc::new(engine.rules().clone()));
+        let observer = Observer::new(engine.shared_rules());
         Responder {
             host,
             approver,
