@@ -257,6 +257,11 @@ pub struct Evidence {
     /// Number of exited containers in scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exited_containers: Option<u32>,
+    /// When the container's last run ended (Docker's `FinishedAt`): when
+    /// the fault took the service down, for the time to detect. Absent in
+    /// logs written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<Timestamp>,
     /// Which signature decided the root cause (e.g. `log matches "No space left on device"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matched_signature: Option<String>,

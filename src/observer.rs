@@ -170,6 +170,7 @@ impl Observer {
                 oom_killed: Some(status.oom_killed),
                 disk_used_pct,
                 exited_containers: None,
+                stopped_at: status.finished_at,
                 matched_signature: c.signature,
                 log_lines: c.lines,
                 log_tail: tail,
