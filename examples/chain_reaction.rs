@@ -140,6 +140,7 @@ async fn main() -> ExitCode {
                 println!("Stopped for a human: {reason}.");
                 ExitCode::from(2)
             }
+            Ok(Resolution::Shadow) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("chain_reaction --docker: {e}");
                 ExitCode::FAILURE
@@ -177,5 +178,7 @@ async fn main() -> ExitCode {
             );
             ExitCode::from(2)
         }
+        // The example never turns shadow mode on.
+        Resolution::Shadow => ExitCode::FAILURE,
     }
 }

@@ -26,6 +26,10 @@ pub enum Resolution {
         /// Why.
         reason: StopReason,
     },
+    /// Shadow mode: the first action that would change the host was
+    /// recorded ([`AuditEvent::WouldExecute`]) and not carried out; what
+    /// would follow depends on an outcome that did not happen.
+    Shadow,
 }
 
 /// What happened.
@@ -81,6 +85,12 @@ pub enum AuditEvent {
         action: Action,
         /// Its outcome.
         outcome: Outcome,
+    },
+    /// Shadow mode: the engine decided this action and it was not carried
+    /// out (nothing changed on the host, no approval was asked).
+    WouldExecute {
+        /// The action a real run would have taken.
+        action: Action,
     },
     /// One rapid check during verification.
     Checked {
@@ -163,6 +173,7 @@ impl AuditEvent {
                 };
                 format!("🔧 {} → {what}", action.tool_name())
             }
+            AuditEvent::WouldExecute { action } => format!("👻 SHADOW would run {action}"),
             AuditEvent::Checked { state, health, cleared, error } => match error {
                 Some(e) => format!("   rapid check: {e}"),
                 None => format!(
@@ -182,6 +193,9 @@ impl AuditEvent {
             }
             AuditEvent::IncidentClosed { resolution: Resolution::Stopped { reason }, steps } => {
                 format!("🛑 STOP after {steps} steps: {reason}. Manual intervention needed.")
+            }
+            AuditEvent::IncidentClosed { resolution: Resolution::Shadow, steps } => {
+                format!("👻 shadow mode: nothing changed on the host ({steps} steps)")
             }
         }
     }

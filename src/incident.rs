@@ -64,6 +64,8 @@ pub struct Responder<H, A, L, C> {
     observer: Observer,
     audit: AuditLog,
     timeouts: Timeouts,
+    /// Shadow mode: decide for real, change nothing on the host.
+    shadow: bool,
     /// Restart times per container, across incidents, for the restart budget.
     restarts: BTreeMap<ContainerName, Vec<Timestamp>>,
     next_incident: u64,
@@ -84,6 +86,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
             observer,
             audit,
             timeouts: Timeouts::default(),
+            shadow: false,
             restarts: BTreeMap::new(),
             next_incident: 1,
             next_request: 1,
@@ -93,6 +96,16 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     /// Changes the timeouts.
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
+        self
+    }
+
+    /// Shadow mode: the observer and the engine run for real, but an action
+    /// that would change the host (clean, prune, restart) is only recorded
+    /// as [`AuditEvent::WouldExecute`] and the incident ends there as
+    /// [`Resolution::Shadow`]; no approval is asked. Verification and a
+    /// configured LLM still run: they look and advise, and touch nothing.
+    pub fn with_shadow(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
         self
     }
 
@@ -137,6 +150,10 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
             let resolution = match action {
                 Action::Resolved => Resolution::Resolved,
                 Action::Stop { reason } => Resolution::Stopped { reason },
+                action if self.shadow && action.changes_host() => {
+                    self.log(id, AuditEvent::WouldExecute { action });
+                    Resolution::Shadow
+                }
                 action => {
                     let outcome = self.execute(id, &alarm, &action, &mut history).await;
                     self.log(id, AuditEvent::Executed { action: action.clone(), outcome: outcome.clone() });
@@ -406,7 +423,9 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
             return false;
         }
         let report = self.responder.handle(alarm).await;
-        if matches!(report.resolution, Resolution::Stopped { .. }) {
+        // A shadow incident is suppressed like an escalated one: nothing was
+        // done, so the condition persists and would be re-logged every sweep.
+        if report.resolution != Resolution::Resolved {
             self.escalated.insert(key);
         }
         if !report.steps.is_empty() {

@@ -6,11 +6,11 @@
 //! opsguard chaos reset [--full]         put the lab back to healthy
 //! opsguard chaos list                   the scenarios and what OpsGuard must do
 //! opsguard watch [--rules FILE] [--approve prompt|auto|deny] [--audit FILE]
-//!                [--max-incidents N] [--timeout SECS]
+//!                [--max-incidents N] [--timeout SECS] [--shadow]
 //! ```
 //!
 //! `watch` exits 0 when every incident resolved, 2 when any stopped for a
-//! human, 1 on error.
+//! human, 1 on error; `watch --shadow` exits 0 unless on error.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -110,6 +110,10 @@ enum Command {
         /// Most tokens the LLM may answer with.
         #[arg(long)]
         llm_max_tokens: Option<u64>,
+        /// Observe and decide for real, execute nothing: record what would
+        /// be done (exit code 0 whatever was decided).
+        #[arg(long)]
+        shadow: bool,
     },
 }
 
@@ -241,6 +245,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     let outcome = match e.resolution {
                         Resolution::Resolved => "resolved".to_string(),
                         Resolution::Stopped { reason } => format!("STOP: {reason}"),
+                        Resolution::Shadow => "shadow".to_string(),
                     };
                     let approval = if e.needs_approval { " (after approval)" } else { "" };
                     println!("{:<22} {} → {outcome}{approval}", s.name(), e.alarm);
@@ -285,6 +290,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             llm_api_key_env,
             llm_timeout,
             llm_max_tokens,
+            shadow,
         } => {
             let advisor = llm_advisor([
                 ("--llm-config", llm_config.map(|p| p.display().to_string())),
@@ -320,9 +326,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 },
                 Duration::from_secs(approval_timeout),
                 true,
+                shadow,
             )
             .await?;
-            Ok(exit_code(&reports))
+            // Shadow mode reports decisions; none of them is a failure to act.
+            Ok(if shadow { ExitCode::SUCCESS } else { exit_code(&reports) })
         }
     }
 }
@@ -336,6 +344,8 @@ fn exit_code(reports: &[IncidentReport]) -> ExitCode {
     }
 }
 
+// The flags of one subcommand, passed through once.
+#[allow(clippy::too_many_arguments)]
 async fn watch<A: Approver, L: Advisor>(
     rules: Arc<Rules>,
     approver: A,
@@ -344,6 +354,7 @@ async fn watch<A: Approver, L: Advisor>(
     until: Until,
     approval_timeout: Duration,
     verbose: bool,
+    shadow: bool,
 ) -> Result<Vec<IncidentReport>, String> {
     let host = DockerHost::connect(&rules.scope_label).await.map_err(|e| e.to_string())?;
     let audit =
@@ -380,7 +391,11 @@ async fn watch<A: Approver, L: Advisor>(
         println!("🤖 unknown root causes consult the configured LLM (its choice still needs the same checks)");
     }
     let responder = Responder::new(engine, host, approver, advisor, SystemClock, audit)
-        .with_timeouts(opsguard::incident::Timeouts { approval: approval_timeout, ..Default::default() });
+        .with_timeouts(opsguard::incident::Timeouts { approval: approval_timeout, ..Default::default() })
+        .with_shadow(shadow);
+    if shadow {
+        println!("👻 shadow mode: deciding for real, executing nothing (would-be actions go to the audit log)");
+    }
     let mut agent = Agent::new(responder);
     let reports = tokio::select! {
         r = agent.run(Some(events), until) => r,
@@ -398,6 +413,7 @@ async fn watch<A: Approver, L: Advisor>(
         let end = match r.resolution {
             Resolution::Resolved => "✅ resolved".to_string(),
             Resolution::Stopped { reason } => format!("🛑 stopped: {reason}"),
+            Resolution::Shadow => "👻 shadow: nothing changed".to_string(),
         };
         println!("incident #{}: {} → {end} in {secs:.1}s ({} steps)", r.id, r.alarm, r.steps.len());
     }

@@ -448,6 +448,13 @@ impl Action {
         }
     }
 
+    /// Whether carrying it out changes the host (cleans, prunes, restarts),
+    /// as opposed to looking (verify) or asking (the LLM): what shadow mode
+    /// records instead of doing.
+    pub fn changes_host(&self) -> bool {
+        matches!(self, Action::CleanLogs { .. } | Action::PruneContainers | Action::RestartContainer { .. })
+    }
+
     /// Whether the incident ends with this action.
     pub fn is_terminal(&self) -> bool {
         matches!(self, Action::Stop { .. } | Action::Resolved)
