@@ -337,6 +337,59 @@ pub fn read_audit_from<R: BufRead>(mut reader: R) -> io::Result<AuditRead> {
     Ok(out)
 }
 
+/// The records of one incident, from its opening to its closing, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IncidentTrail {
+    /// The incident id.
+    pub incident: u64,
+    /// Its records.
+    pub records: Vec<AuditRecord>,
+}
+
+impl IncidentTrail {
+    /// The alarm that opened it, if the opening record is in the log.
+    pub fn alarm(&self) -> Option<(&AuditRecord, &Alarm)> {
+        self.records.iter().find_map(|r| match &r.event {
+            AuditEvent::IncidentOpened { alarm } => Some((r, alarm)),
+            _ => None,
+        })
+    }
+
+    /// How and when it ended, if the closing record is in the log.
+    pub fn closed(&self) -> Option<(&AuditRecord, Resolution)> {
+        self.records.iter().rev().find_map(|r| match r.event {
+            AuditEvent::IncidentClosed { resolution, .. } => Some((r, resolution)),
+            _ => None,
+        })
+    }
+}
+
+/// Splits a log into incidents. Ids restart at 1 with every `watch` run
+/// that appends to the same file, so an incident is an id between its
+/// opening and its closing, not an id: the same id may appear several times.
+/// Records of an incident whose opening is not in the log (a log cut at the
+/// head) still form a trail, without an alarm.
+pub fn incident_trails(records: &[AuditRecord]) -> Vec<IncidentTrail> {
+    let mut trails: Vec<IncidentTrail> = Vec::new();
+    let mut open: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
+    for r in records {
+        let reopened = matches!(r.event, AuditEvent::IncidentOpened { .. });
+        let idx = match open.get(&r.incident) {
+            Some(&i) if !reopened => i,
+            _ => {
+                trails.push(IncidentTrail { incident: r.incident, records: Vec::new() });
+                open.insert(r.incident, trails.len() - 1);
+                trails.len() - 1
+            }
+        };
+        trails[idx].records.push(r.clone());
+        if matches!(r.event, AuditEvent::IncidentClosed { .. }) {
+            open.remove(&r.incident);
+        }
+    }
+    trails
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,6 +440,31 @@ mod tests {
         assert_eq!(read.records.len(), 2);
         assert_eq!(read.records[1].incident, 2);
         assert_eq!(read.bad_lines.len(), 1);
+    }
+
+    #[test]
+    fn trails_split_on_reopened_ids() {
+        let closed = || AuditEvent::IncidentClosed { resolution: Resolution::Resolved, steps: 0 };
+        let rec =
+            |incident, ts, event| AuditRecord { ts: Timestamp(ts), time: Timestamp(ts).to_rfc3339(), incident, event };
+        let records = vec![
+            rec(1, 1, opened()),
+            rec(1, 2, closed()),
+            // A second `watch` run appending to the same file starts at 1 again.
+            rec(1, 3, opened()),
+            rec(2, 4, opened()),
+            rec(1, 5, closed()),
+            rec(2, 6, closed()),
+        ];
+        let trails = incident_trails(&records);
+        let shape: Vec<(u64, Vec<u64>)> =
+            trails.iter().map(|t| (t.incident, t.records.iter().map(|r| r.ts.0).collect())).collect();
+        assert_eq!(shape, vec![(1, vec![1, 2]), (1, vec![3, 5]), (2, vec![4, 6])]);
+        assert!(trails.iter().all(|t| t.alarm().is_some() && t.closed().is_some()));
+        // A log cut at the head: a trail without its alarm.
+        let cut = incident_trails(&records[1..2]);
+        assert_eq!(cut.len(), 1);
+        assert!(cut[0].alarm().is_none());
     }
 
     #[test]

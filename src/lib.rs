@@ -52,6 +52,7 @@ pub mod incident;
 pub mod llm;
 pub mod model;
 pub mod observer;
+pub mod postmortem;
 pub mod rules;
 
 /// The README's examples, compiled and run as doc tests.

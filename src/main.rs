@@ -7,6 +7,8 @@
 //! opsguard chaos list                   the scenarios and what OpsGuard must do
 //! opsguard watch [--rules FILE] [--approve prompt|auto|deny] [--audit FILE]
 //!                [--max-incidents N] [--timeout SECS] [--shadow]
+//! opsguard postmortem INCIDENT [--audit FILE] [-o FILE]
+//!                                       an incident's post-mortem in Markdown
 //! ```
 //!
 //! `watch` exits 0 when every incident resolved, 2 when any stopped for a
@@ -114,6 +116,21 @@ enum Command {
         /// be done (exit code 0 whatever was decided).
         #[arg(long)]
         shadow: bool,
+    },
+    /// Write an incident's post-mortem (Markdown) from the audit log.
+    Postmortem {
+        /// The incident id (as in the audit log's `incident` field).
+        incident: u64,
+        /// The audit log to read.
+        #[arg(long, default_value = "opsguard-audit.jsonl")]
+        audit: PathBuf,
+        /// Which run of that id, when several `watch` runs appended to the
+        /// log (1 = the first; default: the last).
+        #[arg(long)]
+        occurrence: Option<usize>,
+        /// Write the report here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -331,6 +348,29 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             .await?;
             // Shadow mode reports decisions; none of them is a failure to act.
             Ok(if shadow { ExitCode::SUCCESS } else { exit_code(&reports) })
+        }
+        Command::Postmortem { incident, audit, occurrence, output } => {
+            postmortem(incident, &audit, occurrence, output.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `opsguard postmortem`: the report, to a file or standard output.
+fn postmortem(incident: u64, audit: &Path, occurrence: Option<usize>, output: Option<&Path>) -> Result<(), String> {
+    let read = opsguard::audit::read_audit(audit).map_err(|e| format!("{}: {e}", audit.display()))?;
+    for (line, text) in &read.bad_lines {
+        eprintln!("opsguard: {}:{line}: skipped a line that is not an audit record: {text:?}", audit.display());
+    }
+    let trails = opsguard::audit::incident_trails(&read.records);
+    let report = opsguard::postmortem::select(&trails, incident, occurrence)
+        .map_err(|e| format!("{}: {e}", audit.display()))?
+        .to_markdown();
+    match output {
+        Some(path) => std::fs::write(path, report).map_err(|e| format!("{}: {e}", path.display())),
+        None => {
+            print!("{report}");
+            Ok(())
         }
     }
 }
