@@ -76,8 +76,14 @@ async fn run_docker<A: Approver + 'static>(approver: A, rules: Arc<Rules>) -> Re
     let chaos = DockerChaos::new(host.clone(), None, Some(lab));
     chaos.wait_healthy(std::time::Duration::from_secs(120)).await?;
     println!("💥 Chaos: fill db-prod's disk with /var/log/postgres_crash.log, then docker stop db-prod");
-    let settings =
-        RunSettings { rules, approver, incidents: 1, timeout: std::time::Duration::from_secs(240), verbose: true };
+    let settings = RunSettings {
+        rules,
+        approver,
+        incidents: 1,
+        timeout: std::time::Duration::from_secs(240),
+        verbose: true,
+        audit_file: None,
+    };
     let run = run_scenario(&chaos, Scenario::ChainReaction, settings).await.map_err(|e| e.to_string())?;
     let report = run.reports.first().ok_or("no incident ended before the timeout")?;
     let state = host.inspect(DB).await.map(|s| s.state.as_str()).unwrap_or("unknown");

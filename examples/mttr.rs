@@ -109,6 +109,7 @@ async fn main() {
                 incidents: 1,
                 timeout: Duration::from_secs(150),
                 verbose: false,
+                audit_file: None,
             };
             match run_scenario(&chaos, scenario, settings).await {
                 Ok(run) if !run.reports.is_empty() => {

@@ -256,6 +256,12 @@ impl AuditLog {
         AuditLog(Arc::new(Mutex::new(Inner { file: None, memory: Some(Vec::new()), tap: None })))
     }
 
+    /// Also keeps the records in memory (a file log read back by [`AuditLog::records`]).
+    pub fn keep_in_memory(self) -> AuditLog {
+        self.lock().memory.get_or_insert_with(Vec::new);
+        self
+    }
+
     /// Keeps records nowhere (benchmarks).
     pub fn discard() -> AuditLog {
         AuditLog(Arc::new(Mutex::new(Inner { file: None, memory: None, tap: None })))

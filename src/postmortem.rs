@@ -189,11 +189,11 @@ impl<'a> Postmortem<'a> {
         let _ = writeln!(md, "| time (UTC) | since the alarm | event |");
         let _ = writeln!(md, "|---|---|---|");
         if let Some(f) = self.timing.fault_at {
-            let mut what = format!("💥 {} stopped", self.alarm.container);
+            let mut what = format!("💥 the fault: {} stopped", self.alarm.container);
             if let Some(code) = self.alarm.evidence.exit_code {
                 let _ = write!(what, " (exit code {code})");
             }
-            let _ = writeln!(md, "| {} | -{} | {} (the fault) |", f.to_rfc3339(), format_ms(t0.millis_since(f)), what);
+            let _ = writeln!(md, "| {} | -{} | {what} |", f.to_rfc3339(), format_ms(t0.millis_since(f)));
         }
         for r in self.records() {
             let since = if r.ts >= t0 { format!("+{}", format_ms(r.ts.millis_since(t0))) } else { "-".into() };

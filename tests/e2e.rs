@@ -12,16 +12,18 @@
 //! share one lab, so a process-wide lock runs them one at a time, and the
 //! lab is repaired before each.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use opsguard::approval::PolicyApprover;
-use opsguard::audit::{AuditEvent, Resolution};
+use opsguard::audit::{AuditEvent, AuditRecord, Resolution, incident_trails, read_audit};
 use opsguard::chaos::Scenario;
 use opsguard::chaos::docker::{DB, DB_GARBAGE, DockerChaos, RunSettings, ScenarioRun, WEB, run_scenario};
 use opsguard::host::Host;
 use opsguard::host::docker::DockerHost;
 use opsguard::model::{Action, ContainerState, Outcome, StopReason};
+use opsguard::postmortem;
 use opsguard::rules::Rules;
 
 static LAB: Mutex<()> = Mutex::new(());
@@ -76,9 +78,20 @@ async fn fingerprint(chaos: &DockerChaos) -> String {
 }
 
 async fn run(chaos: &DockerChaos, scenario: Scenario, approve: bool) -> ScenarioRun {
+    run_audited(chaos, scenario, approve, None).await
+}
+
+/// [`run`], also appending the audit trail to `audit_file`, as `watch` does.
+async fn run_audited(chaos: &DockerChaos, scenario: Scenario, approve: bool, audit_file: Option<&Path>) -> ScenarioRun {
     let approver = if approve { PolicyApprover::ApproveAll } else { PolicyApprover::Deny };
-    let settings =
-        RunSettings { rules: rules(), approver, incidents: 1, timeout: Duration::from_secs(150), verbose: true };
+    let settings = RunSettings {
+        rules: rules(),
+        approver,
+        incidents: 1,
+        timeout: Duration::from_secs(150),
+        verbose: true,
+        audit_file: audit_file.map(Path::to_path_buf),
+    };
     let run = run_scenario(chaos, scenario, settings).await.unwrap_or_else(|e| panic!("{scenario}: {e}"));
     assert_eq!(
         run.reports.len(),
@@ -124,11 +137,15 @@ fn check_expected(run: &ScenarioRun, scenario: Scenario, resolution: Resolution)
 }
 
 fn fixable(scenario: Scenario) {
-    let Some(_lab) = lab_lock() else { return };
-    rt().block_on(async {
+    fixable_audited(scenario, None);
+}
+
+fn fixable_audited(scenario: Scenario, audit_file: Option<&Path>) -> Option<ScenarioRun> {
+    let _lab = lab_lock()?;
+    let run = rt().block_on(async {
         let chaos = chaos().await;
         let before = prepare(&chaos).await;
-        let run = run(&chaos, scenario, true).await;
+        let run = run_audited(&chaos, scenario, true, audit_file).await;
         let e = scenario.expected();
         check_expected(&run, scenario, e.resolution);
         assert_eq!(e.resolution, Resolution::Resolved);
@@ -146,7 +163,9 @@ fn fixable(scenario: Scenario) {
         assert!(db_ready.is_ok(), "{scenario}: lab not healthy after the fix: {db_ready:?}");
         assert_eq!(fingerprint(&chaos).await, before, "{scenario}: the canary table changed");
         chaos.reset().await.expect("reset after the test");
+        run
     });
+    Some(run)
 }
 
 fn stops(scenario: Scenario) -> Option<ScenarioRun> {
@@ -187,9 +206,58 @@ fn e2e_db_oom_kill() {
     fixable(Scenario::DbOomKill);
 }
 
+/// Also the done-when of issue #5: the post-mortem written from the file
+/// audit log of the real incident has the log's times (alarm, each action,
+/// resolution, time to detect and to resolve).
 #[test]
 fn e2e_chain_reaction() {
-    fixable(Scenario::ChainReaction);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let Some(run) = fixable_audited(Scenario::ChainReaction, Some(&path)) else { return };
+    let read = read_audit(&path).expect("read the audit log");
+    assert!(read.bad_lines.is_empty(), "{:?}", read.bad_lines);
+    assert_eq!(read.records, run.audit, "the file and the in-memory trail differ");
+    let trails = incident_trails(&read.records);
+    let pm = postmortem::select(&trails, run.reports[0].id, None).expect("the incident is in the log");
+    let md = pm.to_markdown();
+    if let Some(out) = std::env::var_os("OPSGUARD_POSTMORTEM_OUT") {
+        std::fs::write(&out, &md).expect("write the sample post-mortem");
+    }
+    let at =
+        |f: fn(&AuditEvent) -> bool| -> Vec<&AuditRecord> { read.records.iter().filter(|r| f(&r.event)).collect() };
+    let opened = at(|e| matches!(e, AuditEvent::IncidentOpened { .. }))[0];
+    let closed = at(|e| matches!(e, AuditEvent::IncidentClosed { .. }))[0];
+    let AuditEvent::IncidentOpened { alarm } = &opened.event else { unreachable!() };
+    let fault = alarm.evidence.stopped_at.expect("the alarm records when db-prod stopped");
+    eprintln!("post-mortem: fault {}, alarm {}, end {}", fault.to_rfc3339(), opened.time, closed.time);
+    // The report's times are the records' times.
+    assert_eq!(fault, run.fault_at, "the harness and the alarm disagree on when db-prod stopped");
+    assert_eq!(pm.timing.fault_at, Some(fault));
+    assert_eq!(pm.timing.detected_at, opened.ts);
+    assert_eq!(pm.timing.closed_at, Some(closed.ts));
+    assert_eq!(pm.resolution, Some(Resolution::Resolved));
+    let (ttd, ttr) = (opened.ts.millis_since(fault), closed.ts.millis_since(fault));
+    assert_eq!(pm.timing.ttd_ms(), Some(ttd));
+    assert_eq!(pm.timing.ttd_ms(), run.mttd_ms(), "the report and the harness disagree on the time to detect");
+    assert_eq!(pm.timing.ttr_ms(), Some(ttr));
+    assert!(md.contains(&format!("- **Time to detect:** {}", postmortem::format_ms(ttd))), "{md}");
+    assert!(md.contains(&format!("- **Time to resolve:** {}", postmortem::format_ms(ttr))), "{md}");
+    assert!(md.contains(&format!("- **Detected:** {}", opened.time)), "{md}");
+    assert!(md.contains(&format!("- **Ended:** {}", closed.time)), "{md}");
+    assert!(md.contains(&format!("| {} | -", fault.to_rfc3339())), "no fault row:\n{md}");
+    for r in &read.records {
+        assert!(md.contains(&format!("| {} | +", r.time)), "no timeline row at {}:\n{md}", r.time);
+    }
+    let executed = at(|e| matches!(e, AuditEvent::Executed { .. }));
+    assert!(executed.len() >= 3, "clean, restart and verifications: {executed:#?}");
+    for r in executed {
+        let AuditEvent::Executed { action, .. } = &r.event else { unreachable!() };
+        let row = md.lines().find(|l| l.starts_with("| ") && l.contains(&format!(" | {} | {action}", r.time)));
+        assert!(row.is_some(), "no action row for {action} done at {}:\n{md}", r.time);
+        if matches!(action, Action::RestartContainer { .. }) {
+            assert!(row.unwrap().contains("approved by policy:approve"), "{row:?}");
+        }
+    }
 }
 
 #[test]

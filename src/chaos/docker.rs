@@ -628,6 +628,8 @@ pub struct RunSettings<A> {
     pub timeout: Duration,
     /// Print the timeline as it happens.
     pub verbose: bool,
+    /// Also append the audit trail to this file (JSON lines), as `watch` does.
+    pub audit_file: Option<PathBuf>,
 }
 
 /// Starts OpsGuard (observer with the Docker event stream, engine, responder)
@@ -641,7 +643,13 @@ pub async fn run_scenario<A: crate::approval::Approver + 'static>(
     use crate::host::docker::{settle_deaths, spawn_events};
     let host = chaos.host().clone();
     let verbose = settings.verbose;
-    let audit = crate::audit::AuditLog::in_memory().with_tap(move |r| {
+    let audit = match &settings.audit_file {
+        Some(path) => crate::audit::AuditLog::to_file(path)
+            .map_err(|e| ChaosError::Failed(format!("{}: {e}", path.display())))?
+            .keep_in_memory(),
+        None => crate::audit::AuditLog::in_memory(),
+    };
+    let audit = audit.with_tap(move |r| {
         if verbose {
             let time = r.time.get(11..23).unwrap_or(&r.time);
             println!("[{time}] #{} {}", r.incident, r.event.render());
