@@ -63,6 +63,106 @@ pub fn classify<L: AsRef<str>>(rules: &Rules, facts: CrashFacts<'_, L>) -> Class
     Classification { cause: RootCause::Unknown, signature: None, lines: Vec::new() }
 }
 
+/// One condition of a signature, and what the crash showed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConditionCheck {
+    /// The signature wants this exit code.
+    ExitCode {
+        /// Wanted.
+        wanted: i64,
+        /// Seen.
+        seen: Option<i64>,
+    },
+    /// The signature wants this `OOMKilled` flag.
+    OomKilled {
+        /// Wanted.
+        wanted: bool,
+        /// Seen.
+        seen: bool,
+    },
+    /// The signature wants a log line matching this regex.
+    LogPattern {
+        /// The regex.
+        pattern: String,
+        /// The first matching lines (0-based index in the logs, capped text).
+        hits: Vec<(usize, String)>,
+    },
+}
+
+impl ConditionCheck {
+    /// Whether the condition held.
+    pub fn holds(&self) -> bool {
+        match self {
+            ConditionCheck::ExitCode { wanted, seen } => *seen == Some(*wanted),
+            ConditionCheck::OomKilled { wanted, seen } => wanted == seen,
+            ConditionCheck::LogPattern { hits, .. } => !hits.is_empty(),
+        }
+    }
+}
+
+/// How one signature fared against a crash.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SignatureCheck {
+    /// Its position in the rules (0-based).
+    pub index: usize,
+    /// The cause it tags.
+    pub cause: RootCause,
+    /// Each of its conditions, checked (all of them, not just up to the first
+    /// that failed, so a reader sees every reason).
+    pub conditions: Vec<ConditionCheck>,
+}
+
+impl SignatureCheck {
+    /// Whether every condition held.
+    pub fn matched(&self) -> bool {
+        self.conditions.iter().all(ConditionCheck::holds)
+    }
+}
+
+/// [`classify`]'s result with its reasons: every signature tried, in order,
+/// up to and including the one that matched.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explanation {
+    /// The signatures tried.
+    pub checks: Vec<SignatureCheck>,
+    /// The same classification [`classify`] gives.
+    pub classification: Classification,
+}
+
+/// Classifies like [`classify`] and says why, for `opsguard explain`. Not on
+/// the hot path: it allocates for every signature it tries.
+pub fn explain<L: AsRef<str>>(rules: &Rules, facts: CrashFacts<'_, L>) -> Explanation {
+    let mut checks = Vec::new();
+    for (index, sig) in rules.signatures.iter().enumerate() {
+        let mut conditions = Vec::new();
+        if let Some(wanted) = sig.exit_code {
+            conditions.push(ConditionCheck::ExitCode { wanted, seen: facts.exit_code });
+        }
+        if let Some(wanted) = sig.oom_killed {
+            conditions.push(ConditionCheck::OomKilled { wanted, seen: facts.oom_killed });
+        }
+        if let Some(re) = &sig.log_pattern {
+            let hits = facts
+                .logs
+                .iter()
+                .map(|l| scanned(l.as_ref()))
+                .enumerate()
+                .filter(|(_, l)| re.is_match(l))
+                .take(MAX_EVIDENCE_LINES)
+                .map(|(i, l)| (i, truncate(l, MAX_EVIDENCE_LINE).to_string()))
+                .collect();
+            conditions.push(ConditionCheck::LogPattern { pattern: re.as_str().to_string(), hits });
+        }
+        let check = SignatureCheck { index, cause: sig.cause, conditions };
+        let matched = check.matched();
+        checks.push(check);
+        if matched {
+            break;
+        }
+    }
+    Explanation { checks, classification: classify(rules, facts) }
+}
+
 fn scanned(line: &str) -> &str {
     truncate(line, MAX_SCANNED_LINE)
 }
@@ -199,6 +299,35 @@ mod tests {
         assert_eq!(c.lines.len(), MAX_EVIDENCE_LINES);
         assert!(c.lines.iter().all(|l| l.len() <= MAX_EVIDENCE_LINE));
         assert!(c.signature.unwrap().contains("No space left"));
+    }
+
+    #[test]
+    fn explain_agrees_with_classify_and_names_the_line() {
+        let rules = Rules::default_rules();
+        let mut all: Vec<&str> = PG_CONTROL_CHECKSUM.to_vec();
+        all.extend(PG_CONFIG);
+        all.extend(PG_DISK_FULL);
+        for (exit, oom, logs) in [
+            (1, false, PG_DISK_FULL),
+            (1, false, PG_CONFIG),
+            (137, true, PG_CONTROL_CHECKSUM),
+            (1, false, PG_CONTROL_CHECKSUM),
+            (137, false, &[][..]),
+            (137, true, &all[..]),
+        ] {
+            let facts = CrashFacts { exit_code: Some(exit), oom_killed: oom, logs };
+            let e = explain(&rules, facts);
+            assert_eq!(e.classification, classify(&rules, facts));
+            let last = e.checks.last().unwrap();
+            assert_eq!(last.matched(), e.classification.cause != RootCause::Unknown);
+            assert!(e.checks[..e.checks.len() - 1].iter().all(|c| !c.matched()));
+        }
+        let e = explain(&rules, CrashFacts { exit_code: Some(1), oom_killed: false, logs: PG_DISK_FULL });
+        assert_eq!(e.checks.len(), 1);
+        match &e.checks[0].conditions[..] {
+            [ConditionCheck::LogPattern { hits, .. }] => assert_eq!(hits[0].0, 0),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
