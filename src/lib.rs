@@ -47,6 +47,7 @@ pub mod chaos;
 pub mod classify;
 pub mod clock;
 pub mod engine;
+pub mod explain;
 pub mod host;
 pub mod incident;
 pub mod llm;

@@ -9,10 +9,18 @@
 //!                [--max-incidents N] [--timeout SECS] [--shadow]
 //! opsguard postmortem INCIDENT [--audit FILE] [-o FILE]
 //!                                       an incident's post-mortem in Markdown
+//! opsguard explain --alarm db-crash|web-disk|zombies [--exit-code N] [--oom BOOL]
+//!                  [--log-line LINE]... [--logs FILE] [--disk-used PCT] [--exited N] [--rules FILE]
+//! opsguard explain --from AUDIT [--incident N] [--rules FILE]
+//!                                       which rule, which evidence, which action; no host touched
+//! opsguard replay AUDIT [--incident N] [--rules FILE]
+//!                                       recorded incidents through today's rules
 //! ```
 //!
 //! `watch` exits 0 when every incident resolved, 2 when any stopped for a
-//! human, 1 on error; `watch --shadow` exits 0 unless on error.
+//! human, 1 on error; `watch --shadow` exits 0 unless on error. `replay`
+//! exits 0 when today's rules decide every step the same, 3 when any
+//! differs, 1 on error.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -132,6 +140,66 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Show which rule raises an alarm, which evidence decides its root
+    /// cause and what action follows, touching no host.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["alarm", "from"])))]
+    Explain {
+        /// The alarm to explain.
+        #[arg(long, value_enum)]
+        alarm: Option<AlarmArg>,
+        /// The crashed container's exit code.
+        #[arg(long)]
+        exit_code: Option<i64>,
+        /// Docker's OOMKilled flag (`true` or `false`).
+        #[arg(long, value_name = "BOOL")]
+        oom: Option<bool>,
+        /// A log line from before the crash (repeatable, oldest first).
+        #[arg(long = "log-line", value_name = "LINE")]
+        log_lines: Vec<String>,
+        /// A file of log lines from before the crash (after any --log-line).
+        #[arg(long, value_name = "FILE")]
+        logs: Option<PathBuf>,
+        /// Disk usage in percent.
+        #[arg(long, value_name = "PCT")]
+        disk_used: Option<f64>,
+        /// Exited containers in scope (zombies).
+        #[arg(long, value_name = "N")]
+        exited: Option<u32>,
+        /// Take the alarm recorded in this audit log instead of flags.
+        #[arg(long, value_name = "AUDIT", conflicts_with_all = ["alarm", "exit_code", "oom", "log_lines", "logs", "disk_used", "exited"])]
+        from: Option<PathBuf>,
+        /// With --from: the incident (default: the last one in the log).
+        #[arg(long, requires = "from")]
+        incident: Option<u64>,
+        /// Rules file (default: the built-in rules/default.toml).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Decide as if an LLM were configured (unknown causes consult it).
+        #[arg(long)]
+        llm: bool,
+    },
+    /// Run recorded incidents through today's rules and show where they
+    /// would decide differently (exit 0: the same, 3: different, 1: error).
+    Replay {
+        /// The audit log.
+        audit: PathBuf,
+        /// Only this incident id.
+        #[arg(long)]
+        incident: Option<u64>,
+        /// Today's rules file (default: the built-in rules/default.toml).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AlarmArg {
+    /// `DB_CRASH`: the database is down; its cause is classified.
+    DbCrash,
+    /// `WEB_LOG_SATURATION`: the web log disk (with --disk-used).
+    WebDisk,
+    /// `ZOMBIE_OUTBREAK`: exited containers (with --exited).
+    Zombies,
 }
 
 /// No LLM (unknown causes escalate), or an OpenAI-compatible one.
@@ -353,16 +421,93 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             postmortem(incident, &audit, occurrence, output.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Explain { alarm, exit_code, oom, log_lines, logs, disk_used, exited, from, incident, rules, llm } => {
+            let engine = Engine::new(Arc::new(load_rules(rules.as_deref())?)).with_llm(llm);
+            let facts = match (from, alarm) {
+                (Some(audit), _) => recorded_alarm(&audit, incident)?,
+                (None, Some(kind)) => {
+                    let mut lines = log_lines;
+                    if let Some(path) = logs {
+                        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                        lines.extend(String::from_utf8_lossy(&bytes).lines().map(str::to_string));
+                    }
+                    // The observer reads at most this many lines before a crash.
+                    let keep = lines.len().saturating_sub(opsguard::observer::MAX_LOG_LINES);
+                    lines.drain(..keep);
+                    opsguard::explain::AlarmFacts {
+                        source: match kind {
+                            AlarmArg::DbCrash => opsguard::explain::AlarmSource::DbCrash,
+                            AlarmArg::WebDisk => opsguard::explain::AlarmSource::WebDisk,
+                            AlarmArg::Zombies => opsguard::explain::AlarmSource::Zombies,
+                        },
+                        exit_code,
+                        oom_killed: oom.unwrap_or(false),
+                        logs: lines,
+                        disk_used_pct: disk_used,
+                        exited_containers: exited,
+                    }
+                }
+                (None, None) => return Err("give --alarm KIND or --from AUDIT".into()),
+            };
+            print!("{}", opsguard::explain::explain(&engine, &facts, SystemClock.now()).render());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay { audit, incident, rules } => {
+            let rules = Arc::new(load_rules(rules.as_deref())?);
+            let trails = read_trails(&audit)?;
+            let trails: Vec<_> = trails.into_iter().filter(|t| incident.is_none_or(|id| t.incident == id)).collect();
+            let replays = opsguard::explain::replay(rules, &trails);
+            if replays.is_empty() {
+                return Err(match incident {
+                    Some(id) => format!("{}: no incident #{id} with its opening record", audit.display()),
+                    None => format!("{}: no incident with its opening record", audit.display()),
+                });
+            }
+            for r in &replays {
+                println!("{}", r.render());
+            }
+            let differ = replays.iter().filter(|r| r.differs()).count();
+            println!("{} incident(s) replayed, {differ} decided differently by today's rules", replays.len());
+            Ok(if differ > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+        }
     }
 }
 
-/// `opsguard postmortem`: the report, to a file or standard output.
-fn postmortem(incident: u64, audit: &Path, occurrence: Option<usize>, output: Option<&Path>) -> Result<(), String> {
+fn load_rules(path: Option<&Path>) -> Result<Rules, String> {
+    match path {
+        Some(path) => Rules::load(path).map_err(|e| e.to_string()),
+        None => Ok(Rules::default_rules()),
+    }
+}
+
+/// The incidents in an audit log; unreadable lines are reported and skipped.
+fn read_trails(audit: &Path) -> Result<Vec<opsguard::audit::IncidentTrail>, String> {
     let read = opsguard::audit::read_audit(audit).map_err(|e| format!("{}: {e}", audit.display()))?;
     for (line, text) in &read.bad_lines {
         eprintln!("opsguard: {}:{line}: skipped a line that is not an audit record: {text:?}", audit.display());
     }
-    let trails = opsguard::audit::incident_trails(&read.records);
+    Ok(opsguard::audit::incident_trails(&read.records))
+}
+
+/// The facts of the alarm recorded for `incident` (default: the last one).
+fn recorded_alarm(audit: &Path, incident: Option<u64>) -> Result<opsguard::explain::AlarmFacts, String> {
+    let trails = read_trails(audit)?;
+    let alarm = trails
+        .iter()
+        .rev()
+        .filter(|t| incident.is_none_or(|id| t.incident == id))
+        .find_map(|t| t.alarm().map(|(_, a)| a.clone()))
+        .ok_or_else(|| match incident {
+            Some(id) => format!("{}: no alarm recorded for incident #{id}", audit.display()),
+            None => format!("{}: no alarm recorded", audit.display()),
+        })?;
+    println!("recorded:    {alarm} (raised {})", alarm.raised_at.to_rfc3339());
+    Ok(opsguard::explain::AlarmFacts::from_alarm(&alarm))
+}
+
+/// `opsguard postmortem`: the report, to a file or standard output.
+fn postmortem(incident: u64, audit: &Path, occurrence: Option<usize>, output: Option<&Path>) -> Result<(), String> {
+    let trails = read_trails(audit)?;
     let report = opsguard::postmortem::select(&trails, incident, occurrence)
         .map_err(|e| format!("{}: {e}", audit.display()))?
         .to_markdown();
