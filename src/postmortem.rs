@@ -110,7 +110,7 @@ impl<'a> Postmortem<'a> {
     /// The report, in Markdown.
     pub fn to_markdown(&self) -> String {
         let mut md = String::new();
-        let _ = writeln!(md, "# Post-mortem: incident #{}: {}\n", self.trail.incident, cell(&self.alarm.to_string()));
+        let _ = writeln!(md, "# Post-mortem: incident #{}: {}\n", self.trail.incident, inline(&self.alarm.to_string()));
         let _ = writeln!(md, "*Written by `opsguard postmortem` from the audit log; times are UTC.*\n");
         self.summary(&mut md);
         self.timeline(&mut md);
@@ -139,7 +139,7 @@ impl<'a> Postmortem<'a> {
             Some(Resolution::Stopped { reason }) => format!("🛑 stopped for a human: {reason}"),
             Some(Resolution::Shadow) => {
                 let would = self.would_execute().map_or("nothing".to_string(), |a| a.to_string());
-                format!("👻 shadow mode: nothing was changed; a real run would have run {}", cell(&would))
+                format!("👻 shadow mode: nothing was changed; a real run would have run {}", inline(&would))
             }
             None => "⚠ unfinished: the audit log ends before the incident closed".to_string(),
         }
@@ -155,7 +155,7 @@ impl<'a> Postmortem<'a> {
     fn summary(&self, md: &mut String) {
         let t = &self.timing;
         let _ = writeln!(md, "## Summary\n");
-        let _ = writeln!(md, "- **Alarm:** {} on `{}`", cell(&self.alarm.kind.to_string()), self.alarm.container);
+        let _ = writeln!(md, "- **Alarm:** {} on `{}`", inline(&self.alarm.kind.to_string()), self.alarm.container);
         let _ = writeln!(md, "- **Outcome:** {}", self.outcome_line());
         let done: Vec<String> = self
             .executed()
@@ -165,7 +165,7 @@ impl<'a> Postmortem<'a> {
         let _ = writeln!(
             md,
             "- **Actions:** {}",
-            if done.is_empty() { "none changed the host".to_string() } else { cell(&done.join(", ")) }
+            if done.is_empty() { "none changed the host".to_string() } else { inline(&done.join(", ")) }
         );
         if let Some(f) = t.fault_at {
             let _ = writeln!(md, "- **Fault:** {} ({} stopped)", f.to_rfc3339(), self.alarm.container);
@@ -178,7 +178,7 @@ impl<'a> Postmortem<'a> {
             let _ = writeln!(md, "- **Time to detect:** {}", format_ms(ttd));
         }
         if let Some(ttr) = t.ttr_ms() {
-            let _ = writeln!(md, "- **Time to resolve:** {}", format_ms(ttr));
+            let _ = writeln!(md, "- **{}:** {}", capitalised(self.ttr_label()), format_ms(ttr));
         }
         md.push('\n');
     }
@@ -207,10 +207,10 @@ impl<'a> Postmortem<'a> {
         let _ = writeln!(md, "## Root cause and evidence\n");
         match self.alarm.kind {
             AlarmKind::DbCrash(cause) => {
-                let _ = writeln!(md, "- **Root cause:** {}", cell(cause.label()));
+                let _ = writeln!(md, "- **Root cause:** {}", inline(cause.label()));
                 match &e.matched_signature {
                     Some(sig) => {
-                        let _ = writeln!(md, "- **Decided by the signature:** {}", cell(sig));
+                        let _ = writeln!(md, "- **Decided by the signature:** {}", inline(sig));
                     }
                     None => {
                         let _ = writeln!(md, "- **Decided by:** no signature matched");
@@ -306,10 +306,10 @@ impl<'a> Postmortem<'a> {
                 let _ = writeln!(
                     md,
                     "\nThe LLM ({}) was consulted at {}: {} — {}",
-                    cell(model.as_deref().unwrap_or("unknown model")),
+                    inline(model.as_deref().unwrap_or("unknown model")),
                     r.time,
                     choice.map_or("no usable answer", |c| c.name()),
-                    cell(&printable(reason)),
+                    inline(&printable(reason)),
                 );
             }
         }
@@ -327,7 +327,7 @@ impl<'a> Postmortem<'a> {
                     any = true;
                     let _ = writeln!(md, "`verify('{target}')`, ended {}: **{}**\n", r.time, outcome_text(outcome));
                     for c in checks.drain(..) {
-                        let _ = writeln!(md, "- {} {}", c.time, cell(&check_text(&c.event)));
+                        let _ = writeln!(md, "- {} {}", c.time, inline(&check_text(&c.event)));
                     }
                     md.push('\n');
                 }
@@ -371,7 +371,8 @@ impl<'a> Postmortem<'a> {
                     Some(f) => format!("{f} (fault)"),
                     None => format!("{} (alarm)", t.detected_at.to_rfc3339()),
                 };
-                let _ = writeln!(md, "| time to resolve | {} | {from} | {} ({end}) |", format_ms(ms), c.to_rfc3339());
+                let label = self.ttr_label();
+                let _ = writeln!(md, "| {label} | {} | {from} | {} ({end}) |", format_ms(ms), c.to_rfc3339());
                 if fault.is_some() {
                     let _ = writeln!(
                         md,
@@ -396,6 +397,16 @@ impl<'a> Postmortem<'a> {
                 .to_string(),
         };
         let _ = writeln!(md, "\n{source}\n");
+    }
+
+    /// What the time to the end of the incident measures: only a resolved
+    /// incident was resolved.
+    fn ttr_label(&self) -> &'static str {
+        match self.resolution {
+            Some(Resolution::Stopped { .. }) => "time to hand over (stopped, not fixed)",
+            Some(Resolution::Shadow) => "time to decide (shadow, nothing fixed)",
+            _ => "time to resolve",
+        }
     }
 
     fn human(&self, md: &mut String) {
@@ -439,7 +450,7 @@ impl<'a> Postmortem<'a> {
                      A real run would have started with `{}`. Either do that by hand (and check the service \
                      afterwards), or, once you trust these decisions, let OpsGuard act by running `watch` without \
                      `--shadow`.",
-                    cell(&would)
+                    inline(&would)
                 );
             }
             None => {
@@ -527,7 +538,7 @@ impl<'a> Postmortem<'a> {
                 format!(
                     "An action failed on the host ({}). Check that the Docker daemon is up and {c} exists, then \
                      finish the fix by hand: the planned actions are in the Actions table.",
-                    cell(error.as_deref().unwrap_or("no error recorded"))
+                    inline(error.as_deref().unwrap_or("no error recorded"))
                 )
             }
             StopReason::UnknownCause
@@ -544,6 +555,11 @@ impl<'a> Postmortem<'a> {
             ),
         }
     }
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
 }
 
 /// The file (and line) a configuration error names, from lines such as
@@ -623,6 +639,12 @@ fn cell(s: &str) -> String {
     out
 }
 
+/// Text made safe for running Markdown outside a table: one line, no HTML,
+/// no terminal escapes. Pipes stay as they are (only tables split on them).
+fn inline(s: &str) -> String {
+    cell(s).replace("\\|", "|").replace("<br>", " ")
+}
+
 /// Untrusted lines in a fenced block that no line can close.
 fn code_block(md: &mut String, lines: &[String]) {
     let longest = lines.iter().map(|l| longest_run(l, '`')).max().unwrap_or(0);
@@ -673,5 +695,6 @@ mod tests {
         assert!(md.starts_with("``````text\n"), "{md}");
         assert!(!md.contains('\u{1b}'));
         assert_eq!(cell("a|b\n<script>"), "a\\|b<br>&lt;script&gt;");
+        assert_eq!(inline("a|b\n<script>"), "a|b &lt;script&gt;");
     }
 }

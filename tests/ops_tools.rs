@@ -120,6 +120,10 @@ async fn config_error_report_says_which_file_to_fix() {
     assert!(md.contains("Fix `/etc/postgresql/postgresql.conf` (line 816)"), "{md}");
     assert!(md.contains("OpsGuard will not restart it"), "{md}");
     assert!(md.contains("No verification ran."), "{md}");
+    // A stop is not a fix: the time to it is not called a time to resolve.
+    let ttr = format_ms(closed.millis_since(START));
+    assert!(md.contains(&format!("- **Time to hand over (stopped, not fixed):** {ttr}")), "{md}");
+    assert!(!md.contains("Time to resolve:"), "{md}");
 }
 
 #[tokio::test]
