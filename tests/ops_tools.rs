@@ -281,3 +281,39 @@ async fn cli_explain_from_flags_and_from_the_audit_log() {
     let (code, _, err) = opsguard(&["explain"]);
     assert_eq!(code, 2, "a usage error: {err}");
 }
+
+/// The restart budget spans incidents: a replay rebuilds the restarts of
+/// earlier incidents in the same run, so it agrees with the recorded stop
+/// of the fourth OOM kill, and a larger budget differs exactly there.
+#[tokio::test]
+async fn replay_rebuilds_the_restart_budget_across_incidents() {
+    let clock = SimClock::new(START);
+    let host = SimHost::lab(clock.clone());
+    let audit = AuditLog::in_memory();
+    let mut responder = Responder::new(
+        Engine::new(Arc::new(Rules::default_rules())),
+        host.clone(),
+        PolicyApprover::ApproveAll,
+        NoAdvisor,
+        clock.clone(),
+        audit.clone(),
+    );
+    let mut ends = Vec::new();
+    for _ in 0..4 {
+        clock.sleep(Duration::from_secs(300)).await;
+        host.inject(SimFault::DbOomKill);
+        let alarm = responder.observer().check_database(responder.host(), clock.now()).await.unwrap().unwrap();
+        ends.push(responder.handle(alarm).await.resolution);
+    }
+    assert_eq!(ends[2], Resolution::Resolved);
+    assert_eq!(ends[3], Resolution::Stopped { reason: StopReason::RestartBudgetExhausted });
+    let trails = incident_trails(&audit.records());
+    let same = replay(Arc::new(Rules::default_rules()), &trails);
+    assert!(same.iter().all(|r| !r.differs()), "{}", same.iter().map(|r| r.render()).collect::<String>());
+    let larger = replay(rules_with("max_restarts = 3", "max_restarts = 5"), &trails);
+    let differ: Vec<u64> = larger.iter().filter(|r| r.differs()).map(|r| r.incident).collect();
+    assert_eq!(differ, vec![4]);
+    let d = larger[3].first_difference().unwrap();
+    assert_eq!(d.number, 1);
+    assert!(matches!(d.today, Action::RestartContainer { .. }), "{d:?}");
+}

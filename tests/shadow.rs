@@ -130,3 +130,56 @@ async fn a_cleared_condition_is_observed_again_in_shadow_mode() {
     host.inject(SimFault::Zombies(15));
     assert_eq!(agent.run(None, until(&clock)).await.len(), 1);
 }
+
+/// An LLM that always picks a restart.
+struct RestartAdvisor;
+
+impl opsguard::llm::Advisor for RestartAdvisor {
+    fn is_configured(&self) -> bool {
+        true
+    }
+
+    async fn advise(
+        &self,
+        _: &opsguard::llm::AdviceRequest,
+    ) -> Result<opsguard::llm::Advice, opsguard::llm::AdviceError> {
+        Ok(opsguard::llm::Advice {
+            choice: opsguard::model::LlmChoice::Restart,
+            reason: "it was killed".into(),
+            model: "scripted".into(),
+            latency_ms: 1,
+            raw: String::new(),
+        })
+    }
+}
+
+/// A configured LLM is consulted in shadow mode (it only advises); the
+/// restart it picks is recorded, not run, and no one is asked to approve it.
+#[tokio::test]
+async fn shadow_consults_a_configured_llm_and_records_its_restart() {
+    let clock = SimClock::new(Timestamp(1_795_766_400_000));
+    let host = SimHost::lab(clock.clone());
+    let audit = AuditLog::in_memory();
+    let mut responder = Responder::new(
+        Engine::new(Arc::new(Rules::default_rules())),
+        host.clone(),
+        PolicyApprover::ApproveAll,
+        RestartAdvisor,
+        clock.clone(),
+        audit.clone(),
+    )
+    .with_shadow(true);
+    host.inject(SimFault::DbKilled);
+    let alarm = responder.observer().check_database(responder.host(), clock.now()).await.unwrap().unwrap();
+    let report = responder.handle(alarm).await;
+    assert_eq!(report.resolution, Resolution::Shadow);
+    assert_eq!(host.ops(), vec![]);
+    let events: Vec<String> = audit.records().iter().map(|r| r.event.render()).collect();
+    assert!(events.iter().any(|e| e.contains("LLM scripted chose restart_database_risky")), "{events:#?}");
+    assert!(
+        events.iter().any(|e| e
+            == "👻 SHADOW would run restart_database_risky('db-prod') — suggested by the LLM for an unknown cause"),
+        "{events:#?}"
+    );
+    assert!(!audit.records().iter().any(|r| matches!(r.event, AuditEvent::ApprovalRequested { .. })));
+}
