@@ -21,6 +21,7 @@ use crate::host::Host;
 use crate::llm::{AdviceRequest, Advisor};
 use crate::model::{Action, Alarm, AlarmKind, ContainerName, History, Outcome, Step, Timestamp, Verification};
 use crate::observer::{Cadence, ContainerEvent, Observer};
+use crate::telemetry;
 
 /// A finished incident.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,7 +121,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
         if let Err(e) = self.audit.record(incident, self.clock.now(), event) {
             // The incident goes on: refusing to act because the audit disk is
             // full would turn one outage into two. The operator is told.
-            eprintln!("opsguard: audit log write failed: {e}");
+            tracing::error!(incident, error = %e, "audit log write failed");
         }
     }
 
@@ -129,22 +130,26 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
         let id = self.next_incident;
         self.next_incident += 1;
         let opened_at = self.clock.now();
+        telemetry::incident_opened(id, &alarm);
         self.log(id, AuditEvent::IncidentOpened { alarm: alarm.clone() });
         let mut history = History::with_restarts(self.restarts.get(&alarm.container).cloned().unwrap_or_default());
         loop {
             let action = self.engine.decide(&alarm, &history, self.clock.now());
+            telemetry::decided(id, &action);
             self.log(id, AuditEvent::Decided { action: action.clone() });
             let resolution = match action {
                 Action::Resolved => Resolution::Resolved,
                 Action::Stop { reason } => Resolution::Stopped { reason },
                 action => {
                     let outcome = self.execute(id, &alarm, &action, &mut history).await;
+                    telemetry::executed(id, &action, &outcome);
                     self.log(id, AuditEvent::Executed { action: action.clone(), outcome: outcome.clone() });
                     history.steps.push(Step { action, outcome, at: self.clock.now() });
                     continue;
                 }
             };
             let closed_at = self.clock.now();
+            telemetry::incident_closed(id, &alarm, resolution, closed_at);
             self.log(id, AuditEvent::IncidentClosed { resolution, steps: history.steps.len() });
             return IncidentReport { id, alarm, steps: history.steps, resolution, opened_at, closed_at };
         }
@@ -191,6 +196,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                     },
                 );
                 let (approved, detail) = approval::ask(&self.approver, &request, self.timeouts.approval).await;
+                telemetry::approval_answered(id, request.id, approved, &approver, &detail);
                 self.log(id, AuditEvent::ApprovalAnswered { request: request.id, approved, approver, detail });
                 if !approved {
                     return Outcome::ApprovalRejected;
@@ -365,7 +371,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
             let now = self.responder.clock.now();
             let sweep = self.responder.observer.sweep(&self.responder.host, now).await;
             for e in &sweep.errors {
-                eprintln!("opsguard: check failed: {e}");
+                tracing::warn!(error = %e, "check failed");
             }
             let raised: BTreeSet<_> = sweep.alarms.iter().map(alarm_key).collect();
             // A condition that cleared may be escalated again if it returns.

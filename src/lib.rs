@@ -52,7 +52,9 @@ pub mod incident;
 pub mod llm;
 pub mod model;
 pub mod observer;
+pub mod progress;
 pub mod rules;
+pub mod telemetry;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

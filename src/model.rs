@@ -245,6 +245,10 @@ pub struct Evidence {
     /// The container's state when the alarm was raised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<ContainerState>,
+    /// When the trouble began, where the host tells: a crashed container's
+    /// exit time. Time to detect is measured from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_at: Option<Timestamp>,
     /// Exit code of a stopped container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
@@ -356,6 +360,26 @@ pub enum StopReason {
 }
 
 impl StopReason {
+    /// Its name in the audit log and in metric labels (`config_error`, …).
+    pub fn key(self) -> &'static str {
+        match self {
+            StopReason::ConfigError => "config_error",
+            StopReason::DataCorruption => "data_corruption",
+            StopReason::CleanDidNotFreeDisk => "clean_did_not_free_disk",
+            StopReason::ApprovalRejected => "approval_rejected",
+            StopReason::RestartBudgetExhausted => "restart_budget_exhausted",
+            StopReason::VerificationFailed => "verification_failed",
+            StopReason::ActionFailed => "action_failed",
+            StopReason::UnknownCause => "unknown_cause",
+            StopReason::LlmFailed => "llm_failed",
+            StopReason::LlmEscalated => "llm_escalated",
+            StopReason::LlmChoiceRefused => "llm_choice_refused",
+            StopReason::SafetyRule => "safety_rule",
+            StopReason::StepLimit => "step_limit",
+            StopReason::NoPlan => "no_plan",
+        }
+    }
+
     /// A sentence for the human taking over.
     pub fn describe(self) -> &'static str {
         match self {

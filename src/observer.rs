@@ -166,6 +166,7 @@ impl Observer {
             container: db.container.clone(),
             evidence: Evidence {
                 state: Some(status.state),
+                fault_at: status.finished_at,
                 exit_code: status.exit_code,
                 oom_killed: Some(status.oom_killed),
                 disk_used_pct,
