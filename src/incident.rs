@@ -386,7 +386,12 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
             if self.done(&reports, until) {
                 return reports;
             }
-            let wait = self.cadence.interval(self.responder.clock.now());
+            let now = self.responder.clock.now();
+            let mut wait = self.cadence.interval(now);
+            // `--timeout 3` must not wait out a 30 s sweep interval.
+            if let Some(d) = until.deadline {
+                wait = wait.min(Duration::from_millis(d.millis_since(now)));
+            }
             match events.as_mut() {
                 None => self.responder.clock.sleep(wait).await,
                 Some(rx) => {

@@ -74,3 +74,20 @@ async fn a_growing_zombie_outbreak_is_pruned_once_it_stops_growing() {
     );
     assert_eq!(r.resolution, Resolution::Resolved);
 }
+
+#[tokio::test]
+async fn a_deadline_ends_the_watch_without_waiting_out_the_sweep_interval() {
+    use opsguard::clock::Clock;
+    // A quiet host: nothing to do, so only the deadline can end the watch.
+    let clock = SimClock::new(Timestamp(1_795_766_400_000));
+    let sim = SimHost::lab(clock.clone());
+    let rules = Arc::new(Rules::default_rules());
+    assert!(rules.observer.interval_secs >= 30);
+    let responder =
+        Responder::new(Engine::new(rules), sim, PolicyApprover::Deny, NoAdvisor, clock.clone(), AuditLog::in_memory());
+    let mut agent = Agent::new(responder);
+    let start = clock.now();
+    let reports = agent.run(None, Until { incidents: None, deadline: Some(start.plus_millis(3_000)) }).await;
+    assert!(reports.is_empty());
+    assert_eq!(clock.now().millis_since(start), 3_000, "the watch outlived its deadline");
+}
