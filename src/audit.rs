@@ -153,6 +153,7 @@ impl AuditEvent {
                     Outcome::Pruned { removed } => format!("✅ {removed} containers removed"),
                     Outcome::ApprovalRejected => "🛑 not approved".to_string(),
                     Outcome::Restarted => "container restarted".to_string(),
+                    Outcome::RestartNotNeeded => "⏭  not restarted: it came back on its own".to_string(),
                     Outcome::Verified(crate::model::Verification::Confirmed) => "✅ confirmed Running".to_string(),
                     Outcome::Verified(crate::model::Verification::NotConfirmed { last_state }) => {
                         format!("not running (last seen {})", last_state.map_or("unreachable", ContainerState::as_str))

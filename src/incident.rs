@@ -201,6 +201,26 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                 if !approved {
                     return Outcome::ApprovalRejected;
                 }
+                // The human answered what they saw, maybe minutes ago: restart
+                // only if the alarm's condition still holds.
+                match self.observer.recheck(&self.host, alarm).await {
+                    Ok(check) => {
+                        self.log(
+                            id,
+                            AuditEvent::Checked {
+                                state: check.state,
+                                health: Some(check.health),
+                                cleared: Some(check.cleared),
+                                error: None,
+                            },
+                        );
+                        if check.is_good() {
+                            return Outcome::RestartNotNeeded;
+                        }
+                    }
+                    // Restarting blind is what the approval gate is for avoiding.
+                    Err(e) => return Outcome::Failed { error: format!("re-check before restarting: {e}") },
+                }
                 match self.host.restart(target.as_str()).await {
                     Ok(()) => {
                         let now = self.clock.now();

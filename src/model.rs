@@ -595,6 +595,9 @@ pub enum Outcome {
     ApprovalRejected,
     /// The container was restarted.
     Restarted,
+    /// The restart was approved, but a re-check just before it found the
+    /// container back on its own (Running, condition cleared): not restarted.
+    RestartNotNeeded,
     /// Verification finished.
     Verified(Verification),
     /// The LLM answered with a valid choice.

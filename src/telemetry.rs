@@ -99,6 +99,7 @@ pub fn result_label(outcome: &Outcome) -> &'static str {
         Outcome::Verified(Verification::Confirmed) => "confirmed",
         Outcome::Verified(Verification::NotConfirmed { .. }) => "not_confirmed",
         Outcome::ApprovalRejected => "rejected",
+        Outcome::RestartNotNeeded => "not_needed",
         Outcome::LlmFailed | Outcome::Failed { .. } => "failed",
     }
 }
