@@ -46,6 +46,7 @@ pub mod audit;
 pub mod chaos;
 pub mod classify;
 pub mod clock;
+pub mod console;
 pub mod engine;
 pub mod host;
 pub mod incident;
