@@ -5,8 +5,9 @@
 //! opsguard chaos SCENARIO               inject a fault into the lab
 //! opsguard chaos reset [--full]         put the lab back to healthy
 //! opsguard chaos list                   the scenarios and what OpsGuard must do
-//! opsguard watch [--rules FILE] [--approve prompt|auto|deny] [--audit FILE]
-//!                [--max-incidents N] [--timeout SECS]
+//! opsguard watch [--rules FILE] [--approve prompt|auto|deny|web] [--audit FILE]
+//!                [--max-incidents N] [--timeout SECS] [--approval-timeout 5m]
+//!                [--listen 127.0.0.1:8990] [--token TOKEN]
 //! ```
 //!
 //! `watch` exits 0 when every incident resolved, 2 when any stopped for a
@@ -24,6 +25,7 @@ use opsguard::audit::{AuditLog, Resolution};
 use opsguard::chaos::Scenario;
 use opsguard::chaos::docker::{DockerChaos, run_script};
 use opsguard::clock::{Clock, SystemClock};
+use opsguard::console::{Console, ConsoleSettings, WebApprover};
 use opsguard::engine::Engine;
 use opsguard::host::docker::{DockerHost, StreamNotice, settle_deaths, spawn_events};
 use opsguard::incident::{Agent, IncidentReport, Responder, Until};
@@ -39,6 +41,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Start or stop the Docker lab.
@@ -89,9 +93,17 @@ enum Command {
         /// Exit after this many seconds.
         #[arg(long)]
         timeout: Option<u64>,
-        /// Seconds a human has to answer an approval request.
-        #[arg(long, default_value_t = 300)]
-        approval_timeout: u64,
+        /// How long a human has to answer an approval request (`300` seconds,
+        /// `5m`, `90s`); silence is a rejection.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        approval_timeout: Duration,
+        /// With `--approve web`: where the console listens. Beyond loopback a token is required.
+        #[arg(long, default_value = opsguard::console::DEFAULT_LISTEN)]
+        listen: String,
+        /// With `--approve web`: the token every client must present (else
+        /// the OPSGUARD_CONSOLE_TOKEN environment variable, which `ps` does not show).
+        #[arg(long)]
+        token: Option<String>,
         /// LLM for unknown root causes: an `llm.toml` with an `[llm]` table.
         #[arg(long)]
         llm_config: Option<PathBuf>,
@@ -187,11 +199,23 @@ enum ApproveMode {
     Auto,
     /// Reject every risky action.
     Deny,
+    /// Ask on the web approval console (`--listen`, `--token`).
+    Web,
+}
+
+/// Plain seconds (`300`) or a humantime duration (`5m`, `1m30s`).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s).map_err(|e| e.to_string())?,
+    };
+    if d.is_zero() { Err("must be longer than zero".into()) } else { Ok(d) }
 }
 
 enum CliApprover {
     Terminal(TerminalApprover),
     Policy(PolicyApprover),
+    Web(WebApprover),
 }
 
 impl Approver for CliApprover {
@@ -199,6 +223,7 @@ impl Approver for CliApprover {
         match self {
             CliApprover::Terminal(a) => a.name(),
             CliApprover::Policy(a) => a.name(),
+            CliApprover::Web(a) => a.name(),
         }
     }
 
@@ -206,6 +231,7 @@ impl Approver for CliApprover {
         match self {
             CliApprover::Terminal(a) => a.review(request).await,
             CliApprover::Policy(a) => a.review(request).await,
+            CliApprover::Web(a) => a.review(request).await,
         }
     }
 }
@@ -302,6 +328,8 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             max_incidents,
             timeout,
             approval_timeout,
+            listen,
+            token,
             llm_config,
             llm_url,
             llm_model,
@@ -329,10 +357,15 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
                 rules.scope_label = label;
             }
-            let approver = match approve {
-                ApproveMode::Prompt => CliApprover::Terminal(TerminalApprover),
-                ApproveMode::Auto => CliApprover::Policy(PolicyApprover::ApproveAll),
-                ApproveMode::Deny => CliApprover::Policy(PolicyApprover::Deny),
+            let console = match approve {
+                ApproveMode::Web => Some(start_console(&listen, token, approval_timeout, output.log_format).await?),
+                _ => None,
+            };
+            let approver = match (approve, &console) {
+                (ApproveMode::Web, Some((c, _))) => CliApprover::Web(c.approver()),
+                (ApproveMode::Prompt, _) => CliApprover::Terminal(TerminalApprover),
+                (ApproveMode::Auto, _) => CliApprover::Policy(PolicyApprover::ApproveAll),
+                (ApproveMode::Deny | ApproveMode::Web, _) => CliApprover::Policy(PolicyApprover::Deny),
             };
             let reports = watch(
                 Arc::new(rules),
@@ -343,13 +376,42 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     incidents: max_incidents,
                     deadline: timeout.map(|s| SystemClock.now().plus_millis(s.saturating_mul(1000))),
                 },
-                Duration::from_secs(approval_timeout),
+                approval_timeout,
                 &output,
+                console.as_ref().map(|(c, _)| c.clone()),
             )
-            .await?;
-            Ok(exit_code(&reports))
+            .await;
+            if let Some((_, server)) = console {
+                server.abort();
+            }
+            Ok(exit_code(&reports?))
         }
     }
+}
+
+/// Starts the web approval console; returns it and its server task.
+async fn start_console(
+    listen: &str,
+    token: Option<String>,
+    approval_timeout: Duration,
+    format: LogFormat,
+) -> Result<(Console, tokio::task::JoinHandle<std::io::Result<()>>), String> {
+    let token = token.or_else(|| std::env::var(opsguard::console::TOKEN_ENV).ok()).filter(|t| !t.is_empty());
+    let addr: std::net::SocketAddr = listen.parse().map_err(|e| format!("--listen {listen:?}: {e}"))?;
+    opsguard::console::check_listen(addr, token.as_deref()).map_err(|e| e.to_string())?;
+    let with_token = token.is_some();
+    let console = Console::new(ConsoleSettings { token, approval_timeout }).map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("--listen {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    if with_token {
+        announce(
+            format,
+            &format!("🌐 approval console: http://{local}/login?token=<your token> (then http://{local}/)"),
+        );
+    } else {
+        announce(format, &format!("🌐 approval console: http://{local}/"));
+    }
+    Ok((console.clone(), tokio::spawn(console.serve(listener))))
 }
 
 /// 0 when every incident resolved, 2 when any stopped for a human.
@@ -361,6 +423,8 @@ fn exit_code(reports: &[IncidentReport]) -> ExitCode {
     }
 }
 
+// The CLI's settings passed straight through; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn watch<A: Approver, L: Advisor>(
     rules: Arc<Rules>,
     approver: A,
@@ -369,6 +433,7 @@ async fn watch<A: Approver, L: Advisor>(
     until: Until,
     approval_timeout: Duration,
     output: &OutputArgs,
+    console: Option<Console>,
 ) -> Result<Vec<IncidentReport>, String> {
     let prompts = approver.name() == TerminalApprover.name();
     let host = DockerHost::connect(&rules.scope_label).await.map_err(|e| e.to_string())?;
@@ -385,6 +450,10 @@ async fn watch<A: Approver, L: Advisor>(
         }
         // Every step already goes out as a JSON line through `telemetry`.
         LogFormat::Json => (audit, None),
+    };
+    let audit = match console {
+        Some(c) => audit.with_tap(move |r| c.record(r)),
+        None => audit,
     };
     let (notices_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let (raw, pump) = spawn_events(host.client().clone(), rules.scope_label.clone(), 256, Some(notices_tx));
