@@ -602,10 +602,16 @@ fn render_incident(h: &mut String, id: u64, view: &IncidentView, requests: &[&En
             "<li><time datetime=\"{}\">{}</time> <span>{}</span></li>",
             escape(&rec.time),
             escape(clock),
-            escape(&crate::classify::printable(&rec.event.render()))
+            escape(&timeline_text(&rec.event))
         );
     }
     h.push_str("</ol></section>");
+}
+
+/// An event as the terminal shows it, its own line breaks kept and any
+/// control character from a log replaced.
+fn timeline_text(event: &AuditEvent) -> String {
+    event.render().split('\n').map(crate::classify::printable).collect::<Vec<_>>().join("\n")
 }
 
 fn render_evidence(h: &mut String, alarm: &Alarm) {
