@@ -304,3 +304,65 @@ async fn an_expired_request_is_a_rejection_and_a_late_answer_is_gone() {
     assert!(page.contains("EXPIRED") && page.contains("STOPPED"), "{page}");
     assert!(!page.contains("Approve</button>"), "{page}");
 }
+
+#[tokio::test]
+async fn the_terminal_prompt_and_the_page_show_the_same_evidence() {
+    use opsguard::approval::{ApprovalRequest, Approver, evidence_facts, evidence_lines, render_request};
+    use opsguard::model::{Action, RestartReason};
+    let clock = SimClock::new(Timestamp(1_795_766_400_000));
+    let host = SimHost::lab(clock.clone());
+    host.inject(SimFault::ChainReaction);
+    let observer = opsguard::observer::Observer::new(Arc::new(Rules::default_rules()));
+    let alarm = observer.sweep(&host, clock.now()).await.alarms.into_iter().next().unwrap();
+    let request = ApprovalRequest {
+        id: 7,
+        incident: 3,
+        action: Action::RestartContainer { target: alarm.container.clone(), reason: RestartReason::DiskFreed },
+        alarm,
+    };
+    let console = Console::new(ConsoleSettings { token: None, approval_timeout: Duration::from_secs(60) }).unwrap();
+    let approver = console.approver();
+    let asked = request.clone();
+    let waiting = tokio::spawn(async move { approver.review(&asked).await });
+    wait_for(|| console.open_requests().into_iter().next()).await;
+    let (_, page, _) = send(&console, get("/").body(Body::empty()).unwrap()).await;
+    let prompt = render_request(&request);
+
+    let facts = evidence_facts(&request.alarm.evidence);
+    let labels: Vec<&str> = facts.iter().map(|f| f.0).collect();
+    for want in ["exit code", "OOMKilled", "disk usage"] {
+        assert!(labels.contains(&want), "{want} missing from {labels:?}");
+    }
+    for (label, value) in &facts {
+        assert!(prompt.contains(&format!("{label}: {value}")), "terminal lacks {label}: {value}\n{prompt}");
+        assert!(page.contains(&format!("<dt>{label}</dt><dd>{value}</dd>")), "page lacks {label}: {value}");
+    }
+    let lines = evidence_lines(&request.alarm.evidence);
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert!(prompt.contains(l.as_str()), "terminal lacks {l}");
+        assert!(page.contains(&opsguard::console::escape(l)), "page lacks {l}");
+    }
+    waiting.abort();
+}
+
+#[test]
+fn the_cli_refuses_to_listen_beyond_loopback_without_a_token_or_with_a_weak_one() {
+    // Both are refused before OpsGuard connects to Docker.
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_opsguard"))
+            .args(["watch", "--approve", "web"])
+            .args(args)
+            .env_remove(opsguard::console::TOKEN_ENV)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--listen", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a token"), "{out:?}");
+    let out = run(&["--listen", "0.0.0.0:0", "--token", "short"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16"), "{out:?}");
+    let out = run(&["--approval-timeout", "0s"]);
+    assert_eq!(out.status.code(), Some(2), "clap refuses a zero timeout: {out:?}");
+}
