@@ -6,7 +6,9 @@
 #     Docker is started if needed, the lab image is built from Debian
 #     packages (cached) and the lab brought up, and taken down afterwards;
 #   - the real-model LLM test against a local llama.cpp server with
-#     SmolLM2-135M from PyPI (OPSGUARD_LLM_URL), stopped afterwards.
+#     SmolLM2-135M from PyPI (OPSGUARD_LLM_URL), stopped afterwards;
+#   - the web console in headless Chromium (tests/browser.rs), when
+#     Debian's chromium-driver is installed (OPSGUARD_BROWSER=1).
 # Run as root (the lab needs Docker and loop mounts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,12 @@ cd "$(dirname "$0")/.."
 say() { echo "[test.sh] $*" >&2; }
 T0=$(date +%s)
 export PROPTEST_CASES="${PROPTEST_CASES:-10000}"
+# Where Chromium is installed (.ci/run installs it) the web console's
+# browser tests run for real: a browser that does not start is a failure,
+# not a skip.
+if [ -x /usr/bin/chromedriver ]; then
+    export OPSGUARD_BROWSER=1
+fi
 
 cleanup() {
     local rc=$?

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::{Action, Alarm};
+use crate::model::{Action, Alarm, Evidence};
 
 /// What a human is asked to approve.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -119,32 +119,54 @@ pub fn parse_answer(line: &str, request: u64) -> Answer {
     }
 }
 
-/// The request as a human reads it: action, target, reason and evidence.
-pub fn render_request(r: &ApprovalRequest) -> String {
-    let e = &r.alarm.evidence;
-    let mut s = format!("I want to run {} (incident #{})\n", r.action, r.incident);
-    s += &format!("  alarm: {}\n", r.alarm.kind);
+/// The facts behind an alarm as an approver reads them, in a fixed order:
+/// `(label, value)` pairs for the container's state, exit code, OOM flag,
+/// disk usage, zombie count and the signature that named the root cause.
+/// The terminal prompt and the web console both show exactly these, and the
+/// matching log lines ([`evidence_lines`]).
+pub fn evidence_facts(e: &Evidence) -> Vec<(&'static str, String)> {
     let mut facts = Vec::new();
     if let Some(state) = e.state {
-        facts.push(format!("state {}", state.as_str()));
+        facts.push(("state", state.as_str().to_string()));
     }
     if let Some(code) = e.exit_code {
-        facts.push(format!("exit code {code}"));
+        facts.push(("exit code", code.to_string()));
     }
     if let Some(oom) = e.oom_killed {
-        facts.push(format!("OOMKilled={oom}"));
-    }
-    if !facts.is_empty() {
-        s += &format!("  {}\n", facts.join(", "));
+        facts.push(("OOMKilled", oom.to_string()));
     }
     if let Some(pct) = e.disk_used_pct {
-        s += &format!("  disk at the alarm: {pct:.1}%\n");
+        facts.push(("disk usage", format!("{pct:.1}%")));
+    }
+    if let Some(n) = e.exited_containers {
+        facts.push(("exited containers", n.to_string()));
     }
     if let Some(sig) = &e.matched_signature {
-        s += &format!("  root cause from: {sig}\n");
+        facts.push(("root cause from", crate::classify::printable(sig)));
     }
-    for l in &e.log_lines {
-        s += &format!("  | {}\n", crate::classify::printable(l));
+    facts
+}
+
+/// The log lines that matched the root cause's signature, with control
+/// characters replaced: logs are untrusted and must not drive a terminal.
+pub fn evidence_lines(e: &Evidence) -> Vec<String> {
+    e.log_lines.iter().map(|l| crate::classify::printable(l)).collect()
+}
+
+/// The request as a human reads it at a terminal: action, target, reason
+/// and the same evidence the web console shows.
+pub fn render_request(r: &ApprovalRequest) -> String {
+    let mut s = format!("I want to run {} (incident #{})\n", r.action, r.incident);
+    s += &format!("  alarm: {}\n", r.alarm);
+    for (label, value) in evidence_facts(&r.alarm.evidence) {
+        s += &format!("  {label}: {value}\n");
+    }
+    let lines = evidence_lines(&r.alarm.evidence);
+    if !lines.is_empty() {
+        s += "  matching log lines:\n";
+    }
+    for l in lines {
+        s += &format!("  | {l}\n");
     }
     s
 }
@@ -266,8 +288,9 @@ mod tests {
         r.alarm.evidence.log_lines = vec!["evil\u{1b}[2J line".into()];
         let text = render_request(&r);
         assert!(text.contains("restart_database_risky('db-prod')"));
-        assert!(text.contains("exit code 137"));
-        assert!(text.contains("OOMKilled=true"));
+        assert!(text.contains("exit code: 137"), "{text}");
+        assert!(text.contains("OOMKilled: true"), "{text}");
+        assert!(text.contains("alarm: DB_CRASH — OOM Killer on db-prod"), "{text}");
         assert!(!text.contains('\u{1b}'), "terminal escapes from logs must not reach the operator's terminal");
     }
 }

@@ -163,6 +163,7 @@ impl AuditEvent {
                     Outcome::Pruned { removed } => format!("✅ {removed} containers removed"),
                     Outcome::ApprovalRejected => "🛑 not approved".to_string(),
                     Outcome::Restarted => "container restarted".to_string(),
+                    Outcome::RestartNotNeeded => "⏭  not restarted: it came back on its own".to_string(),
                     Outcome::Verified(crate::model::Verification::Confirmed) => "✅ confirmed Running".to_string(),
                     Outcome::Verified(crate::model::Verification::NotConfirmed { last_state }) => {
                         format!("not running (last seen {})", last_state.map_or("unreachable", ContainerState::as_str))
@@ -221,7 +222,7 @@ pub type Tap = Box<dyn Fn(&AuditRecord) + Send + Sync>;
 struct Inner {
     file: Option<(PathBuf, File)>,
     memory: Option<Vec<AuditRecord>>,
-    tap: Option<Tap>,
+    taps: Vec<Tap>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -248,12 +249,16 @@ impl AuditLog {
                 file.write_all(b"\n")?;
             }
         }
-        Ok(AuditLog(Arc::new(Mutex::new(Inner { file: Some((path.to_path_buf(), file)), memory: None, tap: None }))))
+        Ok(AuditLog(Arc::new(Mutex::new(Inner {
+            file: Some((path.to_path_buf(), file)),
+            memory: None,
+            taps: Vec::new(),
+        }))))
     }
 
     /// Keeps records in memory only.
     pub fn in_memory() -> AuditLog {
-        AuditLog(Arc::new(Mutex::new(Inner { file: None, memory: Some(Vec::new()), tap: None })))
+        AuditLog(Arc::new(Mutex::new(Inner { file: None, memory: Some(Vec::new()), taps: Vec::new() })))
     }
 
     /// Also keeps the records in memory (a file log read back by [`AuditLog::records`]).
@@ -264,12 +269,13 @@ impl AuditLog {
 
     /// Keeps records nowhere (benchmarks).
     pub fn discard() -> AuditLog {
-        AuditLog(Arc::new(Mutex::new(Inner { file: None, memory: None, tap: None })))
+        AuditLog(Arc::new(Mutex::new(Inner { file: None, memory: None, taps: Vec::new() })))
     }
 
-    /// Also calls `tap` with every record.
+    /// Also calls `tap` with every record, after the taps added before it
+    /// (the terminal timeline, the web console and the metrics each add one).
     pub fn with_tap(self, tap: impl Fn(&AuditRecord) + Send + Sync + 'static) -> AuditLog {
-        self.lock().tap = Some(Box::new(tap));
+        self.lock().taps.push(Box::new(tap));
         self
     }
 
@@ -294,7 +300,7 @@ impl AuditLog {
                 .and_then(|_| file.flush())
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         }
-        if let Some(tap) = &inner.tap {
+        for tap in &inner.taps {
             tap(&rec);
         }
         if let Some(mem) = &mut inner.memory {
@@ -410,6 +416,22 @@ mod tests {
                 raised_at: Timestamp(5),
             },
         }
+    }
+
+    #[test]
+    fn every_tap_sees_every_record_in_order() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let seen = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let (a, b) = (seen.clone(), seen.clone());
+        let log = AuditLog::in_memory()
+            .with_tap(move |r| a[0].store(a[0].load(Ordering::SeqCst) * 10 + r.incident, Ordering::SeqCst))
+            .with_tap(move |r| b[1].store(b[1].load(Ordering::SeqCst) * 10 + r.incident, Ordering::SeqCst));
+        for id in [1, 2, 3] {
+            log.record(id, Timestamp(id), AuditEvent::Decided { action: Action::PruneContainers }).unwrap();
+        }
+        assert_eq!(seen[0].load(Ordering::SeqCst), 123);
+        assert_eq!(seen[1].load(Ordering::SeqCst), 123);
+        assert_eq!(log.records().len(), 3);
     }
 
     #[test]

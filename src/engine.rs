@@ -75,6 +75,11 @@ impl Engine {
         if steps.len() >= self.rules.max_steps as usize {
             return stop(StopReason::StepLimit);
         }
+        // Only a verification may call it resolved, whatever the plan's next
+        // step is; after the step limit, like any step.
+        if steps.last().is_some_and(|s| s.outcome == Outcome::RestartNotNeeded) {
+            return Action::Verify { target: alarm.container.clone() };
+        }
 
         // Position in the plan is the number of steps taken, except that a
         // consulted LLM's choice continues the plan with that choice's steps.
@@ -336,6 +341,24 @@ mod tests {
         let z = alarm(AlarmKind::ZombieOutbreak, "opsguard.lab=true");
         assert_eq!(run(&e, &z, &[]), Action::PruneContainers);
         assert_eq!(run(&e, &z, &[Outcome::Pruned { removed: 15 }, CONFIRMED]), Action::Resolved);
+    }
+
+    #[test]
+    fn a_restart_found_unneeded_goes_on_to_verification() {
+        let e = engine();
+        let a = db(RootCause::OomKill);
+        assert_eq!(run(&e, &a, &[Outcome::RestartNotNeeded]), Action::Verify { target: "db-prod".into() });
+        assert_eq!(run(&e, &a, &[Outcome::RestartNotNeeded, CONFIRMED]), Action::Resolved);
+        assert_eq!(run(&e, &a, &[Outcome::RestartNotNeeded, NOT_RUNNING]), stop(StopReason::VerificationFailed));
+        // Found by the property suite: the shortcut to verification still respects the step limit.
+        let mut h = History::default();
+        for _ in 0..e.rules().max_steps {
+            h.steps.push(step(
+                Action::RestartContainer { target: "db-prod".into(), reason: RestartReason::OomKill },
+                Outcome::RestartNotNeeded,
+            ));
+        }
+        assert_eq!(e.decide(&a, &h, Timestamp(1_000)), stop(StopReason::StepLimit));
     }
 
     #[test]

@@ -19,8 +19,9 @@ use crate::clock::Clock;
 use crate::engine::Engine;
 use crate::host::Host;
 use crate::llm::{AdviceRequest, Advisor};
-use crate::model::{Action, Alarm, ContainerName, History, Outcome, Step, Timestamp, Verification};
+use crate::model::{Action, Alarm, AlarmKind, ContainerName, History, Outcome, Step, Timestamp, Verification};
 use crate::observer::{Cadence, ContainerEvent, Observer};
+use crate::telemetry;
 
 /// A finished incident.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -133,7 +134,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
         if let Err(e) = self.audit.record(incident, self.clock.now(), event) {
             // The incident goes on: refusing to act because the audit disk is
             // full would turn one outage into two. The operator is told.
-            eprintln!("opsguard: audit log write failed: {e}");
+            tracing::error!(incident, error = %e, "audit log write failed");
         }
     }
 
@@ -142,10 +143,12 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
         let id = self.next_incident;
         self.next_incident += 1;
         let opened_at = self.clock.now();
+        telemetry::incident_opened(id, &alarm);
         self.log(id, AuditEvent::IncidentOpened { alarm: alarm.clone() });
         let mut history = History::with_restarts(self.restarts.get(&alarm.container).cloned().unwrap_or_default());
         loop {
             let action = self.engine.decide(&alarm, &history, self.clock.now());
+            telemetry::decided(id, &action);
             self.log(id, AuditEvent::Decided { action: action.clone() });
             let resolution = match action {
                 Action::Resolved => Resolution::Resolved,
@@ -156,12 +159,14 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                 }
                 action => {
                     let outcome = self.execute(id, &alarm, &action, &mut history).await;
+                    telemetry::executed(id, &action, &outcome);
                     self.log(id, AuditEvent::Executed { action: action.clone(), outcome: outcome.clone() });
                     history.steps.push(Step { action, outcome, at: self.clock.now() });
                     continue;
                 }
             };
             let closed_at = self.clock.now();
+            telemetry::incident_closed(id, &alarm, resolution, closed_at);
             self.log(id, AuditEvent::IncidentClosed { resolution, steps: history.steps.len() });
             return IncidentReport { id, alarm, steps: history.steps, resolution, opened_at, closed_at };
         }
@@ -208,9 +213,30 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                     },
                 );
                 let (approved, detail) = approval::ask(&self.approver, &request, self.timeouts.approval).await;
+                telemetry::approval_answered(id, request.id, approved, &approver, &detail);
                 self.log(id, AuditEvent::ApprovalAnswered { request: request.id, approved, approver, detail });
                 if !approved {
                     return Outcome::ApprovalRejected;
+                }
+                // The human answered what they saw, maybe minutes ago: restart
+                // only if the alarm's condition still holds.
+                match self.observer.recheck(&self.host, alarm).await {
+                    Ok(check) => {
+                        self.log(
+                            id,
+                            AuditEvent::Checked {
+                                state: check.state,
+                                health: Some(check.health),
+                                cleared: Some(check.cleared),
+                                error: None,
+                            },
+                        );
+                        if check.is_good() {
+                            return Outcome::RestartNotNeeded;
+                        }
+                    }
+                    // Restarting blind is what the approval gate is for avoiding.
+                    Err(e) => return Outcome::Failed { error: format!("re-check before restarting: {e}") },
                 }
                 match self.host.restart(target.as_str()).await {
                     Ok(()) => {
@@ -348,6 +374,12 @@ pub struct Agent<H, A, L, C> {
     escalated: BTreeSet<(String, ContainerName)>,
 }
 
+/// How long a zombie count must hold still before the outbreak is acted on.
+const ZOMBIE_SETTLE: Duration = Duration::from_secs(1);
+/// At most this many settle periods, so a host where containers keep dying
+/// still gets its clean-up.
+const ZOMBIE_SETTLE_ROUNDS: u32 = 10;
+
 fn alarm_key(a: &Alarm) -> (String, ContainerName) {
     (a.kind.to_string(), a.container.clone())
 }
@@ -376,7 +408,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
             let now = self.responder.clock.now();
             let sweep = self.responder.observer.sweep(&self.responder.host, now).await;
             for e in &sweep.errors {
-                eprintln!("opsguard: check failed: {e}");
+                tracing::warn!(error = %e, "check failed");
             }
             let raised: BTreeSet<_> = sweep.alarms.iter().map(alarm_key).collect();
             // A condition that cleared may be escalated again if it returns.
@@ -391,7 +423,12 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
             if self.done(&reports, until) {
                 return reports;
             }
-            let wait = self.cadence.interval(self.responder.clock.now());
+            let now = self.responder.clock.now();
+            let mut wait = self.cadence.interval(now);
+            // `--timeout 3` must not wait out a 30 s sweep interval.
+            if let Some(d) = until.deadline {
+                wait = wait.min(Duration::from_millis(d.millis_since(now)));
+            }
             match events.as_mut() {
                 None => self.responder.clock.sleep(wait).await,
                 Some(rx) => {
@@ -422,6 +459,9 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
         if self.escalated.contains(&key) {
             return false;
         }
+        let Some(alarm) = self.settle(alarm).await else {
+            return false;
+        };
         let report = self.responder.handle(alarm).await;
         // A shadow incident is suppressed like an escalated one: nothing was
         // done, so the condition persists and would be re-logged every sweep.
@@ -433,6 +473,33 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
         }
         reports.push(report);
         true
+    }
+
+    /// Waits for a zombie outbreak to stop growing before acting on it: a
+    /// batch of containers exits over a second or more on a loaded host, and
+    /// pruning half of them leaves the rest above the threshold, so the
+    /// verification fails and a routine clean-up is escalated (seen in CI).
+    /// Other alarms pass at once. `None` when the condition cleared meanwhile.
+    async fn settle(&self, alarm: Alarm) -> Option<Alarm> {
+        if alarm.kind != AlarmKind::ZombieOutbreak {
+            return Some(alarm);
+        }
+        let r = &self.responder;
+        let mut current = alarm;
+        for _ in 0..ZOMBIE_SETTLE_ROUNDS {
+            r.clock.sleep(ZOMBIE_SETTLE).await;
+            let next = match r.observer.check_zombies(&r.host, r.clock.now()).await {
+                Ok(next) => next?,
+                // The host did not answer: act on what was seen.
+                Err(_) => return Some(current),
+            };
+            let grew = next.evidence.exited_containers != current.evidence.exited_containers;
+            current = next;
+            if !grew {
+                break;
+            }
+        }
+        Some(current)
     }
 
     fn done(&self, reports: &[IncidentReport], until: Until) -> bool {

@@ -46,6 +46,7 @@ pub mod audit;
 pub mod chaos;
 pub mod classify;
 pub mod clock;
+pub mod console;
 pub mod engine;
 pub mod explain;
 pub mod host;
@@ -54,7 +55,9 @@ pub mod llm;
 pub mod model;
 pub mod observer;
 pub mod postmortem;
+pub mod progress;
 pub mod rules;
+pub mod telemetry;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

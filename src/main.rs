@@ -5,8 +5,9 @@
 //! opsguard chaos SCENARIO               inject a fault into the lab
 //! opsguard chaos reset [--full]         put the lab back to healthy
 //! opsguard chaos list                   the scenarios and what OpsGuard must do
-//! opsguard watch [--rules FILE] [--approve prompt|auto|deny] [--audit FILE]
-//!                [--max-incidents N] [--timeout SECS] [--shadow]
+//! opsguard watch [--rules FILE] [--approve prompt|auto|deny|web] [--audit FILE]
+//!                [--max-incidents N] [--timeout SECS] [--approval-timeout 5m]
+//!                [--listen 127.0.0.1:8990] [--token TOKEN] [--shadow]
 //! opsguard postmortem INCIDENT [--audit FILE] [-o FILE]
 //!                                       an incident's post-mortem in Markdown
 //! opsguard explain --alarm db-crash|web-disk|zombies [--exit-code N] [--oom BOOL]
@@ -34,6 +35,7 @@ use opsguard::audit::{AuditLog, Resolution};
 use opsguard::chaos::Scenario;
 use opsguard::chaos::docker::{DockerChaos, run_script};
 use opsguard::clock::{Clock, SystemClock};
+use opsguard::console::{Console, ConsoleSettings, WebApprover};
 use opsguard::engine::Engine;
 use opsguard::host::docker::{DockerHost, StreamNotice, settle_deaths, spawn_events};
 use opsguard::incident::{Agent, IncidentReport, Responder, Until};
@@ -49,6 +51,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Start or stop the Docker lab.
@@ -99,9 +103,17 @@ enum Command {
         /// Exit after this many seconds.
         #[arg(long)]
         timeout: Option<u64>,
-        /// Seconds a human has to answer an approval request.
-        #[arg(long, default_value_t = 300)]
-        approval_timeout: u64,
+        /// How long a human has to answer an approval request (`300` seconds,
+        /// `5m`, `90s`); silence is a rejection.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        approval_timeout: Duration,
+        /// With `--approve web`: where the console listens. Beyond loopback a token is required.
+        #[arg(long, default_value = opsguard::console::DEFAULT_LISTEN)]
+        listen: String,
+        /// With `--approve web`: the token every client must present (else
+        /// the OPSGUARD_CONSOLE_TOKEN environment variable, which `ps` does not show).
+        #[arg(long)]
+        token: Option<String>,
         /// LLM for unknown root causes: an `llm.toml` with an `[llm]` table.
         #[arg(long)]
         llm_config: Option<PathBuf>,
@@ -124,6 +136,8 @@ enum Command {
         /// be done (exit code 0 whatever was decided).
         #[arg(long)]
         shadow: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Write an incident's post-mortem (Markdown) from the audit log.
     Postmortem {
@@ -202,6 +216,27 @@ enum AlarmArg {
     Zombies,
 }
 
+/// How `watch` reports what it does.
+#[derive(clap::Args, Clone, Debug)]
+struct OutputArgs {
+    /// `text`: a timeline for humans (with a progress line on a terminal)
+    /// and warnings on stderr; `json`: every incident step as a JSON line on
+    /// stdout, from `tracing` (filter with RUST_LOG).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human timeline.
+    Text,
+    /// JSON lines.
+    Json,
+}
+
 /// No LLM (unknown causes escalate), or an OpenAI-compatible one.
 enum CliAdvisor {
     None(NoAdvisor),
@@ -253,11 +288,23 @@ enum ApproveMode {
     Auto,
     /// Reject every risky action.
     Deny,
+    /// Ask on the web approval console (`--listen`, `--token`).
+    Web,
+}
+
+/// Plain seconds (`300`) or a humantime duration (`5m`, `1m30s`).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s).map_err(|e| e.to_string())?,
+    };
+    if d.is_zero() { Err("must be longer than zero".into()) } else { Ok(d) }
 }
 
 enum CliApprover {
     Terminal(TerminalApprover),
     Policy(PolicyApprover),
+    Web(WebApprover),
 }
 
 impl Approver for CliApprover {
@@ -265,6 +312,7 @@ impl Approver for CliApprover {
         match self {
             CliApprover::Terminal(a) => a.name(),
             CliApprover::Policy(a) => a.name(),
+            CliApprover::Web(a) => a.name(),
         }
     }
 
@@ -272,6 +320,7 @@ impl Approver for CliApprover {
         match self {
             CliApprover::Terminal(a) => a.review(request).await,
             CliApprover::Policy(a) => a.review(request).await,
+            CliApprover::Web(a) => a.review(request).await,
         }
     }
 }
@@ -369,6 +418,8 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             max_incidents,
             timeout,
             approval_timeout,
+            listen,
+            token,
             llm_config,
             llm_url,
             llm_model,
@@ -376,7 +427,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             llm_timeout,
             llm_max_tokens,
             shadow,
+            output,
         } => {
+            init_logging(output.log_format);
             let advisor = llm_advisor([
                 ("--llm-config", llm_config.map(|p| p.display().to_string())),
                 ("--llm-url", llm_url),
@@ -395,10 +448,15 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
                 rules.scope_label = label;
             }
-            let approver = match approve {
-                ApproveMode::Prompt => CliApprover::Terminal(TerminalApprover),
-                ApproveMode::Auto => CliApprover::Policy(PolicyApprover::ApproveAll),
-                ApproveMode::Deny => CliApprover::Policy(PolicyApprover::Deny),
+            let console = match approve {
+                ApproveMode::Web => Some(start_console(&listen, token, approval_timeout, output.log_format).await?),
+                _ => None,
+            };
+            let approver = match (approve, &console) {
+                (ApproveMode::Web, Some((c, _))) => CliApprover::Web(c.approver()),
+                (ApproveMode::Prompt, _) => CliApprover::Terminal(TerminalApprover),
+                (ApproveMode::Auto, _) => CliApprover::Policy(PolicyApprover::ApproveAll),
+                (ApproveMode::Deny | ApproveMode::Web, _) => CliApprover::Policy(PolicyApprover::Deny),
             };
             let reports = watch(
                 Arc::new(rules),
@@ -409,11 +467,16 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     incidents: max_incidents,
                     deadline: timeout.map(|s| SystemClock.now().plus_millis(s.saturating_mul(1000))),
                 },
-                Duration::from_secs(approval_timeout),
-                true,
+                approval_timeout,
+                &output,
+                console.as_ref().map(|(c, _)| c.clone()),
                 shadow,
             )
-            .await?;
+            .await;
+            if let Some((_, server)) = console {
+                server.abort();
+            }
+            let reports = reports?;
             // Shadow mode reports decisions; none of them is a failure to act.
             Ok(if shadow { ExitCode::SUCCESS } else { exit_code(&reports) })
         }
@@ -520,6 +583,31 @@ fn postmortem(incident: u64, audit: &Path, occurrence: Option<usize>, output: Op
     }
 }
 
+/// Starts the web approval console; returns it and its server task.
+async fn start_console(
+    listen: &str,
+    token: Option<String>,
+    approval_timeout: Duration,
+    format: LogFormat,
+) -> Result<(Console, tokio::task::JoinHandle<std::io::Result<()>>), String> {
+    let token = token.or_else(|| std::env::var(opsguard::console::TOKEN_ENV).ok()).filter(|t| !t.is_empty());
+    let addr: std::net::SocketAddr = listen.parse().map_err(|e| format!("--listen {listen:?}: {e}"))?;
+    opsguard::console::check_listen(addr, token.as_deref()).map_err(|e| e.to_string())?;
+    let with_token = token.is_some();
+    let console = Console::new(ConsoleSettings { token, approval_timeout }).map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("--listen {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    if with_token {
+        announce(
+            format,
+            &format!("🌐 approval console: http://{local}/login?token=<your token> (then http://{local}/)"),
+        );
+    } else {
+        announce(format, &format!("🌐 approval console: http://{local}/"));
+    }
+    Ok((console.clone(), tokio::spawn(console.serve(listener))))
+}
+
 /// 0 when every incident resolved, 2 when any stopped for a human.
 fn exit_code(reports: &[IncidentReport]) -> ExitCode {
     if reports.iter().any(|r| matches!(r.resolution, Resolution::Stopped { .. })) {
@@ -529,7 +617,7 @@ fn exit_code(reports: &[IncidentReport]) -> ExitCode {
     }
 }
 
-// The flags of one subcommand, passed through once.
+// The CLI's settings passed straight through; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
 async fn watch<A: Approver, L: Advisor>(
     rules: Arc<Rules>,
@@ -538,48 +626,70 @@ async fn watch<A: Approver, L: Advisor>(
     audit_path: &Path,
     until: Until,
     approval_timeout: Duration,
-    verbose: bool,
+    output: &OutputArgs,
+    console: Option<Console>,
     shadow: bool,
 ) -> Result<Vec<IncidentReport>, String> {
+    let prompts = approver.name() == TerminalApprover.name();
     let host = DockerHost::connect(&rules.scope_label).await.map_err(|e| e.to_string())?;
-    let audit =
-        AuditLog::to_file(audit_path).map_err(|e| format!("{}: {e}", audit_path.display()))?.with_tap(move |r| {
-            if verbose {
-                let time = r.time.get(11..23).unwrap_or(&r.time);
-                println!("[{time}] #{} {}", r.incident, r.event.render());
-            }
-        });
+    let metrics = match output.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, output.log_format).await?),
+        None => None,
+    };
+    let audit = AuditLog::to_file(audit_path).map_err(|e| format!("{}: {e}", audit_path.display()))?;
+    let (audit, status) = match output.log_format {
+        LogFormat::Text => {
+            let status = StatusLine::start(Duration::from_secs(rules.observer.rapid_window_secs), prompts);
+            let tap = status.clone();
+            (audit.with_tap(move |r| tap.record(r)), Some(status))
+        }
+        // Every step already goes out as a JSON line through `telemetry`.
+        LogFormat::Json => (audit, None),
+    };
+    let audit = match console {
+        Some(c) => audit.with_tap(move |r| c.record(r)),
+        None => audit,
+    };
     let (notices_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let (raw, pump) = spawn_events(host.client().clone(), rules.scope_label.clone(), 256, Some(notices_tx));
     let (events, settle) = settle_deaths(raw, Duration::from_millis(500));
     let notice_task = tokio::spawn(async move {
         while let Some(n) = notices.recv().await {
             match n {
-                StreamNotice::Connected { since: None } => eprintln!("opsguard: watching Docker events"),
+                StreamNotice::Connected { since: None } => tracing::info!("watching Docker events"),
                 StreamNotice::Connected { since: Some(t) } => {
-                    eprintln!("opsguard: event stream reconnected, resuming from {t}")
+                    tracing::warn!(since = %t, "event stream reconnected, resuming")
                 }
-                StreamNotice::Lost { error } => eprintln!("opsguard: event stream lost ({error}); reconnecting"),
+                StreamNotice::Lost { error } => tracing::warn!(%error, "event stream lost; reconnecting"),
             }
         }
     });
-    println!(
-        "👁  OpsGuard watching {} and {} (scope {}), sweep every {}s, audit {}",
-        rules.web.container,
-        rules.database.container,
-        rules.scope_label,
-        rules.observer.interval_secs,
-        audit_path.display()
+    announce(
+        output.log_format,
+        &format!(
+            "👁  OpsGuard watching {} and {} (scope {}), sweep every {}s, audit {}",
+            rules.web.container,
+            rules.database.container,
+            rules.scope_label,
+            rules.observer.interval_secs,
+            audit_path.display()
+        ),
     );
     let engine = Engine::new(rules);
     if advisor.is_configured() {
-        println!("🤖 unknown root causes consult the configured LLM (its choice still needs the same checks)");
+        announce(
+            output.log_format,
+            "🤖 unknown root causes consult the configured LLM (its choice still needs the same checks)",
+        );
     }
     let responder = Responder::new(engine, host, approver, advisor, SystemClock, audit)
         .with_timeouts(opsguard::incident::Timeouts { approval: approval_timeout, ..Default::default() })
         .with_shadow(shadow);
     if shadow {
-        println!("👻 shadow mode: deciding for real, executing nothing (would-be actions go to the audit log)");
+        announce(
+            output.log_format,
+            "👻 shadow mode: deciding for real, executing nothing (would-be actions go to the audit log)",
+        );
     }
     let mut agent = Agent::new(responder);
     let reports = tokio::select! {
@@ -592,6 +702,15 @@ async fn watch<A: Approver, L: Advisor>(
     pump.abort();
     settle.abort();
     notice_task.abort();
+    if let Some(status) = status {
+        status.finish();
+    }
+    if let Some(m) = metrics {
+        m.abort();
+    }
+    if output.log_format == LogFormat::Json {
+        return Ok(reports);
+    }
     println!();
     for r in &reports {
         let secs = r.closed_at.millis_since(r.opened_at) as f64 / 1000.0;
@@ -603,4 +722,141 @@ async fn watch<A: Approver, L: Advisor>(
         println!("incident #{}: {} → {end} in {secs:.1}s ({} steps)", r.id, r.alarm, r.steps.len());
     }
     Ok(reports)
+}
+
+/// Installs the `tracing` subscriber `watch` logs through: warnings and
+/// errors on stderr beside the human timeline, or every step as JSON on
+/// stdout. `RUST_LOG` overrides the level.
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = |default: &str| EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let installed = match format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter("warn"))
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .try_init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_env_filter(filter("info"))
+            .with_writer(std::io::stdout)
+            .try_init(),
+    };
+    if let Err(e) = installed {
+        eprintln!("opsguard: logging not set up: {e}");
+    }
+}
+
+/// A line for the operator: on stdout beside the timeline, or as a log
+/// event so that stdout stays pure JSON.
+fn announce(format: LogFormat, line: &str) {
+    match format {
+        LogFormat::Text => println!("{line}"),
+        LogFormat::Json => tracing::info!("{line}"),
+    }
+}
+
+/// Installs the Prometheus recorder and serves `/metrics` on `addr` until
+/// the returned task is aborted. Picked `metrics-exporter-prometheus` (the
+/// `metrics` project's own exporter) so the library stays on the facade.
+async fn serve_metrics(addr: std::net::SocketAddr, format: LogFormat) -> Result<tokio::task::JoinHandle<()>, String> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), opsguard::telemetry::TIME_BUCKETS)
+        .map_err(|e| format!("metrics: {e}"))?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| format!("metrics: {e}"))?;
+    opsguard::telemetry::describe();
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "opsguard: metrics are served on {addr}, beyond this host (read-only; no approval is possible there)"
+        );
+    }
+    let at = listener.local_addr().map_err(|e| e.to_string())?;
+    announce(format, &format!("📈 metrics at http://{at}/metrics"));
+    let upkeep = handle.clone();
+    let app = opsguard::telemetry::metrics_router(move || handle.render());
+    Ok(tokio::spawn(async move {
+        // Histograms are drained into the exporter's buckets on upkeep.
+        let upkeep = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                upkeep.run_upkeep();
+            }
+        });
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+        upkeep.abort();
+    }))
+}
+
+/// The human timeline, with a progress line under it while a terminal is
+/// attached; plain lines otherwise (a pipe or a log file gets no escapes).
+#[derive(Clone)]
+struct StatusLine {
+    bar: Option<indicatif::ProgressBar>,
+    progress: Arc<std::sync::Mutex<opsguard::progress::Progress>>,
+    ticker: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl StatusLine {
+    /// `prompts`: approvals are asked at this terminal, so the line steps
+    /// aside while a question waits for its answer.
+    fn start(rapid_window: Duration, prompts: bool) -> StatusLine {
+        use std::io::IsTerminal;
+        let progress = Arc::new(std::sync::Mutex::new(opsguard::progress::Progress::new(rapid_window)));
+        // Only where both streams are the terminal: a timeline redirected to
+        // a file must not go to the bar's stderr instead.
+        let bar = (std::io::stderr().is_terminal() && std::io::stdout().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {wide_msg}") {
+                bar.set_style(style);
+            }
+            bar
+        });
+        let ticker = bar.clone().map(|bar| {
+            let progress = progress.clone();
+            tokio::spawn(async move {
+                loop {
+                    let (line, asking) = {
+                        let p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                        (p.line(SystemClock.now()), p.awaiting_approval())
+                    };
+                    if prompts && asking {
+                        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+                    } else if bar.is_hidden() {
+                        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                    }
+                    bar.set_message(line);
+                    bar.tick();
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            })
+        });
+        StatusLine { bar, progress, ticker: Arc::new(std::sync::Mutex::new(ticker)) }
+    }
+
+    fn record(&self, r: &opsguard::audit::AuditRecord) {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner()).observe(r);
+        let time = r.time.get(11..23).unwrap_or(&r.time);
+        let line = format!("[{time}] #{} {}", r.incident, r.event.render());
+        match &self.bar {
+            Some(bar) if !bar.is_hidden() => bar.println(line),
+            _ => println!("{line}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(t) = self.ticker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.abort();
+        }
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }

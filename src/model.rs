@@ -245,6 +245,10 @@ pub struct Evidence {
     /// The container's state when the alarm was raised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<ContainerState>,
+    /// When the trouble began, where the host tells: a crashed container's
+    /// exit time. Time to detect is measured from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_at: Option<Timestamp>,
     /// Exit code of a stopped container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
@@ -257,11 +261,6 @@ pub struct Evidence {
     /// Number of exited containers in scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exited_containers: Option<u32>,
-    /// When the container's last run ended (Docker's `FinishedAt`): when
-    /// the fault took the service down, for the time to detect. Absent in
-    /// logs written before it was recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped_at: Option<Timestamp>,
     /// Which signature decided the root cause (e.g. `log matches "No space left on device"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matched_signature: Option<String>,
@@ -361,6 +360,26 @@ pub enum StopReason {
 }
 
 impl StopReason {
+    /// Its name in the audit log and in metric labels (`config_error`, …).
+    pub fn key(self) -> &'static str {
+        match self {
+            StopReason::ConfigError => "config_error",
+            StopReason::DataCorruption => "data_corruption",
+            StopReason::CleanDidNotFreeDisk => "clean_did_not_free_disk",
+            StopReason::ApprovalRejected => "approval_rejected",
+            StopReason::RestartBudgetExhausted => "restart_budget_exhausted",
+            StopReason::VerificationFailed => "verification_failed",
+            StopReason::ActionFailed => "action_failed",
+            StopReason::UnknownCause => "unknown_cause",
+            StopReason::LlmFailed => "llm_failed",
+            StopReason::LlmEscalated => "llm_escalated",
+            StopReason::LlmChoiceRefused => "llm_choice_refused",
+            StopReason::SafetyRule => "safety_rule",
+            StopReason::StepLimit => "step_limit",
+            StopReason::NoPlan => "no_plan",
+        }
+    }
+
     /// A sentence for the human taking over.
     pub fn describe(self) -> &'static str {
         match self {
@@ -583,6 +602,9 @@ pub enum Outcome {
     ApprovalRejected,
     /// The container was restarted.
     Restarted,
+    /// The restart was approved, but a re-check just before it found the
+    /// container back on its own (Running, condition cleared): not restarted.
+    RestartNotNeeded,
     /// Verification finished.
     Verified(Verification),
     /// The LLM answered with a valid choice.

@@ -166,11 +166,11 @@ impl Observer {
             container: db.container.clone(),
             evidence: Evidence {
                 state: Some(status.state),
+                fault_at: status.finished_at,
                 exit_code: status.exit_code,
                 oom_killed: Some(status.oom_killed),
                 disk_used_pct,
                 exited_containers: None,
-                stopped_at: status.finished_at,
                 matched_signature: c.signature,
                 log_lines: c.lines,
                 log_tail: tail,

@@ -99,11 +99,8 @@ impl<'a> Postmortem<'a> {
             ))
         })?;
         let closed = trail.closed();
-        let timing = Timing {
-            fault_at: alarm.evidence.stopped_at,
-            detected_at: opened.ts,
-            closed_at: closed.map(|(r, _)| r.ts),
-        };
+        let timing =
+            Timing { fault_at: alarm.evidence.fault_at, detected_at: opened.ts, closed_at: closed.map(|(r, _)| r.ts) };
         Ok(Postmortem { trail, alarm, timing, resolution: closed.map(|(_, res)| res) })
     }
 
@@ -589,6 +586,7 @@ fn outcome_text(o: &Outcome) -> String {
         Outcome::Pruned { removed } => format!("{removed} containers removed"),
         Outcome::ApprovalRejected => "not approved: not run".to_string(),
         Outcome::Restarted => "restarted".to_string(),
+        Outcome::RestartNotNeeded => "not restarted: it was back on its own".to_string(),
         Outcome::Verified(Verification::Confirmed) => "confirmed Running".to_string(),
         Outcome::Verified(Verification::NotConfirmed { last_state }) => {
             format!("not confirmed (last seen {})", last_state.map_or("unreachable", ContainerState::as_str))

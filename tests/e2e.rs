@@ -228,7 +228,7 @@ fn e2e_chain_reaction() {
     let opened = at(|e| matches!(e, AuditEvent::IncidentOpened { .. }))[0];
     let closed = at(|e| matches!(e, AuditEvent::IncidentClosed { .. }))[0];
     let AuditEvent::IncidentOpened { alarm } = &opened.event else { unreachable!() };
-    let fault = alarm.evidence.stopped_at.expect("the alarm records when db-prod stopped");
+    let fault = alarm.evidence.fault_at.expect("the alarm records when db-prod stopped");
     eprintln!("post-mortem: fault {}, alarm {}, end {}", fault.to_rfc3339(), opened.time, closed.time);
     // The report's times are the records' times.
     assert_eq!(fault, run.fault_at, "the harness and the alarm disagree on when db-prod stopped");

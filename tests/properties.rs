@@ -110,6 +110,7 @@ fn any_outcome() -> impl Strategy<Value = Outcome> {
         any::<u32>().prop_map(|removed| Outcome::Pruned { removed }),
         Just(Outcome::ApprovalRejected),
         Just(Outcome::Restarted),
+        Just(Outcome::RestartNotNeeded),
         Just(Outcome::Verified(Verification::Confirmed)),
         any_state().prop_map(|last_state| Outcome::Verified(Verification::NotConfirmed { last_state })),
         any_choice().prop_map(|choice| Outcome::LlmChose { choice }),

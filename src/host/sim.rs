@@ -308,6 +308,13 @@ impl SimHost {
         }
     }
 
+    /// Starts a container as someone other than OpsGuard would (an operator's
+    /// `docker start`, a restart policy): not recorded in [`SimHost::ops`].
+    pub fn start_by_itself(&self, container: &str) {
+        let now = self.clock.now();
+        self.world().start(container, now);
+    }
+
     /// Injects one of the specification's faults.
     pub fn inject(&self, fault: SimFault) {
         let now = self.clock.now();

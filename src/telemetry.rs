@@ -1,0 +1,194 @@
+//! What OpsGuard counts and logs while it works: the metric names and
+//! labels, and the structured log events, for every incident step.
+//!
+//! Incident steps are logged at `info` (the terminal timeline already shows
+//! them to a human); trouble with OpsGuard itself (a failed check, an audit
+//! write that failed) at `warn` and above, where it is logged.
+//!
+//! The library only talks to the `metrics` and `tracing` facades; the CLI
+//! (or an embedding program) picks the exporter and the log format. With no
+//! recorder or subscriber installed every call here is a no-op.
+
+use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+
+use crate::audit::Resolution;
+use crate::model::{Action, Alarm, AlarmKind, Outcome, Timestamp, Verification};
+
+/// `opsguard_alarms_total{kind}`: alarms that opened an incident.
+pub const ALARMS: &str = "opsguard_alarms_total";
+/// `opsguard_incidents_total{outcome, root_cause, kind}`: incidents ended.
+pub const INCIDENTS: &str = "opsguard_incidents_total";
+/// `opsguard_incidents_open`: incidents under way.
+pub const INCIDENTS_OPEN: &str = "opsguard_incidents_open";
+/// `opsguard_actions_total{action, result}`: actions carried out.
+pub const ACTIONS: &str = "opsguard_actions_total";
+/// `opsguard_approvals_total{answer}`: answers to approval requests.
+pub const APPROVALS: &str = "opsguard_approvals_total";
+/// `opsguard_time_to_detect_seconds{kind}`: from the fault (a crashed
+/// container's exit) to its alarm; only where the host tells the fault time.
+pub const TIME_TO_DETECT: &str = "opsguard_time_to_detect_seconds";
+/// `opsguard_time_to_resolve_seconds{kind}`: from the fault (or the alarm,
+/// when the fault time is unknown) to the verified resolution.
+pub const TIME_TO_RESOLVE: &str = "opsguard_time_to_resolve_seconds";
+
+/// Histogram buckets, in seconds, for the two time histograms: detection
+/// is sub-second to a sweep (30 s); resolution spans a prune (seconds) to
+/// a restart waiting for a human (minutes).
+pub const TIME_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+
+/// Describes every metric to the installed recorder (units and help text)
+/// and starts the open-incidents gauge at zero, so a scrape before the
+/// first incident already shows OpsGuard is there.
+pub fn describe() {
+    gauge!(INCIDENTS_OPEN).set(0.0);
+    describe_counter!(ALARMS, "Alarms that opened an incident, by alarm code.");
+    describe_counter!(INCIDENTS, "Incidents ended, by outcome (resolved or the stop reason) and root cause.");
+    describe_gauge!(INCIDENTS_OPEN, "Incidents under way.");
+    describe_counter!(ACTIONS, "Actions carried out, by tool name and result.");
+    describe_counter!(APPROVALS, "Answers to approval requests: approved, rejected or no_answer.");
+    describe_histogram!(TIME_TO_DETECT, Unit::Seconds, "Time from a container's crash to its alarm.");
+    describe_histogram!(TIME_TO_RESOLVE, Unit::Seconds, "Time from the fault (or alarm) to verified resolution.");
+}
+
+/// The alarm code without its cause (`DB_CRASH`), a bounded label set.
+fn kind_label(kind: AlarmKind) -> &'static str {
+    kind.code()
+}
+
+/// The root cause label: the database's cause, `none` for other alarms.
+fn cause_label(kind: AlarmKind) -> &'static str {
+    match kind {
+        AlarmKind::DbCrash(c) => c.key(),
+        _ => "none",
+    }
+}
+
+/// An incident opened for `alarm`.
+pub fn incident_opened(id: u64, alarm: &Alarm) {
+    counter!(ALARMS, "kind" => kind_label(alarm.kind)).increment(1);
+    gauge!(INCIDENTS_OPEN).increment(1.0);
+    if let Some(fault) = alarm.evidence.fault_at {
+        let secs = alarm.raised_at.millis_since(fault) as f64 / 1000.0;
+        histogram!(TIME_TO_DETECT, "kind" => kind_label(alarm.kind)).record(secs);
+    }
+    tracing::info!(
+        incident = id,
+        alarm = alarm.kind.code(),
+        root_cause = cause_label(alarm.kind),
+        container = alarm.container.as_str(),
+        exit_code = alarm.evidence.exit_code,
+        oom_killed = alarm.evidence.oom_killed,
+        disk_used_pct = alarm.evidence.disk_used_pct,
+        exited_containers = alarm.evidence.exited_containers,
+        signature = alarm.evidence.matched_signature.as_deref(),
+        "incident opened: {} on {}",
+        alarm.kind,
+        alarm.container
+    );
+}
+
+/// The engine chose `action`.
+pub fn decided(id: u64, action: &Action) {
+    tracing::info!(incident = id, action = action.tool_name(), "decide → {action}");
+}
+
+/// What an outcome counts as, a bounded label set.
+pub fn result_label(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Cleaned { .. } | Outcome::Pruned { .. } | Outcome::Restarted | Outcome::LlmChose { .. } => "ok",
+        Outcome::Verified(Verification::Confirmed) => "confirmed",
+        Outcome::Verified(Verification::NotConfirmed { .. }) => "not_confirmed",
+        Outcome::ApprovalRejected => "rejected",
+        Outcome::RestartNotNeeded => "not_needed",
+        Outcome::LlmFailed | Outcome::Failed { .. } => "failed",
+    }
+}
+
+/// `action` was carried out with `outcome`.
+pub fn executed(id: u64, action: &Action, outcome: &Outcome) {
+    let result = result_label(outcome);
+    counter!(ACTIONS, "action" => action.tool_name(), "result" => result).increment(1);
+    tracing::info!(incident = id, action = action.tool_name(), result, outcome = ?outcome, "{action} → {result}");
+}
+
+/// A human (or policy) answered an approval request, or did not.
+pub fn approval_answered(id: u64, request: u64, approved: bool, approver: &str, detail: &str) {
+    // `ask` words a timeout as "no answer within …"; every other refusal is
+    // a rejection.
+    let answer = match (approved, detail.starts_with("no answer")) {
+        (true, _) => "approved",
+        (false, true) => "no_answer",
+        (false, false) => "rejected",
+    };
+    counter!(APPROVALS, "answer" => answer).increment(1);
+    tracing::info!(incident = id, request, approver, answer, detail, "approval {answer}");
+}
+
+/// The incident ended.
+pub fn incident_closed(id: u64, alarm: &Alarm, resolution: Resolution, closed_at: Timestamp) {
+    let outcome = match resolution {
+        Resolution::Resolved => "resolved",
+        Resolution::Stopped { reason } => reason.key(),
+        Resolution::Shadow => "shadow",
+    };
+    counter!(INCIDENTS, "outcome" => outcome, "root_cause" => cause_label(alarm.kind), "kind" => kind_label(alarm.kind))
+        .increment(1);
+    gauge!(INCIDENTS_OPEN).decrement(1.0);
+    let from = alarm.evidence.fault_at.unwrap_or(alarm.raised_at);
+    let secs = closed_at.millis_since(from) as f64 / 1000.0;
+    match resolution {
+        Resolution::Resolved => {
+            histogram!(TIME_TO_RESOLVE, "kind" => kind_label(alarm.kind)).record(secs);
+            tracing::info!(incident = id, outcome, seconds = secs, "incident resolved");
+        }
+        Resolution::Stopped { reason } => {
+            tracing::info!(incident = id, outcome, seconds = secs, "incident stopped for a human: {reason}")
+        }
+        Resolution::Shadow => tracing::info!(incident = id, outcome, seconds = secs, "incident ended in shadow mode"),
+    }
+}
+
+/// An HTTP router answering `GET /metrics` with `render()`'s text in the
+/// Prometheus exposition format. The caller owns the exporter (the CLI uses
+/// `metrics-exporter-prometheus`); this only serves what it renders, so the
+/// web console can mount the same route.
+pub fn metrics_router<F>(render: F) -> axum::Router
+where
+    F: Fn() -> String + Clone + Send + Sync + 'static,
+{
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let render = render.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render()) }
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::StopReason;
+
+    #[test]
+    fn stop_reason_keys_are_their_audit_names() {
+        let all = [
+            StopReason::ConfigError,
+            StopReason::DataCorruption,
+            StopReason::CleanDidNotFreeDisk,
+            StopReason::ApprovalRejected,
+            StopReason::RestartBudgetExhausted,
+            StopReason::VerificationFailed,
+            StopReason::ActionFailed,
+            StopReason::UnknownCause,
+            StopReason::LlmFailed,
+            StopReason::LlmEscalated,
+            StopReason::LlmChoiceRefused,
+            StopReason::SafetyRule,
+            StopReason::StepLimit,
+            StopReason::NoPlan,
+        ];
+        for r in all {
+            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.key()));
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The watch loop against hosts whose trouble is still unfolding when it is
+//! first seen.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use opsguard::approval::PolicyApprover;
+use opsguard::audit::{AuditLog, Resolution};
+use opsguard::clock::SimClock;
+use opsguard::engine::Engine;
+use opsguard::host::sim::{SimFault, SimHost};
+use opsguard::host::{CleanReport, ContainerStatus, ContainerSummary, DiskUsage, Host, HostError, LogLine};
+use opsguard::incident::{Agent, Responder, Until};
+use opsguard::llm::NoAdvisor;
+use opsguard::model::{AlarmKind, ContainerName, Outcome, Timestamp};
+use opsguard::rules::Rules;
+
+/// A simulated host where a batch of containers keeps exiting: each listing
+/// finds `per_listing` more zombies, `listings` times, as when a batch job's
+/// containers die over a few seconds on a loaded host.
+struct TricklingZombies {
+    sim: SimHost,
+    listings: AtomicU32,
+    per_listing: u32,
+}
+
+impl Host for TricklingZombies {
+    async fn list_containers(&self) -> Result<Vec<ContainerSummary>, HostError> {
+        if self.listings.fetch_sub(1, Ordering::SeqCst) as i32 > 0 {
+            self.sim.inject(SimFault::Zombies(self.per_listing));
+        }
+        self.sim.list_containers().await
+    }
+    async fn inspect(&self, container: &str) -> Result<ContainerStatus, HostError> {
+        self.sim.inspect(container).await
+    }
+    async fn recent_logs(&self, container: &str, since: Timestamp, max: usize) -> Result<Vec<LogLine>, HostError> {
+        self.sim.recent_logs(container, since, max).await
+    }
+    async fn disk_usage(&self, container: &str, path: &str) -> Result<DiskUsage, HostError> {
+        self.sim.disk_usage(container, path).await
+    }
+    async fn clean_logs(&self, container: &str, log_paths: &[String]) -> Result<CleanReport, HostError> {
+        self.sim.clean_logs(container, log_paths).await
+    }
+    async fn restart(&self, container: &str) -> Result<(), HostError> {
+        self.sim.restart(container).await
+    }
+    async fn prune_exited(&self, label: &str, protect: &[ContainerName]) -> Result<Vec<ContainerName>, HostError> {
+        self.sim.prune_exited(label, protect).await
+    }
+}
+
+#[tokio::test]
+async fn a_growing_zombie_outbreak_is_pruned_once_it_stops_growing() {
+    let clock = SimClock::new(Timestamp(1_795_766_400_000));
+    let sim = SimHost::lab(clock.clone());
+    // Seven listings each find three more: 21 zombies in all, more than the
+    // threshold after the second listing, still growing for five more.
+    let host = TricklingZombies { sim: sim.clone(), listings: AtomicU32::new(7), per_listing: 3 };
+    let rules = Arc::new(Rules::default_rules());
+    let responder =
+        Responder::new(Engine::new(rules), host, PolicyApprover::Deny, NoAdvisor, clock.clone(), AuditLog::in_memory());
+    let mut agent = Agent::new(responder);
+    let reports = agent.run(None, Until { incidents: Some(1), deadline: None }).await;
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    assert_eq!(r.alarm.kind, AlarmKind::ZombieOutbreak);
+    assert_eq!(r.alarm.evidence.exited_containers, Some(21), "acted before the outbreak stopped growing");
+    assert!(
+        r.steps.iter().any(|s| s.outcome == Outcome::Pruned { removed: 21 }),
+        "one prune removes them all: {:?}",
+        r.steps
+    );
+    assert_eq!(r.resolution, Resolution::Resolved);
+}
+
+#[tokio::test]
+async fn a_deadline_ends_the_watch_without_waiting_out_the_sweep_interval() {
+    use opsguard::clock::Clock;
+    // A quiet host: nothing to do, so only the deadline can end the watch.
+    let clock = SimClock::new(Timestamp(1_795_766_400_000));
+    let sim = SimHost::lab(clock.clone());
+    let rules = Arc::new(Rules::default_rules());
+    assert!(rules.observer.interval_secs >= 30);
+    let responder =
+        Responder::new(Engine::new(rules), sim, PolicyApprover::Deny, NoAdvisor, clock.clone(), AuditLog::in_memory());
+    let mut agent = Agent::new(responder);
+    let start = clock.now();
+    let reports = agent.run(None, Until { incidents: None, deadline: Some(start.plus_millis(3_000)) }).await;
+    assert!(reports.is_empty());
+    assert_eq!(clock.now().millis_since(start), 3_000, "the watch outlived its deadline");
+}
