@@ -6,6 +6,7 @@
 //! still leave a partial last line; the reader reports it and carries on,
 //! and the writer starts a fresh line after it, so no record is lost.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Action, Alarm, ContainerState, Health, LlmChoice, Outcome, StopReason, Timestamp};
+use crate::model::{Action, Alarm, ContainerName, ContainerState, Health, LlmChoice, Outcome, StopReason, Timestamp};
 
 /// How an incident ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -325,6 +326,38 @@ pub fn read_audit(path: &Path) -> io::Result<AuditRead> {
     read_audit_from(BufReader::new(File::open(path)?))
 }
 
+/// Where a new `watch` picks up from the audit log it appends to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resume {
+    /// One more than the highest incident id recorded (1 for a new log), so
+    /// an id names one incident for `postmortem` and `replay`.
+    pub next_incident: u64,
+    /// Every restart recorded, per container: the restart budget outlives
+    /// the process, so an OpsGuard that is itself restarted cannot restart a
+    /// crash-looping database again and again.
+    pub restarts: BTreeMap<ContainerName, Vec<Timestamp>>,
+}
+
+/// Reads [`Resume`] from the audit log at `path`; a log that does not exist
+/// yet is a fresh start. Unreadable lines are skipped, as everywhere else.
+pub fn resume(path: &Path) -> io::Result<Resume> {
+    let read = match read_audit(path) {
+        Ok(read) => read,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Resume { next_incident: 1, ..Resume::default() }),
+        Err(e) => return Err(e),
+    };
+    let mut resume = Resume { next_incident: 1, ..Resume::default() };
+    for r in &read.records {
+        resume.next_incident = resume.next_incident.max(r.incident.saturating_add(1));
+        if let AuditEvent::Executed { action: Action::RestartContainer { target, .. }, outcome: Outcome::Restarted } =
+            &r.event
+        {
+            resume.restarts.entry(target.clone()).or_default().push(r.ts);
+        }
+    }
+    Ok(resume)
+}
+
 /// Reads audit records from any reader.
 pub fn read_audit_from<R: BufRead>(mut reader: R) -> io::Result<AuditRead> {
     let mut out = AuditRead::default();
@@ -432,6 +465,30 @@ mod tests {
         assert_eq!(seen[0].load(Ordering::SeqCst), 123);
         assert_eq!(seen[1].load(Ordering::SeqCst), 123);
         assert_eq!(log.records().len(), 3);
+    }
+
+    #[test]
+    fn a_new_watch_resumes_incident_ids_and_restarts_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        assert_eq!(resume(&path).unwrap(), Resume { next_incident: 1, restarts: BTreeMap::new() });
+        let log = AuditLog::to_file(&path).unwrap();
+        for id in [1, 2, 7, 3] {
+            log.record(id, Timestamp(id), AuditEvent::Decided { action: Action::PruneContainers }).unwrap();
+        }
+        let db = ContainerName::new("db-prod");
+        let restart = Action::RestartContainer { target: db.clone(), reason: crate::model::RestartReason::OomKill };
+        log.record(2, Timestamp(50), AuditEvent::Executed { action: restart.clone(), outcome: Outcome::Restarted })
+            .unwrap();
+        // A refused restart is not a restart.
+        log.record(3, Timestamp(60), AuditEvent::Executed { action: restart, outcome: Outcome::ApprovalRejected })
+            .unwrap();
+        drop(log);
+        // A crash left half a line behind: it does not hide the ids before it.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"incident\": 99").unwrap();
+        let r = resume(&path).unwrap();
+        assert_eq!(r.next_incident, 8);
+        assert_eq!(r.restarts, BTreeMap::from([(db, vec![Timestamp(50)])]));
     }
 
     #[test]

@@ -100,6 +100,17 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
         self
     }
 
+    /// Picks up where an earlier run left its audit log: incidents are
+    /// numbered after the ones already there, and its restarts count
+    /// against the restart budget.
+    pub fn resuming(mut self, resume: crate::audit::Resume) -> Self {
+        self.next_incident = resume.next_incident.max(1);
+        for (container, times) in resume.restarts {
+            self.restarts.entry(container).or_default().extend(times);
+        }
+        self
+    }
+
     /// Shadow mode: the observer and the engine run for real, but an action
     /// that would change the host (clean, prune, restart) is only recorded
     /// as [`AuditEvent::WouldExecute`] and the incident ends there as

@@ -636,6 +636,13 @@ async fn watch<A: Approver, L: Advisor>(
         Some(addr) => Some(serve_metrics(addr, output.log_format).await?),
         None => None,
     };
+    let mut resume = opsguard::audit::resume(audit_path).map_err(|e| format!("{}: {e}", audit_path.display()))?;
+    // Only restarts the budget can still count; a year of them is not kept.
+    let window = rules.restart_budget.window_secs.saturating_mul(1000);
+    let now = SystemClock.now();
+    for times in resume.restarts.values_mut() {
+        times.retain(|t| now.millis_since(*t) < window);
+    }
     let audit = AuditLog::to_file(audit_path).map_err(|e| format!("{}: {e}", audit_path.display()))?;
     let (audit, status) = match output.log_format {
         LogFormat::Text => {
@@ -684,7 +691,8 @@ async fn watch<A: Approver, L: Advisor>(
     }
     let responder = Responder::new(engine, host, approver, advisor, SystemClock, audit)
         .with_timeouts(opsguard::incident::Timeouts { approval: approval_timeout, ..Default::default() })
-        .with_shadow(shadow);
+        .with_shadow(shadow)
+        .resuming(resume);
     if shadow {
         announce(
             output.log_format,

@@ -91,3 +91,37 @@ async fn a_deadline_ends_the_watch_without_waiting_out_the_sweep_interval() {
     assert!(reports.is_empty());
     assert_eq!(clock.now().millis_since(start), 3_000, "the watch outlived its deadline");
 }
+
+#[tokio::test]
+async fn a_resumed_watch_numbers_on_and_remembers_the_restart_budget() {
+    use opsguard::audit::Resume;
+    use opsguard::clock::Clock;
+    use opsguard::host::sim::{DB, SimOp};
+    use opsguard::model::StopReason;
+    use std::collections::BTreeMap;
+
+    let clock = SimClock::new(Timestamp(1_795_766_400_000));
+    let sim = SimHost::lab(clock.clone());
+    let rules = Arc::new(Rules::default_rules());
+    let max = rules.restart_budget.max_restarts as u64;
+    // An earlier run restarted db-prod as often as the budget allows, minutes ago.
+    let earlier: Vec<Timestamp> = (0..max).map(|i| Timestamp(clock.now().0 - 600_000 + i * 60_000)).collect();
+    let resume = Resume { next_incident: 42, restarts: BTreeMap::from([(ContainerName::new(DB), earlier)]) };
+    let mut responder = Responder::new(
+        Engine::new(rules),
+        sim.clone(),
+        PolicyApprover::ApproveAll,
+        NoAdvisor,
+        clock.clone(),
+        AuditLog::in_memory(),
+    )
+    .resuming(resume);
+    sim.inject(SimFault::DbOomKill);
+    clock.sleep(std::time::Duration::from_secs(1)).await;
+    let sweep = responder.observer().sweep(responder.host(), clock.now()).await;
+    let alarm = sweep.alarms.into_iter().find(|a| a.container.as_str() == DB).unwrap();
+    let report = responder.handle(alarm).await;
+    assert_eq!(report.id, 42);
+    assert_eq!(report.resolution, Resolution::Stopped { reason: StopReason::RestartBudgetExhausted });
+    assert!(!sim.ops().iter().any(|op| matches!(op, SimOp::Restart { .. })), "{:?}", sim.ops());
+}
