@@ -7,8 +7,9 @@
 #     packages (cached) and the lab brought up, and taken down afterwards;
 #   - the real-model LLM test against a local llama.cpp server with
 #     SmolLM2-135M from PyPI (OPSGUARD_LLM_URL), stopped afterwards;
-#   - the web console in headless Chromium (tests/browser.rs), when
-#     Debian's chromium-driver is installed (OPSGUARD_BROWSER=1).
+#   - the web console in headless Chromium (tests/browser.rs), with
+#     Debian's chromium and chromium-driver, installed if missing
+#     (OPSGUARD_BROWSER=1: a browser that does not start is a failure).
 # Run as root (the lab needs Docker and loop mounts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,12 +17,6 @@ cd "$(dirname "$0")/.."
 say() { echo "[test.sh] $*" >&2; }
 T0=$(date +%s)
 export PROPTEST_CASES="${PROPTEST_CASES:-10000}"
-# Where Chromium is installed (.ci/run installs it) the web console's
-# browser tests run for real: a browser that does not start is a failure,
-# not a skip.
-if [ -x /usr/bin/chromedriver ]; then
-    export OPSGUARD_BROWSER=1
-fi
 
 cleanup() {
     local rc=$?
@@ -36,6 +31,10 @@ trap 'exit 130' INT TERM
 
 say "building the tests"
 cargo test --all-targets --locked --no-run
+
+say "installing Chromium for the browser tests if needed"
+bash scripts/ensure-chromium.sh
+export OPSGUARD_BROWSER=1
 
 say "preparing Docker and the lab"
 bash lab/ensure-docker.sh
