@@ -152,6 +152,10 @@ async fn main() {
     for (s, d, r, o) in &table {
         println!("| {s} | {} | {} | {} | {o} |", d.len(), stats(d), stats(r));
     }
+    // The comparison only when the OOM kill was measured both ways.
+    if docker.is_empty() || oom_mttr.is_empty() {
+        return;
+    }
     println!(
         "| db-oom-kill, Docker `restart: on-failure` (fault → accepting connections) | {} | - | {} | restarted blindly |",
         docker.len(),
