@@ -83,6 +83,7 @@ async fn run_docker<A: Approver + 'static>(approver: A, rules: Arc<Rules>) -> Re
         timeout: std::time::Duration::from_secs(240),
         verbose: true,
         audit_file: None,
+        tap: None,
     };
     let run = run_scenario(&chaos, Scenario::ChainReaction, settings).await.map_err(|e| e.to_string())?;
     let report = run.reports.first().ok_or("no incident ended before the timeout")?;

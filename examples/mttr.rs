@@ -110,6 +110,7 @@ async fn main() {
                 timeout: Duration::from_secs(150),
                 verbose: false,
                 audit_file: None,
+                tap: None,
             };
             match run_scenario(&chaos, scenario, settings).await {
                 Ok(run) if !run.reports.is_empty() => {

@@ -326,6 +326,11 @@ pub fn read_audit(path: &Path) -> io::Result<AuditRead> {
     read_audit_from(BufReader::new(File::open(path)?))
 }
 
+/// A shared reader of every audit record (the web console, a metrics feed),
+/// for code that passes one along before it is added with
+/// [`AuditLog::with_tap`].
+pub type SharedTap = Arc<dyn Fn(&AuditRecord) + Send + Sync>;
+
 /// Where a new `watch` picks up from the audit log it appends to.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resume {

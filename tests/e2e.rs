@@ -12,6 +12,8 @@
 //! share one lab, so a process-wide lock runs them one at a time, and the
 //! lab is repaired before each.
 
+mod chromium;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -91,6 +93,7 @@ async fn run_audited(chaos: &DockerChaos, scenario: Scenario, approve: bool, aud
         timeout: Duration::from_secs(150),
         verbose: true,
         audit_file: audit_file.map(Path::to_path_buf),
+        tap: None,
     };
     let run = run_scenario(chaos, scenario, settings).await.unwrap_or_else(|e| panic!("{scenario}: {e}"));
     assert_eq!(
@@ -296,6 +299,76 @@ fn e2e_rejected_approval_leaves_db_down() {
         chaos.reset().await.expect("reset");
         assert_eq!(fingerprint(&chaos).await, before, "the canary table changed");
     });
+}
+
+/// Issue #5 on the real lab: the chain reaction's restart waits on the web
+/// console and an operator answers in headless Chromium. Approve: the real
+/// db-prod is restarted, comes back with its data, and the page says
+/// RESOLVED. Reject: it stays down, untouched, and the page says STOPPED.
+/// Needs Chromium as well as the lab (`OPSGUARD_BROWSER=1` makes a missing
+/// chromedriver a failure, as in CI).
+fn chain_reaction_answered_in_the_browser(approve: bool) {
+    let Some(_lab) = lab_lock() else { return };
+    let Some(driver) = chromium::driver() else { return };
+    rt().block_on(async {
+        use opsguard::console::{Console, ConsoleSettings};
+        let chaos = chaos().await;
+        let before = prepare(&chaos).await;
+        // As long as run_scenario's own approval timeout: the request expires on both sides together.
+        let console = Console::new(ConsoleSettings { token: None, approval_timeout: Duration::from_secs(30) }).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let server = tokio::spawn(console.clone().serve(listener));
+        let tap = console.clone();
+        let settings = RunSettings {
+            rules: rules(),
+            approver: console.approver(),
+            incidents: 1,
+            timeout: Duration::from_secs(150),
+            verbose: true,
+            audit_file: None,
+            tap: Some(Arc::new(move |r: &AuditRecord| tap.record(r))),
+        };
+        let scenario = {
+            let chaos = chaos.clone();
+            tokio::spawn(async move { run_scenario(&chaos, Scenario::ChainReaction, settings).await })
+        };
+        let c = chromium::browser(&driver).await;
+        c.goto(&url).await.unwrap();
+        let (button, badge) = if approve { ("approve", "RESOLVED") } else { ("reject", "STOPPED") };
+        chromium::answer(&c, &console, button, Duration::from_secs(90)).await;
+        let page = chromium::wait_for_status(&c, 1, badge, Duration::from_secs(90)).await;
+        let run = scenario.await.unwrap().unwrap_or_else(|e| panic!("chain-reaction: {e}"));
+        audit_has(&run, "the web console's answer", |e| {
+            matches!(e, AuditEvent::ApprovalAnswered { approved, approver, .. }
+                if *approved == approve && approver == "web console")
+        });
+        if approve {
+            assert!(page.contains("APPROVED"), "{page}");
+            check_expected(&run, Scenario::ChainReaction, Resolution::Resolved);
+            assert!(restarted(&run), "approved, yet not restarted: {:#?}", run.reports[0].steps);
+            assert_eq!(state(&chaos, DB).await, ContainerState::Running);
+        } else {
+            assert!(page.contains("restart not approved"), "{page}");
+            check_expected(&run, Scenario::ChainReaction, Resolution::Stopped { reason: StopReason::ApprovalRejected });
+            assert!(!restarted(&run), "rejected, yet restarted: {:#?}", run.reports[0].steps);
+            assert_eq!(state(&chaos, DB).await, ContainerState::Exited);
+            chaos.reset().await.expect("reset");
+        }
+        assert_eq!(fingerprint(&chaos).await, before, "the canary table changed");
+        c.close().await.unwrap();
+        server.abort();
+    });
+}
+
+#[test]
+fn e2e_chain_reaction_approved_in_the_browser() {
+    chain_reaction_answered_in_the_browser(true);
+}
+
+#[test]
+fn e2e_chain_reaction_rejected_in_the_browser() {
+    chain_reaction_answered_in_the_browser(false);
 }
 
 /// A human's `docker stop` is not undone silently: the incident asks or

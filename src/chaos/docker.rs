@@ -680,6 +680,9 @@ pub struct RunSettings<A> {
     pub verbose: bool,
     /// Also append the audit trail to this file (JSON lines), as `watch` does.
     pub audit_file: Option<PathBuf>,
+    /// Also hand every audit record to this (e.g. the web console's
+    /// `Console::record`, as `watch --approve web` does).
+    pub tap: Option<crate::audit::SharedTap>,
 }
 
 /// Starts OpsGuard (observer with the Docker event stream, engine, responder)
@@ -705,6 +708,10 @@ pub async fn run_scenario<A: crate::approval::Approver + 'static>(
             println!("[{time}] #{} {}", r.incident, r.event.render());
         }
     });
+    let audit = match settings.tap.clone() {
+        Some(tap) => audit.with_tap(move |r| tap(r)),
+        None => audit,
+    };
     let (raw, pump) = spawn_events(host.client().clone(), settings.rules.scope_label.clone(), 256, None);
     let (events, settle) = settle_deaths(raw, Duration::from_millis(500));
     let engine = crate::engine::Engine::new(settings.rules.clone());
