@@ -364,5 +364,9 @@ fn the_cli_refuses_to_listen_beyond_loopback_without_a_token_or_with_a_weak_one(
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16"), "{out:?}");
     let out = run(&["--approval-timeout", "0s"]);
-    assert_eq!(out.status.code(), Some(2), "clap refuses a zero timeout: {out:?}");
+    // A usage error is an error (1), never the "stopped for a human" 2.
+    assert_eq!(out.status.code(), Some(1), "clap refuses a zero timeout: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("longer than zero"), "{out:?}");
+    let out = run(&["--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
