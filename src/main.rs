@@ -466,21 +466,18 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 (ApproveMode::Auto, _) => CliApprover::Policy(PolicyApprover::ApproveAll),
                 (ApproveMode::Deny | ApproveMode::Web, _) => CliApprover::Policy(PolicyApprover::Deny),
             };
-            let reports = watch(
-                Arc::new(rules),
-                approver,
-                advisor,
-                &audit,
-                Until {
+            let how = WatchHow {
+                audit_path: &audit,
+                until: Until {
                     incidents: max_incidents,
                     deadline: timeout.map(|s| SystemClock.now().plus_millis(s.saturating_mul(1000))),
                 },
                 approval_timeout,
-                &output,
-                console.as_ref().map(|(c, _)| c.clone()),
+                output: &output,
+                console: console.as_ref().map(|(c, _)| c.clone()),
                 shadow,
-            )
-            .await;
+            };
+            let reports = watch(Arc::new(rules), approver, advisor, how).await;
             if let Some((_, server)) = console {
                 server.abort();
             }
@@ -625,19 +622,23 @@ fn exit_code(reports: &[IncidentReport]) -> ExitCode {
     }
 }
 
-// The CLI's settings passed straight through; a struct would only rename them.
-#[allow(clippy::too_many_arguments)]
+/// How `watch` runs, beside whom it asks and consults.
+struct WatchHow<'a> {
+    audit_path: &'a Path,
+    until: Until,
+    approval_timeout: Duration,
+    output: &'a OutputArgs,
+    console: Option<Console>,
+    shadow: bool,
+}
+
 async fn watch<A: Approver, L: Advisor>(
     rules: Arc<Rules>,
     approver: A,
     advisor: L,
-    audit_path: &Path,
-    until: Until,
-    approval_timeout: Duration,
-    output: &OutputArgs,
-    console: Option<Console>,
-    shadow: bool,
+    how: WatchHow<'_>,
 ) -> Result<Vec<IncidentReport>, String> {
+    let WatchHow { audit_path, until, approval_timeout, output, console, shadow } = how;
     let prompts = approver.name() == TerminalApprover.name();
     let host = DockerHost::connect(&rules.scope_label).await.map_err(|e| e.to_string())?;
     let metrics = match output.metrics_listen {
