@@ -20,7 +20,7 @@ use crate::engine::Engine;
 use crate::host::Host;
 use crate::llm::{AdviceRequest, Advisor};
 use crate::model::{Action, Alarm, AlarmKind, ContainerName, History, Outcome, Step, Timestamp, Verification};
-use crate::observer::{Cadence, ContainerEvent, Observer};
+use crate::observer::{Cadence, Check, ContainerEvent, Observer};
 use crate::telemetry;
 
 /// A finished incident.
@@ -149,6 +149,19 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
         }
     }
 
+    /// Records one re-check of the alarm's condition.
+    fn log_check(&self, incident: u64, check: &Check) {
+        self.log(
+            incident,
+            AuditEvent::Checked {
+                state: check.state,
+                health: Some(check.health),
+                cleared: Some(check.cleared),
+                error: None,
+            },
+        );
+    }
+
     /// Handles one alarm until the incident is resolved or stopped.
     pub async fn handle(&mut self, alarm: Alarm) -> IncidentReport {
         let id = self.next_incident;
@@ -233,15 +246,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                 // only if the alarm's condition still holds.
                 match self.observer.recheck(&self.host, alarm).await {
                     Ok(check) => {
-                        self.log(
-                            id,
-                            AuditEvent::Checked {
-                                state: check.state,
-                                health: Some(check.health),
-                                cleared: Some(check.cleared),
-                                error: None,
-                            },
-                        );
+                        self.log_check(id, &check);
                         if check.is_good() {
                             return Outcome::RestartNotNeeded;
                         }
@@ -326,15 +331,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
         loop {
             match self.observer.recheck(&self.host, alarm).await {
                 Ok(check) => {
-                    self.log(
-                        id,
-                        AuditEvent::Checked {
-                            state: check.state,
-                            health: Some(check.health),
-                            cleared: Some(check.cleared),
-                            error: None,
-                        },
-                    );
+                    self.log_check(id, &check);
                     last_state = check.state;
                     if check.is_good() {
                         stable += 1;
