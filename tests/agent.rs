@@ -1,6 +1,8 @@
 //! The watch loop against hosts whose trouble is still unfolding when it is
 //! first seen.
 
+mod sim_lab;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -14,6 +16,7 @@ use opsguard::incident::{Agent, Responder, Until};
 use opsguard::llm::NoAdvisor;
 use opsguard::model::{AlarmKind, ContainerName, Outcome, Timestamp};
 use opsguard::rules::Rules;
+use sim_lab::sim_lab;
 
 /// A simulated host where a batch of containers keeps exiting: each listing
 /// finds `per_listing` more zombies, `listings` times, as when a batch job's
@@ -100,27 +103,17 @@ async fn a_resumed_watch_numbers_on_and_remembers_the_restart_budget() {
     use opsguard::model::StopReason;
     use std::collections::BTreeMap;
 
-    let clock = SimClock::new(Timestamp(1_795_766_400_000));
-    let sim = SimHost::lab(clock.clone());
-    let rules = Arc::new(Rules::default_rules());
-    let max = rules.restart_budget.max_restarts as u64;
+    let mut lab = sim_lab(PolicyApprover::ApproveAll, NoAdvisor);
+    let max = Rules::default_rules().restart_budget.max_restarts as u64;
     // An earlier run restarted db-prod as often as the budget allows, minutes ago.
-    let earlier: Vec<Timestamp> = (0..max).map(|i| Timestamp(clock.now().0 - 600_000 + i * 60_000)).collect();
+    let earlier: Vec<Timestamp> = (0..max).map(|i| Timestamp(lab.clock.now().0 - 600_000 + i * 60_000)).collect();
     let resume = Resume { next_incident: 42, restarts: BTreeMap::from([(ContainerName::new(DB), earlier)]) };
-    let mut responder = Responder::new(
-        Engine::new(rules),
-        sim.clone(),
-        PolicyApprover::ApproveAll,
-        NoAdvisor,
-        clock.clone(),
-        AuditLog::in_memory(),
-    )
-    .resuming(resume);
+    lab.responder = lab.responder.resuming(resume);
+    let sim = lab.host.clone();
     sim.inject(SimFault::DbOomKill);
-    clock.sleep(std::time::Duration::from_secs(1)).await;
-    let sweep = responder.observer().sweep(responder.host(), clock.now()).await;
-    let alarm = sweep.alarms.into_iter().find(|a| a.container.as_str() == DB).unwrap();
-    let report = responder.handle(alarm).await;
+    lab.clock.sleep(std::time::Duration::from_secs(1)).await;
+    let alarm = lab.db_alarm().await;
+    let report = lab.responder.handle(alarm).await;
     assert_eq!(report.id, 42);
     assert_eq!(report.resolution, Resolution::Stopped { reason: StopReason::RestartBudgetExhausted });
     assert!(!sim.ops().iter().any(|op| matches!(op, SimOp::Restart { .. })), "{:?}", sim.ops());

@@ -2,27 +2,20 @@
 //! A database that came back on its own while the human was reading is not
 //! restarted; the incident still ends only after verification.
 
-use std::sync::Arc;
+mod sim_lab;
 
 use opsguard::approval::{Answer, ChannelApprover};
-use opsguard::audit::{AuditEvent, AuditLog, Resolution};
-use opsguard::clock::{Clock, SimClock};
-use opsguard::engine::Engine;
-use opsguard::host::sim::{DB, SimFault, SimHost, SimOp};
-use opsguard::incident::Responder;
+use opsguard::audit::{AuditEvent, Resolution};
+use opsguard::clock::Clock;
+use opsguard::host::sim::{DB, SimFault, SimOp};
 use opsguard::llm::NoAdvisor;
-use opsguard::model::{ContainerState, Outcome, Timestamp};
-use opsguard::rules::Rules;
+use opsguard::model::{ContainerState, Outcome};
+use sim_lab::{SimLab, sim_lab};
 
 #[tokio::test]
 async fn a_database_back_on_its_own_is_not_restarted_after_approval() {
-    let clock = SimClock::new(Timestamp(1_795_766_400_000));
-    let host = SimHost::lab(clock.clone());
-    let rules = Arc::new(Rules::default_rules());
     let (approver, mut requests) = ChannelApprover::new(1);
-    let audit = AuditLog::in_memory();
-    let mut responder =
-        Responder::new(Engine::new(rules), host.clone(), approver, NoAdvisor, clock.clone(), audit.clone());
+    let SimLab { clock, host, audit, mut responder } = sim_lab(approver, NoAdvisor);
 
     host.inject(SimFault::ChainReaction);
     let alarm = responder.observer().sweep(responder.host(), clock.now()).await.alarms.into_iter().next().unwrap();
@@ -45,17 +38,8 @@ async fn a_database_back_on_its_own_is_not_restarted_after_approval() {
 
 #[tokio::test]
 async fn a_database_still_down_is_restarted_after_approval() {
-    let clock = SimClock::new(Timestamp(1_795_766_400_000));
-    let host = SimHost::lab(clock.clone());
     let (approver, mut requests) = ChannelApprover::new(1);
-    let mut responder = Responder::new(
-        Engine::new(Arc::new(Rules::default_rules())),
-        host.clone(),
-        approver,
-        NoAdvisor,
-        clock.clone(),
-        AuditLog::in_memory(),
-    );
+    let SimLab { clock, host, mut responder, .. } = sim_lab(approver, NoAdvisor);
     host.inject(SimFault::ChainReaction);
     let alarm = responder.observer().sweep(responder.host(), clock.now()).await.alarms.into_iter().next().unwrap();
     let incident = tokio::spawn(async move { responder.handle(alarm).await });

@@ -9,21 +9,19 @@
 //! approval to `docs/console-pending-approval.png`.
 
 mod chromium;
+mod sim_lab;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use fantoccini::Locator;
 use opsguard::audit::{AuditLog, Resolution};
-use opsguard::clock::SimClock;
 use opsguard::console::{Console, ConsoleSettings};
-use opsguard::engine::Engine;
 use opsguard::host::sim::{SimFault, SimHost, SimOp};
-use opsguard::incident::{Agent, IncidentReport, Responder, Timeouts, Until};
+use opsguard::incident::{Agent, IncidentReport, Timeouts, Until};
 use opsguard::llm::NoAdvisor;
-use opsguard::model::{StopReason, Timestamp};
-use opsguard::rules::Rules;
+use opsguard::model::StopReason;
+use sim_lab::{SimLab, sim_lab_with_audit};
 use tokio::task::JoinHandle;
 
 struct Lab {
@@ -37,21 +35,12 @@ struct Lab {
 /// The console on a loopback port and an agent whose chain-reaction incident
 /// waits on it for the restart's approval.
 async fn lab() -> Lab {
-    let clock = SimClock::new(Timestamp(1_795_766_400_000));
-    let host = SimHost::lab(clock.clone());
     let timeout = Timeouts::default().approval;
     let console = Console::new(ConsoleSettings { token: None, approval_timeout: timeout }).unwrap();
     let tap = console.clone();
     let audit = AuditLog::in_memory().with_tap(move |r| tap.record(r));
-    let responder = Responder::new(
-        Engine::new(Arc::new(Rules::default_rules())),
-        host.clone(),
-        console.approver(),
-        NoAdvisor,
-        clock,
-        audit,
-    )
-    .with_timeouts(Timeouts { approval: timeout, ..Default::default() });
+    let SimLab { host, responder, .. } = sim_lab_with_audit(console.approver(), NoAdvisor, audit);
+    let responder = responder.with_timeouts(Timeouts { approval: timeout, ..Default::default() });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let server = tokio::spawn(console.clone().serve(listener));

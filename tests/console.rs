@@ -3,6 +3,8 @@
 //! changes nothing: the request stays pending and the database is not
 //! restarted.
 
+mod sim_lab;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +14,12 @@ use http_body_util::BodyExt;
 use opsguard::audit::{AuditLog, Resolution};
 use opsguard::clock::{Clock, SimClock};
 use opsguard::console::{BODY_LIMIT, Console, ConsoleSettings, OpenRequest, RequestStatus};
-use opsguard::engine::Engine;
 use opsguard::host::sim::{DB, SimFault, SimHost, SimOp};
-use opsguard::incident::{IncidentReport, Responder, Timeouts};
+use opsguard::incident::{IncidentReport, Timeouts};
 use opsguard::llm::NoAdvisor;
-use opsguard::model::{StopReason, Timestamp};
+use opsguard::model::StopReason;
 use opsguard::rules::Rules;
+use sim_lab::{START, SimLab, sim_lab_with_audit};
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
@@ -32,20 +34,11 @@ struct Lab {
 
 /// A chain-reaction incident waiting on the console for the restart's approval.
 async fn lab(token: Option<&str>, approval_timeout: Duration) -> (Lab, JoinHandle<IncidentReport>) {
-    let clock = SimClock::new(Timestamp(1_795_766_400_000));
-    let host = SimHost::lab(clock.clone());
     let console = Console::new(ConsoleSettings { token: token.map(str::to_string), approval_timeout }).unwrap();
     let tap = console.clone();
     let audit = AuditLog::in_memory().with_tap(move |r| tap.record(r));
-    let mut responder = Responder::new(
-        Engine::new(Arc::new(Rules::default_rules())),
-        host.clone(),
-        console.approver(),
-        NoAdvisor,
-        clock.clone(),
-        audit,
-    )
-    .with_timeouts(Timeouts { approval: approval_timeout, ..Default::default() });
+    let SimLab { clock, host, responder, .. } = sim_lab_with_audit(console.approver(), NoAdvisor, audit);
+    let mut responder = responder.with_timeouts(Timeouts { approval: approval_timeout, ..Default::default() });
     host.write_logs(DB, &[HOSTILE]);
     host.inject(SimFault::ChainReaction);
     let alarm = responder.observer().sweep(responder.host(), clock.now()).await.alarms.into_iter().next().unwrap();
@@ -309,7 +302,7 @@ async fn an_expired_request_is_a_rejection_and_a_late_answer_is_gone() {
 async fn the_terminal_prompt_and_the_page_show_the_same_evidence() {
     use opsguard::approval::{ApprovalRequest, Approver, evidence_facts, evidence_lines, render_request};
     use opsguard::model::{Action, RestartReason};
-    let clock = SimClock::new(Timestamp(1_795_766_400_000));
+    let clock = SimClock::new(START);
     let host = SimHost::lab(clock.clone());
     host.inject(SimFault::ChainReaction);
     let observer = opsguard::observer::Observer::new(Arc::new(Rules::default_rules()));

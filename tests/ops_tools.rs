@@ -10,17 +10,17 @@ use std::time::Duration;
 
 use opsguard::approval::PolicyApprover;
 use opsguard::audit::{AuditEvent, AuditLog, AuditRecord, Resolution, incident_trails};
-use opsguard::clock::{Clock, SimClock};
-use opsguard::engine::Engine;
+use opsguard::clock::Clock;
 use opsguard::explain::replay;
-use opsguard::host::sim::{DB, SimFault, SimHost};
-use opsguard::incident::Responder;
+use opsguard::host::sim::SimFault;
 use opsguard::llm::NoAdvisor;
 use opsguard::model::{Action, AlarmKind, RootCause, StopReason, Timestamp};
 use opsguard::postmortem::{Postmortem, format_ms};
 use opsguard::rules::{DEFAULT_RULES, Rules};
 
-const START: Timestamp = Timestamp(1_795_766_400_000);
+mod sim_lab;
+
+use sim_lab::{START, SimLab, sim_lab};
 
 fn rules_with(from: &str, to: &str) -> Arc<Rules> {
     assert!(DEFAULT_RULES.contains(from), "{from}");
@@ -30,23 +30,12 @@ fn rules_with(from: &str, to: &str) -> Arc<Rules> {
 /// Runs `fault` on a simulated lab with the default rules, the alarm raised
 /// 1.5 s after it; returns the audit trail.
 async fn recorded(fault: SimFault) -> Vec<AuditRecord> {
-    let clock = SimClock::new(START);
-    let host = SimHost::lab(clock.clone());
-    let audit = AuditLog::in_memory();
-    let mut responder = Responder::new(
-        Engine::new(Arc::new(Rules::default_rules())),
-        host.clone(),
-        PolicyApprover::ApproveAll,
-        NoAdvisor,
-        clock.clone(),
-        audit.clone(),
-    );
-    host.inject(fault);
-    clock.sleep(Duration::from_millis(1500)).await;
-    let sweep = responder.observer().sweep(responder.host(), clock.now()).await;
-    let alarm = sweep.alarms.into_iter().find(|a| a.container.as_str() == DB).expect("a database alarm");
-    responder.handle(alarm).await;
-    audit.records()
+    let mut lab = sim_lab(PolicyApprover::ApproveAll, NoAdvisor);
+    lab.host.inject(fault);
+    lab.clock.sleep(Duration::from_millis(1500)).await;
+    let alarm = lab.db_alarm().await;
+    lab.responder.handle(alarm).await;
+    lab.audit.records()
 }
 
 fn ts_of(records: &[AuditRecord], f: impl Fn(&AuditEvent) -> bool) -> Vec<Timestamp> {
@@ -288,17 +277,7 @@ async fn cli_explain_from_flags_and_from_the_audit_log() {
 /// of the fourth OOM kill, and a larger budget differs exactly there.
 #[tokio::test]
 async fn replay_rebuilds_the_restart_budget_across_incidents() {
-    let clock = SimClock::new(START);
-    let host = SimHost::lab(clock.clone());
-    let audit = AuditLog::in_memory();
-    let mut responder = Responder::new(
-        Engine::new(Arc::new(Rules::default_rules())),
-        host.clone(),
-        PolicyApprover::ApproveAll,
-        NoAdvisor,
-        clock.clone(),
-        audit.clone(),
-    );
+    let SimLab { clock, host, audit, mut responder } = sim_lab(PolicyApprover::ApproveAll, NoAdvisor);
     let mut ends = Vec::new();
     for _ in 0..4 {
         clock.sleep(Duration::from_secs(300)).await;

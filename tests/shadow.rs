@@ -2,18 +2,18 @@
 //! nothing is executed on the host, and the audit log records what a real
 //! run would have done first.
 
-use std::sync::Arc;
+mod sim_lab;
+
 use std::time::Duration;
 
 use opsguard::approval::PolicyApprover;
-use opsguard::audit::{AuditEvent, AuditLog, AuditRecord, Resolution};
+use opsguard::audit::{AuditEvent, AuditRecord, Resolution};
 use opsguard::clock::{Clock, SimClock};
-use opsguard::engine::Engine;
 use opsguard::host::sim::{SimFault, SimHost};
-use opsguard::incident::{Agent, IncidentReport, Responder, Until};
+use opsguard::incident::{Agent, IncidentReport, Until};
 use opsguard::llm::NoAdvisor;
-use opsguard::model::{Action, Timestamp};
-use opsguard::rules::Rules;
+use opsguard::model::Action;
+use sim_lab::{SimLab, sim_lab};
 
 const FAULTS: [SimFault; 8] = [
     SimFault::WebDiskFill,
@@ -35,18 +35,8 @@ struct Run {
 /// Injects `fault` into a fresh simulated lab and lets an agent watch it
 /// for ten simulated minutes (twenty sweeps).
 async fn watch(fault: SimFault, shadow: bool) -> Run {
-    let clock = SimClock::new(Timestamp(1_795_766_400_000));
-    let host = SimHost::lab(clock.clone());
-    let audit = AuditLog::in_memory();
-    let responder = Responder::new(
-        Engine::new(Arc::new(Rules::default_rules())),
-        host.clone(),
-        PolicyApprover::ApproveAll,
-        NoAdvisor,
-        clock.clone(),
-        audit.clone(),
-    )
-    .with_shadow(shadow);
+    let SimLab { clock, host, audit, responder } = sim_lab(PolicyApprover::ApproveAll, NoAdvisor);
+    let responder = responder.with_shadow(shadow);
     let mut agent = Agent::new(responder);
     host.inject(fault);
     let deadline = clock.now().plus_millis(10 * 60 * 1000);
@@ -105,18 +95,8 @@ async fn shadow_changes_nothing_and_records_what_a_real_run_does_first() {
 
 #[tokio::test]
 async fn a_cleared_condition_is_observed_again_in_shadow_mode() {
-    let clock = SimClock::new(Timestamp(1_795_766_400_000));
-    let host = SimHost::lab(clock.clone());
-    let audit = AuditLog::in_memory();
-    let responder = Responder::new(
-        Engine::new(Arc::new(Rules::default_rules())),
-        host.clone(),
-        PolicyApprover::Deny,
-        NoAdvisor,
-        clock.clone(),
-        audit.clone(),
-    )
-    .with_shadow(true);
+    let SimLab { clock, host, responder, .. } = sim_lab(PolicyApprover::Deny, NoAdvisor);
+    let responder = responder.with_shadow(true);
     let mut agent = Agent::new(responder);
     host.inject(SimFault::Zombies(15));
     let until = |c: &SimClock| Until { incidents: None, deadline: Some(c.now().plus_millis(120_000)) };
@@ -157,18 +137,8 @@ impl opsguard::llm::Advisor for RestartAdvisor {
 /// restart it picks is recorded, not run, and no one is asked to approve it.
 #[tokio::test]
 async fn shadow_consults_a_configured_llm_and_records_its_restart() {
-    let clock = SimClock::new(Timestamp(1_795_766_400_000));
-    let host = SimHost::lab(clock.clone());
-    let audit = AuditLog::in_memory();
-    let mut responder = Responder::new(
-        Engine::new(Arc::new(Rules::default_rules())),
-        host.clone(),
-        PolicyApprover::ApproveAll,
-        RestartAdvisor,
-        clock.clone(),
-        audit.clone(),
-    )
-    .with_shadow(true);
+    let SimLab { clock, host, audit, responder } = sim_lab(PolicyApprover::ApproveAll, RestartAdvisor);
+    let mut responder = responder.with_shadow(true);
     host.inject(SimFault::DbKilled);
     let alarm = responder.observer().check_database(responder.host(), clock.now()).await.unwrap().unwrap();
     let report = responder.handle(alarm).await;

@@ -2,20 +2,19 @@
 //! read the way a scraper reads them (over HTTP from `/metrics`), and the
 //! structured log lines, read the way a log shipper reads them (JSON).
 
+mod sim_lab;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 use opsguard::approval::PolicyApprover;
-use opsguard::audit::{AuditLog, Resolution};
-use opsguard::clock::{Clock, SimClock};
-use opsguard::engine::Engine;
-use opsguard::host::sim::{DB, SimFault, SimHost};
-use opsguard::incident::Responder;
+use opsguard::audit::Resolution;
+use opsguard::clock::Clock;
+use opsguard::host::sim::SimFault;
 use opsguard::llm::NoAdvisor;
-use opsguard::model::Timestamp;
-use opsguard::rules::Rules;
 use opsguard::telemetry;
+use sim_lab::sim_lab;
 
 fn recorder() -> PrometheusRecorder {
     PrometheusBuilder::new()
@@ -31,22 +30,11 @@ fn chain_reaction(recorder: &PrometheusRecorder, approver: PolicyApprover) -> Re
     metrics::with_local_recorder(recorder, || {
         telemetry::describe();
         rt.block_on(async {
-            let clock = SimClock::new(Timestamp(1_795_766_400_000));
-            let host = SimHost::lab(clock.clone());
-            let rules = Arc::new(Rules::default_rules());
-            let mut responder = Responder::new(
-                Engine::new(rules),
-                host.clone(),
-                approver,
-                NoAdvisor,
-                clock.clone(),
-                AuditLog::in_memory(),
-            );
-            host.inject(SimFault::ChainReaction);
-            clock.sleep(Duration::from_millis(1500)).await;
-            let sweep = responder.observer().sweep(responder.host(), clock.now()).await;
-            let alarm = sweep.alarms.into_iter().find(|a| a.container.as_str() == DB).unwrap();
-            responder.handle(alarm).await.resolution
+            let mut lab = sim_lab(approver, NoAdvisor);
+            lab.host.inject(SimFault::ChainReaction);
+            lab.clock.sleep(Duration::from_millis(1500)).await;
+            let alarm = lab.db_alarm().await;
+            lab.responder.handle(alarm).await.resolution
         })
     })
 }
