@@ -269,7 +269,7 @@ impl DockerChaos {
                         ms: t.elapsed().as_millis() as u64,
                         result: describe(&out).unwrap_or_else(|e| e),
                     });
-                    if attempt == OOM_ATTEMPTS || self.went_down(r.db_exit_before, Duration::from_secs(5)).await {
+                    if attempt == OOM_ATTEMPTS || self.db_down(r.db_exit_before, Duration::from_secs(5)).await.is_ok() {
                         break;
                     }
                 }
@@ -340,52 +340,32 @@ impl DockerChaos {
         Ok(rec)
     }
 
-    /// Whether the database goes down (or went down since its exit at
-    /// `before`) within `limit`.
-    async fn went_down(&self, before: Option<Timestamp>, limit: Duration) -> bool {
-        let t = Instant::now();
-        loop {
-            match self.host.inspect(DB).await {
-                Ok(s) if s.state.is_settled_down() || exited_since(&s, before) => return true,
-                Ok(_) if t.elapsed() < limit => tokio::time::sleep(Duration::from_millis(100)).await,
-                _ => return false,
-            }
-        }
-    }
-
-    async fn wait_down(&self, r: &mut Recorder, limit: Duration) {
+    /// Waits up to `limit` for the database to be down, or to have gone down
+    /// since its exit at `before`: how it was found, or why not.
+    async fn db_down(&self, before: Option<Timestamp>, limit: Duration) -> Result<String, String> {
         let t = Instant::now();
         loop {
             match self.host.inspect(DB).await {
                 Ok(s) if s.state.is_settled_down() => {
-                    r.push(
-                        format!("{DB} is down"),
-                        t,
-                        Ok(format!("{} exit={:?} OOMKilled={}", s.state.as_str(), s.exit_code, s.oom_killed)),
-                    );
-                    return;
+                    return Ok(format!("{} exit={:?} OOMKilled={}", s.state.as_str(), s.exit_code, s.oom_killed));
                 }
                 // Down and already restarted by a watching OpsGuard between
                 // two looks (a loaded host makes each look slow).
-                Ok(s) if exited_since(&s, r.db_exit_before) => {
-                    r.push(
-                        format!("{DB} is down"),
-                        t,
-                        Ok(format!("exited at {:?}, since restarted; OOMKilled={}", s.finished_at, s.oom_killed)),
-                    );
-                    return;
+                Ok(s) if exited_since(&s, before) => {
+                    return Ok(format!("exited at {:?}, since restarted; OOMKilled={}", s.finished_at, s.oom_killed));
                 }
                 Ok(_) if t.elapsed() < limit => tokio::time::sleep(Duration::from_millis(100)).await,
-                Ok(s) => {
-                    return r.push(
-                        format!("{DB} is down"),
-                        t,
-                        Err(format!("still {} after {limit:?}", s.state.as_str())),
-                    );
-                }
-                Err(e) => return r.push(format!("{DB} is down"), t, Err(e.to_string())),
+                Ok(s) => return Err(format!("still {} after {limit:?}", s.state.as_str())),
+                Err(e) => return Err(e.to_string()),
             }
         }
+    }
+
+    /// [`Self::db_down`], on the record.
+    async fn wait_down(&self, r: &mut Recorder, limit: Duration) {
+        let t = Instant::now();
+        let res = self.db_down(r.db_exit_before, limit).await;
+        r.push(format!("{DB} is down"), t, res);
     }
 
     async fn helper(&self, container: &str, cmd: &[&str]) -> Result<CommandOutput, HostError> {
