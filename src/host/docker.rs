@@ -794,25 +794,20 @@ pub fn spawn_events(
     (rx, handle)
 }
 
-/// Holds `die` events until deaths have been quiet for `settle` and passes
-/// on only the last one per container: `docker restart` (and a deploy)
-/// emits `die` with exit code 0 a few milliseconds before `start`, and a
-/// database with a broken config dies again right after; checking once the
-/// container has settled sees its real state instead of the gap. A burst of
-/// deaths (a batch of containers exiting together) settles as one, so the
-/// zombie count is taken after the burst rather than half-way through it;
-/// no death is held longer than [`MAX_DEATH_HOLD`] settle periods, so a host
-/// where something dies every few milliseconds still gets its checks. Other
-/// events pass at once.
+/// Holds `die` events for `settle` and passes on only the last one per
+/// container: `docker restart` (and a deploy) emits `die` with exit code 0
+/// a few milliseconds before `start`, and a database with a broken config
+/// dies again right after; checking once the container has settled sees
+/// its real state instead of the gap. Other events pass at once.
 pub fn settle_deaths(
     mut rx: mpsc::Receiver<ContainerEvent>,
     settle: Duration,
 ) -> (mpsc::Receiver<ContainerEvent>, tokio::task::JoinHandle<()>) {
     let (tx, out) = mpsc::channel(rx.max_capacity().max(1));
     let handle = tokio::spawn(async move {
-        let mut pending = DeathBurst::new(settle);
+        let mut pending: Vec<(ContainerEvent, tokio::time::Instant)> = Vec::new();
         loop {
-            let next = pending.next_due();
+            let next = pending.iter().map(|(_, at)| *at).min();
             let sleep = async {
                 match next {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -822,13 +817,14 @@ pub fn settle_deaths(
             tokio::select! {
                 ev = rx.recv() => match ev {
                     None => {
-                        for ev in pending.drain_all() {
+                        for (ev, _) in pending.drain(..) {
                             let _ = tx.send(ev).await;
                         }
                         return;
                     }
                     Some(ev) if ev.kind == ContainerEventKind::Die => {
-                        pending.push(ev, tokio::time::Instant::now());
+                        pending.retain(|(p, _)| p.container != ev.container);
+                        pending.push((ev, tokio::time::Instant::now() + settle));
                     }
                     Some(ev) => {
                         if tx.send(ev).await.is_err() {
@@ -837,7 +833,10 @@ pub fn settle_deaths(
                     }
                 },
                 _ = sleep => {
-                    for ev in pending.take_due(tokio::time::Instant::now()) {
+                    let now = tokio::time::Instant::now();
+                    let (due, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(_, at)| *at <= now);
+                    pending = rest;
+                    for (ev, _) in due {
                         if tx.send(ev).await.is_err() {
                             return;
                         }
@@ -847,50 +846,6 @@ pub fn settle_deaths(
         }
     });
     (out, handle)
-}
-
-/// How many settle periods a death may be held at most while a burst goes on.
-pub const MAX_DEATH_HOLD: u32 = 10;
-
-/// The deaths [`settle_deaths`] holds: one per container, each due once
-/// deaths have been quiet for `settle` or it has waited its maximum.
-struct DeathBurst {
-    settle: Duration,
-    /// (event, first death seen, due).
-    held: Vec<(ContainerEvent, tokio::time::Instant, tokio::time::Instant)>,
-}
-
-impl DeathBurst {
-    fn new(settle: Duration) -> Self {
-        DeathBurst { settle, held: Vec::new() }
-    }
-
-    fn push(&mut self, ev: ContainerEvent, now: tokio::time::Instant) {
-        let quiet = now + self.settle;
-        let cap = |first: tokio::time::Instant| first + self.settle * MAX_DEATH_HOLD;
-        let first = match self.held.iter().position(|(p, _, _)| p.container == ev.container) {
-            Some(i) => self.held.swap_remove(i).1,
-            None => now,
-        };
-        for (_, f, due) in &mut self.held {
-            *due = (*due).max(quiet.min(cap(*f)));
-        }
-        self.held.push((ev, first, quiet.min(cap(first))));
-    }
-
-    fn next_due(&self) -> Option<tokio::time::Instant> {
-        self.held.iter().map(|(_, _, due)| *due).min()
-    }
-
-    fn take_due(&mut self, now: tokio::time::Instant) -> Vec<ContainerEvent> {
-        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held).into_iter().partition(|h| h.2 <= now);
-        self.held = rest;
-        due.into_iter().map(|h| h.0).collect()
-    }
-
-    fn drain_all(&mut self) -> Vec<ContainerEvent> {
-        self.held.drain(..).map(|h| h.0).collect()
-    }
 }
 
 #[cfg(test)]
@@ -959,53 +914,6 @@ mod tests {
         assert!(convert_event(&ev("die", Some(HELPER_ROLE))).is_none());
         assert!(convert_event(&ev("exec_start: sh", None)).is_none());
         assert!(convert_event(&EventMessage::default()).is_none());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_burst_of_deaths_settles_as_one() {
-        let settle = Duration::from_millis(500);
-        let mut b = DeathBurst::new(settle);
-        let t0 = tokio::time::Instant::now();
-        let die = |name: &str| ContainerEvent {
-            container: ContainerName::new(name),
-            kind: ContainerEventKind::Die,
-            at: Timestamp(0),
-        };
-        // Fifteen zombies dying 300 ms apart: nothing is due until the
-        // burst has been quiet for the settle period.
-        for i in 0..15u32 {
-            let now = t0 + Duration::from_millis(300) * i;
-            assert!(b.take_due(now).is_empty(), "released mid-burst at death {i}");
-            b.push(die(&format!("z{i}")), now);
-        }
-        let last = t0 + Duration::from_millis(300) * 14;
-        assert_eq!(b.next_due(), Some(last + settle));
-        assert!(b.take_due(last + settle - Duration::from_millis(1)).is_empty());
-        assert_eq!(b.take_due(last + settle).len(), 15);
-        assert_eq!(b.next_due(), None);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_steady_stream_of_deaths_cannot_hold_one_forever() {
-        let settle = Duration::from_millis(500);
-        let mut b = DeathBurst::new(settle);
-        let t0 = tokio::time::Instant::now();
-        let ev = |name: &str| ContainerEvent {
-            container: ContainerName::new(name),
-            kind: ContainerEventKind::Die,
-            at: Timestamp(0),
-        };
-        b.push(ev("db-prod"), t0);
-        let mut released_at = None;
-        for i in 1..200u32 {
-            let now = t0 + Duration::from_millis(100) * i;
-            if b.take_due(now).iter().any(|e| e.container.as_str() == "db-prod") {
-                released_at = Some(now);
-                break;
-            }
-            b.push(ev(&format!("flapper-{}", i % 3)), now);
-        }
-        assert_eq!(released_at, Some(t0 + settle * MAX_DEATH_HOLD));
     }
 
     #[tokio::test(start_paused = true)]
