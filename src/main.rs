@@ -132,6 +132,10 @@ enum Command {
         /// Most tokens the LLM may answer with.
         #[arg(long)]
         llm_max_tokens: Option<u64>,
+        /// Allow plain http to an LLM host that is not loopback (evidence
+        /// and any API key then cross the network unencrypted).
+        #[arg(long)]
+        llm_allow_http: bool,
         /// Observe and decide for real, execute nothing: record what would
         /// be done (exit code 0 whatever was decided).
         #[arg(long)]
@@ -260,8 +264,11 @@ impl Advisor for CliAdvisor {
 }
 
 /// The `--llm-*` flags, through the same parser the library offers.
-fn llm_advisor(flags: [(&str, Option<String>); 6]) -> Result<CliAdvisor, String> {
+fn llm_advisor(flags: [(&str, Option<String>); 6], allow_http: bool) -> Result<CliAdvisor, String> {
     let mut args = Vec::new();
+    if allow_http {
+        args.push("--llm-allow-http".to_string());
+    }
     for (flag, value) in flags {
         if let Some(v) = value {
             args.push(flag.to_string());
@@ -434,18 +441,22 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             llm_api_key_env,
             llm_timeout,
             llm_max_tokens,
+            llm_allow_http,
             shadow,
             output,
         } => {
             init_logging(output.log_format);
-            let advisor = llm_advisor([
-                ("--llm-config", llm_config.map(|p| p.display().to_string())),
-                ("--llm-url", llm_url),
-                ("--llm-model", llm_model),
-                ("--llm-api-key-env", llm_api_key_env),
-                ("--llm-timeout", llm_timeout.map(|t| t.to_string())),
-                ("--llm-max-tokens", llm_max_tokens.map(|t| t.to_string())),
-            ])?;
+            let advisor = llm_advisor(
+                [
+                    ("--llm-config", llm_config.map(|p| p.display().to_string())),
+                    ("--llm-url", llm_url),
+                    ("--llm-model", llm_model),
+                    ("--llm-api-key-env", llm_api_key_env),
+                    ("--llm-timeout", llm_timeout.map(|t| t.to_string())),
+                    ("--llm-max-tokens", llm_max_tokens.map(|t| t.to_string())),
+                ],
+                llm_allow_http,
+            )?;
             let mut rules = match rules {
                 Some(path) => Rules::load(&path).map_err(|e| e.to_string())?,
                 None => Rules::default_rules(),

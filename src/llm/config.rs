@@ -45,6 +45,10 @@ pub struct LlmConfig {
     pub max_log_lines: usize,
     /// How many bytes of log text, at most, go into the prompt.
     pub max_log_bytes: usize,
+    /// Allows plain `http://` to a host that is not loopback (the prompt
+    /// carries incident evidence and the key a bearer token): off unless the
+    /// operator asks with `allow_http = true` or `--llm-allow-http`.
+    pub allow_http: bool,
 }
 
 impl LlmConfig {
@@ -59,6 +63,7 @@ impl LlmConfig {
             max_tokens: DEFAULT_MAX_TOKENS,
             max_log_lines: DEFAULT_MAX_LOG_LINES,
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
+            allow_http: false,
         }
     }
 
@@ -67,15 +72,29 @@ impl LlmConfig {
         format!("{}/v1/chat/completions", normalise_base_url(&self.base_url))
     }
 
-    /// Whether the endpoint is on this machine (then no proxy is used).
+    /// Whether the endpoint is on this machine (then no proxy is used): its
+    /// host, as the HTTP client parses it, is an IP address in 127.0.0.0/8,
+    /// `::1` (or `::ffff:127.x.y.z`), or the name `localhost`, which
+    /// RFC 6761 reserves for loopback and the client pins to 127.0.0.1 and
+    /// `::1` ([`LlmConfig::pinned_localhost`]). A name that merely starts
+    /// with `127.` (`127.evil.com`) is not loopback.
     pub fn is_loopback(&self) -> bool {
-        let rest = self.base_url.split_once("://").map_or(self.base_url.as_str(), |(_, r)| r);
-        let authority = rest.split('/').next().unwrap_or("");
-        let host = match authority.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => authority.split(':').next().unwrap_or(""),
-        };
-        host == "localhost" || host == "::1" || host.starts_with("127.")
+        reqwest::Url::parse(&self.base_url).is_ok_and(|u| url_is_loopback(&u))
+    }
+
+    /// When the host is the name `localhost`: the addresses the HTTP client
+    /// must use for it instead of asking the resolver (`/etc/hosts` could
+    /// send it anywhere), with the URL's port.
+    pub fn pinned_localhost(&self) -> Option<[std::net::SocketAddr; 2]> {
+        let u = reqwest::Url::parse(&self.base_url).ok()?;
+        if !matches!(url_host(&u), Some(UrlHost::Name(n)) if n == "localhost") {
+            return None;
+        }
+        let port = u.port_or_known_default()?;
+        Some([
+            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)),
+            std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+        ])
     }
 
     /// Checks every field; the error names the field (no file or line:
@@ -83,6 +102,9 @@ impl LlmConfig {
     pub fn validate(&self) -> Result<(), LlmConfigError> {
         let fail = |field: &str, message: String| Err(LlmConfigError::field(field, message));
         if let Err(m) = check_base_url(&self.base_url) {
+            return fail("llm.base_url", m);
+        }
+        if let Err(m) = check_transport(&self.base_url, self.allow_http) {
             return fail("llm.base_url", m);
         }
         if self.model.trim().is_empty() {
@@ -110,19 +132,29 @@ impl LlmConfig {
 
     /// Loads an `llm.toml` file: an `[llm]` table with `base_url`, `model`
     /// and optionally `api_key_env`, `timeout_secs`, `max_tokens`,
-    /// `max_log_lines`, `max_log_bytes`.
+    /// `max_log_lines`, `max_log_bytes`, `allow_http`.
     pub fn load(path: &Path) -> Result<LlmConfig, LlmConfigError> {
+        LlmConfig::load_with(path, false)
+    }
+
+    /// [`LlmConfig::load`], with `--llm-allow-http` already given on the
+    /// command line (so a file with a plain-http URL is accepted).
+    fn load_with(path: &Path, allow_http: bool) -> Result<LlmConfig, LlmConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| LlmConfigError {
             file: Some(path.to_path_buf()),
             line: None,
             field: None,
             message: format!("cannot read: {e}"),
         })?;
-        LlmConfig::from_toml_str(&text, path)
+        LlmConfig::parse_toml(&text, path, allow_http)
     }
 
     /// Parses and validates `llm.toml` text; `file` is only used in errors.
     pub fn from_toml_str(text: &str, file: &Path) -> Result<LlmConfig, LlmConfigError> {
+        LlmConfig::parse_toml(text, file, false)
+    }
+
+    fn parse_toml(text: &str, file: &Path, allow_http: bool) -> Result<LlmConfig, LlmConfigError> {
         let at = |span: Option<Range<usize>>, field: Option<&str>, message: String| LlmConfigError {
             file: Some(file.to_path_buf()),
             line: span.map(|s| line_of(text, s.start)),
@@ -162,6 +194,10 @@ impl LlmConfig {
         if let Some(v) = &raw.max_log_bytes {
             config.max_log_bytes = int(v, "llm.max_log_bytes", 256..65537)? as usize;
         }
+        config.allow_http = allow_http || raw.allow_http.unwrap_or(false);
+        if let Err(m) = check_transport(raw.base_url.get_ref(), config.allow_http) {
+            return Err(at(Some(raw.base_url.span()), Some("llm.base_url"), m));
+        }
         config.validate().map_err(|mut e| {
             e.file = Some(file.to_path_buf());
             e
@@ -172,13 +208,20 @@ impl LlmConfig {
     /// Takes the LLM flags out of `args`, leaving the others in place:
     /// `--llm-config FILE` (an `llm.toml`), then `--llm-url URL`,
     /// `--llm-model NAME`, `--llm-api-key-env VAR`, `--llm-timeout SECS`,
-    /// `--llm-max-tokens N`, which override the file. `Ok(None)` when
+    /// `--llm-max-tokens N`, which override the file, and the switch
+    /// `--llm-allow-http` (plain http beyond loopback). `Ok(None)` when
     /// neither a file nor a URL was given: no LLM, unknown causes escalate.
     pub fn from_args(args: &mut Vec<String>) -> Result<Option<LlmConfig>, LlmConfigError> {
         let mut flags = std::collections::BTreeMap::new();
+        let mut allow_http = false;
         let mut i = 0;
         while i < args.len() {
             let name = args[i].clone();
+            if name == "--llm-allow-http" {
+                args.remove(i);
+                allow_http = true;
+                continue;
+            }
             let known =
                 ["--llm-config", "--llm-url", "--llm-model", "--llm-api-key-env", "--llm-timeout", "--llm-max-tokens"];
             let (flag, inline) = match name.split_once('=') {
@@ -198,9 +241,9 @@ impl LlmConfig {
             flags.insert(flag, value);
         }
         let mut config = match flags.get("--llm-config") {
-            Some(path) => LlmConfig::load(Path::new(path))?,
+            Some(path) => LlmConfig::load_with(Path::new(path), allow_http)?,
             None => match (flags.get("--llm-url"), flags.get("--llm-model")) {
-                (None, None) if flags.is_empty() => return Ok(None),
+                (None, None) if flags.is_empty() && !allow_http => return Ok(None),
                 (None, _) => {
                     return Err(LlmConfigError::field("--llm-url", "is required for the other --llm-* flags".into()));
                 }
@@ -233,6 +276,7 @@ impl LlmConfig {
         if let Some(n) = number("--llm-max-tokens")? {
             config.max_tokens = u32::try_from(n).unwrap_or(u32::MAX);
         }
+        config.allow_http |= allow_http;
         config.validate()?;
         Ok(Some(config))
     }
@@ -324,6 +368,7 @@ struct RawLlm {
     max_tokens: Option<Spanned<i64>>,
     max_log_lines: Option<Spanned<i64>>,
     max_log_bytes: Option<Spanned<i64>>,
+    allow_http: Option<bool>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -352,6 +397,52 @@ fn check_base_url(url: &str) -> Result<(), String> {
     }
     if rest.contains(['?', '#']) {
         return Err("must not have a query or fragment".into());
+    }
+    Ok(())
+}
+
+/// A URL's host as the HTTP client will use it.
+enum UrlHost<'a> {
+    Ip(std::net::IpAddr),
+    Name(&'a str),
+}
+
+/// The host of `u`. The URL parser has already normalised it: IPv4 in any
+/// spelling (`127.1`, `0x7f.1`, `2130706433`) comes out dotted-decimal, IPv6
+/// in brackets, and names lower-cased.
+fn url_host(u: &reqwest::Url) -> Option<UrlHost<'_>> {
+    let h = u.host_str()?;
+    if let Some(v6) = h.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().ok().map(|ip| UrlHost::Ip(ip.into()));
+    }
+    match h.parse::<std::net::Ipv4Addr>() {
+        Ok(ip) => Some(UrlHost::Ip(ip.into())),
+        Err(_) => Some(UrlHost::Name(h)),
+    }
+}
+
+fn url_is_loopback(u: &reqwest::Url) -> bool {
+    match url_host(u) {
+        Some(UrlHost::Ip(std::net::IpAddr::V4(ip))) => ip.is_loopback(),
+        Some(UrlHost::Ip(std::net::IpAddr::V6(ip))) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        // RFC 6761 §6.3: `localhost` is loopback, and the client is pinned to
+        // it (`pinned_localhost`); no other name is trusted to be.
+        Some(UrlHost::Name(n)) => n == "localhost",
+        None => false,
+    }
+}
+
+/// Plain http only to loopback, unless the operator allowed it.
+fn check_transport(url: &str, allow_http: bool) -> Result<(), String> {
+    let u = reqwest::Url::parse(url.trim()).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    if u.scheme() == "http" && !allow_http && !url_is_loopback(&u) {
+        return Err(format!(
+            "plain http to {} would send incident evidence (and any API key) unencrypted: use https, \
+             or allow it explicitly with `allow_http = true` / --llm-allow-http",
+            u.host_str().unwrap_or("?")
+        ));
     }
     Ok(())
 }
@@ -455,6 +546,81 @@ max_tokens = 100
         assert!(LlmConfig::from_args(&mut dangling).is_err());
         let mut no_model: Vec<String> = vec!["--llm-url".into(), "http://127.0.0.1:1".into()];
         assert_eq!(LlmConfig::from_args(&mut no_model).unwrap_err().field.as_deref(), Some("--llm-model"));
+    }
+
+    /// Issue 8 item 17: plain http only to a host that parses as loopback.
+    #[test]
+    fn plain_http_only_to_loopback_by_parsed_address() {
+        let ok = |url: &str| LlmConfig::new(url, "m").validate().is_ok();
+        for url in [
+            "http://127.0.0.1:11434",
+            "http://127.8.9.10",
+            "http://[::1]:8080/v1",
+            "http://[::ffff:127.0.0.1]:80",
+            "http://localhost:8080",
+            "http://LOCALHOST",
+            // Other spellings of 127.0.0.1 that the HTTP client accepts.
+            "http://127.1",
+            "http://2130706433",
+            "https://api.openai.com",
+            "https://127.evil.com",
+        ] {
+            assert!(ok(url), "{url} refused");
+        }
+        for url in [
+            "http://127.evil.com",
+            "http://127.0.0.1.nip.io",
+            "http://localhost.evil.com",
+            "http://evil-localhost",
+            "http://10.0.0.5:11434",
+            "http://[::2]",
+            "http://0.0.0.0",
+            "http://llm.internal",
+        ] {
+            let e = LlmConfig::new(url, "m").validate().unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("llm.base_url"), "{url}: {e}");
+            assert!(e.message.contains("--llm-allow-http"), "{url}: {e}");
+            let mut allowed = LlmConfig::new(url, "m");
+            allowed.allow_http = true;
+            assert!(allowed.validate().is_ok(), "{url} refused despite allow_http");
+        }
+        assert!(!LlmConfig::new("http://127.evil.com", "m").is_loopback());
+        assert!(!LlmConfig::new("http://127.0.0.1@evil.com", "m").is_loopback());
+    }
+
+    #[test]
+    fn localhost_is_pinned_to_loopback_addresses() {
+        let pins = LlmConfig::new("http://localhost:8089", "m").pinned_localhost().unwrap();
+        assert!(pins.iter().all(|a| a.ip().is_loopback() && a.port() == 8089), "{pins:?}");
+        assert_eq!(LlmConfig::new("http://127.0.0.1:1", "m").pinned_localhost(), None);
+        assert_eq!(LlmConfig::new("https://localhost.evil.com", "m").pinned_localhost(), None);
+    }
+
+    #[test]
+    fn plain_http_elsewhere_needs_the_file_field_or_the_flag() {
+        let remote = GOOD.replace("http://127.0.0.1:11434/v1/", "http://llm.lan:11434");
+        let e = parse(&remote).unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (Some(3), Some("llm.base_url")));
+        let c = parse(&format!("{remote}allow_http = true\n")).unwrap();
+        assert!(c.allow_http);
+
+        let mut args: Vec<String> =
+            ["--llm-url", "http://llm.lan:11434", "--llm-model", "m"].map(String::from).to_vec();
+        assert_eq!(LlmConfig::from_args(&mut args).unwrap_err().field.as_deref(), Some("llm.base_url"));
+        let mut args: Vec<String> = ["--llm-url", "http://llm.lan:11434", "--llm-allow-http", "--llm-model", "m", "x"]
+            .map(String::from)
+            .to_vec();
+        assert!(LlmConfig::from_args(&mut args).unwrap().unwrap().allow_http);
+        assert_eq!(args, ["x"]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("llm.toml");
+        std::fs::write(&file, &remote).unwrap();
+        let f = file.display().to_string();
+        let mut args: Vec<String> = vec!["--llm-config".into(), f.clone()];
+        assert!(LlmConfig::from_args(&mut args).is_err());
+        let mut args: Vec<String> = vec!["--llm-config".into(), f, "--llm-allow-http".into()];
+        assert!(LlmConfig::from_args(&mut args).unwrap().unwrap().allow_http);
     }
 
     #[test]

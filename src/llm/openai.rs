@@ -196,6 +196,14 @@ impl OpenAiAdvisor {
             // A local model must not be reached through an HTTP proxy.
             builder = builder.no_proxy();
         }
+        if let Some(addrs) = config.pinned_localhost() {
+            // `localhost` passed the transport policy as loopback: make it
+            // so, whatever /etc/hosts or the resolver would say.
+            builder = builder.resolve_to_addrs("localhost", &addrs);
+        }
+        if config.base_url.starts_with("https://") && !config.allow_http {
+            builder = builder.https_only(true);
+        }
         let client = builder.build().map_err(|e| LlmConfigError {
             file: None,
             line: None,
