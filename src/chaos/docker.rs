@@ -5,8 +5,11 @@
 //!
 //! Everything goes through [`DockerHost`] (exec in a running container, a
 //! short-lived helper container mounting a stopped one's volumes, stop,
-//! start, restart) and only touches containers carrying the scope label;
-//! the zombies it creates carry it too, with `opsguard.role=zombie`.
+//! start, restart) and only touches containers carrying the scope label:
+//! each action first passes [`DockerHost::inspect_in_scope`], the healing
+//! tools' check, then acts on the id it inspected, and a scenario whose
+//! target is out of scope is refused before anything is done. The zombies
+//! it creates carry the label too, with `opsguard.role=zombie`.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -23,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chaos::{Expected, Scenario};
 use crate::clock::{Clock, SystemClock};
-use crate::host::docker::{CommandOutput, DockerHost, ROLE_LABEL, map_error};
+use crate::host::docker::{CommandOutput, DockerHost, ROLE_LABEL, labels_match, map_error};
 use crate::host::{Host, HostError, HostErrorKind};
 use crate::model::{ContainerState, Timestamp};
 
@@ -195,13 +198,58 @@ impl DockerChaos {
         Ok(())
     }
 
+    /// The id of `container` when it carries the scope label, through the
+    /// same check as the healing tools ([`DockerHost::inspect_in_scope`]);
+    /// [`HostErrorKind::OutOfScope`] otherwise. Chaos then acts on that id,
+    /// not the name, so a container renamed into place meanwhile is not hit.
+    async fn scoped_id(&self, container: &str, op: &str) -> Result<String, HostError> {
+        let info = self.host.inspect_in_scope(container, op).await?;
+        info.id.filter(|id| !id.is_empty()).ok_or_else(|| HostError::new(HostErrorKind::BadResponse, op, "no id"))
+    }
+
+    /// `exec` in `container`, only if it is in scope.
+    async fn exec(&self, container: &str, cmd: &[&str]) -> Result<CommandOutput, HostError> {
+        let id = self.scoped_id(container, &format!("chaos exec in {container}")).await?;
+        self.host.exec(&id, cmd).await
+    }
+
+    /// SIGKILL `container`, only if it is in scope.
+    async fn kill(&self, container: &str) -> Result<String, String> {
+        let op = format!("chaos kill {container}");
+        let id = self.scoped_id(container, &op).await.map_err(|e| e.to_string())?;
+        self.host
+            .client()
+            .kill_container(&id, None::<bollard::query_parameters::KillContainerOptions>)
+            .await
+            .map(|()| "ok".to_string())
+            .map_err(|e| map_error(&op, e).to_string())
+    }
+
+    /// Refuses, before doing anything, a scenario or reset whose containers
+    /// do not all carry the scope label.
+    async fn preflight(&self, what: &str, containers: &[&str]) -> Result<(), ChaosError> {
+        for c in containers {
+            self.scoped_id(c, &format!("chaos {what}")).await?;
+        }
+        Ok(())
+    }
+
     /// Injects `scenario`; returns once the fault has happened (the database
     /// is down for the database scenarios), or an error saying what did not.
+    /// A target without the scope label is refused before anything is done
+    /// ([`ChaosError::Host`] with [`HostErrorKind::OutOfScope`]).
     pub async fn inject(&self, scenario: Scenario) -> Result<ChaosRecord, ChaosError> {
         let start = SystemClock.now();
         let t0 = Instant::now();
-        let h = &self.host;
-        let db_exit_before = h.inspect(DB).await.ok().and_then(|s| s.finished_at);
+        let targets: &[&str] = match scenario {
+            Scenario::WebDiskFill => &[WEB],
+            // Zombies are containers chaos creates, labelled in scope.
+            Scenario::Zombies => &[],
+            _ => &[DB],
+        };
+        self.preflight(scenario.name(), targets).await?;
+        let h = self;
+        let db_exit_before = self.host.inspect(DB).await.ok().and_then(|s| s.finished_at);
         let mut r = Recorder { steps: Vec::new(), ok: true, fault_at: None, db_exit_before };
         match scenario {
             Scenario::WebDiskFill => {
@@ -249,7 +297,7 @@ impl DockerChaos {
                     .await;
                 r.push(format!("exec {DB}: append a broken line to postgresql.conf"), t, describe(&out));
                 let t = Instant::now();
-                let res = h.restart(DB).await.map(|()| "ok".to_string()).map_err(|e| e.to_string());
+                let res = self.host.restart(DB).await.map(|()| "ok".to_string()).map_err(|e| e.to_string());
                 r.push(format!("restart {DB} (as a deploy would)"), t, res);
                 self.wait_down(&mut r, Duration::from_secs(30)).await;
             }
@@ -291,16 +339,11 @@ impl DockerChaos {
                     describe(&out),
                 );
                 let t = Instant::now();
-                let res = h
-                    .client()
-                    .kill_container(DB, None::<bollard::query_parameters::KillContainerOptions>)
-                    .await
-                    .map(|()| "ok".to_string())
-                    .map_err(|e| map_error("kill", e).to_string());
+                let res = self.kill(DB).await;
                 r.push(format!("kill {DB} (SIGKILL)"), t, res);
                 let t = Instant::now();
                 while t.elapsed() < Duration::from_secs(10)
-                    && h.inspect(DB).await.is_ok_and(|s| s.state == ContainerState::Running)
+                    && self.host.inspect(DB).await.is_ok_and(|s| s.state == ContainerState::Running)
                 {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
@@ -376,12 +419,10 @@ impl DockerChaos {
     }
 
     async fn stop(&self, container: &str) -> Result<String, String> {
-        self.host.inspect_in_scope(container, "chaos stop").await.map_err(|e| e.to_string())?;
+        let id = self.scoped_id(container, "chaos stop").await.map_err(|e| e.to_string())?;
         let opts = StopContainerOptionsBuilder::default().t(30).build();
         let op = format!("stop {container}");
-        match tokio::time::timeout(Duration::from_secs(45), self.host.client().stop_container(container, Some(opts)))
-            .await
-        {
+        match tokio::time::timeout(Duration::from_secs(45), self.host.client().stop_container(&id, Some(opts))).await {
             Ok(Ok(())) => Ok("ok".into()),
             Ok(Err(e)) => {
                 let e = map_error(&op, e);
@@ -392,11 +433,11 @@ impl DockerChaos {
     }
 
     async fn start(&self, container: &str) -> Result<String, String> {
-        self.host.inspect_in_scope(container, "chaos start").await.map_err(|e| e.to_string())?;
+        let id = self.scoped_id(container, "chaos start").await.map_err(|e| e.to_string())?;
         let op = format!("start {container}");
         match tokio::time::timeout(
             Duration::from_secs(30),
-            self.host.client().start_container(container, None::<StartContainerOptions>),
+            self.host.client().start_container(&id, None::<StartContainerOptions>),
         )
         .await
         {
@@ -489,6 +530,13 @@ impl DockerChaos {
         let list = docker.list_containers(Some(opts)).await.map_err(|e| map_error("list zombies", e).to_string())?;
         let mut n = 0;
         for c in list {
+            // Check again on our side: only chaos's own zombies, in scope.
+            let labels = c.labels.clone().unwrap_or_default();
+            if !labels_match(&labels, self.host.scope_label())
+                || !labels_match(&labels, &format!("{ROLE_LABEL}={ZOMBIE_ROLE}"))
+            {
+                continue;
+            }
             let Some(id) = c.id else { continue };
             let rm = RemoveContainerOptionsBuilder::default().force(true).build();
             if docker.remove_container(&id, Some(rm)).await.is_ok() {
@@ -507,6 +555,7 @@ impl DockerChaos {
     pub async fn reset(&self) -> Result<ChaosRecord, ChaosError> {
         let start = SystemClock.now();
         let t0 = Instant::now();
+        self.preflight("reset", &[WEB, DB]).await?;
         let mut r = Recorder { steps: Vec::new(), ok: true, fault_at: None, db_exit_before: None };
         let t = Instant::now();
         let res = self.remove_zombies().await;
@@ -568,7 +617,7 @@ impl DockerChaos {
             let web = self.host.inspect(WEB).await.map(|s| s.state);
             let db = self.host.inspect(DB).await.map(|s| s.state);
             if web == Ok(ContainerState::Running) && db == Ok(ContainerState::Running) {
-                match self.host.exec(DB, &["pg_isready", "-q", "-h", "127.0.0.1", "-U", "postgres"]).await {
+                match self.exec(DB, &["pg_isready", "-q", "-h", "127.0.0.1", "-U", "postgres"]).await {
                     Ok(o) if o.exit_code == 0 => return Ok(format!("healthy after {} ms", t.elapsed().as_millis())),
                     Ok(o) => last = format!("pg_isready exit {}", o.exit_code),
                     Err(e) => last = e.to_string(),
@@ -589,7 +638,7 @@ impl DockerChaos {
 
     /// Runs SQL in `db-prod` with psql; returns its output.
     pub async fn psql(&self, sql: &str) -> Result<String, HostError> {
-        let out = self.host.exec(DB, &["psql", "-U", "postgres", "-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql]).await?;
+        let out = self.exec(DB, &["psql", "-U", "postgres", "-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql]).await?;
         if out.exit_code != 0 {
             return Err(HostError::new(HostErrorKind::Other, "psql", out.stderr.trim().to_string()));
         }
