@@ -476,6 +476,17 @@ impl Cx<'_> {
                 format!("{disk:?} must be an absolute path"),
             ));
         }
+        // The database's disk path is its data directory: cleaning a log path
+        // that holds it (or PostgreSQL's default data root) could destroy data.
+        let data: &[&str] = if section == "database" { &[disk.as_str()] } else { &[] };
+        if let Some((p, d)) = crate::host::log_path_holding_data(raw.log_paths.get_ref(), data) {
+            return Err(self.err(
+                RulesErrorKind::Invalid,
+                raw.log_paths.span(),
+                &field,
+                format!("{p:?} holds the database's data directory {d}: cleaning there could destroy data"),
+            ));
+        }
         Ok(Target {
             container: ContainerName::new(name),
             log_paths: raw.log_paths.into_inner(),
@@ -935,6 +946,28 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("database.log_paths"));
         let text = with(r#"log_paths = ["/var/log/nginx"]"#, r#"log_paths = ["/var/log/../lib"]"#);
         assert!(load(&text).is_err());
+    }
+
+    /// Issue 8 item 12: a log path holding the database's data directory is
+    /// refused at load; the lab's `/var/log` beside `/var/lib/postgresql/data`
+    /// stays valid.
+    #[test]
+    fn log_path_holding_the_data_directory_is_rejected() {
+        assert!(load(DEFAULT_RULES).is_ok());
+        let moved = with(r#"disk_path = "/var/lib/postgresql/data""#, r#"disk_path = "/srv/pg/data""#);
+        assert!(load(&moved).is_ok());
+        for bad in ["/srv/pg", "/srv/pg/data", "/srv"] {
+            let text =
+                moved.replacen(r#"log_paths = ["/var/log"]"#, &format!(r#"log_paths = ["/var/log", "{bad}"]"#), 1);
+            let e = load(&text).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("database.log_paths"), "{bad}: {e}");
+            assert!(e.message.contains("data directory"), "{bad}: {e}");
+        }
+        let text = with(r#"log_paths = ["/var/log"]"#, r#"log_paths = ["/var/lib/postgresql/data"]"#);
+        assert!(load(&text).unwrap_err().message.contains("data directory"));
+        // A log directory inside the data directory holds only logs.
+        let text = moved.replacen(r#"log_paths = ["/var/log"]"#, r#"log_paths = ["/srv/pg/data/log"]"#, 1);
+        assert!(load(&text).is_ok());
     }
 
     #[test]

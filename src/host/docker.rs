@@ -13,13 +13,22 @@
 //! volumes and binds, no network), labelled with the scope label and
 //! `opsguard.role=helper`, and removed afterwards whatever happened.
 //!
-//! Cleaning is deliberately narrow: `find -P PATH -xdev -type f ( -name
-//! '*.log' -o -name '*.log.*' )` never follows a symlink (not even the start
-//! path), never leaves the log path's filesystem, skips every other mount of
-//! the container nested below the log path (a data volume mounted inside a
-//! log directory stays untouched) and only truncates log files (the host
-//! contract: `*.log` and rotations such as `*.log.1`) to zero bytes; it never
-//! removes anything.
+//! Cleaning is deliberately narrow, and safe against the container's own
+//! processes racing it (they may write the log directory): a small perl
+//! program ([`CLEAN_LOGS_PL`], perl-base is Essential in Debian) walks the
+//! log path one directory descriptor at a time with `O_NOFOLLOW` (no
+//! symlink is followed, not even in the start path), never leaves the log
+//! path's filesystem, skips every other mount of the container nested below
+//! it and any PostgreSQL data directory (`PG_VERSION`), opens each log file
+//! (the host contract: `*.log` and rotations such as `*.log.1`) with
+//! `O_NOFOLLOW|O_NONBLOCK`, checks the open file (regular, one link, same
+//! device) and truncates it through that descriptor to zero bytes; it never
+//! removes anything. `find … -exec truncate` would check a name and then
+//! truncate whatever the name pointed to by then. A helper gets the
+//! container's mounts with their own read-only flags (Docker keeps a
+//! read-only mount read-only under `volumes_from …:rw`). Log paths holding
+//! the database's data directory (`PGDATA`, `/var/lib/postgresql`) are
+//! refused.
 //!
 //! Every mutating operation (restart, clean, prune) and every helper is
 //! limited to containers carrying the scope label (`scope.label` in the
@@ -48,6 +57,7 @@ use tokio::sync::mpsc;
 
 use crate::host::{
     CleanReport, ContainerStatus, ContainerSummary, DiskUsage, Host, HostError, HostErrorKind, LogLine, is_under,
+    log_path_holding_data,
 };
 use crate::model::{ContainerName, ContainerState, Health, Timestamp};
 use crate::observer::{ContainerEvent, ContainerEventKind};
@@ -212,12 +222,20 @@ pub fn parse_df(out: &str) -> Option<DiskUsage> {
     Some(DiskUsage { total_bytes: used.saturating_add(avail), used_bytes: used })
 }
 
-/// Parses the cleaning command's `SIZE<TAB>PATH` lines.
+/// The cleaning program, run by perl inside the container or its helper:
+/// see the file for what it checks and prints.
+pub const CLEAN_LOGS_PL: &str = include_str!("clean_logs.pl");
+
+/// Parses the cleaning program's output: only `T<TAB>BYTES<TAB>PATH` lines,
+/// files really truncated, count. Paths arrive escaped, so a file name
+/// cannot forge a line.
 fn parse_clean(out: &str) -> CleanReport {
     let mut r = CleanReport::default();
     for l in out.lines() {
-        if let Some((size, _path)) = l.split_once('\t')
-            && let Ok(n) = size.trim().parse::<u64>()
+        let mut f = l.splitn(3, '\t');
+        if f.next() == Some("T")
+            && let Some(Ok(n)) = f.next().map(str::parse::<u64>)
+            && f.next().is_some()
         {
             r.files += 1;
             r.freed_bytes = r.freed_bytes.saturating_add(n);
@@ -553,6 +571,21 @@ impl Host for DockerHost {
             return Err(HostError::new(HostErrorKind::Other, op, format!("refusing log paths {log_paths:?}")));
         }
         let info = self.inspect_in_scope(container, &op).await?;
+        let pgdata: Vec<&str> = info
+            .config
+            .as_ref()
+            .and_then(|c| c.env.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.strip_prefix("PGDATA="))
+            .collect();
+        if let Some((p, d)) = log_path_holding_data(log_paths, &pgdata) {
+            return Err(HostError::new(
+                HostErrorKind::Other,
+                op,
+                format!("refusing log path {p}: it holds the database's data directory {d}"),
+            ));
+        }
         let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
         let mounts = Self::mounts(&info);
         let mut total = CleanReport::default();
@@ -560,34 +593,28 @@ impl Host for DockerHost {
             if !running && !Self::on_a_mount(&info, path) {
                 return Err(HostError::new(HostErrorKind::Conflict, op, format!("{path} is not on a volume")));
             }
-            // find -P PATH -xdev ( -path M1 -o -path M2 ) -prune -o -type f -size +0
-            //      -printf 'SIZE\tPATH\n' -exec truncate -s 0 -- {} ;
-            let nested: Vec<&String> = mounts.iter().filter(|m| is_under(m, path)).collect();
-            let mut cmd: Vec<&str> = vec!["find", "-P", path.as_str(), "-xdev"];
-            if !nested.is_empty() {
-                cmd.push("(");
-                for (i, m) in nested.iter().enumerate() {
-                    if i > 0 {
-                        cmd.push("-o");
-                    }
-                    cmd.extend(["-path", m.as_str()]);
-                }
-                cmd.extend([")", "-prune", "-o"]);
-            }
-            cmd.extend(["-type", "f", "(", "-name", "*.log", "-o", "-name", "*.log.*", ")", "-size", "+0"]);
-            cmd.extend(["-printf", "%s\t%p\n", "-exec", "truncate", "-s", "0", "--"]);
-            cmd.extend(["{}", ";"]);
+            let nested: Vec<&str> = mounts.iter().filter(|m| is_under(m, path)).map(String::as_str).collect();
+            let mut cmd: Vec<&str> = vec!["perl", "-e", CLEAN_LOGS_PL, "--", path.as_str()];
+            cmd.extend(nested);
             let out = self.run_beside(container, &info, false, &cmd).await?;
-            let r = parse_clean(&out.stdout);
-            total.files += r.files;
-            total.freed_bytes = total.freed_bytes.saturating_add(r.freed_bytes);
-            if out.exit_code != 0 && !out.stderr.contains("No such file") {
+            if out.exit_code != 0 {
+                let why = if out.exit_code == 127 || out.stderr.contains("executable file not found") {
+                    "perl is not in the container's image (clean_logs needs perl-base)".to_string()
+                } else {
+                    crate::classify::truncate(out.stderr.trim(), 300).to_string()
+                };
                 return Err(HostError::new(
                     HostErrorKind::Other,
                     op,
-                    format!("cleaning {path} exited {}: {}", out.exit_code, out.stderr.trim()),
+                    format!("cleaning {path} exited {}: {why}", out.exit_code),
                 ));
             }
+            let r = parse_clean(&out.stdout);
+            for skipped in out.stdout.lines().filter(|l| l.starts_with("S\t")).take(20) {
+                tracing::warn!(container, path = %path, "clean_logs left alone: {}", skipped.replace('\t', " "));
+            }
+            total.files += r.files;
+            total.freed_bytes = total.freed_bytes.saturating_add(r.freed_bytes);
         }
         Ok(total)
     }
@@ -875,8 +902,9 @@ mod tests {
 
     #[test]
     fn clean_output_counts_files_and_bytes() {
-        let r = parse_clean("100\t/var/log/a.log\n50\t/var/log/b\nnoise\n");
-        assert_eq!(r, CleanReport { files: 2, freed_bytes: 150 });
+        let out = "T\t100\t/var/log/a.log\nT\t50\t/var/log/b.log.1\nS\tsymlink\t/var/log/evil.log\n\
+                   S\t2 hard links\t/var/log/h.log\n100\t/var/log/old-format.log\nT\tx\t/y\nnoise\n";
+        assert_eq!(parse_clean(out), CleanReport { files: 2, freed_bytes: 150 });
     }
 
     #[test]

@@ -140,6 +140,24 @@ pub fn is_under(path: &str, dir: &str) -> bool {
     path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// Where PostgreSQL keeps its data when nobody says otherwise (Debian's
+/// clusters and the official image's `PGDATA` both live below it).
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/postgresql";
+
+/// Whether the directory `outer` is `inner` or one of its parents.
+pub fn holds(outer: &str, inner: &str) -> bool {
+    let outer = outer.trim_end_matches('/');
+    inner.trim_end_matches('/') == outer || is_under(inner, outer)
+}
+
+/// The first log path that holds a database's data directory (one of
+/// `data_dirs`, or [`DEFAULT_DATA_ROOT`]), with that directory: cleaning
+/// there could destroy data, so it is refused.
+pub fn log_path_holding_data<'a>(log_paths: &'a [String], data_dirs: &[&str]) -> Option<(&'a str, String)> {
+    let dirs: Vec<&str> = data_dirs.iter().copied().filter(|d| d.starts_with('/')).chain([DEFAULT_DATA_ROOT]).collect();
+    log_paths.iter().find_map(|p| dirs.iter().find(|d| holds(p, d)).map(|d| (p.as_str(), d.to_string())))
+}
+
 /// Everything OpsGuard does to or learns from a host.
 #[cfg_attr(test, mockall::automock)]
 #[trait_variant::make(Send)]
@@ -157,8 +175,10 @@ pub trait Host: Sync {
     async fn disk_usage(&self, container: &str, path: &str) -> Result<DiskUsage, HostError>;
     /// Truncates the log files (regular files named `*.log`, or rotations
     /// such as `*.log.1`) under each of `log_paths` inside the container, and
-    /// nothing else: no symlink is followed, no other file is touched; works
-    /// on stopped containers.
+    /// nothing else: no symlink is followed, a file with more than one link
+    /// or on another filesystem is left alone, no other file is touched, and
+    /// a log path holding a database's data directory is refused; works on
+    /// stopped containers. Only files really truncated are counted.
     async fn clean_logs(&self, container: &str, log_paths: &[String]) -> Result<CleanReport, HostError>;
     /// Restarts (or starts) the container.
     async fn restart(&self, container: &str) -> Result<(), HostError>;

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::clock::{Clock, SimClock};
 use crate::host::{
     CleanReport, ContainerStatus, ContainerSummary, DiskUsage, Host, HostError, HostErrorKind, LogLine, is_under,
+    log_path_holding_data,
 };
 use crate::model::{ContainerName, ContainerState, Health, Timestamp};
 
@@ -575,6 +576,14 @@ impl Host for SimHost {
         if w.knobs.clean_fails {
             return Err(HostError::new(HostErrorKind::Other, op, "helper container failed"));
         }
+        // As on Docker: a log path holding the database's data is refused.
+        if let Some((p, d)) = log_path_holding_data(log_paths, &[]) {
+            return Err(HostError::new(
+                HostErrorKind::Other,
+                op,
+                format!("refusing log path {p}: it holds the database's data directory {d}"),
+            ));
+        }
         let c = w.container(&op, container)?;
         let disks: Vec<usize> = c.mounts.iter().map(|(_, d)| *d).collect();
         let mut report = CleanReport::default();
@@ -632,5 +641,26 @@ impl Host for SimHost {
         }
         w.ops.push(SimOp::Prune { removed: doomed.clone() });
         Ok(doomed.iter().map(|n| ContainerName::new(n)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 8 item 12, mirrored from the Docker host: a log path holding
+    /// the database's data directory is refused and nothing is truncated.
+    #[tokio::test]
+    async fn clean_logs_refuses_a_log_path_holding_the_data_directory() {
+        let host = SimHost::lab(SimClock::new(Timestamp(1_000_000)));
+        host.inject(SimFault::ChainReaction);
+        let before = host.non_log_files(&[]);
+        for bad in ["/var/lib/postgresql", "/var/lib", "/var"] {
+            let e = host.clean_logs(DB, &[paths::DB_LOGS.to_string(), bad.to_string()]).await.unwrap_err();
+            assert!(e.message.contains("data directory"), "{bad}: {e}");
+        }
+        assert_eq!(host.non_log_files(&[]), before, "a refused clean touched files");
+        let r = host.clean_logs(DB, &[paths::DB_LOGS.to_string()]).await.unwrap();
+        assert!(r.files >= 1 && r.freed_bytes > 0, "{r:?}");
     }
 }
