@@ -12,6 +12,9 @@
 #   T <TAB> BYTES_FREED <TAB> PATH   truncated
 #   S <TAB> REASON <TAB> PATH        left alone
 #   M <TAB> missing <TAB> PATH       the log root does not exist
+#   A <TAB> FILES <TAB> BYTES         files truncated beyond the first 1000,
+#                                     summed (bounded output, however many)
+# S lines stop after the first 1000.
 use strict;
 use warnings;
 use Fcntl qw(O_RDONLY O_WRONLY O_NOFOLLOW O_NONBLOCK O_NOCTTY O_DIRECTORY S_ISREG S_ISDIR);
@@ -23,7 +26,13 @@ my $DIR = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK;
 $| = 1;
 
 sub esc { my $s = shift; $s =~ s/([^\x21-\x5b\x5d-\x7e])/sprintf("\\x%02x", ord $1)/ge; $s }
-sub note { my ($tag, $what, $path) = @_; print "$tag\t$what\t" . esc($path) . "\n" }
+my ($shown_t, $shown_s, $more_files, $more_bytes) = (0, 0, 0, 0);
+sub note {
+    my ($tag, $what, $path) = @_;
+    if ($tag eq "T" && ++$shown_t > 1000) { $more_files++; $more_bytes += $what; return }
+    return if $tag eq "S" && ++$shown_s > 1000;
+    print "$tag\t$what\t" . esc($path) . "\n";
+}
 sub is_log { my $n = shift; $n =~ /\.log\z/ || $n =~ /\.log\./ }
 
 sysopen(my $d, "/", O_RDONLY | O_DIRECTORY) or die "cannot open /: $!\n";
@@ -40,6 +49,7 @@ for my $c (grep { length } split m{/}, $root) {
 my $dev = (stat($d))[0];
 (my $top = $root) =~ s{/+\z}{};
 walk($d, $top, 0);
+print "A\t$more_files\t$more_bytes\n" if $more_files;
 exit 0;
 
 sub walk {

@@ -226,19 +226,22 @@ pub fn parse_df(out: &str) -> Option<DiskUsage> {
 /// see the file for what it checks and prints.
 pub const CLEAN_LOGS_PL: &str = include_str!("clean_logs.pl");
 
-/// Parses the cleaning program's output: only `T<TAB>BYTES<TAB>PATH` lines,
-/// files really truncated, count. Paths arrive escaped, so a file name
-/// cannot forge a line.
+/// Parses the cleaning program's output: only `T<TAB>BYTES<TAB>PATH` lines
+/// (files really truncated) and the `A<TAB>FILES<TAB>BYTES` summary of
+/// those beyond the first thousand count. Paths arrive escaped, so a file
+/// name cannot forge a line.
 fn parse_clean(out: &str) -> CleanReport {
     let mut r = CleanReport::default();
     for l in out.lines() {
-        let mut f = l.splitn(3, '\t');
-        if f.next() == Some("T")
-            && let Some(Ok(n)) = f.next().map(str::parse::<u64>)
-            && f.next().is_some()
-        {
-            r.files += 1;
-            r.freed_bytes = r.freed_bytes.saturating_add(n);
+        let f: Vec<&str> = l.splitn(3, '\t').collect();
+        let (files, bytes) = match f.as_slice() {
+            ["T", bytes, _path] => (Some(1), bytes.parse::<u64>().ok()),
+            ["A", files, bytes] => (files.parse::<u32>().ok(), bytes.parse::<u64>().ok()),
+            _ => continue,
+        };
+        if let (Some(files), Some(bytes)) = (files, bytes) {
+            r.files = r.files.saturating_add(files);
+            r.freed_bytes = r.freed_bytes.saturating_add(bytes);
         }
     }
     r
@@ -903,8 +906,8 @@ mod tests {
     #[test]
     fn clean_output_counts_files_and_bytes() {
         let out = "T\t100\t/var/log/a.log\nT\t50\t/var/log/b.log.1\nS\tsymlink\t/var/log/evil.log\n\
-                   S\t2 hard links\t/var/log/h.log\n100\t/var/log/old-format.log\nT\tx\t/y\nnoise\n";
-        assert_eq!(parse_clean(out), CleanReport { files: 2, freed_bytes: 150 });
+                   S\t2 hard links\t/var/log/h.log\n100\t/var/log/old-format.log\nT\tx\t/y\nnoise\nA\t3\t7\n";
+        assert_eq!(parse_clean(out), CleanReport { files: 5, freed_bytes: 157 });
     }
 
     #[test]
