@@ -2,9 +2,20 @@
 //! (alarm, cause and evidence, decisions, approvals, outcomes, checks,
 //! resolution), each with its timestamp.
 //!
-//! Records are written whole and flushed one line at a time. A crash can
-//! still leave a partial last line; the reader reports it and carries on,
-//! and the writer starts a fresh line after it, so no record is lost.
+//! Records are written whole, one `write` a line. A crash or a full disk
+//! can still leave a partial line; the reader reports it and carries on,
+//! and the writer starts its next record on a fresh line, so one lost
+//! record never takes the next one with it. Approvals, executions and
+//! closings are synced to disk: the restart budget of the next run is read
+//! from them.
+//!
+//! Auditing never stands in the way of healing: the taps (terminal
+//! timeline, web console, metrics) see every record before it is written,
+//! and a write that fails is reported loudly (stderr, a metric) once per
+//! failure streak while the incident goes on.
+//!
+//! The file is created `0600` and never through a symbolic link: it holds
+//! log lines from the containers (redacted, but still the host's business).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -220,15 +231,115 @@ pub struct AuditRecord {
 /// A callback that sees every record as it is written (live timelines).
 pub type Tap = Box<dyn Fn(&AuditRecord) + Send + Sync>;
 
+/// Where a file log's bytes go: the audit file, or in tests a writer that
+/// fails like a full disk.
+trait Sink: Write + Send {
+    /// Makes what was written durable.
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+impl Sink for File {
+    fn sync(&mut self) -> io::Result<()> {
+        self.sync_data()
+    }
+}
+
+struct FileSink {
+    path: PathBuf,
+    out: Box<dyn Sink>,
+    /// The file may end mid-line (a failed or partial write): the next
+    /// record starts with a line break (an empty line is skipped by readers).
+    mid_line: bool,
+    /// Records not written since writes started failing (0: healthy).
+    lost: u64,
+}
+
+impl FileSink {
+    fn write(&mut self, rec: &AuditRecord) -> io::Result<()> {
+        let mut line = Vec::with_capacity(512);
+        if self.mid_line {
+            line.push(b'\n');
+        }
+        serde_json::to_writer(&mut line, rec).map_err(io::Error::other)?;
+        line.push(b'\n');
+        // One write per record keeps concurrent appenders' lines whole.
+        let written = self.out.write_all(&line);
+        if written.is_err() {
+            // How much reached the file is unknown.
+            self.mid_line = true;
+        }
+        let result = written.and_then(|()| if durable(&rec.event) { self.out.sync() } else { Ok(()) });
+        match result {
+            Ok(()) => {
+                self.mid_line = false;
+                if self.lost > 0 {
+                    crate::telemetry::audit_write_recovered(&self.path, self.lost);
+                    self.lost = 0;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.lost += 1;
+                crate::telemetry::audit_write_failed(&self.path, &e, self.lost == 1);
+                Err(io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
+            }
+        }
+    }
+}
+
+/// Records a crash must not lose: an approval (who said yes), an action
+/// carried out (the next run's restart budget counts them) and a closing.
+fn durable(event: &AuditEvent) -> bool {
+    matches!(
+        event,
+        AuditEvent::ApprovalAnswered { .. } | AuditEvent::Executed { .. } | AuditEvent::IncidentClosed { .. }
+    )
+}
+
+/// Opens (creating `0600`) the audit file for appending; refuses a symbolic
+/// link or anything but a regular file at `path`, so a link planted there
+/// cannot make OpsGuard (root) append to another file.
+fn open_private(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(e.kind(), "is a symbolic link; the audit log must be a regular file")
+            } else {
+                e
+            }
+        })?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::other("is not a regular file; the audit log must be one"));
+    }
+    // A log made by an older version (or by hand) may be readable by all.
+    if meta.permissions().mode() & 0o077 != 0
+        && let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(0o600))
+    {
+        tracing::warn!(path = %path.display(), error = %e, "audit log is readable by others and could not be made private");
+    }
+    Ok(file)
+}
+
 struct Inner {
-    file: Option<(PathBuf, File)>,
+    file: Option<FileSink>,
     memory: Option<Vec<AuditRecord>>,
     taps: Vec<Tap>,
 }
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inner").field("file", &self.file).field("memory", &self.memory).finish_non_exhaustive()
+        f.debug_struct("Inner")
+            .field("file", &self.file.as_ref().map(|f| &f.path))
+            .field("memory", &self.memory)
+            .finish_non_exhaustive()
     }
 }
 
@@ -237,24 +348,28 @@ impl std::fmt::Debug for Inner {
 pub struct AuditLog(Arc<Mutex<Inner>>);
 
 impl AuditLog {
-    /// Appends to `path`, creating it; starts on a fresh line if the file
-    /// ends in a partial record.
+    /// Appends to `path`, creating it `0600`; starts on a fresh line if the
+    /// file ends in a partial record. A symbolic link or anything but a
+    /// regular file at `path` is refused.
     pub fn to_file(path: &Path) -> io::Result<AuditLog> {
-        let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
+        let mut file = open_private(path)?;
         let len = file.metadata()?.len();
+        let mut mid_line = false;
         if len > 0 {
             let mut last = [0u8; 1];
             file.seek(SeekFrom::Start(len - 1))?;
             file.read_exact(&mut last)?;
-            if last[0] != b'\n' {
-                file.write_all(b"\n")?;
-            }
+            mid_line = last[0] != b'\n';
         }
-        Ok(AuditLog(Arc::new(Mutex::new(Inner {
-            file: Some((path.to_path_buf(), file)),
+        Ok(AuditLog::to_sink(path, Box::new(file), mid_line))
+    }
+
+    fn to_sink(path: &Path, out: Box<dyn Sink>, mid_line: bool) -> AuditLog {
+        AuditLog(Arc::new(Mutex::new(Inner {
+            file: Some(FileSink { path: path.to_path_buf(), out, mid_line, lost: 0 }),
             memory: None,
             taps: Vec::new(),
-        }))))
+        })))
     }
 
     /// Keeps records in memory only.
@@ -289,25 +404,24 @@ impl AuditLog {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends a record.
+    /// Appends a record. Every tap sees it whether or not the file write
+    /// succeeds; an error here means only the file missed it (and has been
+    /// reported, once per failure streak).
     pub fn record(&self, incident: u64, ts: Timestamp, event: AuditEvent) -> io::Result<()> {
         let rec = AuditRecord { ts, time: ts.to_rfc3339(), incident, event };
         let mut inner = self.lock();
-        if let Some((path, file)) = &mut inner.file {
-            let mut line = serde_json::to_vec(&rec).map_err(io::Error::other)?;
-            line.push(b'\n');
-            // One write per record keeps concurrent appenders' lines whole.
-            file.write_all(&line)
-                .and_then(|_| file.flush())
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        }
+        // The operator's views first: a full disk is exactly when they are needed.
         for tap in &inner.taps {
             tap(&rec);
         }
+        let written = match &mut inner.file {
+            Some(sink) => sink.write(&rec),
+            None => Ok(()),
+        };
         if let Some(mem) = &mut inner.memory {
             mem.push(rec);
         }
-        Ok(())
+        written
     }
 }
 
@@ -363,6 +477,9 @@ pub fn resume(path: &Path) -> io::Result<Resume> {
     Ok(resume)
 }
 
+/// How every record's line begins (`ts` is the first field serialized).
+const RECORD_START: &str = "{\"ts\":";
+
 /// Reads audit records from any reader.
 pub fn read_audit_from<R: BufRead>(mut reader: R) -> io::Result<AuditRead> {
     let mut out = AuditRead::default();
@@ -381,7 +498,18 @@ pub fn read_audit_from<R: BufRead>(mut reader: R) -> io::Result<AuditRead> {
         }
         match serde_json::from_str::<AuditRecord>(line) {
             Ok(r) => out.records.push(r),
-            Err(_) => out.bad_lines.push((n, crate::classify::truncate(line, 80).to_string())),
+            Err(_) => {
+                out.bad_lines.push((n, crate::classify::truncate(line, 80).to_string()));
+                // An older writer appended the next record right after a
+                // partial one: keep that record.
+                if let Some(r) = line
+                    .rfind(RECORD_START)
+                    .filter(|&i| i > 0)
+                    .and_then(|i| serde_json::from_str::<AuditRecord>(&line[i..]).ok())
+                {
+                    out.records.push(r);
+                }
+            }
         }
     }
     Ok(out)
@@ -555,6 +683,156 @@ mod tests {
         let cut = incident_trails(&records[1..2]);
         assert_eq!(cut.len(), 1);
         assert!(cut[0].alarm().is_none());
+    }
+
+    /// A disk that takes `room` more bytes, then fails with ENOSPC.
+    #[derive(Clone, Default)]
+    struct FullDisk {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        room: Arc<std::sync::atomic::AtomicUsize>,
+        syncs: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            use std::sync::atomic::Ordering;
+            let room = self.room.load(Ordering::SeqCst);
+            if room == 0 {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = room.min(buf.len());
+            self.room.store(room - n, Ordering::SeqCst);
+            self.bytes.lock().unwrap().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Sink for FullDisk {
+        fn sync(&mut self) -> io::Result<()> {
+            self.syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_disk_neither_silences_the_taps_nor_corrupts_the_next_record() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let disk = FullDisk::default();
+        disk.room.store(usize::MAX, Ordering::SeqCst);
+        let seen = Arc::new(AtomicUsize::new(0));
+        let tap = seen.clone();
+        let log = AuditLog::to_sink(Path::new("audit.jsonl"), Box::new(disk.clone()), false).with_tap(move |_| {
+            tap.fetch_add(1, Ordering::SeqCst);
+        });
+        let decided = || AuditEvent::Decided { action: Action::PruneContainers };
+        log.record(1, Timestamp(1), opened()).unwrap();
+        // The disk fills up in the middle of the second record.
+        disk.room.store(20, Ordering::SeqCst);
+        let err = log.record(1, Timestamp(2), decided()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+        assert!(err.to_string().contains("audit.jsonl"), "{err}");
+        assert!(log.record(1, Timestamp(3), decided()).is_err());
+        assert_eq!(seen.load(Ordering::SeqCst), 3, "the timeline and the console saw every record");
+        // Space is freed: the next record starts on its own line and parses.
+        disk.room.store(usize::MAX, Ordering::SeqCst);
+        log.record(1, Timestamp(4), AuditEvent::IncidentClosed { resolution: Resolution::Resolved, steps: 2 }).unwrap();
+        let bytes = disk.bytes.lock().unwrap().clone();
+        let read = read_audit_from(&bytes[..]).unwrap();
+        let ts: Vec<u64> = read.records.iter().map(|r| r.ts.0).collect();
+        assert_eq!(ts, vec![1, 4], "{}", String::from_utf8_lossy(&bytes));
+        // On a line of its own, not glued to the partial one.
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let last = text.lines().rfind(|l| !l.is_empty()).unwrap();
+        assert_eq!(serde_json::from_str::<AuditRecord>(last).unwrap().ts, Timestamp(4), "{text}");
+        assert_eq!(read.bad_lines.len(), 1);
+        // Only the closing asked for a sync.
+        assert_eq!(disk.syncs.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn failing_writes_show_in_the_metrics_while_they_last() {
+        use std::sync::atomic::Ordering;
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let disk = FullDisk::default();
+        let log = AuditLog::to_sink(Path::new("audit.jsonl"), Box::new(disk.clone()), false);
+        let decided = || AuditEvent::Decided { action: Action::PruneContainers };
+        metrics::with_local_recorder(&recorder, || {
+            for t in 0..3 {
+                assert!(log.record(1, Timestamp(t), decided()).is_err());
+            }
+        });
+        let text = handle.render();
+        assert!(text.contains("opsguard_audit_write_failures_total 3"), "{text}");
+        assert!(text.contains("opsguard_audit_failing 1"), "{text}");
+        disk.room.store(usize::MAX, Ordering::SeqCst);
+        metrics::with_local_recorder(&recorder, || log.record(1, Timestamp(9), decided()).unwrap());
+        assert!(handle.render().contains("opsguard_audit_failing 0"));
+    }
+
+    #[test]
+    fn approvals_and_executions_are_synced() {
+        use std::sync::atomic::Ordering;
+        let disk = FullDisk::default();
+        disk.room.store(usize::MAX, Ordering::SeqCst);
+        let log = AuditLog::to_sink(Path::new("audit.jsonl"), Box::new(disk.clone()), false);
+        let answered = AuditEvent::ApprovalAnswered {
+            request: 1,
+            approved: true,
+            approver: "web".into(),
+            detail: "approved".into(),
+        };
+        log.record(1, Timestamp(1), answered).unwrap();
+        assert_eq!(disk.syncs.load(Ordering::SeqCst), 1);
+        log.record(
+            1,
+            Timestamp(2),
+            AuditEvent::Executed { action: Action::PruneContainers, outcome: Outcome::Pruned { removed: 3 } },
+        )
+        .unwrap();
+        assert_eq!(disk.syncs.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_file_is_private_and_never_reached_through_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        AuditLog::to_file(&path).unwrap().record(1, Timestamp(1), opened()).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // A log left readable by all is made private.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        AuditLog::to_file(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // A link planted at the path is refused and its target untouched.
+        let victim = dir.path().join("shadow");
+        std::fs::write(&victim, "root:x:0:0\n").unwrap();
+        let link = dir.path().join("linked.jsonl");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let err = AuditLog::to_file(&link).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:x:0:0\n");
+        // So is a directory or a device.
+        assert!(AuditLog::to_file(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_record_glued_to_a_partial_one_is_still_read() {
+        let mut log = br#"{"ts":1,"time":"x","incident":1,"event":"deci"#.to_vec();
+        let rec = AuditRecord {
+            ts: Timestamp(2),
+            time: Timestamp(2).to_rfc3339(),
+            incident: 1,
+            event: AuditEvent::Decided { action: Action::PruneContainers },
+        };
+        log.extend(serde_json::to_vec(&rec).unwrap());
+        log.push(b'\n');
+        let read = read_audit_from(&log[..]).unwrap();
+        assert_eq!(read.records, vec![rec]);
+        assert_eq!(read.bad_lines.len(), 1);
     }
 
     #[test]

@@ -144,8 +144,9 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     fn log(&self, incident: u64, event: AuditEvent) {
         if let Err(e) = self.audit.record(incident, self.clock.now(), event) {
             // The incident goes on: refusing to act because the audit disk is
-            // full would turn one outage into two. The operator is told.
-            tracing::error!(incident, error = %e, "audit log write failed");
+            // full would turn one outage into two. The operator is told by
+            // the audit log itself, once per failure streak.
+            tracing::debug!(incident, error = %e, "audit log write failed");
         }
     }
 

@@ -31,6 +31,12 @@ pub const TIME_TO_DETECT: &str = "opsguard_time_to_detect_seconds";
 /// when the fault time is unknown) to the verified resolution.
 pub const TIME_TO_RESOLVE: &str = "opsguard_time_to_resolve_seconds";
 
+/// `opsguard_audit_write_failures_total`: audit records the audit file
+/// missed (a full disk, an I/O error); healing went on without them.
+pub const AUDIT_WRITE_FAILURES: &str = "opsguard_audit_write_failures_total";
+/// `opsguard_audit_failing`: 1 while audit writes are failing, else 0.
+pub const AUDIT_FAILING: &str = "opsguard_audit_failing";
+
 /// Histogram buckets, in seconds, for the two time histograms: detection
 /// is sub-second to a sweep (30 s); resolution spans a prune (seconds) to
 /// a restart waiting for a human (minutes).
@@ -41,11 +47,14 @@ pub const TIME_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30
 /// first incident already shows OpsGuard is there.
 pub fn describe() {
     gauge!(INCIDENTS_OPEN).set(0.0);
+    gauge!(AUDIT_FAILING).set(0.0);
     describe_counter!(ALARMS, "Alarms that opened an incident, by alarm code.");
     describe_counter!(INCIDENTS, "Incidents ended, by outcome (resolved or the stop reason) and root cause.");
     describe_gauge!(INCIDENTS_OPEN, "Incidents under way.");
     describe_counter!(ACTIONS, "Actions carried out, by tool name and result.");
     describe_counter!(APPROVALS, "Answers to approval requests: approved, rejected or no_answer.");
+    describe_counter!(AUDIT_WRITE_FAILURES, "Audit records the audit file missed; healing went on without them.");
+    describe_gauge!(AUDIT_FAILING, "1 while writes to the audit log are failing.");
     describe_histogram!(TIME_TO_DETECT, Unit::Seconds, "Time from a container's crash to its alarm.");
     describe_histogram!(TIME_TO_RESOLVE, Unit::Seconds, "Time from the fault (or alarm) to verified resolution.");
 }
@@ -146,6 +155,33 @@ pub fn incident_closed(id: u64, alarm: &Alarm, resolution: Resolution, closed_at
         }
         Resolution::Shadow => tracing::info!(incident = id, outcome, seconds = secs, "incident ended in shadow mode"),
     }
+}
+
+/// A write to the audit log failed. The first failure of a streak is said
+/// on stderr whatever the log format, since the audit trail is what a
+/// human relies on afterwards; the following ones only count.
+pub fn audit_write_failed(path: &std::path::Path, error: &std::io::Error, first: bool) {
+    counter!(AUDIT_WRITE_FAILURES).increment(1);
+    gauge!(AUDIT_FAILING).set(1.0);
+    if first {
+        eprintln!(
+            "opsguard: ⚠ AUDIT LOG WRITE FAILED ({}: {}). Healing goes on, but its steps are NOT being recorded \
+             until the audit log can be written again.",
+            crate::classify::printable(&path.display().to_string()),
+            crate::classify::printable(&error.to_string())
+        );
+        tracing::error!(path = %path.display(), %error, "audit log write failed; healing goes on unaudited");
+    }
+}
+
+/// The audit log could be written again after `lost` records were missed.
+pub fn audit_write_recovered(path: &std::path::Path, lost: u64) {
+    gauge!(AUDIT_FAILING).set(0.0);
+    eprintln!(
+        "opsguard: audit log writable again ({}); {lost} record(s) were not recorded",
+        crate::classify::printable(&path.display().to_string())
+    );
+    tracing::warn!(path = %path.display(), lost, "audit log writable again");
 }
 
 /// An HTTP router answering `GET /metrics` with `render()`'s text in the
