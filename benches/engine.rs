@@ -96,8 +96,12 @@ fn classify_10k_lines(bencher: Bencher, which: &str) {
         // Nothing matches: every signature scans every line.
         logs.truncate(9_998);
     }
-    bencher
-        .bench_local(|| classify(&rules, CrashFacts { exit_code: Some(1), oom_killed: false, logs: black_box(&logs) }));
+    bencher.bench_local(|| {
+        classify(
+            &rules,
+            CrashFacts { exit_code: Some(1), oom_killed: false, disk_used_pct: Some(100.0), logs: black_box(&logs) },
+        )
+    });
 }
 
 #[divan::bench]

@@ -144,13 +144,31 @@ pub fn evidence_facts(e: &Evidence) -> Vec<(&'static str, String)> {
     if let Some(sig) = &e.matched_signature {
         facts.push(("root cause from", crate::classify::printable(sig)));
     }
+    // Every other signature the crash met, in full or in part: what the
+    // decision set aside is evidence too.
+    for m in e.signatures.iter().filter(|m| !m.decided) {
+        let text = format!("{}: {}", m.cause.key(), m.signature);
+        if m.matched() {
+            facts.push(("also matched", crate::classify::printable(&text)));
+        } else {
+            let unmet = m.unmet.join("; ");
+            facts.push(("partly matched", crate::classify::printable(&format!("{text} — not met: {unmet}"))));
+        }
+    }
     facts
 }
 
-/// The log lines that matched the root cause's signature, with control
-/// characters replaced: logs are untrusted and must not drive a terminal.
+/// The log lines that matched the root cause's signature, then those any
+/// other signature matched, with control characters replaced: logs are
+/// untrusted and must not drive a terminal.
 pub fn evidence_lines(e: &Evidence) -> Vec<String> {
-    e.log_lines.iter().map(|l| crate::classify::printable(l)).collect()
+    let mut lines: Vec<&String> = e.log_lines.iter().collect();
+    for l in e.signatures.iter().flat_map(|m| &m.lines) {
+        if !lines.contains(&l) {
+            lines.push(l);
+        }
+    }
+    lines.into_iter().map(|l| crate::classify::printable(l)).collect()
 }
 
 /// The request as a human reads it at a terminal: action, target, reason
@@ -292,5 +310,33 @@ mod tests {
         assert!(text.contains("OOMKilled: true"), "{text}");
         assert!(text.contains("alarm: DB_CRASH — OOM Killer on db-prod"), "{text}");
         assert!(!text.contains('\u{1b}'), "terminal escapes from logs must not reach the operator's terminal");
+    }
+
+    // Issue #8, item 1: the approver sees every signature that matched.
+    #[test]
+    fn rendered_request_shows_every_signature_met() {
+        use crate::model::SignatureMatch;
+        let mut r = request(1);
+        let sig = |cause, decided, unmet: &[&str], line: &str| SignatureMatch {
+            cause,
+            signature: format!("sig of {cause}"),
+            decided,
+            unmet: unmet.iter().map(|u| u.to_string()).collect(),
+            lines: vec![line.to_string()],
+        };
+        r.alarm.evidence.matched_signature = Some("sig of OOM Killer".into());
+        r.alarm.evidence.signatures = vec![
+            sig(RootCause::DiskFull, false, &[], "PANIC:  disk line"),
+            sig(RootCause::OomKill, true, &[], "oom line"),
+            sig(RootCause::DataCorruption, false, &["disk usage at least 85.0% (seen 40.0%)"], "odd\u{1b} line"),
+        ];
+        let text = render_request(&r);
+        assert!(text.contains("also matched: disk_full: sig of Disk Full"), "{text}");
+        assert!(
+            text.contains("partly matched: data_corruption: sig of DATA CORRUPTION — not met: disk usage"),
+            "{text}"
+        );
+        assert!(text.contains("| PANIC:  disk line") && text.contains("| odd"), "{text}");
+        assert!(!text.contains('\u{1b}'));
     }
 }

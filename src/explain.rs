@@ -108,7 +108,12 @@ pub fn explain(engine: &Engine, facts: &AlarmFacts, now: Timestamp) -> Explanati
         AlarmSource::DbCrash => {
             let c = classify::explain(
                 rules,
-                CrashFacts { exit_code: facts.exit_code, oom_killed: facts.oom_killed, logs: &facts.logs },
+                CrashFacts {
+                    exit_code: facts.exit_code,
+                    oom_killed: facts.oom_killed,
+                    disk_used_pct: facts.disk_used_pct,
+                    logs: &facts.logs,
+                },
             );
             let alarm = raise(
                 AlarmKind::DbCrash(c.classification.cause),
@@ -119,6 +124,7 @@ pub fn explain(engine: &Engine, facts: &AlarmFacts, now: Timestamp) -> Explanati
                     disk_used_pct: facts.disk_used_pct,
                     matched_signature: c.classification.signature.clone(),
                     log_lines: c.classification.lines.clone(),
+                    signatures: c.classification.matches.clone(),
                     ..Evidence::default()
                 },
                 now,
@@ -185,7 +191,10 @@ impl Explanation {
             }
         }
         if let Some(c) = &self.classification {
-            let _ = writeln!(s, "root cause:  signatures in order, the first whose every condition holds wins");
+            let _ = writeln!(
+                s,
+                "root cause:  every signature is checked; a config_error or data_corruption match decides whatever else matched, otherwise the first match in order"
+            );
             for check in &c.checks {
                 let verdict = if check.matched() { "MATCH" } else { "no" };
                 let _ = writeln!(s, "  #{} {}: {verdict}", check.index + 1, check.cause.key());
@@ -200,16 +209,17 @@ impl Explanation {
                         ConditionCheck::OomKilled { wanted, seen } => {
                             writeln!(s, "      {mark} OOMKilled={wanted} (seen {seen})")
                         }
-                        ConditionCheck::LogPattern { pattern, hits } if hits.is_empty() => {
-                            writeln!(s, "      {mark} a log line matches /{pattern}/: none does")
+                        ConditionCheck::LogPattern { pattern, severities, hits } if hits.is_empty() => {
+                            writeln!(s, "      {mark} a server {severities} line matches /{pattern}/: none does")
                         }
-                        ConditionCheck::LogPattern { pattern, hits } => {
-                            let _ = writeln!(s, "      {mark} a log line matches /{pattern}/:");
+                        ConditionCheck::LogPattern { pattern, severities, hits } => {
+                            let _ = writeln!(s, "      {mark} a server {severities} line matches /{pattern}/:");
                             for (i, line) in hits {
                                 let _ = writeln!(s, "          line {}: {}", i + 1, printable(line));
                             }
                             Ok(())
                         }
+                        ConditionCheck::DiskUsage { .. } => writeln!(s, "      {mark} {}", cond.describe()),
                     };
                 }
             }
@@ -217,7 +227,7 @@ impl Explanation {
                 Some(sig) => writeln!(
                     s,
                     "decided by:  signature #{} ({}): {sig}",
-                    c.checks.last().map_or(0, |k| k.index + 1),
+                    c.decided.map_or(0, |i| i + 1),
                     c.classification.cause.key(),
                 ),
                 None => writeln!(s, "decided by:  no signature matched: {}", RootCause::Unknown.label()),

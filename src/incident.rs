@@ -390,7 +390,9 @@ const ZOMBIE_SETTLE: Duration = Duration::from_secs(1);
 const ZOMBIE_SETTLE_ROUNDS: u32 = 10;
 
 fn alarm_key(a: &Alarm) -> (String, ContainerName) {
-    (a.kind.to_string(), a.container.clone())
+    // A database crash by code, not cause: the same outage re-read after a
+    // clean (the disk no longer full) is no new incident while a human has it.
+    (a.kind.code().to_string(), a.container.clone())
 }
 
 impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {

@@ -267,10 +267,41 @@ pub struct Evidence {
     /// The log lines that matched, capped in number and length.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_lines: Vec<String>,
+    /// Every signature the crash met at least in part, in rules order, the
+    /// deciding one included: the approver sees everything that matched, not
+    /// just the winner.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<SignatureMatch>,
     /// The last log lines before the crash, for a human or an LLM to read
     /// when no signature matched. Untrusted text.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_tail: Vec<String>,
+}
+
+/// How one root-cause signature fared against a crash, for the evidence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SignatureMatch {
+    /// The cause the signature tags.
+    pub cause: RootCause,
+    /// The signature, described for humans.
+    pub signature: String,
+    /// Whether this signature decided the root cause.
+    #[serde(default)]
+    pub decided: bool,
+    /// Its conditions that did not hold, described; empty when it matched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmet: Vec<String>,
+    /// The server's log lines it matched, capped in number and length.
+    /// Untrusted text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<String>,
+}
+
+impl SignatureMatch {
+    /// Whether every condition held.
+    pub fn matched(&self) -> bool {
+        self.unmet.is_empty()
+    }
 }
 
 /// Something is wrong on the host: what, where, why and when.

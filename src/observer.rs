@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{self, CrashFacts, MAX_EVIDENCE_LINE};
+use crate::classify::LogScan;
 use crate::host::{ContainerSummary, Host, HostError};
 use crate::model::{Alarm, AlarmKind, ContainerName, ContainerState, Evidence, Health, RootCause, Timestamp};
 use crate::rules::{ObserverSettings, Rules};
@@ -145,22 +145,20 @@ impl Observer {
         // (already fixed) must not tag an OOM kill a minute later as Disk Full
         // (seen on the real lab, issue #3).
         let since = since.max(status.started_at.unwrap_or_default());
-        let logs = host.recent_logs(db.container.as_str(), since, MAX_LOG_LINES).await?;
-        let texts: Vec<&str> = logs.iter().map(|l| l.text.as_str()).collect();
-        let c = classify::classify(
-            &self.rules,
-            CrashFacts { exit_code: status.exit_code, oom_killed: status.oom_killed, logs: &texts },
-        );
-        let disk_used_pct = match c.cause {
-            RootCause::DiskFull | RootCause::Unknown => {
-                host.disk_usage(db.container.as_str(), &db.disk_path).await.ok().map(|u| u.used_pct())
-            }
-            _ => None,
+        let mut scan = LogScan::new(&self.rules, TAIL_LINES);
+        host.scan_logs(db.container.as_str(), since, MAX_LOG_LINES, &mut scan).await?;
+        let (exit_code, oom_killed) = (status.exit_code, status.oom_killed);
+        // The disk's own usage, where it could decide (a full-disk signature
+        // whose other conditions hold) or for a reader of an unknown cause.
+        let measure = scan.wants_disk_usage(exit_code, oom_killed)
+            || scan.classify(exit_code, oom_killed, None).cause == RootCause::Unknown;
+        let disk_used_pct = if measure {
+            host.disk_usage(db.container.as_str(), &db.disk_path).await.ok().map(|u| u.used_pct())
+        } else {
+            None
         };
-        let tail = texts[texts.len().saturating_sub(TAIL_LINES)..]
-            .iter()
-            .map(|l| classify::truncate(l, MAX_EVIDENCE_LINE).to_string())
-            .collect();
+        let c = scan.classify(exit_code, oom_killed, disk_used_pct);
+        let tail = scan.tail().map(str::to_string).collect();
         Ok(Some(Alarm {
             kind: AlarmKind::DbCrash(c.cause),
             container: db.container.clone(),
@@ -173,6 +171,7 @@ impl Observer {
                 exited_containers: None,
                 matched_signature: c.signature,
                 log_lines: c.lines,
+                signatures: c.matches,
                 log_tail: tail,
             },
             raised_at: now,
@@ -386,6 +385,19 @@ mod tests {
         h.inject(SimFault::DbOomKill);
         let a = o.check_database(&h, h.clock().now()).await.unwrap().unwrap();
         assert_eq!(a.kind, AlarmKind::DbCrash(RootCause::OomKill));
+    }
+
+    // Issue #8, item 1: a full-disk line without a full disk is not a full disk.
+    #[tokio::test]
+    async fn a_disk_full_line_on_a_roomy_disk_is_unknown() {
+        let (o, h) = setup();
+        h.write_logs("db-prod", &["PANIC:  could not write to file \"pg_wal/x\": No space left on device"]);
+        h.stop("db-prod");
+        let a = o.check_database(&h, h.clock().now()).await.unwrap().unwrap();
+        assert_eq!(a.kind, AlarmKind::DbCrash(RootCause::Unknown));
+        assert!(a.evidence.disk_used_pct.is_some_and(|p| p < 85.0));
+        let m = &a.evidence.signatures[0];
+        assert_eq!((m.cause, m.matched()), (RootCause::DiskFull, false));
     }
 
     #[tokio::test]

@@ -88,6 +88,7 @@ struct RawRules {
     scope: RawScope,
     web: RawTarget,
     database: RawTarget,
+    server_log: RawServerLog,
     #[serde(default)]
     signature: Vec<Spanned<RawSignature>>,
     #[serde(default)]
@@ -141,6 +142,12 @@ struct RawTarget {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawServerLog {
+    line: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawSignature {
     cause: Spanned<String>,
     #[serde(default)]
@@ -148,7 +155,11 @@ struct RawSignature {
     #[serde(default)]
     oom_killed: Option<bool>,
     #[serde(default)]
+    min_disk_used_pct: Option<Spanned<f64>>,
+    #[serde(default)]
     log_pattern: Option<Spanned<String>>,
+    #[serde(default)]
+    severities: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -209,6 +220,14 @@ pub struct Target {
     pub disk_path: String,
 }
 
+/// The severities PostgreSQL writes before a message it reports itself.
+/// `DETAIL`, `HINT`, `CONTEXT`, `STATEMENT`, `QUERY` and `LOCATION` lines are
+/// deliberately absent: they quote client text (SQL, names) or context.
+pub const SERVER_SEVERITIES: [&str; 13] = [
+    "DEBUG", "DEBUG1", "DEBUG2", "DEBUG3", "DEBUG4", "DEBUG5", "LOG", "INFO", "NOTICE", "WARNING", "ERROR", "FATAL",
+    "PANIC",
+];
+
 /// One root-cause signature: every condition given must hold.
 #[derive(Clone, Debug)]
 pub struct Signature {
@@ -218,8 +237,16 @@ pub struct Signature {
     pub exit_code: Option<i64>,
     /// Required `OOMKilled` flag.
     pub oom_killed: Option<bool>,
-    /// A regex that some log line must match.
+    /// Required usage of the database's disk, at or above this percentage:
+    /// the disk's own evidence, which a log line cannot fake.
+    pub min_disk_used_pct: Option<f64>,
+    /// A regex that the message of some line the server wrote about itself
+    /// ([`Rules::server_line`]), at one of [`Signature::severities`], must
+    /// match.
     pub log_pattern: Option<Regex>,
+    /// The severities a line must carry for [`Signature::log_pattern`] to be
+    /// tried on it (empty without a pattern).
+    pub severities: Vec<&'static str>,
 }
 
 impl Signature {
@@ -233,9 +260,17 @@ impl Signature {
             parts.push(format!("OOMKilled={oom}"));
         }
         if let Some(re) = &self.log_pattern {
-            parts.push(format!("log matches /{}/", re.as_str()));
+            parts.push(format!("a server {} line matches /{}/", self.severities.join("/"), re.as_str()));
+        }
+        if let Some(pct) = self.min_disk_used_pct {
+            parts.push(format!("disk usage at least {pct:.1}%"));
         }
         parts.join(" and ")
+    }
+
+    /// Whether a line of this severity is one the pattern is tried on.
+    pub fn wants_severity(&self, severity: &str) -> bool {
+        self.severities.contains(&severity)
     }
 }
 
@@ -302,6 +337,9 @@ pub struct Rules {
     pub web: Target,
     /// The database.
     pub database: Target,
+    /// What a line the server wrote about itself looks like; its
+    /// `severity` and `message` groups are what signatures read.
+    pub server_line: Regex,
     /// Root-cause signatures, in order.
     pub signatures: Vec<Signature>,
     plans: [Option<Plan>; PLAN_SLOTS],
@@ -557,6 +595,7 @@ impl Cx<'_> {
             });
         }
 
+        let server_line = self.server_line(&raw.server_log.line)?;
         let mut signatures = Vec::with_capacity(raw.signature.len());
         for (i, s) in raw.signature.iter().enumerate() {
             signatures.push(self.signature(s, i)?);
@@ -587,7 +626,64 @@ impl Cx<'_> {
             *slot = Some(plan);
         }
 
-        Ok(Rules { thresholds, observer, restart_budget, max_steps, scope_label, web, database, signatures, plans })
+        Ok(Rules {
+            thresholds,
+            observer,
+            restart_budget,
+            max_steps,
+            scope_label,
+            web,
+            database,
+            server_line,
+            signatures,
+            plans,
+        })
+    }
+
+    fn regex(&self, p: &Spanned<String>, field: &str) -> Result<Regex, RulesError> {
+        if p.get_ref().is_empty() {
+            return Err(self.err(RulesErrorKind::BadRegex, p.span(), field, "empty pattern matches every line".into()));
+        }
+        let re = regex::RegexBuilder::new(p.get_ref())
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| self.err(RulesErrorKind::BadRegex, p.span(), field, regex_error(&e)))?;
+        if re.is_match("") {
+            return Err(self.err(
+                RulesErrorKind::BadRegex,
+                p.span(),
+                field,
+                "pattern matches the empty line, so every crash would match".into(),
+            ));
+        }
+        Ok(re)
+    }
+
+    fn server_line(&self, p: &Spanned<String>) -> Result<Regex, RulesError> {
+        let field = "server_log.line";
+        let re = self.regex(p, field)?;
+        let names: Vec<&str> = re.capture_names().flatten().collect();
+        for group in ["severity", "message"] {
+            if !names.contains(&group) {
+                return Err(self.err(
+                    RulesErrorKind::Invalid,
+                    p.span(),
+                    field,
+                    format!("needs a named group `(?P<{group}>...)`"),
+                ));
+            }
+        }
+        if !p.get_ref().starts_with('^') {
+            // Unanchored, a client's text inside a message (a user name, SQL)
+            // could pose as a whole server line.
+            return Err(self.err(
+                RulesErrorKind::Invalid,
+                p.span(),
+                field,
+                "must be anchored at the line start with `^`".into(),
+            ));
+        }
+        Ok(re)
     }
 
     fn signature(&self, s: &Spanned<RawSignature>, i: usize) -> Result<Signature, RulesError> {
@@ -605,44 +701,78 @@ impl Cx<'_> {
         })?;
         let log_pattern = match &r.log_pattern {
             None => None,
-            Some(p) => {
-                let field = format!("signature[{i}].log_pattern");
-                if p.get_ref().is_empty() {
-                    return Err(self.err(
-                        RulesErrorKind::BadRegex,
-                        p.span(),
-                        &field,
-                        "empty pattern matches every line".into(),
-                    ));
+            Some(p) => Some(self.regex(p, &format!("signature[{i}].log_pattern"))?),
+        };
+        let severities = match (&r.severities, &log_pattern) {
+            (None, None) => Vec::new(),
+            (None, Some(_)) => {
+                return Err(self.err(
+                    RulesErrorKind::Invalid,
+                    s.span(),
+                    &format!("signature[{i}].severities"),
+                    "a log_pattern needs severities: the server's own lines it is tried on (e.g. [\"PANIC\", \"FATAL\"])"
+                        .into(),
+                ));
+            }
+            (Some(list), None) => {
+                return Err(self.err(
+                    RulesErrorKind::Invalid,
+                    list.span(),
+                    &format!("signature[{i}].severities"),
+                    "severities without a log_pattern".into(),
+                ));
+            }
+            (Some(list), Some(_)) => {
+                let field = format!("signature[{i}].severities");
+                if list.get_ref().is_empty() {
+                    return Err(self.err(RulesErrorKind::Invalid, list.span(), &field, "no severities".into()));
                 }
-                let re = regex::RegexBuilder::new(p.get_ref())
-                    .size_limit(1 << 20)
-                    .build()
-                    .map_err(|e| self.err(RulesErrorKind::BadRegex, p.span(), &field, regex_error(&e)))?;
-                if re.is_match("") {
-                    return Err(self.err(
-                        RulesErrorKind::BadRegex,
-                        p.span(),
-                        &field,
-                        "pattern matches the empty line, so every crash would match".into(),
-                    ));
+                let mut out = Vec::new();
+                for sev in list.get_ref() {
+                    let known = SERVER_SEVERITIES.iter().find(|k| **k == sev.get_ref().as_str()).ok_or_else(|| {
+                        self.err(
+                            RulesErrorKind::UnknownName,
+                            sev.span(),
+                            &field,
+                            format!(
+                                "{:?} is not a severity the server reports its own state with (expected one of {}; DETAIL, HINT, CONTEXT and STATEMENT lines quote client text)",
+                                sev.get_ref(),
+                                SERVER_SEVERITIES.join(", ")
+                            ),
+                        )
+                    })?;
+                    out.push(*known);
                 }
-                Some(re)
+                out
             }
         };
+        let min_disk_used_pct = match &r.min_disk_used_pct {
+            None => None,
+            Some(p) => Some(self.pct(p, &format!("signature[{i}].min_disk_used_pct"))?),
+        };
+        if cause == RootCause::DiskFull && min_disk_used_pct.is_none() {
+            // A log line is text anyone may have caused the server to write;
+            // only the disk itself says it is full.
+            return Err(self.err(
+                RulesErrorKind::Invalid,
+                s.span(),
+                &format!("signature[{i}].min_disk_used_pct"),
+                "a disk_full signature needs the disk's own evidence: min_disk_used_pct".into(),
+            ));
+        }
         let exit_code = match &r.exit_code {
             None => None,
             Some(c) => Some(self.int(c, &format!("signature[{i}].exit_code"), 0, 255)?),
         };
-        if exit_code.is_none() && r.oom_killed.is_none() && log_pattern.is_none() {
+        if exit_code.is_none() && r.oom_killed.is_none() && log_pattern.is_none() && min_disk_used_pct.is_none() {
             return Err(self.err(
                 RulesErrorKind::Invalid,
                 s.span(),
                 &format!("signature[{i}]"),
-                "a signature needs at least one of exit_code, oom_killed, log_pattern".into(),
+                "a signature needs at least one of exit_code, oom_killed, log_pattern, min_disk_used_pct".into(),
             ));
         }
-        Ok(Signature { cause, exit_code, oom_killed: r.oom_killed, log_pattern })
+        Ok(Signature { cause, exit_code, oom_killed: r.oom_killed, min_disk_used_pct, log_pattern, severities })
     }
 
     fn plan(&self, p: &Spanned<RawPlan>, i: usize) -> Result<(AlarmKind, Plan), RulesError> {
@@ -886,11 +1016,44 @@ mod tests {
 
     #[test]
     fn bad_regex_names_line_and_field() {
-        let text = with("log_pattern = 'No space left on device'", "log_pattern = 'No space (left'");
+        let text = with("log_pattern = '^could not [a-z ]+ ", "log_pattern = 'No space (left");
         let e = load(&text).unwrap_err();
         assert_eq!(e.kind, RulesErrorKind::BadRegex);
         assert_eq!(e.field.as_deref(), Some("signature[0].log_pattern"));
         assert_eq!(e.line, Some(line_of(&text, "No space (left")));
+    }
+
+    // Issue #8, item 1: signatures say which of the server's own lines they
+    // read, and a full disk needs the disk's evidence.
+    #[test]
+    fn a_log_pattern_needs_server_severities() {
+        let text = with("severities = [\"PANIC\", \"FATAL\"]\nmin_disk", "min_disk");
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("signature[0].severities"));
+        let text =
+            with("severities = [\"PANIC\", \"FATAL\"]\nmin_disk", "severities = [\"PANIC\", \"STATEMENT\"]\nmin_disk");
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.kind, RulesErrorKind::UnknownName);
+        assert!(e.message.contains("client text"), "{e}");
+        assert_eq!(e.line, Some(line_of(&text, "\"STATEMENT\"]")));
+    }
+
+    #[test]
+    fn disk_full_needs_the_disk_usage_condition() {
+        let text = with("min_disk_used_pct = 85.0\n", "");
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("signature[0].min_disk_used_pct"));
+        let text = with("min_disk_used_pct = 85.0", "min_disk_used_pct = 0.0");
+        assert_eq!(load(&text).unwrap_err().kind, RulesErrorKind::OutOfRange);
+    }
+
+    #[test]
+    fn server_line_needs_its_groups_and_an_anchor() {
+        let line = Rules::default_rules().server_line.as_str().to_string();
+        let text = with(&line, &line.replace("?P<message>", ""));
+        assert!(load(&text).unwrap_err().message.contains("(?P<message>"));
+        let text = with(&line, &line[1..]);
+        assert!(load(&text).unwrap_err().message.contains("anchored"));
     }
 
     #[test]

@@ -24,7 +24,9 @@ use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
 const TOKEN: &str = "s3cret-token-for-tests";
-const HOSTILE: &str = "PANIC:  <script>alert('pwned')</script> could not write: No space left on device";
+// Matches the disk-full signature (a server PANIC about a file it could not
+// write), so it is shown as evidence, with markup in the file name.
+const HOSTILE: &str = "PANIC:  could not write to file \"<script>alert('pwned')</script>\": No space left on device";
 
 struct Lab {
     console: Console,
@@ -328,6 +330,7 @@ async fn the_terminal_prompt_and_the_page_show_the_same_evidence() {
     }
     for (label, value) in &facts {
         assert!(prompt.contains(&format!("{label}: {value}")), "terminal lacks {label}: {value}\n{prompt}");
+        let value = opsguard::console::escape(value);
         assert!(page.contains(&format!("<dt>{label}</dt><dd>{value}</dd>")), "page lacks {label}: {value}");
     }
     let lines = evidence_lines(&request.alarm.evidence);

@@ -150,12 +150,13 @@ async fn a_stricter_clean_threshold_differs_after_the_clean() {
 }
 
 #[tokio::test]
-async fn another_signature_order_reclassifies_and_differs_at_the_first_step() {
+async fn another_signature_reclassifies_and_differs_at_the_first_step() {
     let records = recorded(SimFault::ChainReaction).await;
-    // Corruption before disk full: the disk-full PANIC now reads as corruption.
+    // A corruption signature that also reads the disk-full PANIC: a
+    // dangerous cause decides whatever else matched.
     let mut rules = Rules::default_rules();
-    rules.signatures.rotate_right(1);
-    assert_eq!(rules.signatures[0].cause, RootCause::DataCorruption);
+    assert_eq!(rules.signatures[3].cause, RootCause::DataCorruption);
+    rules.signatures[3].log_pattern = Some(regex::Regex::new("No space left on device$").unwrap());
     let r = &replay(Arc::new(rules), &incident_trails(&records))[0];
     assert_eq!(r.today.as_ref().unwrap().kind, AlarmKind::DbCrash(RootCause::DataCorruption));
     let d = r.first_difference().unwrap();

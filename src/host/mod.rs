@@ -158,6 +158,8 @@ pub fn log_path_holding_data<'a>(log_paths: &'a [String], data_dirs: &[&str]) ->
     log_paths.iter().find_map(|p| dirs.iter().find(|d| holds(p, d)).map(|d| (p.as_str(), d.to_string())))
 }
 
+pub use crate::classify::LogSink;
+
 /// Everything OpsGuard does to or learns from a host.
 #[cfg_attr(test, mockall::automock)]
 #[trait_variant::make(Send)]
@@ -170,6 +172,25 @@ pub trait Host: Sync {
     /// `max_lines` of the newest lines.
     async fn recent_logs(&self, container: &str, since: Timestamp, max_lines: usize)
     -> Result<Vec<LogLine>, HostError>;
+    /// Feeds `sink` the text of each of the container's log lines from
+    /// `since` to now, oldest first, at most `max_lines` of the newest: like
+    /// [`Host::recent_logs`], but the caller keeps what it needs, so a large
+    /// window costs time, not memory. The default reads
+    /// [`Host::recent_logs`]; hosts whose logs can be large stream them.
+    fn scan_logs(
+        &self,
+        container: &str,
+        since: Timestamp,
+        max_lines: usize,
+        sink: &mut dyn LogSink,
+    ) -> impl std::future::Future<Output = Result<(), HostError>> + Send {
+        async move {
+            for l in self.recent_logs(container, since, max_lines).await? {
+                sink.line(&l.text);
+            }
+            Ok(())
+        }
+    }
     /// Usage of the filesystem holding `path` inside the container; works on
     /// stopped containers.
     async fn disk_usage(&self, container: &str, path: &str) -> Result<DiskUsage, HostError>;
