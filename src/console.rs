@@ -44,6 +44,7 @@ use tokio::time::Instant;
 use crate::approval::{Answer, ApprovalError, ApprovalRequest, Approver, evidence_facts, evidence_lines};
 use crate::audit::{AuditEvent, AuditRecord, Resolution};
 use crate::model::Alarm;
+use crate::serve::Limits;
 
 /// The largest request body the console reads; an answer form is far smaller.
 pub const BODY_LIMIT: usize = 8 * 1024;
@@ -276,9 +277,21 @@ impl Console {
             .with_state(self.clone())
     }
 
-    /// Serves the console on `listener` until the task is dropped.
+    /// Serves the console on `listener` within [`Limits::CONSOLE`], over
+    /// plain HTTP, until the task is dropped.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        axum::serve(listener, self.router()).await
+        self.serve_with(listener, Limits::CONSOLE, None).await
+    }
+
+    /// Serves the console on `listener` within `limits`, over TLS when
+    /// `tls` is given, until the task is dropped.
+    pub async fn serve_with(
+        self,
+        listener: tokio::net::TcpListener,
+        limits: Limits,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<()> {
+        crate::serve::serve(listener, self.router(), limits, tls).await
     }
 
     fn publish(&self, request: &ApprovalRequest) -> Result<oneshot::Receiver<Answer>, ApprovalError> {

@@ -57,6 +57,7 @@ pub mod observer;
 pub mod postmortem;
 pub mod progress;
 pub mod rules;
+pub mod serve;
 pub mod telemetry;
 
 /// The README's examples, compiled and run as doc tests.

@@ -807,7 +807,6 @@ async fn serve_metrics(addr: std::net::SocketAddr, format: LogFormat) -> Result<
     let at = listener.local_addr().map_err(|e| e.to_string())?;
     announce(format, &format!("📈 metrics at http://{at}/metrics"));
     let upkeep = handle.clone();
-    let app = opsguard::telemetry::metrics_router(move || handle.render());
     Ok(tokio::spawn(async move {
         // Histograms are drained into the exporter's buckets on upkeep.
         let upkeep = tokio::spawn(async move {
@@ -816,7 +815,8 @@ async fn serve_metrics(addr: std::net::SocketAddr, format: LogFormat) -> Result<
                 upkeep.run_upkeep();
             }
         });
-        if let Err(e) = axum::serve(listener, app).await {
+        let render = move || handle.render();
+        if let Err(e) = opsguard::telemetry::serve_metrics(listener, render, opsguard::serve::Limits::METRICS).await {
             tracing::error!(error = %e, "metrics server stopped");
         }
         upkeep.abort();

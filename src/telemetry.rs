@@ -201,6 +201,21 @@ where
     )
 }
 
+/// Serves [`metrics_router`] on `listener` within `limits` (header-read and
+/// request timeouts, a connection limit: see [`crate::serve`]) until the
+/// task is dropped. The exporter's own HTTP listener is not used, so that a
+/// scraper endpoint open to the network has the same bounds as the console.
+pub async fn serve_metrics<F>(
+    listener: tokio::net::TcpListener,
+    render: F,
+    limits: crate::serve::Limits,
+) -> std::io::Result<()>
+where
+    F: Fn() -> String + Clone + Send + Sync + 'static,
+{
+    crate::serve::serve(listener, metrics_router(render), limits, None).await
+}
+
 #[cfg(test)]
 mod tests {
     use crate::model::StopReason;

@@ -19,6 +19,7 @@ use opsguard::incident::{IncidentReport, Timeouts};
 use opsguard::llm::NoAdvisor;
 use opsguard::model::StopReason;
 use opsguard::rules::Rules;
+use opsguard::serve::Limits;
 use sim_lab::{START, SimLab, sim_lab_with_audit};
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
@@ -365,4 +366,109 @@ fn the_cli_refuses_to_listen_beyond_loopback_without_a_token_or_with_a_weak_one(
     assert!(String::from_utf8_lossy(&out.stderr).contains("longer than zero"), "{out:?}");
     let out = run(&["--no-such-flag"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+// ------------------------------------------------- issue 8, item 10: limits
+
+/// Limits small enough for a test to reach: 32 connections, 1 s to send a
+/// request head, 2 s for a request.
+const TEST_LIMITS: Limits = Limits {
+    header_read_timeout: Duration::from_secs(1),
+    request_timeout: Duration::from_secs(2),
+    max_connections: 32,
+    max_connection_age: Duration::from_secs(60),
+};
+
+/// A client that sends a request head one byte every 100 ms and never
+/// finishes it; returns how long the server kept the connection open.
+async fn slow_client(addr: std::net::SocketAddr, give_up: Duration) -> Duration {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let Ok(stream) = tokio::net::TcpStream::connect(addr).await else { return started.elapsed() };
+    let (mut rd, mut wr) = stream.into_split();
+    let head = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".iter().copied().chain(std::iter::repeat(b'a'));
+    let writer = async move {
+        for b in head {
+            if wr.write_all(&[b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let mut buf = [0u8; 512];
+    let closed = async move {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::select! {
+        () = closed => {}
+        () = writer => {}
+        () = tokio::time::sleep(give_up) => {}
+    }
+    started.elapsed()
+}
+
+/// Issue 8, item 10: 200 slow clients on loopback. Each is dropped within
+/// the header-read timeout (or sooner, when a newer client needs its
+/// slot); meanwhile a normal client is answered at once and the operator's
+/// approval over the same socket still heals the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_dropped_and_the_console_keeps_answering() {
+    let (lab, incident) = lab(None, Duration::from_secs(300)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(lab.console.clone().serve_with(listener, TEST_LIMITS, None));
+
+    let give_up = Duration::from_secs(10);
+    let mut slow = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        slow.spawn(slow_client(addr, give_up));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Every slot is now held by a slow client.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let started = std::time::Instant::now();
+    let resp = http.get(format!("http://{addr}/")).send().await.expect("the console answers");
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    assert!(resp.text().await.unwrap().contains("Approve</button>"));
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(800), "a normal request waited {took:?} behind slow clients");
+
+    let mut longest = Duration::ZERO;
+    while let Some(held) = slow.join_next().await {
+        longest = longest.max(held.unwrap());
+    }
+    let bound = TEST_LIMITS.header_read_timeout + Duration::from_millis(1500);
+    assert!(longest < bound, "a slow client held its connection for {longest:?} (header timeout 1 s)");
+
+    // A request whose body never comes gets 408 when its time is up.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"POST /answer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+              Content-Length: 100\r\n\r\nincident=1",
+        )
+        .await
+        .unwrap();
+        let started = std::time::Instant::now();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    }
+    unchanged(&lab, &incident, "slow clients");
+
+    // Healing goes on: the approval reaches the incident over the socket.
+    let resp = http.post(format!("http://{addr}/answer")).form(&form(&lab, "approve")).send().await.unwrap();
+    assert!(resp.status().is_success() || resp.status().is_redirection(), "{resp:?}");
+    assert_eq!(incident.await.unwrap().resolution, Resolution::Resolved);
+    assert_eq!(restarts(&lab.host), 1);
+    server.abort();
 }

@@ -12,6 +12,7 @@ use opsguard::audit::Resolution;
 use opsguard::clock::Clock;
 use opsguard::host::sim::SimFault;
 use opsguard::llm::NoAdvisor;
+use opsguard::serve::Limits;
 use opsguard::telemetry;
 use sim_lab::sim_lab;
 
@@ -49,10 +50,9 @@ fn scrape(recorder: &PrometheusRecorder) -> (String, String) {
 
 async fn scrape_over_http(recorder: &PrometheusRecorder) -> (String, String) {
     let handle = recorder.handle();
-    let app = telemetry::metrics_router(move || handle.render());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = tokio::spawn(telemetry::serve_metrics(listener, move || handle.render(), Limits::METRICS));
     let resp = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
     let ctype = resp.headers()["content-type"].to_str().unwrap().to_string();
     let body = resp.text().await.unwrap();
@@ -110,4 +110,43 @@ fn a_rejected_restart_is_counted_as_a_stop_and_never_as_resolved() {
     assert!(!text.contains(r#"outcome="resolved""#), "{text}");
     assert!(!text.contains("opsguard_time_to_resolve_seconds_count"), "{text}");
     assert_eq!(sample(&text, "opsguard_incidents_open"), Some(0.0), "{text}");
+}
+
+/// Issue 8, item 10: the metrics endpoint has the console's bounds. A
+/// client that never finishes its request head is dropped after the
+/// header-read timeout, and one past the connection limit does not keep a
+/// scraper out.
+#[test]
+fn a_slow_client_is_dropped_and_a_scrape_still_works() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = Limits {
+        header_read_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(2),
+        max_connections: 4,
+        max_connection_age: Duration::from_secs(60),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let recorder = recorder();
+        let handle = recorder.handle();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(telemetry::serve_metrics(listener, move || handle.render(), limits));
+        let mut slow = Vec::new();
+        for _ in 0..8 {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.unwrap();
+            slow.push((std::time::Instant::now(), s));
+        }
+        let resp = reqwest::Client::builder().no_proxy().build().unwrap().get(format!("http://{addr}/metrics"));
+        let resp = tokio::time::timeout(Duration::from_millis(800), resp.send()).await;
+        assert!(resp.expect("answered before any header timeout").unwrap().status().is_success());
+        for (started, mut s) in slow {
+            let mut buf = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+            assert!(read.is_ok(), "a slow client was still connected after 5 s");
+            assert!(started.elapsed() < Duration::from_millis(2500), "held {:?}", started.elapsed());
+        }
+        server.abort();
+    });
 }
