@@ -354,8 +354,14 @@ pub fn resume(path: &Path) -> io::Result<Resume> {
     let mut resume = Resume { next_incident: 1, ..Resume::default() };
     for r in &read.records {
         resume.next_incident = resume.next_incident.max(r.incident.saturating_add(1));
-        if let AuditEvent::Executed { action: Action::RestartContainer { target, .. }, outcome: Outcome::Restarted } =
-            &r.event
+        // A restart that failed may still have happened (a timeout): it
+        // counts, as it did in the run that recorded it. So does one whose
+        // re-check failed before it: the log cannot tell them apart, and
+        // over-counting only escalates sooner.
+        if let AuditEvent::Executed {
+            action: Action::RestartContainer { target, .. },
+            outcome: Outcome::Restarted | Outcome::Failed { .. },
+        } = &r.event
         {
             resume.restarts.entry(target.clone()).or_default().push(r.ts);
         }

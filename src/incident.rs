@@ -254,13 +254,15 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                     // Restarting blind is what the approval gate is for avoiding.
                     Err(e) => return Outcome::Failed { error: format!("re-check before restarting: {e}") },
                 }
-                match self.host.restart(target.as_str()).await {
-                    Ok(()) => {
-                        let now = self.clock.now();
-                        self.restarts.entry(target.clone()).or_default().push(now);
-                        history.restarts.push(now);
-                        Outcome::Restarted
-                    }
+                let result = self.host.restart(target.as_str()).await;
+                // Counted whatever the answer: a restart that timed out or
+                // lost its connection may still have happened, and a budget
+                // that skipped it would let a crash loop run on (issue 8).
+                let now = self.clock.now();
+                self.restarts.entry(target.clone()).or_default().push(now);
+                history.restarts.push(now);
+                match result {
+                    Ok(()) => Outcome::Restarted,
                     Err(e) => failed(e),
                 }
             }
