@@ -104,6 +104,13 @@ pub enum AuditEvent {
         /// A host error, if the check failed.
         error: Option<String>,
     },
+    /// An approval was voided because the crash it was for is over (the
+    /// container ran or crashed again): the incident goes on from this
+    /// fresh alarm, decided anew.
+    Reassessed {
+        /// The alarm as the host shows it now.
+        alarm: Alarm,
+    },
     /// The incident ended.
     IncidentClosed {
         /// How.
@@ -139,6 +146,9 @@ impl AuditEvent {
                 s
             }
             AuditEvent::Decided { action } => format!("🧠 decide → {action}"),
+            AuditEvent::Reassessed { alarm } => {
+                format!("🔁 decided again from fresh facts: {} on {}", alarm.kind, alarm.container)
+            }
             AuditEvent::ApprovalRequested { action, approver, .. } => {
                 format!("⚠  approval requested from {approver}: {action}")
             }
@@ -165,6 +175,9 @@ impl AuditEvent {
                     Outcome::ApprovalRejected => "🛑 not approved".to_string(),
                     Outcome::Restarted => "container restarted".to_string(),
                     Outcome::RestartNotNeeded => "⏭  not restarted: it came back on its own".to_string(),
+                    Outcome::ApprovalVoided { reason } => {
+                        format!("⏭  not restarted: approval void, {}", crate::classify::printable(reason))
+                    }
                     Outcome::Verified(crate::model::Verification::Confirmed) => "✅ confirmed Running".to_string(),
                     Outcome::Verified(crate::model::Verification::NotConfirmed { last_state }) => {
                         format!("not running (last seen {})", last_state.map_or("unreachable", ContainerState::as_str))
