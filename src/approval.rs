@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::{Action, Alarm, Evidence};
+use crate::host::ContainerStatus;
+use crate::model::{Action, Alarm, ContainerState, Evidence, RootCause, Timestamp};
 
 /// What a human is asked to approve.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,102 @@ pub struct ApprovalRequest {
     pub action: Action,
     /// The alarm and its evidence.
     pub alarm: Alarm,
+    /// The one crash a restart is asked for; an approval is void for any
+    /// other state of the container ([`CrashBinding::void_reason`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash: Option<CrashBinding>,
+}
+
+/// One crash of one container, as inspected when the approval was asked:
+/// the container (its id changes when it is recreated), that run's start and
+/// end, how it ended, and the root cause it was tagged with. A restart
+/// approved for it is carried out only while the container is still in
+/// exactly that crash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrashBinding {
+    /// Docker's container id.
+    pub container_id: Option<String>,
+    /// When the crashed run started.
+    pub started_at: Option<Timestamp>,
+    /// When it ended (Docker's `FinishedAt`).
+    pub finished_at: Option<Timestamp>,
+    /// Its exit code.
+    pub exit_code: Option<i64>,
+    /// Docker's `OOMKilled` for it.
+    pub oom_killed: bool,
+    /// The root cause the approver was shown.
+    pub cause: Option<RootCause>,
+}
+
+fn stopped(state: ContainerState) -> bool {
+    matches!(state, ContainerState::Exited | ContainerState::Dead)
+}
+
+fn show(t: Option<Timestamp>) -> String {
+    t.map_or_else(|| "-".to_string(), Timestamp::to_rfc3339)
+}
+
+impl CrashBinding {
+    /// The crash `status` shows, tagged with `cause`.
+    pub fn of(status: &ContainerStatus, cause: Option<RootCause>) -> CrashBinding {
+        CrashBinding {
+            container_id: status.id.clone(),
+            started_at: status.started_at,
+            finished_at: status.finished_at,
+            exit_code: status.exit_code,
+            oom_killed: status.oom_killed,
+            cause,
+        }
+    }
+
+    /// Why the alarm's evidence is about another crash than this one, if it
+    /// is: the container ran and ended again after the alarm was raised.
+    pub fn differs_from(&self, e: &Evidence) -> Option<String> {
+        if e.fault_at.is_some() && e.fault_at != self.finished_at {
+            return Some(format!(
+                "it crashed again since the alarm (ended {}, the alarm's crash {})",
+                show(self.finished_at),
+                show(e.fault_at)
+            ));
+        }
+        if e.exit_code.is_some() && e.exit_code != self.exit_code || e.oom_killed.is_some_and(|o| o != self.oom_killed)
+        {
+            return Some("its exit code or OOM flag is not the alarm's any more".into());
+        }
+        None
+    }
+
+    /// Why `now` is not this crash any more, if it is not: the container is
+    /// not stopped, was recreated, ran again, or ended differently. `None`
+    /// only for the very same stopped run.
+    pub fn void_reason(&self, now: &ContainerStatus) -> Option<String> {
+        if !stopped(now.state) {
+            return Some(format!("it is {} now", now.state.as_str()));
+        }
+        if now.id != self.container_id {
+            return Some(format!(
+                "the container was recreated (id {} → {})",
+                short_id(self.container_id.as_deref()),
+                short_id(now.id.as_deref())
+            ));
+        }
+        if now.started_at != self.started_at || now.finished_at != self.finished_at {
+            return Some(format!(
+                "it ran again since (ended {}, approved for the crash that ended {})",
+                show(now.finished_at),
+                show(self.finished_at)
+            ));
+        }
+        if now.exit_code != self.exit_code || now.oom_killed != self.oom_killed {
+            return Some("its exit code or OOM flag changed".into());
+        }
+        None
+    }
+}
+
+fn short_id(id: Option<&str>) -> String {
+    // Ids come from the daemon: printable and short, whatever it sent.
+    id.map_or_else(|| "-".to_string(), |s| crate::classify::printable(crate::classify::truncate(s, 12)))
 }
 
 /// A human's answer.
@@ -179,6 +276,13 @@ pub fn render_request(r: &ApprovalRequest) -> String {
     for (label, value) in evidence_facts(&r.alarm.evidence) {
         s += &format!("  {label}: {value}\n");
     }
+    if let Some(c) = &r.crash {
+        s += &format!(
+            "  for the crash that ended {} (container {}); void if it runs or crashes again\n",
+            show(c.finished_at),
+            short_id(c.container_id.as_deref())
+        );
+    }
     let lines = evidence_lines(&r.alarm.evidence);
     if !lines.is_empty() {
         s += "  matching log lines:\n";
@@ -243,7 +347,7 @@ pub async fn ask<A: Approver>(approver: &A, request: &ApprovalRequest, timeout: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AlarmKind, ContainerName, Evidence, RestartReason, RootCause, Timestamp};
+    use crate::model::{AlarmKind, ContainerName, Evidence, RestartReason};
 
     fn request(id: u64) -> ApprovalRequest {
         ApprovalRequest {
@@ -256,6 +360,7 @@ mod tests {
                 evidence: Evidence { exit_code: Some(137), oom_killed: Some(true), ..Default::default() },
                 raised_at: Timestamp(0),
             },
+            crash: None,
         }
     }
 
@@ -298,6 +403,49 @@ mod tests {
         let answerer = tokio::spawn(async move { drop(rx.recv().await) });
         assert!(!ask(&approver, &request(1), Duration::from_secs(5)).await.0);
         answerer.await.unwrap();
+    }
+
+    // Issue 8, item 5: an approval is for one crash, in one state.
+    #[test]
+    fn a_binding_is_void_for_any_other_state_of_the_container() {
+        use crate::model::{ContainerState, Health};
+        let crashed = ContainerStatus {
+            name: ContainerName::new("db-prod"),
+            id: Some("c0ffee".into()),
+            state: ContainerState::Exited,
+            health: Health::None,
+            exit_code: Some(137),
+            oom_killed: true,
+            started_at: Some(Timestamp(1_000)),
+            finished_at: Some(Timestamp(9_000)),
+        };
+        let b = CrashBinding::of(&crashed, Some(RootCause::OomKill));
+        assert_eq!(b.void_reason(&crashed), None);
+        let changed = |f: &dyn Fn(&mut ContainerStatus)| {
+            let mut s = crashed.clone();
+            f(&mut s);
+            b.void_reason(&s)
+        };
+        assert!(changed(&|s| s.id = Some("beef".into())).unwrap().contains("recreated"));
+        assert!(changed(&|s| s.finished_at = Some(Timestamp(12_000))).unwrap().contains("ran again"));
+        assert!(changed(&|s| s.started_at = Some(Timestamp(10_000))).unwrap().contains("ran again"));
+        assert!(changed(&|s| s.oom_killed = false).is_some());
+        assert!(changed(&|s| s.exit_code = Some(1)).is_some());
+        let running = changed(&|s| {
+            s.state = ContainerState::Running;
+            s.health = Health::Starting;
+        });
+        assert!(running.unwrap().contains("running"));
+        // The alarm's own crash, or a later one.
+        let e = Evidence {
+            fault_at: Some(Timestamp(9_000)),
+            exit_code: Some(137),
+            oom_killed: Some(true),
+            ..Evidence::default()
+        };
+        assert_eq!(b.differs_from(&e), None);
+        let older = Evidence { fault_at: Some(Timestamp(5_000)), ..e };
+        assert!(b.differs_from(&older).unwrap().contains("crashed again"));
     }
 
     #[test]

@@ -115,6 +115,13 @@ pub enum AuditEvent {
         /// A host error, if the check failed.
         error: Option<String>,
     },
+    /// An approval was voided because the crash it was for is over (the
+    /// container ran or crashed again): the incident goes on from this
+    /// fresh alarm, decided anew.
+    Reassessed {
+        /// The alarm as the host shows it now.
+        alarm: Alarm,
+    },
     /// The incident ended.
     IncidentClosed {
         /// How.
@@ -150,6 +157,9 @@ impl AuditEvent {
                 s
             }
             AuditEvent::Decided { action } => format!("🧠 decide → {action}"),
+            AuditEvent::Reassessed { alarm } => {
+                format!("🔁 decided again from fresh facts: {} on {}", alarm.kind, alarm.container)
+            }
             AuditEvent::ApprovalRequested { action, approver, .. } => {
                 format!("⚠  approval requested from {approver}: {action}")
             }
@@ -176,6 +186,9 @@ impl AuditEvent {
                     Outcome::ApprovalRejected => "🛑 not approved".to_string(),
                     Outcome::Restarted => "container restarted".to_string(),
                     Outcome::RestartNotNeeded => "⏭  not restarted: it came back on its own".to_string(),
+                    Outcome::ApprovalVoided { reason } => {
+                        format!("⏭  not restarted: approval void, {}", crate::classify::printable(reason))
+                    }
                     Outcome::Verified(crate::model::Verification::Confirmed) => "✅ confirmed Running".to_string(),
                     Outcome::Verified(crate::model::Verification::NotConfirmed { last_state }) => {
                         format!("not running (last seen {})", last_state.map_or("unreachable", ContainerState::as_str))
@@ -468,8 +481,14 @@ pub fn resume(path: &Path) -> io::Result<Resume> {
     let mut resume = Resume { next_incident: 1, ..Resume::default() };
     for r in &read.records {
         resume.next_incident = resume.next_incident.max(r.incident.saturating_add(1));
-        if let AuditEvent::Executed { action: Action::RestartContainer { target, .. }, outcome: Outcome::Restarted } =
-            &r.event
+        // A restart that failed may still have happened (a timeout): it
+        // counts, as it did in the run that recorded it. So does one whose
+        // re-check failed before it: the log cannot tell them apart, and
+        // over-counting only escalates sooner.
+        if let AuditEvent::Executed {
+            action: Action::RestartContainer { target, .. },
+            outcome: Outcome::Restarted | Outcome::Failed { .. },
+        } = &r.event
         {
             resume.restarts.entry(target.clone()).or_default().push(r.ts);
         }

@@ -77,7 +77,8 @@ impl Engine {
         }
         // Only a verification may call it resolved, whatever the plan's next
         // step is; after the step limit, like any step.
-        if steps.last().is_some_and(|s| s.outcome == Outcome::RestartNotNeeded) {
+        if steps.last().is_some_and(|s| matches!(s.outcome, Outcome::RestartNotNeeded | Outcome::ApprovalVoided { .. }))
+        {
             return Action::Verify { target: alarm.container.clone() };
         }
 

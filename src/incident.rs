@@ -13,13 +13,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::approval::{self, ApprovalRequest, Approver};
+use crate::approval::{self, ApprovalRequest, Approver, CrashBinding};
 use crate::audit::{AuditEvent, AuditLog, Resolution};
 use crate::clock::Clock;
 use crate::engine::Engine;
-use crate::host::Host;
+use crate::host::{ContainerStatus, Host};
 use crate::llm::{AdviceRequest, Advisor};
-use crate::model::{Action, Alarm, AlarmKind, ContainerName, History, Outcome, Step, Timestamp, Verification};
+use crate::model::{
+    Action, Alarm, AlarmKind, ContainerName, ContainerState, History, Outcome, Step, Timestamp, Verification,
+};
 use crate::observer::{Cadence, Check, ContainerEvent, Observer};
 use crate::telemetry;
 
@@ -54,6 +56,10 @@ impl Default for Timeouts {
         Timeouts { approval: Duration::from_secs(300), advice: Duration::from_secs(60) }
     }
 }
+
+/// How many times one incident may be decided again after an approval
+/// was voided by a new crash.
+const MAX_REASSESSMENTS: u32 = 3;
 
 /// Runs incidents to their end against one host.
 pub struct Responder<H, A, L, C> {
@@ -163,14 +169,48 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
         );
     }
 
+    /// A container that is not stopped (running, even if still starting;
+    /// restarting under Docker's policy) is never restarted on an approval
+    /// given for a stopped one: the outcome that says so, after recording
+    /// what was seen.
+    fn not_stopped(&self, id: u64, status: &ContainerStatus) -> Option<Outcome> {
+        self.log(
+            id,
+            AuditEvent::Checked { state: Some(status.state), health: Some(status.health), cleared: None, error: None },
+        );
+        (!matches!(status.state, ContainerState::Exited | ContainerState::Dead)).then_some(Outcome::RestartNotNeeded)
+    }
+
+    /// After a voided approval: the alarm as the host shows it now, if the
+    /// container is down again (`None` when it is up: verification follows).
+    async fn reassess(&self, id: u64, alarm: &Alarm) -> Option<Alarm> {
+        if alarm.container != self.engine.rules().database.container {
+            return None;
+        }
+        match self.observer.check_database(&self.host, self.clock.now()).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                self.log(
+                    id,
+                    AuditEvent::Checked { state: None, health: None, cleared: None, error: Some(e.to_string()) },
+                );
+                None
+            }
+        }
+    }
+
     /// Handles one alarm until the incident is resolved or stopped.
-    pub async fn handle(&mut self, alarm: Alarm) -> IncidentReport {
+    pub async fn handle(&mut self, opening: Alarm) -> IncidentReport {
         let id = self.next_incident;
         self.next_incident += 1;
         let opened_at = self.clock.now();
-        telemetry::incident_opened(id, &alarm);
-        self.log(id, AuditEvent::IncidentOpened { alarm: alarm.clone() });
+        telemetry::incident_opened(id, &opening);
+        self.log(id, AuditEvent::IncidentOpened { alarm: opening.clone() });
+        let mut alarm = opening.clone();
         let mut history = History::with_restarts(self.restarts.get(&alarm.container).cloned().unwrap_or_default());
+        // Steps taken for alarms the incident has since reassessed.
+        let mut earlier_steps = Vec::new();
+        let mut reassessments = 0;
         loop {
             let action = self.engine.decide(&alarm, &history, self.clock.now());
             telemetry::decided(id, &action);
@@ -186,14 +226,29 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                     let outcome = self.execute(id, &alarm, &action, &mut history).await;
                     telemetry::executed(id, &action, &outcome);
                     self.log(id, AuditEvent::Executed { action: action.clone(), outcome: outcome.clone() });
+                    let voided = matches!(outcome, Outcome::ApprovalVoided { .. });
                     history.steps.push(Step { action, outcome, at: self.clock.now() });
+                    // A new crash is a new decision, from its own facts (a
+                    // config error now forbids the restart approved for an
+                    // OOM kill). Bounded: a container that keeps changing
+                    // under the approver ends in verification instead.
+                    if voided
+                        && reassessments < MAX_REASSESSMENTS
+                        && let Some(fresh) = self.reassess(id, &alarm).await
+                    {
+                        reassessments += 1;
+                        self.log(id, AuditEvent::Reassessed { alarm: fresh.clone() });
+                        alarm = fresh;
+                        earlier_steps.append(&mut history.steps);
+                    }
                     continue;
                 }
             };
             let closed_at = self.clock.now();
-            telemetry::incident_closed(id, &alarm, resolution, closed_at);
-            self.log(id, AuditEvent::IncidentClosed { resolution, steps: history.steps.len() });
-            return IncidentReport { id, alarm, steps: history.steps, resolution, opened_at, closed_at };
+            telemetry::incident_closed(id, &opening, resolution, closed_at);
+            earlier_steps.append(&mut history.steps);
+            self.log(id, AuditEvent::IncidentClosed { resolution, steps: earlier_steps.len() });
+            return IncidentReport { id, alarm: opening, steps: earlier_steps, resolution, opened_at, closed_at };
         }
     }
 
@@ -221,11 +276,25 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                 }
             }
             Action::RestartContainer { target, .. } => {
+                // The approval is asked for the crash the alarm saw, as the
+                // host shows it now, and is worth nothing for any other.
+                let before = match self.host.inspect(target.as_str()).await {
+                    Ok(s) => s,
+                    Err(e) => return Outcome::Failed { error: format!("inspect before asking: {e}") },
+                };
+                if let Some(outcome) = self.not_stopped(id, &before) {
+                    return outcome;
+                }
+                let crash = CrashBinding::of(&before, alarm.kind.cause());
+                if let Some(reason) = crash.differs_from(&alarm.evidence) {
+                    return Outcome::ApprovalVoided { reason };
+                }
                 let request = ApprovalRequest {
                     id: self.next_request,
                     incident: id,
                     action: action.clone(),
                     alarm: alarm.clone(),
+                    crash: Some(crash.clone()),
                 };
                 self.next_request += 1;
                 let approver = self.approver.name().to_string();
@@ -244,24 +313,27 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                     return Outcome::ApprovalRejected;
                 }
                 // The human answered what they saw, maybe minutes ago: restart
-                // only if the alarm's condition still holds.
-                match self.observer.recheck(&self.host, alarm).await {
-                    Ok(check) => {
-                        self.log_check(id, &check);
-                        if check.is_good() {
-                            return Outcome::RestartNotNeeded;
-                        }
-                    }
+                // only the very crash they approved, still stopped.
+                let now = match self.host.inspect(target.as_str()).await {
+                    Ok(s) => s,
                     // Restarting blind is what the approval gate is for avoiding.
                     Err(e) => return Outcome::Failed { error: format!("re-check before restarting: {e}") },
+                };
+                if let Some(outcome) = self.not_stopped(id, &now) {
+                    return outcome;
                 }
-                match self.host.restart(target.as_str()).await {
-                    Ok(()) => {
-                        let now = self.clock.now();
-                        self.restarts.entry(target.clone()).or_default().push(now);
-                        history.restarts.push(now);
-                        Outcome::Restarted
-                    }
+                if let Some(reason) = crash.void_reason(&now) {
+                    return Outcome::ApprovalVoided { reason };
+                }
+                let result = self.host.restart(target.as_str()).await;
+                // Counted whatever the answer: a restart that timed out or
+                // lost its connection may still have happened, and a budget
+                // that skipped it would let a crash loop run on (issue 8).
+                let now = self.clock.now();
+                self.restarts.entry(target.clone()).or_default().push(now);
+                history.restarts.push(now);
+                match result {
+                    Ok(()) => Outcome::Restarted,
                     Err(e) => failed(e),
                 }
             }

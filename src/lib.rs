@@ -51,6 +51,7 @@ pub mod engine;
 pub mod explain;
 pub mod host;
 pub mod incident;
+pub mod instance;
 pub mod llm;
 pub mod model;
 pub mod observer;

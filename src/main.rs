@@ -651,6 +651,17 @@ async fn watch<A: Approver, L: Advisor>(
 ) -> Result<Vec<IncidentReport>, String> {
     let WatchHow { audit_path, until, approval_timeout, output, console, shadow } = how;
     let prompts = approver.name() == TerminalApprover.name();
+    // One acting watch per Docker endpoint: a second would keep a restart
+    // budget of its own. Shadow mode changes nothing, so it may run beside one.
+    let _instance = if shadow {
+        None
+    } else {
+        let dir = opsguard::instance::default_lock_dir();
+        Some(
+            opsguard::instance::InstanceLock::acquire(&dir, &opsguard::instance::docker_endpoint())
+                .map_err(|e| e.to_string())?,
+        )
+    };
     let host = DockerHost::connect(&rules.scope_label).await.map_err(|e| e.to_string())?;
     let metrics = match output.metrics_listen {
         Some(addr) => Some(serve_metrics(addr, output.log_format).await?),

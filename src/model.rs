@@ -636,6 +636,14 @@ pub enum Outcome {
     /// The restart was approved, but a re-check just before it found the
     /// container back on its own (Running, condition cleared): not restarted.
     RestartNotNeeded,
+    /// The restart was approved for one crash, and the container is no
+    /// longer in it (it ran again, crashed again, or was recreated): the
+    /// approval is void, nothing was done, and the incident is decided
+    /// again from fresh facts.
+    ApprovalVoided {
+        /// What changed, for humans.
+        reason: String,
+    },
     /// Verification finished.
     Verified(Verification),
     /// The LLM answered with a valid choice.

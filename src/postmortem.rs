@@ -587,6 +587,7 @@ fn outcome_text(o: &Outcome) -> String {
         Outcome::ApprovalRejected => "not approved: not run".to_string(),
         Outcome::Restarted => "restarted".to_string(),
         Outcome::RestartNotNeeded => "not restarted: it was back on its own".to_string(),
+        Outcome::ApprovalVoided { reason } => format!("not restarted: approval void, {}", printable(reason)),
         Outcome::Verified(Verification::Confirmed) => "confirmed Running".to_string(),
         Outcome::Verified(Verification::NotConfirmed { last_state }) => {
             format!("not confirmed (last seen {})", last_state.map_or("unreachable", ContainerState::as_str))

@@ -109,6 +109,7 @@ pub fn result_label(outcome: &Outcome) -> &'static str {
         Outcome::Verified(Verification::NotConfirmed { .. }) => "not_confirmed",
         Outcome::ApprovalRejected => "rejected",
         Outcome::RestartNotNeeded => "not_needed",
+        Outcome::ApprovalVoided { .. } => "voided",
         Outcome::LlmFailed | Outcome::Failed { .. } => "failed",
     }
 }

@@ -118,3 +118,44 @@ async fn a_resumed_watch_numbers_on_and_remembers_the_restart_budget() {
     assert_eq!(report.resolution, Resolution::Stopped { reason: StopReason::RestartBudgetExhausted });
     assert!(!sim.ops().iter().any(|op| matches!(op, SimOp::Restart { .. })), "{:?}", sim.ops());
 }
+
+// Issue 8, item 9: a restart that returned an error (a timeout) may still
+// have happened on the daemon: it counts against the restart budget, in
+// this run and in the next one that resumes from the audit log.
+#[tokio::test]
+async fn a_restart_that_failed_still_counts_against_the_budget() {
+    use opsguard::audit::{AuditLog, Resume};
+    use opsguard::clock::Clock;
+    use opsguard::host::sim::{DB, SimKnobs, SimOp};
+    use opsguard::model::StopReason;
+    use std::collections::BTreeMap;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let audit = AuditLog::to_file(&path).unwrap();
+    let mut lab = sim_lab::sim_lab_with_audit(PolicyApprover::ApproveAll, NoAdvisor, audit);
+    let max = Rules::default_rules().restart_budget.max_restarts as u64;
+    // One restart short of the budget, minutes ago.
+    let earlier: Vec<Timestamp> = (0..max - 1).map(|i| Timestamp(lab.clock.now().0 - 600_000 + i * 60_000)).collect();
+    let resume = Resume { next_incident: 1, restarts: BTreeMap::from([(ContainerName::new(DB), earlier)]) };
+    lab.responder = lab.responder.resuming(resume);
+    let sim = lab.host.clone();
+
+    // The daemon times out on the restart.
+    sim.set_knobs(SimKnobs { restart_fails: true, ..Default::default() });
+    sim.inject(SimFault::DbOomKill);
+    lab.clock.sleep(std::time::Duration::from_secs(1)).await;
+    let first = lab.responder.handle(lab.db_alarm().await).await;
+    assert_eq!(first.resolution, Resolution::Stopped { reason: StopReason::ActionFailed });
+
+    // The next crash finds the budget spent: no further restart is tried.
+    sim.set_knobs(SimKnobs::default());
+    lab.clock.sleep(std::time::Duration::from_secs(5)).await;
+    let second = lab.responder.handle(lab.db_alarm().await).await;
+    assert_eq!(second.resolution, Resolution::Stopped { reason: StopReason::RestartBudgetExhausted });
+    assert!(!sim.ops().iter().any(|op| matches!(op, SimOp::Restart { .. })), "{:?}", sim.ops());
+
+    // A new watch resuming from the audit log counts it too.
+    let resumed = opsguard::audit::resume(&path).unwrap();
+    assert_eq!(resumed.restarts.get(&ContainerName::new(DB)).map(Vec::len), Some(1), "{resumed:?}");
+}

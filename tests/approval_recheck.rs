@@ -49,3 +49,90 @@ async fn a_database_still_down_is_restarted_after_approval() {
     assert_eq!(host.ops().iter().filter(|op| matches!(op, SimOp::Restart { .. })).count(), 1);
     assert_eq!(report.resolution, Resolution::Resolved);
 }
+
+// Issue 8, item 5: an approval is for one crash, in one state. While the
+// restart for an OOM kill waits for a human, the database is started and
+// fails again, now on a broken config: the approval is void and the
+// incident is decided again from the new facts, which forbid a restart.
+#[tokio::test]
+async fn a_new_crash_with_another_cause_voids_the_approval() {
+    use opsguard::model::{AlarmKind, RootCause, StopReason};
+    let (approver, mut requests) = ChannelApprover::new(1);
+    let SimLab { clock, host, audit, mut responder } = sim_lab(approver, NoAdvisor);
+
+    host.inject(SimFault::DbOomKill);
+    clock.advance(std::time::Duration::from_secs(1));
+    let alarm = responder.observer().sweep(responder.host(), clock.now()).await.alarms.into_iter().next().unwrap();
+    assert_eq!(alarm.kind, AlarmKind::DbCrash(RootCause::OomKill));
+    let incident = tokio::spawn(async move { responder.handle(alarm).await });
+
+    let pending = requests.recv().await.expect("the restart is put to a human");
+    let crash = pending.request.crash.clone().expect("the request names its crash");
+    assert_eq!(crash.cause, Some(RootCause::OomKill));
+    // While the human reads: someone starts it, and a deploy breaks its config.
+    clock.advance(std::time::Duration::from_secs(5));
+    host.start_by_itself(DB);
+    clock.advance(std::time::Duration::from_secs(5));
+    host.inject(SimFault::DbConfigCorruption);
+    pending.reply.send(Answer::Approve { request: pending.request.id }).unwrap();
+    let report = incident.await.unwrap();
+
+    assert!(!host.ops().iter().any(|op| matches!(op, SimOp::Restart { .. })), "{:?}", host.ops());
+    assert_eq!(report.resolution, Resolution::Stopped { reason: StopReason::ConfigError });
+    assert!(report.steps.iter().any(|s| matches!(s.outcome, Outcome::ApprovalVoided { .. })), "{:#?}", report.steps);
+    let records = audit.records();
+    assert!(
+        records.iter().any(|r| matches!(&r.event,
+            AuditEvent::Reassessed { alarm } if alarm.kind == AlarmKind::DbCrash(RootCause::ConfigError))),
+        "{records:#?}"
+    );
+    let rendered: Vec<String> = records.iter().map(|r| r.event.render()).collect();
+    assert!(rendered.iter().any(|l| l.contains("approval void") && l.contains("ran again")), "{rendered:#?}");
+}
+
+// A database that came back on its own and is still recovering (Running,
+// health `starting`) is not restarted on an approval given while it was down.
+#[tokio::test]
+async fn a_database_recovering_with_health_starting_is_not_restarted() {
+    use opsguard::host::sim::SimKnobs;
+    let (approver, mut requests) = ChannelApprover::new(1);
+    let SimLab { clock, host, mut responder, .. } = sim_lab(approver, NoAdvisor);
+    host.inject(SimFault::DbOomKill);
+    clock.advance(std::time::Duration::from_secs(1));
+    let alarm = responder.observer().sweep(responder.host(), clock.now()).await.alarms.into_iter().next().unwrap();
+    let incident = tokio::spawn(async move { responder.handle(alarm).await });
+    let pending = requests.recv().await.unwrap();
+    host.set_knobs(SimKnobs { db_stuck_starting: true, ..Default::default() });
+    host.start_by_itself(DB);
+    pending.reply.send(Answer::Approve { request: pending.request.id }).unwrap();
+    let report = incident.await.unwrap();
+    assert!(!host.ops().iter().any(|op| matches!(op, SimOp::Restart { .. })), "{:?}", host.ops());
+    assert!(report.steps.iter().any(|s| s.outcome == Outcome::RestartNotNeeded), "{:#?}", report.steps);
+    assert_eq!(host.state(DB), Some(ContainerState::Running));
+}
+
+// The same cause again is still a new crash: a new request, for it.
+#[tokio::test]
+async fn a_new_crash_with_the_same_cause_is_asked_about_again() {
+    let (approver, mut requests) = ChannelApprover::new(1);
+    let SimLab { clock, host, mut responder, .. } = sim_lab(approver, NoAdvisor);
+    host.inject(SimFault::DbOomKill);
+    clock.advance(std::time::Duration::from_secs(1));
+    let alarm = responder.observer().sweep(responder.host(), clock.now()).await.alarms.into_iter().next().unwrap();
+    let incident = tokio::spawn(async move { responder.handle(alarm).await });
+    let first = requests.recv().await.unwrap();
+    clock.advance(std::time::Duration::from_secs(5));
+    host.start_by_itself(DB);
+    clock.advance(std::time::Duration::from_secs(5));
+    host.inject(SimFault::DbOomKill);
+    first.reply.send(Answer::Approve { request: first.request.id }).unwrap();
+    let second = requests.recv().await.expect("the new crash is put to a human again");
+    assert_ne!(second.request.id, first.request.id);
+    let (a, b) = (first.request.crash.unwrap(), second.request.crash.clone().unwrap());
+    assert!(b.finished_at > a.finished_at, "{a:?} {b:?}");
+    assert!(!host.ops().iter().any(|op| matches!(op, SimOp::Restart { .. })), "restarted on a void approval");
+    second.reply.send(Answer::Approve { request: second.request.id }).unwrap();
+    let report = incident.await.unwrap();
+    assert_eq!(host.ops().iter().filter(|op| matches!(op, SimOp::Restart { .. })).count(), 1);
+    assert_eq!(report.resolution, Resolution::Resolved);
+}

@@ -311,6 +311,7 @@ async fn the_terminal_prompt_and_the_page_show_the_same_evidence() {
     let observer = opsguard::observer::Observer::new(Arc::new(Rules::default_rules()));
     let alarm = observer.sweep(&host, clock.now()).await.alarms.into_iter().next().unwrap();
     let request = ApprovalRequest {
+        crash: None,
         id: 7,
         incident: 3,
         action: Action::RestartContainer { target: alarm.container.clone(), reason: RestartReason::DiskFreed },

@@ -612,6 +612,7 @@ fn mock_host(s: &MockScript, restarts: Arc<Mutex<u32>>) -> MockDocker {
         }
         Ok(ContainerStatus {
             name: ContainerName::new(name),
+            id: None,
             state,
             health,
             exit_code: Some(code),

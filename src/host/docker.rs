@@ -483,6 +483,7 @@ impl Host for DockerHost {
         let state = info.state.unwrap_or_default();
         Ok(ContainerStatus {
             name: ContainerName::new(container),
+            id: info.id,
             state: state_of(state.status),
             health: health_of(state.health.and_then(|h| h.status)),
             exit_code: state.exit_code,

@@ -82,6 +82,10 @@ impl ContainerSummary {
 pub struct ContainerStatus {
     /// Name.
     pub name: ContainerName,
+    /// Docker's container id: a new one when the container is recreated
+    /// under the same name, so an approval for one cannot act on another.
+    #[serde(default)]
+    pub id: Option<String>,
     /// State.
     pub state: ContainerState,
     /// Health check result.

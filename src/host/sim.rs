@@ -139,6 +139,8 @@ enum Role {
 
 #[derive(Clone, Debug)]
 struct SimContainer {
+    /// Docker's id: changes when the container is recreated.
+    id: String,
     role: Role,
     state: ContainerState,
     health: Health,
@@ -201,7 +203,8 @@ impl SimHost {
                 (format!("{}/apt/history", paths::DB_LOGS), SimFile { size: MIB }),
             ]),
         };
-        let running = |role, mounts, labels| SimContainer {
+        let running = |id: &str, role, mounts, labels| SimContainer {
+            id: id.to_string(),
             role,
             state: ContainerState::Running,
             health: Health::Healthy,
@@ -215,10 +218,14 @@ impl SimHost {
             pending_crash: None,
         };
         let containers = BTreeMap::from([
-            (WEB.to_string(), running(Role::Web, vec![(paths::WEB_LOGS.to_string(), 0)], lab_labels("web"))),
+            (
+                WEB.to_string(),
+                running("sim-web-1", Role::Web, vec![(paths::WEB_LOGS.to_string(), 0)], lab_labels("web")),
+            ),
             (
                 DB.to_string(),
                 running(
+                    "sim-db-1",
                     Role::Db,
                     vec![
                         (paths::DB_DATA.to_string(), 1),
@@ -331,6 +338,7 @@ impl SimHost {
                     w.containers.insert(
                         name,
                         SimContainer {
+                            id: format!("sim-zombie-{i}-{}", now.0),
                             role: Role::Other,
                             state: ContainerState::Exited,
                             health: Health::None,
@@ -540,6 +548,7 @@ impl Host for SimHost {
         let c = w.container(&op, container)?;
         Ok(ContainerStatus {
             name: ContainerName::new(container),
+            id: Some(c.id.clone()),
             state: c.state,
             health: c.health,
             exit_code: c.exit_code,
