@@ -30,4 +30,4 @@ lab/up.sh
 wait "$BUILD" || true
 
 log "running the end-to-end scenarios"
-OPSGUARD_E2E=1 timeout 1200 cargo test --test e2e -- --test-threads 1 --nocapture
+OPSGUARD_E2E=1 timeout 1200 cargo test --test e2e -- --include-ignored --test-threads 1 --nocapture

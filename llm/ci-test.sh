@@ -51,4 +51,4 @@ case "$URL" in
 esac
 
 OPSGUARD_LLM_URL="$URL" OPSGUARD_LLM_TEST_TIMEOUT="${OPSGUARD_LLM_TEST_TIMEOUT:-120}" \
-  cargo test --test llm_real_model -- --test-threads=1 --nocapture
+  cargo test --test llm_real_model -- --include-ignored --test-threads=1 --nocapture

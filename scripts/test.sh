@@ -10,6 +10,9 @@
 #   - the web console in headless Chromium (tests/browser.rs), with
 #     Debian's chromium and chromium-driver, installed if missing
 #     (OPSGUARD_BROWSER=1: a browser that does not start is a failure).
+# The lab, model and browser tests are #[ignore]d for a plain `cargo test`;
+# here they run (--include-ignored, one at a time: they share one lab),
+# after a check that without their variables they fail rather than pass.
 # Run as root (the lab needs Docker and loop mounts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +35,9 @@ trap 'exit 130' INT TERM
 say "building the tests"
 cargo test --all-targets --locked --no-run
 
+say "checking that the lab, model and browser tests cannot pass without running"
+bash scripts/check-gated-tests.sh
+
 say "installing Chromium for the browser tests if needed"
 bash scripts/ensure-chromium.sh
 export OPSGUARD_BROWSER=1
@@ -51,3 +57,5 @@ export OPSGUARD_LLM_URL OPSGUARD_E2E=1
 say "running the tests"
 cargo test --all-targets --locked
 cargo test --doc --locked
+say "running the end-to-end, real-model and browser tests"
+cargo test --locked --test e2e --test browser --test llm_real_model -- --include-ignored --test-threads=1

@@ -1,7 +1,8 @@
 //! Issue #4: the advisor against a real model on 127.0.0.1 (llama.cpp's
 //! server with SmolLM2-135M in CI: `llm/ci-test.sh` starts it and sets
-//! `OPSGUARD_LLM_URL`). Without `OPSGUARD_LLM_URL` the test says it is
-//! skipped and passes.
+//! `OPSGUARD_LLM_URL`). `#[ignore]`d, so a plain `cargo test` lists them as
+//! ignored; `scripts/test.sh` and `llm/ci-test.sh` run them with
+//! `--include-ignored`, and without `OPSGUARD_LLM_URL` they fail, saying why.
 //!
 //! A 135M-parameter model cannot be held to good judgement, only to the
 //! contract: its reply parses into an allowed choice with a reason, or is
@@ -24,17 +25,19 @@ use opsguard::llm::{AdviceRequest, Advisor, LlmConfig, OpenAiAdvisor};
 use opsguard::model::{ChoiceSet, LlmChoice, StopReason};
 use opsguard::rules::Rules;
 
-fn real_advisor() -> Option<OpenAiAdvisor> {
-    let Ok(url) = std::env::var("OPSGUARD_LLM_URL") else {
-        eprintln!("SKIPPED: OPSGUARD_LLM_URL is not set (llm/ci-test.sh sets it after starting a local model)");
-        return None;
-    };
+fn real_advisor() -> OpenAiAdvisor {
+    let url = std::env::var("OPSGUARD_LLM_URL").unwrap_or_else(|_| {
+        panic!(
+            "OPSGUARD_LLM_URL is not set: this test needs a real local model. Run `bash llm/ci-test.sh` \
+             (or scripts/test.sh), which starts one on 127.0.0.1 and sets it"
+        )
+    });
     let model = std::env::var("OPSGUARD_LLM_MODEL").unwrap_or_else(|_| "smollm2-135m".into());
     let secs = std::env::var("OPSGUARD_LLM_TEST_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
     let mut config = LlmConfig::new(&url, &model);
     config.timeout = Duration::from_secs(secs);
     assert!(config.is_loopback(), "the real-model test only talks to this machine, not {url}");
-    Some(OpenAiAdvisor::new(config).expect("valid LLM config"))
+    OpenAiAdvisor::new(config).expect("valid LLM config")
 }
 
 const SIGKILL_TAIL: &[&str] = &[
@@ -45,8 +48,9 @@ const SIGKILL_TAIL: &[&str] = &[
 ];
 
 #[tokio::test(flavor = "current_thread")]
+#[ignore = "needs a local model: OPSGUARD_LLM_URL (scripts/test.sh, llm/ci-test.sh run it)"]
 async fn real_model_replies_within_the_contract() {
-    let Some(advisor) = real_advisor() else { return };
+    let advisor = real_advisor();
     let cases: [(&[&str], ChoiceSet); 3] = [
         (SIGKILL_TAIL, all()),
         (SIGKILL_TAIL, only(LlmChoice::Escalate)),
@@ -83,8 +87,9 @@ async fn real_model_replies_within_the_contract() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+#[ignore = "needs a local model: OPSGUARD_LLM_URL (scripts/test.sh, llm/ci-test.sh run it)"]
 async fn real_model_incident_follows_the_safety_rules() {
-    let Some(advisor) = real_advisor() else { return };
+    let advisor = real_advisor();
     // Everything allowed, but the approver denies: nothing risky may run.
     let host = killed_lab(SIGKILL_TAIL);
     let (report, audit) = run_incident(&host, Rules::default_rules(), PolicyApprover::Deny, advisor).await;
@@ -112,7 +117,7 @@ async fn real_model_incident_follows_the_safety_rules() {
     }
 
     // Only escalate allowed: whatever the model says, nothing else happens.
-    let advisor = real_advisor().expect("still configured");
+    let advisor = real_advisor();
     let host = killed_lab(SIGKILL_TAIL);
     let (report, _) =
         run_incident(&host, rules_allowing(&[LlmChoice::Escalate]), PolicyApprover::ApproveAll, advisor).await;

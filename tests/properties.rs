@@ -232,6 +232,128 @@ proptest! {
     }
 }
 
+/// A `now` and restart times around it: inside the budget window (most),
+/// on its edge, past it, or in the future (a clock stepped back), so that
+/// the budget is really at stake; uniform times almost never are.
+fn any_restarts_near_now() -> impl Strategy<Value = (Timestamp, Vec<Timestamp>)> {
+    let window = default_rules().restart_budget.window_secs as i64 * 1000;
+    let offset = prop_oneof![
+        6 => (-window + 1)..=0i64,
+        2 => (-window - 2)..=(-window + 2),
+        1 => (-3 * window)..(-window),
+        1 => 1..window,
+    ];
+    (4 * window as u64..1u64 << 50, prop::collection::vec(offset, 0..7)).prop_map(|(now, offsets)| {
+        let restarts = offsets.into_iter().map(|o| Timestamp(now.checked_add_signed(o).unwrap())).collect();
+        (Timestamp(now), restarts)
+    })
+}
+
+/// An engine built afresh, over its own copy of rules parsed on their own
+/// from the default rules' text (`parse` 0 or 1: two independent parses).
+fn fresh_engine(parse: usize, llm: bool) -> Engine {
+    static PARSED: std::sync::OnceLock<[Rules; 2]> = std::sync::OnceLock::new();
+    let parsed = PARSED.get_or_init(|| {
+        let parse = || Rules::from_toml_str(opsguard::rules::DEFAULT_RULES, "rules/default.toml".as_ref()).unwrap();
+        [parse(), parse()]
+    });
+    Engine::new(Arc::new(parsed[parse].clone())).with_llm(llm)
+}
+
+/// One engine for the whole run, so whatever an engine could remember
+/// between calls would have thousands of unrelated calls to remember.
+fn long_lived_engine(llm: bool) -> &'static Engine {
+    static ENGINES: std::sync::OnceLock<[Engine; 2]> = std::sync::OnceLock::new();
+    &ENGINES.get_or_init(|| [fresh_engine(0, false), fresh_engine(0, true)])[llm as usize]
+}
+
+fn any_decision_input() -> impl Strategy<Value = (Alarm, History, Timestamp)> {
+    (
+        any_kind(),
+        any_name(),
+        any_history(),
+        prop_oneof![any::<u64>().prop_map(|t| (Timestamp(t), vec![])), any_restarts_near_now()],
+    )
+        .prop_map(|(kind, container, mut history, near)| {
+            let now = match near {
+                // Half the time the restarts are the ones near `now`.
+                (now, restarts) if !restarts.is_empty() => {
+                    history.restarts = restarts;
+                    now
+                }
+                (now, _) => now,
+            };
+            (alarm(kind, container), history, now)
+        })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// 5. The restart budget, where it matters: restarts inside the window.
+    /// Never a restart once `max_restarts` fall in the window, and (so that
+    /// this cannot pass by never restarting) an OOM kill's first step is a
+    /// restart exactly when the budget allows one.
+    #[test]
+    fn the_restart_budget_holds_inside_its_window(
+        cause in prop::sample::select(vec![RootCause::OomKill, RootCause::DiskFull, RootCause::Unknown]),
+        history in any_history(),
+        (now, restarts) in any_restarts_near_now(),
+        fresh in any::<bool>(),
+        llm in any::<bool>(),
+    ) {
+        let engine = Engine::new(default_rules()).with_llm(llm);
+        let mut h = history;
+        h.restarts = restarts;
+        if fresh {
+            h.steps.clear();
+        }
+        let a = alarm(AlarmKind::DbCrash(cause), ContainerName::new("db-prod"));
+        let action = check_pure_decision(&engine, &a, &h, now)?;
+        if cause == RootCause::OomKill && h.steps.is_empty() {
+            let budget = engine.rules().restart_budget;
+            let window = budget.window_secs * 1000;
+            let recent = h.restarts.iter().filter(|t| **t > now || now.millis_since(**t) < window).count();
+            if recent < budget.max_restarts as usize {
+                prop_assert!(matches!(action, Action::RestartContainer { .. }), "{action:?} with {recent} recent restarts");
+            } else {
+                prop_assert_eq!(action, Action::Stop { reason: StopReason::RestartBudgetExhausted });
+            }
+        }
+    }
+
+    /// 7. Deterministic: an action depends on the alarm, the history, the
+    /// rules and `now` only. Engines built independently from the same
+    /// rules text agree on every input, whatever was asked before (a long
+    /// lived engine, calls in a shuffled order with unrelated calls in
+    /// between, repeated).
+    #[test]
+    fn decide_depends_on_its_inputs_only(
+        (inputs, order) in prop::collection::vec(any_decision_input(), 1..6).prop_flat_map(|v| {
+            let n = v.len();
+            (Just(v), Just((0..n).collect::<Vec<usize>>()).prop_shuffle())
+        }),
+        unrelated in any_decision_input(),
+        llm in any::<bool>(),
+    ) {
+        // Each input's answer from an engine that never saw anything else.
+        let expected: Vec<Action> = inputs.iter().map(|(a, h, now)| fresh_engine(0, llm).decide(a, h, *now)).collect();
+        let (one, other, shared) = (fresh_engine(0, llm), fresh_engine(1, llm), long_lived_engine(llm));
+        let (ua, uh, unow) = &unrelated;
+        for round in 0..3 {
+            for (i, (a, h, now)) in inputs.iter().enumerate() {
+                prop_assert_eq!(&one.decide(a, h, *now), &expected[i], "in order, round {}", round);
+            }
+            for &i in &order {
+                let (a, h, now) = &inputs[i];
+                let _ = other.decide(ua, uh, *unow);
+                prop_assert_eq!(&other.decide(a, h, *now), &expected[i], "shuffled, round {}", round);
+                prop_assert_eq!(&shared.decide(a, h, *now), &expected[i], "long-lived engine, round {}", round);
+            }
+        }
+    }
+}
+
 // --------------------------------------------------------- scripted approver and advisor
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -354,6 +476,31 @@ struct World {
 }
 
 fn any_world() -> impl Strategy<Value = World> {
+    prop_oneof![4 => any_random_world(), 1 => any_crash_loop()]
+}
+
+/// The database dies again and again, approvals granted, within the restart
+/// budget's window: the budget, not chance, must end the loop. Random
+/// worlds almost never restart often enough to reach it.
+fn any_crash_loop() -> impl Strategy<Value = World> {
+    let window = default_rules().restart_budget.window_secs;
+    (
+        prop::collection::vec(
+            (prop_oneof![3 => Just(SimFault::DbOomKill), 1 => Just(SimFault::ChainReaction)], 0..window / 20),
+            4..8,
+        ),
+        prop_oneof![3 => Just(SimKnobs::default()), 1 => any_knobs()],
+    )
+        .prop_map(|(faults, knobs)| World {
+            faults,
+            knobs,
+            moves: vec![Move::Approve; 16],
+            llm: vec![],
+            restricted_llm: false,
+        })
+}
+
+fn any_random_world() -> impl Strategy<Value = World> {
     (
         prop::collection::vec((any_fault(), 0u64..600), 1..5),
         any_knobs(),

@@ -1,8 +1,13 @@
 //! Headless Chromium for the browser tests: Debian's `chromedriver` as a
 //! child process and a fantoccini session over plain HTTP (no browser
 //! download, no TLS), and the console interactions both tests share.
+//!
+//! The tests that use it are `#[ignore]`d and need `OPSGUARD_BROWSER=1`
+//! (scripts/test.sh sets it): run without it, they fail rather than pass
+//! having done nothing.
 
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,16 +16,52 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use opsguard::console::{Console, RequestStatus};
 
-/// chromedriver as a child process on a free loopback port, killed on drop.
+/// chromedriver as a child process on a free loopback port. Dropped, even
+/// while a test panics, it kills chromedriver and every Chromium process it
+/// started: its process group, and any process naming this driver's own
+/// profile directory (Chromium's helpers may leave the group).
 pub struct Driver {
     child: Child,
     url: String,
+    profile: tempfile::TempDir,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let pgid = self.child.id();
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let marker = self.profile.path().to_string_lossy().into_owned();
+        for _ in 0..50 {
+            let left = processes_naming(&marker);
+            if left.is_empty() {
+                return;
+            }
+            for pid in left {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("Chromium processes naming {marker} survived SIGKILL: {:?}", processes_naming(&marker));
+    }
+}
+
+/// Pids of the live processes whose command line contains `needle`.
+pub fn processes_naming(needle: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // A zombie's command line is empty: it is dead, only not reaped.
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect()
+}
+
+impl Driver {
+    /// The profile directory that every Chromium of this driver runs with.
+    pub fn profile(&self) -> &std::path::Path {
+        self.profile.path()
     }
 }
 
@@ -28,29 +69,38 @@ fn env_path(var: &str, default: &str) -> PathBuf {
     std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from)
 }
 
-/// Starts chromedriver, or says why the test is skipped (`None`).
-pub fn driver() -> Option<Driver> {
-    let required = std::env::var("OPSGUARD_BROWSER").is_ok_and(|v| v == "1");
+/// Starts chromedriver; fails the test, saying why, without
+/// `OPSGUARD_BROWSER=1` or without chromedriver.
+pub fn driver() -> Driver {
+    assert!(
+        std::env::var("OPSGUARD_BROWSER").is_ok_and(|v| v == "1"),
+        "OPSGUARD_BROWSER is not 1: this test needs headless Chromium. Run `bash scripts/test.sh`, or install \
+         Debian's chromium and chromium-driver (scripts/ensure-chromium.sh) and run it with OPSGUARD_BROWSER=1 \
+         and --include-ignored"
+    );
     let bin = env_path("OPSGUARD_CHROMEDRIVER", "/usr/bin/chromedriver");
-    if !bin.is_file() {
-        assert!(!required, "OPSGUARD_BROWSER=1 but there is no chromedriver at {}", bin.display());
-        eprintln!("skipping the browser test: no {} (apt-get install chromium chromium-driver)", bin.display());
-        return None;
-    }
+    assert!(
+        bin.is_file(),
+        "OPSGUARD_BROWSER=1 but there is no chromedriver at {} (bash scripts/ensure-chromium.sh)",
+        bin.display()
+    );
+    let profile = tempfile::Builder::new().prefix("opsguard-chromium-").tempdir().expect("a profile directory");
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
     let child = Command::new(&bin)
         .arg(format!("--port={port}"))
+        // Its own process group, so that Drop reaches Chromium too.
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
-    let driver = Driver { child, url: format!("http://127.0.0.1:{port}") };
+    let driver = Driver { child, url: format!("http://127.0.0.1:{port}"), profile };
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "chromedriver did not listen on port {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Some(driver)
+    driver
 }
 
 pub async fn browser(driver: &Driver) -> Client {
@@ -61,7 +111,8 @@ pub async fn browser(driver: &Driver) -> Client {
         serde_json::json!({
             "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1200,1000", "--hide-scrollbars"],
+                     "--window-size=1200,1000", "--hide-scrollbars",
+                     format!("--user-data-dir={}", driver.profile().display())],
         }),
     );
     ClientBuilder::new(HttpConnector::new()).capabilities(caps).connect(&driver.url).await.expect("a Chromium session")
