@@ -517,7 +517,7 @@ impl Cx<'_> {
         // The database's disk path is its data directory: cleaning a log path
         // that holds it (or PostgreSQL's default data root) could destroy data.
         let data: &[&str] = if section == "database" { &[disk.as_str()] } else { &[] };
-        if let Some((p, d)) = crate::host::log_path_holding_data(raw.log_paths.get_ref(), data) {
+        if let Some((p, d)) = log_path_holding_data(raw.log_paths.get_ref(), data) {
             return Err(self.err(
                 RulesErrorKind::Invalid,
                 raw.log_paths.span(),
@@ -970,6 +970,31 @@ fn check_log_path(p: &str) -> Result<(), &'static str> {
         return Err("too wide: cleaning there could destroy data");
     }
     Ok(())
+}
+
+/// Whether `path` lies strictly below the directory `dir` (a trailing `/`
+/// on `dir` is ignored); `dir` itself is not below itself.
+pub fn is_under(path: &str, dir: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Where PostgreSQL keeps its data when nobody says otherwise (Debian's
+/// clusters and the official image's `PGDATA` both live below it).
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/postgresql";
+
+/// Whether the directory `outer` is `inner` or one of its parents.
+pub fn holds(outer: &str, inner: &str) -> bool {
+    let outer = outer.trim_end_matches('/');
+    inner.trim_end_matches('/') == outer || is_under(inner, outer)
+}
+
+/// The first log path that holds a database's data directory (one of
+/// `data_dirs`, or [`DEFAULT_DATA_ROOT`]), with that directory: cleaning
+/// there could destroy data, so it is refused.
+pub fn log_path_holding_data<'a>(log_paths: &'a [String], data_dirs: &[&str]) -> Option<(&'a str, String)> {
+    let dirs: Vec<&str> = data_dirs.iter().copied().filter(|d| d.starts_with('/')).chain([DEFAULT_DATA_ROOT]).collect();
+    log_paths.iter().find_map(|p| dirs.iter().find(|d| holds(p, d)).map(|d| (p.as_str(), d.to_string())))
 }
 
 #[cfg(test)]

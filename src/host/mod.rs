@@ -137,32 +137,10 @@ pub struct LogLine {
     pub text: String,
 }
 
-/// Whether `path` lies strictly below the directory `dir` (a trailing `/`
-/// on `dir` is ignored); `dir` itself is not below itself.
-pub fn is_under(path: &str, dir: &str) -> bool {
-    let dir = dir.trim_end_matches('/');
-    path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
-}
-
-/// Where PostgreSQL keeps its data when nobody says otherwise (Debian's
-/// clusters and the official image's `PGDATA` both live below it).
-pub const DEFAULT_DATA_ROOT: &str = "/var/lib/postgresql";
-
-/// Whether the directory `outer` is `inner` or one of its parents.
-pub fn holds(outer: &str, inner: &str) -> bool {
-    let outer = outer.trim_end_matches('/');
-    inner.trim_end_matches('/') == outer || is_under(inner, outer)
-}
-
-/// The first log path that holds a database's data directory (one of
-/// `data_dirs`, or [`DEFAULT_DATA_ROOT`]), with that directory: cleaning
-/// there could destroy data, so it is refused.
-pub fn log_path_holding_data<'a>(log_paths: &'a [String], data_dirs: &[&str]) -> Option<(&'a str, String)> {
-    let dirs: Vec<&str> = data_dirs.iter().copied().filter(|d| d.starts_with('/')).chain([DEFAULT_DATA_ROOT]).collect();
-    log_paths.iter().find_map(|p| dirs.iter().find(|d| holds(p, d)).map(|d| (p.as_str(), d.to_string())))
-}
-
+// Pure path checks, shared with rules validation (the core may not use
+// the host module).
 pub use crate::classify::LogSink;
+pub use crate::rules::{DEFAULT_DATA_ROOT, holds, is_under, log_path_holding_data};
 
 /// Everything OpsGuard does to or learns from a host.
 #[cfg_attr(test, mockall::automock)]
