@@ -334,7 +334,7 @@ fn chain_reaction_answered_in_the_browser(approve: bool) {
             tokio::spawn(async move { run_scenario(&chaos, Scenario::ChainReaction, settings).await })
         };
         let c = chromium::browser(&driver).await;
-        c.goto(&url).await.unwrap();
+        chromium::login(&c, &url, console.token()).await;
         let (button, badge) = if approve { ("approve", "RESOLVED") } else { ("reject", "STOPPED") };
         chromium::answer(&c, &console, button, Duration::from_secs(90)).await;
         let page = chromium::wait_for_status(&c, 1, badge, Duration::from_secs(90)).await;
