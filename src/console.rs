@@ -13,26 +13,37 @@
 //! same timeout ([`crate::approval::ask`]), so a console bug cannot approve
 //! more than a human did.
 //!
-//! Access: on loopback only a request naming a loopback host is served (a
-//! web page elsewhere cannot rebind its name to this port); on any other
-//! address a token is required, presented as `Authorization: Bearer TOKEN`
-//! or as the cookie that `GET /login?token=TOKEN` sets.
+//! Access always needs the console's token (the operator's, or one
+//! generated at start and written to a file only its owner can read). A
+//! browser presents it once, in the form at `/login` (a POST, so the token
+//! stays out of the URL, the history and any proxy's log), and gets a random
+//! session id in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` over
+//! TLS) that expires after [`SESSION_TTL`] on both sides; an API client
+//! sends `Authorization: Bearer TOKEN`. Wrong tokens are rate-limited per
+//! peer and in total ([`LOGIN_BURST`]): while a peer is limited its guesses
+//! are not even compared. The console is served over TLS (rustls) when
+//! given a certificate; [`check_listen`] refuses plain HTTP beyond loopback
+//! unless the operator says so explicitly.
+//!
+//! What an LLM wrote (its reason for a choice) is shown labelled as
+//! untrusted model output: it is text from outside, not a finding.
 //!
 //! The HTML is written by hand with [`escape`] applied to every string that
 //! is not a literal of this module: the page is small, and a template crate
 //! would add a proc-macro build for a dozen elements. Log lines are hostile
 //! input and are tested as such.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{DefaultBodyLimit, Form, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, Path, Request, State};
+use axum::http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -44,7 +55,7 @@ use tokio::time::Instant;
 use crate::approval::{Answer, ApprovalError, ApprovalRequest, Approver, evidence_facts, evidence_lines};
 use crate::audit::{AuditEvent, AuditRecord, Resolution};
 use crate::model::Alarm;
-use crate::serve::Limits;
+use crate::serve::{Limits, OverTls};
 
 /// The largest request body the console reads; an answer form is far smaller.
 pub const BODY_LIMIT: usize = 8 * 1024;
@@ -55,8 +66,22 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8990";
 /// Seconds between the page's own reloads.
 pub const REFRESH_SECS: u32 = 2;
 
-const COOKIE: &str = "opsguard_token";
+/// How long a login lasts, in the cookie and on the server.
+pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
+/// Wrong tokens a peer may try in a row; then one more every
+/// [`LOGIN_REFILL`]. Every peer together gets [`GLOBAL_BURST`].
+pub const LOGIN_BURST: u32 = 5;
+/// How often a limited peer gets one more try.
+pub const LOGIN_REFILL: Duration = Duration::from_secs(12);
+/// Wrong tokens all peers together may try in a row.
+pub const GLOBAL_BURST: u32 = 20;
+const GLOBAL_REFILL: Duration = Duration::from_secs(3);
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "opsguard_session";
 const MIN_TOKEN_LEN: usize = 16;
+// Bounds what a flood of logins or of peers can make the console remember.
+const MAX_SESSIONS: usize = 64;
+const MAX_PEERS: usize = 4096;
 // Bounds the memory a long-running watch spends on history nobody scrolls to.
 const MAX_INCIDENTS: usize = 50;
 const MAX_TIMELINE: usize = 300;
@@ -128,14 +153,17 @@ struct Board {
 struct Shared {
     board: Mutex<Board>,
     csrf: String,
-    token: Option<String>,
+    token: String,
+    sessions: Mutex<Sessions>,
+    throttle: Mutex<Throttle>,
     approval_timeout: Duration,
 }
 
 /// How to run the console.
 #[derive(Clone, Debug)]
 pub struct ConsoleSettings {
-    /// Required from every client when set (and required to listen beyond loopback).
+    /// The token every client must present; `None`: a random one is
+    /// generated (read it with [`Console::token`]).
     pub token: Option<String>,
     /// How long a request stays answerable: the incident loop's approval
     /// timeout, after which silence is a rejection.
@@ -185,28 +213,224 @@ fn check_token(token: &str) -> Result<(), ConsoleError> {
     Ok(())
 }
 
-/// Refuses to listen beyond loopback without a token.
-pub fn check_listen(addr: SocketAddr, token: Option<&str>) -> Result<(), ConsoleError> {
-    if !addr.ip().is_loopback() && token.is_none() {
-        return Err(ConsoleError(format!("listening on {addr} (not loopback) needs a token: --token or {TOKEN_ENV}")));
+/// Refuses plain HTTP beyond loopback (the token and the session cookie
+/// would cross the network in the clear) unless `insecure_http` says the
+/// operator chose it.
+pub fn check_listen(addr: SocketAddr, tls: bool, insecure_http: bool) -> Result<(), ConsoleError> {
+    if !addr.ip().is_loopback() && !tls && !insecure_http {
+        return Err(ConsoleError(format!(
+            "listening on {addr} (not loopback) needs TLS: --tls-cert and --tls-key \
+             (or --insecure-http to send the token in the clear)"
+        )));
     }
     Ok(())
 }
 
-impl Console {
-    /// A console with a fresh CSRF token.
-    pub fn new(settings: ConsoleSettings) -> Result<Console, ConsoleError> {
-        if let Some(t) = &settings.token {
-            check_token(t)?;
+/// A fresh random token (256 bits, hex).
+pub fn generate_token() -> Result<String, ConsoleError> {
+    random_hex(32)
+}
+
+/// Writes `token` to `path` readable by its owner only (mode 0600): into a
+/// new file with a random name beside it (created exclusively, so nothing
+/// there is followed or reused), then renamed over `path` (which replaces a
+/// symlink at `path` rather than writing through it). Returns the absolute
+/// path.
+pub fn write_token_file(path: &FsPath, token: &str) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = std::path::absolute(path)?;
+    let dir = path.parent().unwrap_or(FsPath::new("/"));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let suffix = random_hex(8).map_err(std::io::Error::other)?;
+    let tmp = dir.join(format!(".{name}.{suffix}.tmp"));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        f.write_all(token.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map(|()| path)
+}
+
+/// The login sessions, by the SHA-256 of their id (a lookup then says
+/// nothing about a guessed id's bytes).
+struct Sessions {
+    ttl: Duration,
+    live: HashMap<[u8; 32], Instant>,
+}
+
+enum SessionState {
+    Live,
+    Expired,
+    Unknown,
+}
+
+fn session_key(id: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(d.as_ref());
+    key
+}
+
+impl Sessions {
+    fn create(&mut self, now: Instant) -> Result<String, ConsoleError> {
+        let id = random_hex(32)?;
+        self.live.retain(|_, until| *until > now);
+        while self.live.len() >= MAX_SESSIONS {
+            let Some(oldest) = self.live.iter().min_by_key(|(_, until)| **until).map(|(k, _)| *k) else { break };
+            self.live.remove(&oldest);
         }
+        self.live.insert(session_key(&id), now + self.ttl);
+        Ok(id)
+    }
+
+    fn check(&mut self, id: &str, now: Instant) -> SessionState {
+        let key = session_key(id);
+        match self.live.get(&key) {
+            Some(until) if *until > now => SessionState::Live,
+            Some(_) => {
+                self.live.remove(&key);
+                SessionState::Expired
+            }
+            None => SessionState::Unknown,
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        self.live.remove(&session_key(id));
+    }
+}
+
+/// A token bucket of wrong guesses.
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(burst: u32, now: Instant) -> Bucket {
+        Bucket { tokens: f64::from(burst), at: now }
+    }
+
+    fn refill(&mut self, burst: u32, every: Duration, now: Instant) {
+        let gained = now.saturating_duration_since(self.at).as_secs_f64() / every.as_secs_f64();
+        self.tokens = (self.tokens + gained).min(f64::from(burst));
+        self.at = now;
+    }
+
+    /// How long until one more try, if none is left.
+    fn wait(&self, every: Duration) -> Option<Duration> {
+        (self.tokens < 1.0).then(|| every.mul_f64(1.0 - self.tokens))
+    }
+}
+
+/// Rate limits on wrong tokens, per peer and for all peers together.
+struct Throttle {
+    peers: HashMap<IpAddr, Bucket>,
+    global: Bucket,
+}
+
+/// A peer's key: its address, or its /64 for IPv6 (one host holds many).
+fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut seg = v6.segments();
+                seg[4..].fill(0);
+                IpAddr::V6(seg.into())
+            }
+        },
+        v4 => v4,
+    }
+}
+
+impl Throttle {
+    fn new(now: Instant) -> Throttle {
+        Throttle { peers: HashMap::new(), global: Bucket::full(GLOBAL_BURST, now) }
+    }
+
+    /// `Err(retry_after)` while `peer` (or everyone) has no try left.
+    fn allow(&mut self, peer: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.global.refill(GLOBAL_BURST, GLOBAL_REFILL, now);
+        let mut wait = self.global.wait(GLOBAL_REFILL);
+        if let Some(b) = self.peers.get_mut(&peer_key(peer)) {
+            b.refill(LOGIN_BURST, LOGIN_REFILL, now);
+            wait = wait.max(b.wait(LOGIN_REFILL));
+        }
+        match wait {
+            Some(w) => Err(w),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a wrong token from `peer`.
+    fn failed(&mut self, peer: IpAddr, now: Instant) {
+        self.global.tokens -= 1.0;
+        let key = peer_key(peer);
+        if !self.peers.contains_key(&key) && self.peers.len() >= MAX_PEERS {
+            for b in self.peers.values_mut() {
+                b.refill(LOGIN_BURST, LOGIN_REFILL, now);
+            }
+            self.peers.retain(|_, b| b.tokens < f64::from(LOGIN_BURST));
+            if self.peers.len() >= MAX_PEERS {
+                // Still full: this peer is only held by the global bucket.
+                return;
+            }
+        }
+        let b = self.peers.entry(key).or_insert_with(|| Bucket::full(LOGIN_BURST, now));
+        b.refill(LOGIN_BURST, LOGIN_REFILL, now);
+        b.tokens -= 1.0;
+    }
+}
+
+impl Console {
+    /// A console with a fresh CSRF token, and a fresh access token unless
+    /// `settings` gives one.
+    pub fn new(settings: ConsoleSettings) -> Result<Console, ConsoleError> {
+        let token = match settings.token {
+            Some(t) => {
+                check_token(&t)?;
+                t
+            }
+            None => generate_token()?,
+        };
+        let now = Instant::now();
         Ok(Console {
             shared: Arc::new(Shared {
                 board: Mutex::new(Board::default()),
                 csrf: random_hex(32)?,
-                token: settings.token,
+                token,
+                sessions: Mutex::new(Sessions { ttl: SESSION_TTL, live: HashMap::new() }),
+                throttle: Mutex::new(Throttle::new(now)),
                 approval_timeout: settings.approval_timeout,
             }),
         })
+    }
+
+    /// Sessions from now on last `ttl` instead of [`SESSION_TTL`].
+    pub fn with_session_ttl(self, ttl: Duration) -> Console {
+        self.sessions().ttl = ttl;
+        self
+    }
+
+    /// The token clients must present.
+    pub fn token(&self) -> &str {
+        &self.shared.token
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        self.shared.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn throttle(&self) -> MutexGuard<'_, Throttle> {
+        self.shared.throttle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn board(&self) -> MutexGuard<'_, Board> {
@@ -265,12 +489,15 @@ impl Console {
             .collect()
     }
 
-    /// The router: `GET /`, `GET /incidents/{id}`, `POST /answer`, `GET /login`.
+    /// The router: `GET /`, `GET /incidents/{id}`, `POST /answer`,
+    /// `GET|POST /login`, `POST /logout`.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/", get(index))
             .route("/incidents/{id}", get(incident_page))
             .route("/answer", post(answer))
+            .route("/login", get(login_page).post(login))
+            .route("/logout", post(logout))
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .layer(middleware::from_fn_with_state(self.clone(), gate))
@@ -371,67 +598,120 @@ fn refuse(status: StatusCode, why: &str) -> Response {
     (status, Html(body)).into_response()
 }
 
-fn host_is_loopback(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| uri.host());
-    let Some(host) = host else { return false };
-    let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+/// A page for a refused request that offers the login form.
+fn refuse_login(status: StatusCode, why: &str) -> Response {
+    let mut resp = (status, Html(login_html(why))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    resp
 }
 
-fn presented_token(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        return Some(v.strip_prefix("Bearer ").unwrap_or("").trim());
-    }
+fn login_html(note: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Log in · OpsGuard</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{STYLE}</style></head><body>\
+         <header><h1>OpsGuard approval console</h1></header><main>\
+         <p class=\"note\">{}</p>\
+         <form method=\"post\" action=\"/login\" class=\"login\">\
+         <label for=\"token\">Console token</label> \
+         <input type=\"password\" name=\"token\" id=\"token\" autocomplete=\"current-password\" required> \
+         <button type=\"submit\" id=\"login\">Log in</button></form>\
+         <p class=\"quiet\">The token is the one given with --token or OPSGUARD_CONSOLE_TOKEN, \
+         or the one OpsGuard wrote to its token file at start.</p></main></body></html>",
+        escape(note)
+    )
+}
+
+/// The peer's address, as the server put it in the request.
+fn peer_ip(ext: &Extensions) -> IpAddr {
+    ext.get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
 }
 
-#[derive(Deserialize)]
-struct Login {
-    token: Option<String>,
+fn session_cookie(value: &str, max_age: Duration, secure: bool) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+        max_age.as_secs()
+    ))
+    .ok()
 }
 
-/// Authentication, and headers that keep the page out of frames and caches.
+fn clear_cookie(resp: &mut Response, secure: bool) {
+    if let Some(v) = session_cookie("", Duration::ZERO, secure) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn too_many(retry: Duration) -> Response {
+    let mut resp = refuse_login(StatusCode::TOO_MANY_REQUESTS, "too many wrong tokens: wait and try again");
+    let secs = retry.as_secs() + 1;
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// How a request proved (or failed to prove) it may see the console.
+enum Access {
+    Granted,
+    Refused(Response),
+}
+
+impl Console {
+    fn access(&self, req: &Request) -> Access {
+        let now = Instant::now();
+        let secure = req.extensions().get::<OverTls>().is_some();
+        if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
+            let Some(given) = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim) else {
+                return Access::Refused(refuse_login(StatusCode::UNAUTHORIZED, "only Bearer tokens are accepted"));
+            };
+            let peer = peer_ip(req.extensions());
+            // While the peer is limited its guess is not even compared.
+            if let Err(retry) = self.throttle().allow(peer, now) {
+                return Access::Refused(too_many(retry));
+            }
+            if same_secret(given, &self.shared.token) {
+                return Access::Granted;
+            }
+            self.throttle().failed(peer, now);
+            return Access::Refused(refuse(StatusCode::FORBIDDEN, "wrong token"));
+        }
+        let Some(id) = cookie_value(req.headers(), SESSION_COOKIE) else {
+            return Access::Refused(refuse_login(StatusCode::UNAUTHORIZED, "log in with the console's token"));
+        };
+        let why = match self.sessions().check(id, now) {
+            SessionState::Live => return Access::Granted,
+            SessionState::Expired => "your session expired: log in again",
+            SessionState::Unknown => "your session is not known here (OpsGuard restarted, or you logged out): log in",
+        };
+        let mut resp = refuse_login(StatusCode::UNAUTHORIZED, why);
+        clear_cookie(&mut resp, secure);
+        Access::Refused(resp)
+    }
+}
+
+/// Authentication (but for the login page), and headers that keep every
+/// page out of frames and caches.
 async fn gate(State(console): State<Console>, req: Request, next: Next) -> Response {
-    let mut resp = match &console.shared.token {
-        None if !host_is_loopback(req.headers(), req.uri()) => {
-            refuse(StatusCode::FORBIDDEN, "this console answers only to a loopback host name")
+    let mut resp = if req.uri().path() == "/login" {
+        next.run(req).await
+    } else {
+        match console.access(&req) {
+            Access::Granted => next.run(req).await,
+            Access::Refused(resp) => resp,
         }
-        None if req.uri().path() == "/login" => Redirect::to("/").into_response(),
-        None => next.run(req).await,
-        Some(token) if req.uri().path() == "/login" => {
-            let given = Query::<Login>::try_from_uri(req.uri()).ok().and_then(|q| q.0.token);
-            match given {
-                None => refuse(StatusCode::UNAUTHORIZED, "the login link carries no token"),
-                Some(g) if same_secret(&g, token) => {
-                    let mut resp = Redirect::to("/").into_response();
-                    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
-                    if let Ok(v) = HeaderValue::from_str(&cookie) {
-                        resp.headers_mut().insert(header::SET_COOKIE, v);
-                    }
-                    resp
-                }
-                Some(_) => refuse(StatusCode::FORBIDDEN, "wrong token"),
-            }
-        }
-        Some(token) => match presented_token(req.headers()) {
-            None => {
-                let mut resp = refuse(StatusCode::UNAUTHORIZED, "a token is required (open the login link)");
-                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                resp
-            }
-            Some(g) if same_secret(g, token) => next.run(req).await,
-            Some(_) => refuse(StatusCode::FORBIDDEN, "wrong token"),
-        },
     };
     let h = resp.headers_mut();
     h.insert(
@@ -443,6 +723,67 @@ async fn gate(State(console): State<Console>, req: Request, next: Next) -> Respo
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The login form. A token in the URL (`/login?token=…`) is refused, not
+/// used: a URL stays in the browser's history and in proxies' logs.
+async fn login_page(method: Method, uri: axum::http::Uri) -> Response {
+    let in_url = uri.query().is_some_and(|q| q.split('&').any(|kv| kv.split('=').next() == Some("token")));
+    match (method, in_url) {
+        (_, true) => refuse_login(
+            StatusCode::BAD_REQUEST,
+            "the token goes in this form, not in the URL (a URL is kept in the browser's history)",
+        ),
+        _ => Html(login_html("Log in to approve or reject OpsGuard's risky actions.")).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+/// Exchanges the token for a session cookie.
+async fn login(
+    State(console): State<Console>,
+    ext: Extensions,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
+    let now = Instant::now();
+    let peer = peer_ip(&ext);
+    if let Err(retry) = console.throttle().allow(peer, now) {
+        return too_many(retry);
+    }
+    let given = match form {
+        Ok(Form(f)) => f.token,
+        Err(e) => return refuse_login(e.status(), &e.body_text()),
+    };
+    if !same_secret(given.trim(), &console.shared.token) {
+        console.throttle().failed(peer, now);
+        return refuse_login(StatusCode::FORBIDDEN, "wrong token");
+    }
+    let (id, ttl) = {
+        let mut sessions = console.sessions();
+        match sessions.create(now) {
+            Ok(id) => (id, sessions.ttl),
+            Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+    };
+    let mut resp = Redirect::to("/").into_response();
+    if let Some(v) = session_cookie(&id, ttl, ext.get::<OverTls>().is_some()) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// Ends the session on the server and in the browser.
+async fn logout(State(console): State<Console>, ext: Extensions, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie_value(&headers, SESSION_COOKIE) {
+        console.sessions().remove(id);
+    }
+    let mut resp = Redirect::to("/login").into_response();
+    clear_cookie(&mut resp, ext.get::<OverTls>().is_some());
     resp
 }
 
@@ -556,7 +897,9 @@ impl Console {
              <meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
              <title>OpsGuard console{}</title><style>{STYLE}</style></head><body>\
-             <header><h1>OpsGuard approval console</h1><p class=\"summary\">{open} open incident{}, \
+             <header><form method=\"post\" action=\"/logout\" class=\"logout\">\
+             <button type=\"submit\" id=\"logout\">Log out</button></form>\
+             <h1>OpsGuard approval console</h1><p class=\"summary\">{open} open incident{}, \
              {pending} pending approval{} · this page reloads every {REFRESH_SECS} s</p></header><main>",
             if pending > 0 { " — approval needed" } else { "" },
             if open == 1 { "" } else { "s" },
@@ -611,13 +954,26 @@ fn render_incident(h: &mut String, id: u64, view: &IncidentView, requests: &[&En
     h.push_str("<h3>Timeline</h3><ol class=\"timeline\">");
     for rec in &view.timeline {
         let clock = rec.time.get(11..19).unwrap_or(&rec.time);
-        let _ = write!(
-            h,
-            "<li><time datetime=\"{}\">{}</time> <span>{}</span></li>",
-            escape(&rec.time),
-            escape(clock),
-            escape(&timeline_text(&rec.event))
-        );
+        let _ = write!(h, "<li><time datetime=\"{}\">{}</time> ", escape(&rec.time), escape(clock));
+        match &rec.event {
+            // The model's words are shown apart from OpsGuard's and labelled:
+            // a prompt-injected log can make them say anything.
+            AuditEvent::LlmConsulted { model, choice: Some(choice), reason, latency_ms, .. } => {
+                let _ = write!(
+                    h,
+                    "<span>🤖 LLM {} chose {} in {} ms (allowed by the rules for this alarm)</span>\
+                     <div class=\"model-output\"><span class=\"untrusted\">untrusted model output, \
+                     not checked by OpsGuard:</span> <q>{}</q></div></li>",
+                    escape(&crate::classify::printable(model.as_deref().unwrap_or("?"))),
+                    escape(choice.name()),
+                    latency_ms.unwrap_or(0),
+                    escape(&crate::classify::printable(reason))
+                );
+            }
+            event => {
+                let _ = write!(h, "<span>{}</span></li>", escape(&timeline_text(event)));
+            }
+        }
     }
     h.push_str("</ol></section>");
 }
@@ -724,7 +1080,10 @@ pre.log{background:#111827;color:#e5e7eb;padding:8px 10px;border-radius:6px;whit
 button{font-size:15px;padding:6px 18px;border-radius:6px;border:0;color:#fff;cursor:pointer;margin:6px 8px 4px 0}\
 button.approve{background:#16a34a}button.reject{background:#dc2626}\
 .timeline{font-family:ui-monospace,monospace;font-size:13px;padding-left:20px;margin:0;white-space:pre-wrap}\
-.timeline time{color:#6b7280}.reason{color:#991b1b;font-weight:600}.quiet{color:#6b7280}";
+.timeline time{color:#6b7280}\
+.model-output{margin:2px 0 4px 20px;padding:4px 8px;border-left:3px solid #9ca3af;background:#f3f4f6}\
+.untrusted{color:#92400e;font-weight:600}.logout{float:right}.logout button{background:#4b5563;margin:0}\
+.login input{font-size:15px;padding:6px;width:22em}.login button{background:#1d2330}.note{font-weight:600}.reason{color:#991b1b;font-weight:600}.quiet{color:#6b7280}";
 
 #[cfg(test)]
 mod tests {
@@ -739,11 +1098,15 @@ mod tests {
     }
 
     #[test]
-    fn listening_beyond_loopback_needs_a_token() {
-        assert!(check_listen("127.0.0.1:8990".parse().unwrap(), None).is_ok());
-        assert!(check_listen("[::1]:8990".parse().unwrap(), None).is_ok());
-        assert!(check_listen("0.0.0.0:8990".parse().unwrap(), None).is_err());
-        assert!(check_listen("0.0.0.0:8990".parse().unwrap(), Some("0123456789abcdef")).is_ok());
+    fn listening_beyond_loopback_needs_tls_or_the_explicit_insecure_flag() {
+        let addr = |a: &str| a.parse::<SocketAddr>().unwrap();
+        assert!(check_listen(addr("127.0.0.1:8990"), false, false).is_ok());
+        assert!(check_listen(addr("[::1]:8990"), false, false).is_ok());
+        let e = check_listen(addr("0.0.0.0:8990"), false, false).unwrap_err();
+        assert!(e.0.contains("needs TLS"), "{e}");
+        assert!(check_listen(addr("192.168.1.5:8990"), false, false).is_err());
+        assert!(check_listen(addr("0.0.0.0:8990"), true, false).is_ok());
+        assert!(check_listen(addr("0.0.0.0:8990"), false, true).is_ok());
     }
 
     #[test]
@@ -755,18 +1118,62 @@ mod tests {
     }
 
     #[test]
-    fn loopback_host_names() {
-        let uri: axum::http::Uri = "/".parse().unwrap();
-        let with = |host: &str| {
-            let mut h = HeaderMap::new();
-            h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
-            host_is_loopback(&h, &uri)
-        };
-        assert!(with("127.0.0.1:8990"));
-        assert!(with("localhost:8990"));
-        assert!(with("[::1]:8990"));
-        assert!(!with("evil.example:8990"));
-        assert!(!with("127.0.0.1.evil.example"));
-        assert!(!host_is_loopback(&HeaderMap::new(), &uri));
+    fn a_generated_token_is_long_random_and_accepted() {
+        let (a, b) = (generate_token().unwrap(), generate_token().unwrap());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        check_token(&a).unwrap();
+        let console = Console::new(ConsoleSettings { token: None, approval_timeout: Duration::from_secs(1) }).unwrap();
+        assert_eq!(console.token().len(), 64);
+    }
+
+    #[test]
+    fn sessions_expire_and_are_bounded() {
+        let t0 = Instant::now();
+        let mut s = Sessions { ttl: Duration::from_secs(60), live: HashMap::new() };
+        let id = s.create(t0).unwrap();
+        assert_eq!(id.len(), 64);
+        assert!(matches!(s.check(&id, t0 + Duration::from_secs(59)), SessionState::Live));
+        assert!(matches!(s.check(&id, t0 + Duration::from_secs(60)), SessionState::Expired));
+        assert!(matches!(s.check(&id, t0), SessionState::Unknown), "an expired session is forgotten");
+        assert!(matches!(s.check("0123", t0), SessionState::Unknown));
+        for _ in 0..3 * MAX_SESSIONS {
+            s.create(t0).unwrap();
+        }
+        assert!(s.live.len() <= MAX_SESSIONS);
+    }
+
+    #[test]
+    fn wrong_tokens_are_limited_per_peer_and_in_total() {
+        let t0 = Instant::now();
+        let mut t = Throttle::new(t0);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..LOGIN_BURST {
+            assert!(t.allow(a, t0).is_ok());
+            t.failed(a, t0);
+        }
+        let wait = t.allow(a, t0).unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= LOGIN_REFILL, "{wait:?}");
+        assert!(t.allow("10.0.0.2".parse().unwrap(), t0).is_ok(), "another peer is not held");
+        assert!(t.allow(a, t0 + LOGIN_REFILL).is_ok(), "one more try after the refill");
+        // One IPv6 host is one peer, whatever its address in its /64.
+        let mut t = Throttle::new(t0);
+        for i in 0..LOGIN_BURST {
+            t.failed(format!("2001:db8::{i:x}").parse().unwrap(), t0);
+        }
+        assert!(t.allow("2001:db8::ffff".parse().unwrap(), t0).is_err());
+        // Many peers: the global bucket holds them all.
+        let mut t = Throttle::new(t0);
+        for i in 0..GLOBAL_BURST {
+            t.failed(IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0100 + i)), t0);
+        }
+        assert!(t.allow("10.9.9.9".parse().unwrap(), t0).is_err());
+        // And the peer table stays bounded.
+        let mut t = Throttle::new(t0);
+        for i in 0..(MAX_PEERS as u32 + 100) {
+            t.global.tokens = 1e9;
+            t.failed(IpAddr::V4(std::net::Ipv4Addr::from(i)), t0);
+        }
+        assert!(t.peers.len() <= MAX_PEERS);
     }
 }

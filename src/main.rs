@@ -7,7 +7,8 @@
 //! opsguard chaos list                   the scenarios and what OpsGuard must do
 //! opsguard watch [--rules FILE] [--approve prompt|auto|deny|web] [--audit FILE]
 //!                [--max-incidents N] [--timeout SECS] [--approval-timeout 5m]
-//!                [--listen 127.0.0.1:8990] [--token TOKEN] [--shadow]
+//!                [--listen 127.0.0.1:8990] [--token TOKEN | --token-file FILE]
+//!                [--tls-cert PEM --tls-key PEM | --insecure-http] [--shadow]
 //! opsguard postmortem INCIDENT [--audit FILE] [-o FILE]
 //!                                       an incident's post-mortem in Markdown
 //! opsguard explain --alarm db-crash|web-disk|zombies [--exit-code N] [--oom BOOL]
@@ -107,13 +108,30 @@ enum Command {
         /// `5m`, `90s`); silence is a rejection.
         #[arg(long, default_value = "5m", value_parser = parse_duration)]
         approval_timeout: Duration,
-        /// With `--approve web`: where the console listens. Beyond loopback a token is required.
+        /// With `--approve web`: where the console listens. Beyond loopback
+        /// TLS is required (`--tls-cert`, `--tls-key`) unless `--insecure-http`.
         #[arg(long, default_value = opsguard::console::DEFAULT_LISTEN)]
         listen: String,
         /// With `--approve web`: the token every client must present (else
-        /// the OPSGUARD_CONSOLE_TOKEN environment variable, which `ps` does not show).
+        /// the OPSGUARD_CONSOLE_TOKEN environment variable, which `ps` does
+        /// not show; else a random one written to `--token-file`).
         #[arg(long)]
         token: Option<String>,
+        /// With `--approve web` and no token given: where the generated
+        /// token is written (mode 0600, replaced at each start).
+        #[arg(long, default_value = "opsguard-console.token")]
+        token_file: PathBuf,
+        /// With `--approve web`: serve the console over TLS with this
+        /// certificate chain (PEM, leaf first).
+        #[arg(long, requires = "tls_key", value_name = "PEM")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of `--tls-cert`.
+        #[arg(long, requires = "tls_cert", value_name = "PEM")]
+        tls_key: Option<PathBuf>,
+        /// With `--approve web`: allow plain HTTP beyond loopback (the token
+        /// and the session cookie then cross the network in the clear).
+        #[arg(long, conflicts_with = "tls_cert")]
+        insecure_http: bool,
         /// LLM for unknown root causes: an `llm.toml` with an `[llm]` table.
         #[arg(long)]
         llm_config: Option<PathBuf>,
@@ -435,6 +453,10 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             approval_timeout,
             listen,
             token,
+            token_file,
+            tls_cert,
+            tls_key,
+            insecure_http,
             llm_config,
             llm_url,
             llm_model,
@@ -468,7 +490,17 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 rules.scope_label = label;
             }
             let console = match approve {
-                ApproveMode::Web => Some(start_console(&listen, token, approval_timeout, output.log_format).await?),
+                ApproveMode::Web => {
+                    let web = WebConsole {
+                        listen: &listen,
+                        token,
+                        token_file: &token_file,
+                        tls_cert,
+                        tls_key,
+                        insecure_http,
+                    };
+                    Some(start_console(web, approval_timeout, output.log_format).await?)
+                }
                 _ => None,
             };
             let approver = match (approve, &console) {
@@ -599,29 +631,57 @@ fn postmortem(incident: u64, audit: &Path, occurrence: Option<usize>, output: Op
     }
 }
 
-/// Starts the web approval console; returns it and its server task.
-async fn start_console(
-    listen: &str,
+/// The `--approve web` flags.
+struct WebConsole<'a> {
+    listen: &'a str,
     token: Option<String>,
+    token_file: &'a Path,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    insecure_http: bool,
+}
+
+/// Starts the web approval console; returns it and its server task. Every
+/// check (the address, TLS, the token) is made before anything listens.
+async fn start_console(
+    web: WebConsole<'_>,
     approval_timeout: Duration,
     format: LogFormat,
 ) -> Result<(Console, tokio::task::JoinHandle<std::io::Result<()>>), String> {
-    let token = token.or_else(|| std::env::var(opsguard::console::TOKEN_ENV).ok()).filter(|t| !t.is_empty());
-    let addr: std::net::SocketAddr = listen.parse().map_err(|e| format!("--listen {listen:?}: {e}"))?;
-    opsguard::console::check_listen(addr, token.as_deref()).map_err(|e| e.to_string())?;
-    let with_token = token.is_some();
-    let console = Console::new(ConsoleSettings { token, approval_timeout }).map_err(|e| e.to_string())?;
+    use opsguard::console::{TOKEN_ENV, check_listen, generate_token, write_token_file};
+    let addr: std::net::SocketAddr = web.listen.parse().map_err(|e| format!("--listen {:?}: {e}", web.listen))?;
+    let tls = match (&web.tls_cert, &web.tls_key) {
+        (Some(cert), Some(key)) => Some(opsguard::serve::tls_acceptor(cert, key).map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    check_listen(addr, tls.is_some(), web.insecure_http).map_err(|e| e.to_string())?;
+    let given = web.token.or_else(|| std::env::var(TOKEN_ENV).ok()).filter(|t| !t.is_empty());
+    let (token, written) = match given {
+        Some(t) => (t, None),
+        None => {
+            let t = generate_token().map_err(|e| e.to_string())?;
+            let path = write_token_file(web.token_file, &t)
+                .map_err(|e| format!("--token-file {}: {e}", web.token_file.display()))?;
+            (t, Some(path))
+        }
+    };
+    let console = Console::new(ConsoleSettings { token: Some(token), approval_timeout }).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("--listen {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    if with_token {
-        announce(
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    announce(format, &format!("🌐 approval console: {scheme}://{local}/login"));
+    match written {
+        Some(path) => announce(
             format,
-            &format!("🌐 approval console: http://{local}/login?token=<your token> (then http://{local}/)"),
-        );
-    } else {
-        announce(format, &format!("🌐 approval console: http://{local}/"));
+            &format!("🔑 console token generated and written to {} (readable by its owner only)", path.display()),
+        ),
+        None => announce(format, "🔑 console token: the one given (--token or OPSGUARD_CONSOLE_TOKEN)"),
     }
-    Ok((console.clone(), tokio::spawn(console.serve(listener))))
+    if tls.is_none() && !addr.ip().is_loopback() {
+        eprintln!("opsguard: --insecure-http: the console's token and session cookie cross the network in the clear");
+    }
+    let server = tokio::spawn(console.clone().serve_with(listener, opsguard::serve::Limits::CONSOLE, tls));
+    Ok((console, server))
 }
 
 /// 0 when every incident resolved, 2 when any stopped for a human.

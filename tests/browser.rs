@@ -33,8 +33,9 @@ struct Lab {
     server: JoinHandle<std::io::Result<()>>,
 }
 
-/// The console on a loopback port and an agent whose chain-reaction incident
-/// waits on it for the restart's approval.
+/// The console on a loopback port (with a generated token, which the
+/// browser types into the login form) and an agent whose chain-reaction
+/// incident waits on it for the restart's approval.
 async fn lab() -> Lab {
     let timeout = Timeouts::default().approval;
     let console = Console::new(ConsoleSettings { token: None, approval_timeout: timeout }).unwrap();
@@ -61,7 +62,7 @@ async fn clicking_approve_restarts_the_database_and_the_page_shows_it_resolved()
     let driver = chromium::driver();
     let lab = lab().await;
     let c = chromium::browser(&driver).await;
-    c.goto(&lab.url).await.unwrap();
+    chromium::login(&c, &lab.url, lab.console.token()).await;
     c.wait().at_most(Duration::from_secs(30)).for_element(Locator::Css("button.approve")).await.unwrap();
     let page = c.source().await.unwrap();
     for needle in ["DB_CRASH — Disk Full", "exit code", "OOMKilled", "disk usage", "No space left on device"] {
@@ -92,7 +93,7 @@ async fn clicking_reject_leaves_the_database_down_and_the_page_shows_it_stopped(
     let driver = chromium::driver();
     let lab = lab().await;
     let c = chromium::browser(&driver).await;
-    c.goto(&lab.url).await.unwrap();
+    chromium::login(&c, &lab.url, lab.console.token()).await;
     chromium::answer(&c, &lab.console, "reject", Duration::from_secs(30)).await;
     let page = chromium::wait_for_status(&c, 1, "STOPPED", Duration::from_secs(30)).await;
     assert!(page.contains("restart not approved"), "{page}");

@@ -1,7 +1,8 @@
 //! Issue #5: the web approval console over HTTP, against the real incident
 //! loop on the simulated host. Every bad request gets a clear 4xx and
 //! changes nothing: the request stays pending and the database is not
-//! restarted.
+//! restarted. Issue 8, items 10 and 11: the server's limits, the login and
+//! its session cookie, the rate limit, TLS.
 
 mod sim_lab;
 
@@ -36,8 +37,8 @@ struct Lab {
 }
 
 /// A chain-reaction incident waiting on the console for the restart's approval.
-async fn lab(token: Option<&str>, approval_timeout: Duration) -> (Lab, JoinHandle<IncidentReport>) {
-    let console = Console::new(ConsoleSettings { token: token.map(str::to_string), approval_timeout }).unwrap();
+async fn lab(approval_timeout: Duration) -> (Lab, JoinHandle<IncidentReport>) {
+    let console = Console::new(ConsoleSettings { token: Some(TOKEN.into()), approval_timeout }).unwrap();
     let tap = console.clone();
     let audit = AuditLog::in_memory().with_tap(move |r| tap.record(r));
     let SimLab { clock, host, responder, .. } = sim_lab_with_audit(console.approver(), NoAdvisor, audit);
@@ -72,16 +73,22 @@ async fn send(console: &Console, req: Request<Body>) -> (StatusCode, String, Opt
     (status, String::from_utf8_lossy(&body).into_owned(), cookie)
 }
 
-fn get(path: &str) -> axum::http::request::Builder {
+/// A request with no credentials.
+fn anon(path: &str) -> axum::http::request::Builder {
     Request::builder().uri(path).header(header::HOST, "127.0.0.1:8990")
 }
 
+/// A request from an API client with the token.
+fn get(path: &str) -> axum::http::request::Builder {
+    anon(path).header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+}
+
+fn anon_post(path: &str) -> axum::http::request::Builder {
+    anon(path).method("POST").header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+}
+
 fn post() -> axum::http::request::Builder {
-    Request::builder()
-        .method("POST")
-        .uri("/answer")
-        .header(header::HOST, "127.0.0.1:8990")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+    anon_post("/answer").header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
 }
 
 type Fields = Vec<(&'static str, String)>;
@@ -123,7 +130,7 @@ fn unchanged(lab: &Lab, incident: &JoinHandle<IncidentReport>, what: &str) {
 
 #[tokio::test]
 async fn the_page_shows_the_evidence_and_the_pending_restart_with_hostile_logs_escaped() {
-    let (lab, incident) = lab(None, Duration::from_secs(300)).await;
+    let (lab, incident) = lab(Duration::from_secs(300)).await;
     let (status, page, _) = send(&lab.console, get("/").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     for needle in [
@@ -153,7 +160,7 @@ async fn the_page_shows_the_evidence_and_the_pending_restart_with_hostile_logs_e
 
 #[tokio::test]
 async fn approve_restarts_once_and_the_page_shows_it_resolved_and_a_replay_is_refused() {
-    let (lab, incident) = lab(None, Duration::from_secs(300)).await;
+    let (lab, incident) = lab(Duration::from_secs(300)).await;
     let (status, _) = answer(&lab.console, &form(&lab, "approve")).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let report = incident.await.unwrap();
@@ -177,7 +184,7 @@ async fn approve_restarts_once_and_the_page_shows_it_resolved_and_a_replay_is_re
 
 #[tokio::test]
 async fn reject_stops_the_incident_without_a_restart() {
-    let (lab, incident) = lab(None, Duration::from_secs(300)).await;
+    let (lab, incident) = lab(Duration::from_secs(300)).await;
     let (status, _) = answer(&lab.console, &form(&lab, "reject")).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let report = incident.await.unwrap();
@@ -189,7 +196,7 @@ async fn reject_stops_the_incident_without_a_restart() {
 
 #[tokio::test]
 async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
-    let (lab, incident) = lab(None, Duration::from_secs(300)).await;
+    let (lab, incident) = lab(Duration::from_secs(300)).await;
     let good = form(&lab, "approve");
     type Case = (&'static str, Fields, StatusCode, &'static str);
     let cases: Vec<Case> = vec![
@@ -223,10 +230,11 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
     let (status, _, _) = send(&lab.console, get("/incidents/999").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let rebound = encode(&good);
-    let mut req = post().body(Body::from(rebound)).unwrap();
+    // A page elsewhere that rebinds its name to this port has no credentials.
+    let mut req = anon_post("/answer").body(Body::from(rebound)).unwrap();
     req.headers_mut().insert(header::HOST, "evil.example:8990".parse().unwrap());
     let (status, _, _) = send(&lab.console, req).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "a foreign host name on loopback");
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a foreign page without the token");
     unchanged(&lab, &incident, "foreign host name");
 
     // The request was still answerable all along.
@@ -236,59 +244,252 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
     assert_eq!(restarts(&lab.host), 1);
 }
 
+fn login_form(token: &str) -> Body {
+    Body::from(format!("token={token}"))
+}
+
+/// The `name=value` part of a Set-Cookie header.
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().trim().to_string()
+}
+
+/// Issue 8, item 11: every request needs the token, always; a browser
+/// exchanges it once, in a POST form, for a random session id in an
+/// HttpOnly, SameSite=Strict, expiring cookie.
 #[tokio::test]
-async fn a_token_is_required_from_every_request_when_set() {
-    let (lab, incident) = lab(Some(TOKEN), Duration::from_secs(300)).await;
-    let (status, _, _) = send(&lab.console, get("/").body(Body::empty()).unwrap()).await;
+async fn a_token_is_always_required_and_login_exchanges_it_for_a_session_cookie() {
+    let (lab, incident) = lab(Duration::from_secs(300)).await;
+    let c = &lab.console;
+    let (status, page, _) = send(c, anon("/").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _, _) = send(
-        &lab.console,
-        get("/").header(header::AUTHORIZATION, "Bearer wrong-token-wrong-token").body(Body::empty()).unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _, _) =
-        send(&lab.console, get("/").header(header::COOKIE, "opsguard_token=nope").body(Body::empty()).unwrap()).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = answer(&lab.console, &form(&lab, "approve")).await;
+    assert!(page.contains("action=\"/login\"") && !page.contains("Approve</button>"), "{page}");
+    let (status, _, _) = send(c, anon("/incidents/1").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = {
+        let body = encode(&form(&lab, "approve"));
+        let (s, b, _) = send(c, anon_post("/answer").body(Body::from(body)).unwrap()).await;
+        (s, b)
+    };
     assert_eq!(status, StatusCode::UNAUTHORIZED, "an answer without the token");
     unchanged(&lab, &incident, "answer without the token");
-    let (status, _, cookie) = send(&lab.console, get("/login?token=wrong").body(Body::empty()).unwrap()).await;
+
+    // Bearer for API clients.
+    let (status, _, _) =
+        send(c, anon("/").header(header::AUTHORIZATION, "Bearer wrong-token-wrong-token").body(Body::empty()).unwrap())
+            .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = send(c, get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    // The token itself is not a cookie (the old scheme).
+    let (status, _, _) =
+        send(c, anon("/").header(header::COOKIE, format!("opsguard_token={TOKEN}")).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // The token in a URL is refused, not used: it would stay in the history.
+    let (status, page, cookie) = send(c, anon(&format!("/login?token={TOKEN}")).body(Body::empty()).unwrap()).await;
+    assert_eq!((status, cookie), (StatusCode::BAD_REQUEST, None));
+    assert!(page.contains("not in the URL"), "{page}");
+    let (status, page, cookie) = send(c, anon("/login").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, cookie), (StatusCode::OK, None));
+    assert!(page.contains("type=\"password\" name=\"token\""), "{page}");
+    let (status, _, cookie) = send(c, anon_post("/login").body(login_form("wrong")).unwrap()).await;
     assert_eq!((status, cookie), (StatusCode::FORBIDDEN, None));
 
-    let (status, _, cookie) =
-        send(&lab.console, get(&format!("/login?token={TOKEN}")).body(Body::empty()).unwrap()).await;
+    let (status, _, cookie) = send(c, anon_post("/login").body(login_form(TOKEN)).unwrap()).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    let cookie = cookie.expect("login sets the cookie");
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
-    let pair = cookie.split(';').next().unwrap().to_string();
-    let (status, page, _) =
-        send(&lab.console, get("/").header(header::COOKIE, &pair).body(Body::empty()).unwrap()).await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("Approve</button>"));
-    // With a token the host name is not restricted: the console may listen beyond loopback.
-    let (status, _, _) = send(
-        &lab.console,
-        Request::builder()
-            .uri("/")
-            .header(header::HOST, "opsguard.example:8990")
-            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    unchanged(&lab, &incident, "viewing with the token");
+    let cookie = cookie.expect("login sets the session cookie");
+    let attrs: Vec<&str> = cookie.split(';').map(str::trim).collect();
+    for want in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=28800"] {
+        assert!(attrs.contains(&want), "{want} missing: {cookie}");
+    }
+    assert!(!attrs.contains(&"Secure"), "no Secure over plain HTTP (the browser would drop it): {cookie}");
+    let pair = cookie_pair(&cookie);
+    let id = pair.strip_prefix("opsguard_session=").expect(&cookie);
+    assert_eq!(id.len(), 64, "a 256-bit random id: {cookie}");
+    assert!(!cookie.contains(TOKEN), "the token itself is never the cookie");
 
+    let (status, page, _) = send(c, anon("/").header(header::COOKIE, &pair).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Approve</button>") && page.contains("Log out"), "{page}");
+    // Another login is another session.
+    let (_, _, other) = send(c, anon_post("/login").body(login_form(TOKEN)).unwrap()).await;
+    assert_ne!(cookie_pair(&other.unwrap()), pair);
+    // A session id that was never issued.
+    let fake = format!("opsguard_session={}", "ab".repeat(32));
+    let (status, _, clear) = send(c, anon("/").header(header::COOKIE, fake).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(clear.unwrap().contains("Max-Age=0"));
+
+    // Over TLS the cookie is Secure.
+    let mut req = anon_post("/login").body(login_form(TOKEN)).unwrap();
+    req.extensions_mut().insert(opsguard::serve::OverTls);
+    let (_, _, secure) = send(c, req).await;
+    assert!(secure.unwrap().split(';').any(|a| a.trim() == "Secure"));
+
+    unchanged(&lab, &incident, "logging in");
     let body = encode(&form(&lab, "approve"));
-    let (status, _, _) = send(&lab.console, post().header(header::COOKIE, &pair).body(Body::from(body)).unwrap()).await;
+    let answer = anon_post("/answer").header(header::COOKIE, &pair).body(Body::from(body)).unwrap();
+    let (status, _, _) = send(c, answer).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(incident.await.unwrap().resolution, Resolution::Resolved);
+
+    // Logging out ends the session on the server, whatever the browser keeps.
+    let (status, _, clear) =
+        send(c, anon_post("/logout").header(header::COOKIE, &pair).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(clear.unwrap().contains("Max-Age=0"));
+    let (status, _, _) = send(c, anon("/").header(header::COOKIE, &pair).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+fn bare_console() -> Console {
+    Console::new(ConsoleSettings { token: Some(TOKEN.into()), approval_timeout: Duration::from_secs(60) }).unwrap()
+}
+
+/// A request from `peer`, as the server marks it.
+fn from(peer: &str, mut req: Request<Body>) -> Request<Body> {
+    let addr: std::net::SocketAddr = format!("{peer}:40000").parse().unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+    req
+}
+
+/// Issue 8, item 11: a session ends on the server when its time is up,
+/// even if the browser still sends the cookie.
+#[tokio::test(start_paused = true)]
+async fn a_session_expires_on_the_server() {
+    let c = bare_console().with_session_ttl(Duration::from_secs(600));
+    let (_, _, cookie) = send(&c, anon_post("/login").body(login_form(TOKEN)).unwrap()).await;
+    let cookie = cookie.unwrap();
+    assert!(cookie.contains("Max-Age=600"), "{cookie}");
+    let pair = cookie_pair(&cookie);
+    let page = |pair: String| anon("/").header(header::COOKIE, pair).body(Body::empty()).unwrap();
+    tokio::time::advance(Duration::from_secs(599)).await;
+    assert_eq!(send(&c, page(pair.clone())).await.0, StatusCode::OK);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let (status, body, clear) = send(&c, page(pair.clone())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("expired"), "{body}");
+    assert!(clear.unwrap().contains("Max-Age=0"));
+    // The default lifetime is a working day, not forever.
+    let (_, _, cookie) = send(&bare_console(), anon_post("/login").body(login_form(TOKEN)).unwrap()).await;
+    assert!(cookie.unwrap().contains(&format!("Max-Age={}", opsguard::console::SESSION_TTL.as_secs())));
+}
+
+/// Issue 8, item 11: wrong tokens are rate-limited per peer and in total;
+/// while a peer is limited even the right token is not compared.
+#[tokio::test(start_paused = true)]
+async fn wrong_tokens_are_rate_limited_per_peer_and_in_total() {
+    use opsguard::console::{GLOBAL_BURST, LOGIN_BURST, LOGIN_REFILL};
+    let c = bare_console();
+    let login = |peer: &str, token: &str| from(peer, anon_post("/login").body(login_form(token)).unwrap());
+    for _ in 0..LOGIN_BURST - 1 {
+        assert_eq!(send(&c, login("192.0.2.1", "wrong")).await.0, StatusCode::FORBIDDEN);
+    }
+    // A wrong Bearer token counts the same.
+    let bearer = anon("/").header(header::AUTHORIZATION, "Bearer wrong-token-wrong-token").body(Body::empty());
+    assert_eq!(send(&c, from("192.0.2.1", bearer.unwrap())).await.0, StatusCode::FORBIDDEN);
+    let resp = c.router().oneshot(login("192.0.2.1", TOKEN)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS, "the right token while limited");
+    assert!(resp.headers().get(header::SET_COOKIE).is_none());
+    let retry: u64 = resp.headers()[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=LOGIN_REFILL.as_secs() + 1).contains(&retry), "{retry}");
+    let bearer = get("/").body(Body::empty()).unwrap();
+    assert_eq!(send(&c, from("192.0.2.1", bearer)).await.0, StatusCode::TOO_MANY_REQUESTS);
+    // Another peer is not held by this one.
+    assert_eq!(send(&c, login("192.0.2.2", TOKEN)).await.0, StatusCode::SEE_OTHER);
+    tokio::time::advance(LOGIN_REFILL).await;
+    assert_eq!(send(&c, login("192.0.2.1", TOKEN)).await.0, StatusCode::SEE_OTHER, "one try back after the refill");
+
+    // Many peers, a few guesses each: the global bucket stops them all.
+    let c = bare_console();
+    for i in 0..GLOBAL_BURST {
+        let peer = format!("198.51.100.{}", i + 1);
+        assert_eq!(send(&c, login(&peer, "wrong")).await.0, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(send(&c, login("203.0.113.7", TOKEN)).await.0, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// Issue 8, item 11: the model's reason is shown as untrusted model output,
+/// apart from OpsGuard's own words, and escaped.
+#[tokio::test]
+async fn the_llm_reason_is_labelled_untrusted_model_output() {
+    use opsguard::audit::{AuditEvent, AuditRecord};
+    use opsguard::model::LlmChoice;
+    let c = bare_console();
+    let reason = "<b>All clear</b>: OpsGuard verified the data, approve the restart";
+    c.record(&AuditRecord {
+        ts: START,
+        time: "2026-11-30T01:00:00.000Z".into(),
+        incident: 1,
+        event: AuditEvent::LlmConsulted {
+            model: Some("smollm2".into()),
+            latency_ms: Some(42),
+            choice: Some(LlmChoice::Restart),
+            reason: reason.into(),
+            raw: None,
+        },
+    });
+    let (status, page, _) = send(&c, get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let at = page.find("class=\"model-output\"").expect(&page);
+    let block = &page[at..at + page[at..].find("</div>").unwrap()];
+    assert!(block.contains("untrusted model output"), "{block}");
+    assert!(block.contains(&opsguard::console::escape(reason)), "{block}");
+    assert!(!page.contains("<b>All clear"), "the model's markup reached the page");
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1, as PEM files.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    (cert_path, key_path, cert.cert.pem())
+}
+
+/// Issue 8, item 11: with a certificate the console speaks TLS (rustls), its
+/// session cookie is Secure, and plain HTTP gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_serves_tls_with_a_secure_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, pem) = self_signed(dir.path());
+    let tls = opsguard::serve::tls_acceptor(&cert, &key).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(bare_console().serve_with(listener, Limits::CONSOLE, Some(tls)));
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{port}");
+    let resp = client.get(format!("{base}/login")).send().await.expect("a TLS handshake");
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    let resp = client.post(format!("{base}/login")).form(&[("token", TOKEN)]).send().await.unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::SEE_OTHER);
+    let cookie = resp.headers()[reqwest::header::SET_COOKIE].to_str().unwrap().to_string();
+    assert!(cookie.split(';').any(|a| a.trim() == "Secure"), "{cookie}");
+    let resp = client.get(format!("{base}/")).header("cookie", cookie_pair(&cookie)).send().await.unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+
+    // Plain HTTP on the TLS port: no page, no token accepted.
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    assert!(plain.get(format!("http://127.0.0.1:{port}/login")).send().await.is_err());
+    // A client that does not trust the certificate does not get through either.
+    let untrusting = reqwest::Client::builder().no_proxy().tls_built_in_root_certs(false).build().unwrap();
+    assert!(untrusting.get(format!("{base}/login")).send().await.is_err());
+    // A key that is not the certificate's is refused at start.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("other.pem"), other.signing_key.serialize_pem()).unwrap();
+    assert!(opsguard::serve::tls_acceptor(&cert, &dir.path().join("other.pem")).is_err());
+    server.abort();
 }
 
 #[tokio::test]
 async fn an_expired_request_is_a_rejection_and_a_late_answer_is_gone() {
-    let (lab, incident) = lab(None, Duration::from_millis(300)).await;
+    let (lab, incident) = lab(Duration::from_millis(300)).await;
     let report = incident.await.unwrap();
     assert_eq!(report.resolution, Resolution::Stopped { reason: StopReason::ApprovalRejected });
     assert_eq!(lab.console.request_status(lab.open.id), Some(RequestStatus::Expired));
@@ -317,7 +518,8 @@ async fn the_terminal_prompt_and_the_page_show_the_same_evidence() {
         action: Action::RestartContainer { target: alarm.container.clone(), reason: RestartReason::DiskFreed },
         alarm,
     };
-    let console = Console::new(ConsoleSettings { token: None, approval_timeout: Duration::from_secs(60) }).unwrap();
+    let console =
+        Console::new(ConsoleSettings { token: Some(TOKEN.into()), approval_timeout: Duration::from_secs(60) }).unwrap();
     let approver = console.approver();
     let asked = request.clone();
     let waiting = tokio::spawn(async move { approver.review(&asked).await });
@@ -344,29 +546,69 @@ async fn the_terminal_prompt_and_the_page_show_the_same_evidence() {
     waiting.abort();
 }
 
+fn opsguard_watch_web(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_opsguard"))
+        .args(["watch", "--approve", "web"])
+        .args(args)
+        .env_remove(opsguard::console::TOKEN_ENV)
+        // Never the real lab: the watch stops at "no Docker" after the console started.
+        .env("DOCKER_HOST", "unix:///nonexistent/opsguard-test.sock")
+        .output()
+        .unwrap()
+}
+
+/// Issue 8, item 11: beyond loopback the CLI refuses plain HTTP unless told
+/// `--insecure-http`, and refuses a weak token, before anything listens.
 #[test]
-fn the_cli_refuses_to_listen_beyond_loopback_without_a_token_or_with_a_weak_one() {
-    // Both are refused before OpsGuard connects to Docker.
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_opsguard"))
-            .args(["watch", "--approve", "web"])
-            .args(args)
-            .env_remove(opsguard::console::TOKEN_ENV)
-            .output()
-            .unwrap()
-    };
-    let out = run(&["--listen", "0.0.0.0:0"]);
+fn the_cli_refuses_plain_http_beyond_loopback_and_a_weak_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    let tf = token_file.to_str().unwrap();
+    let out = opsguard_watch_web(&["--listen", "0.0.0.0:0", "--token-file", tf]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a token"), "{out:?}");
-    let out = run(&["--listen", "0.0.0.0:0", "--token", "short"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs TLS"), "{out:?}");
+    assert!(!token_file.exists(), "nothing is written when the console cannot start");
+    let out = opsguard_watch_web(&["--listen", "0.0.0.0:0", "--insecure-http", "--token", "short"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16"), "{out:?}");
-    let out = run(&["--approval-timeout", "0s"]);
+    let out = opsguard_watch_web(&["--tls-cert", "cert.pem"]);
+    assert_eq!(out.status.code(), Some(1), "a certificate needs its key: {out:?}");
+    let out = opsguard_watch_web(&["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/cert.pem"), "{out:?}");
+    let out = opsguard_watch_web(&["--approval-timeout", "0s"]);
     // A usage error is an error (1), never the "stopped for a human" 2.
     assert_eq!(out.status.code(), Some(1), "clap refuses a zero timeout: {out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("longer than zero"), "{out:?}");
-    let out = run(&["--no-such-flag"]);
+    let out = opsguard_watch_web(&["--no-such-flag"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+/// Issue 8, item 11: with no token given the CLI generates one, writes it
+/// to a file only its owner can read (replacing, never following, what was
+/// at that path) and says where; the token itself is not printed.
+#[test]
+fn the_cli_generates_a_token_into_a_private_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "keep me").unwrap();
+    let token_file = dir.path().join("console.token");
+    std::os::unix::fs::symlink(&victim, &token_file).unwrap();
+    let out = opsguard_watch_web(&["--listen", "127.0.0.1:0", "--token-file", token_file.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("written to {}", token_file.display())), "{out:?}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me", "the symlink was followed");
+    let meta = std::fs::symlink_metadata(&token_file).unwrap();
+    assert!(meta.file_type().is_file(), "the symlink is replaced by a file");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let token = token.trim();
+    assert_eq!(token.len(), 64);
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(!stdout.contains(token) && !String::from_utf8_lossy(&out.stderr).contains(token), "printed the token");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 2, "no temporary file left behind: {leftovers:?}");
 }
 
 // ------------------------------------------------- issue 8, item 10: limits
@@ -419,7 +661,7 @@ async fn slow_client(addr: std::net::SocketAddr, give_up: Duration) -> Duration 
 /// approval over the same socket still heals the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_dropped_and_the_console_keeps_answering() {
-    let (lab, incident) = lab(None, Duration::from_secs(300)).await;
+    let (lab, incident) = lab(Duration::from_secs(300)).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(lab.console.clone().serve_with(listener, TEST_LIMITS, None));
@@ -434,7 +676,7 @@ async fn slow_clients_are_dropped_and_the_console_keeps_answering() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let started = std::time::Instant::now();
-    let resp = http.get(format!("http://{addr}/")).send().await.expect("the console answers");
+    let resp = http.get(format!("http://{addr}/")).bearer_auth(TOKEN).send().await.expect("the console answers");
     assert_eq!(resp.status(), reqwest::StatusCode::OK);
     assert!(resp.text().await.unwrap().contains("Approve</button>"));
     let took = started.elapsed();
@@ -451,12 +693,11 @@ async fn slow_clients_are_dropped_and_the_console_keeps_answering() {
     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(
-            b"POST /answer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-              Content-Length: 100\r\n\r\nincident=1",
-        )
-        .await
-        .unwrap();
+        let head = format!(
+            "POST /answer HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nincident=1"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
         let started = std::time::Instant::now();
         let mut got = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
@@ -467,7 +708,13 @@ async fn slow_clients_are_dropped_and_the_console_keeps_answering() {
     unchanged(&lab, &incident, "slow clients");
 
     // Healing goes on: the approval reaches the incident over the socket.
-    let resp = http.post(format!("http://{addr}/answer")).form(&form(&lab, "approve")).send().await.unwrap();
+    let resp = http
+        .post(format!("http://{addr}/answer"))
+        .bearer_auth(TOKEN)
+        .form(&form(&lab, "approve"))
+        .send()
+        .await
+        .unwrap();
     assert!(resp.status().is_success() || resp.status().is_redirection(), "{resp:?}");
     assert_eq!(incident.await.unwrap().resolution, Resolution::Resolved);
     assert_eq!(restarts(&lab.host), 1);

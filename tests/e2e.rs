@@ -447,7 +447,7 @@ fn chain_reaction_answered_in_the_browser(approve: bool) {
         // request's 30 s must not run out while Chromium starts (slow
         // beside a build).
         let c = chromium::browser(&driver).await;
-        c.goto(&url).await.unwrap();
+        chromium::login(&c, &url, console.token()).await;
         c.wait()
             .at_most(Duration::from_secs(60))
             .for_element(fantoccini::Locator::Css("header"))

@@ -1,6 +1,7 @@
 //! Headless Chromium for the browser tests: Debian's `chromedriver` as a
 //! child process and a fantoccini session over plain HTTP (no browser
-//! download, no TLS), and the console interactions both tests share.
+//! download, no TLS), and the console interactions both tests share: the
+//! login form, the buttons, the status badge.
 //!
 //! The tests that use it are `#[ignore]`d and need `OPSGUARD_BROWSER=1`
 //! (scripts/test.sh sets it): run without it, they fail rather than pass
@@ -116,6 +117,22 @@ pub async fn browser(driver: &Driver) -> Client {
         }),
     );
     ClientBuilder::new(HttpConnector::new()).capabilities(caps).connect(&driver.url).await.expect("a Chromium session")
+}
+
+/// Logs in at `base` (the console's root URL) through the login form, as
+/// an operator does, and waits for the console's page.
+pub async fn login(c: &Client, base: &str, token: &str) {
+    let base = base.trim_end_matches('/');
+    c.goto(&format!("{base}/login")).await.expect("the login page");
+    let field =
+        c.wait().at_most(Duration::from_secs(30)).for_element(Locator::Id("token")).await.expect("the login form");
+    field.send_keys(token).await.expect("typing the token");
+    c.find(Locator::Id("login")).await.expect("the login button").click().await.expect("logging in");
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Id("logout"))
+        .await
+        .expect("logged in: the console's page with its Log out button");
 }
 
 /// Clicks `button` (`approve` or `reject`) until the console has the
