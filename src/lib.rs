@@ -56,6 +56,7 @@ pub mod model;
 pub mod observer;
 pub mod postmortem;
 pub mod progress;
+pub mod redact;
 pub mod rules;
 pub mod telemetry;
 

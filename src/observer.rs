@@ -164,7 +164,8 @@ impl Observer {
         Ok(Some(Alarm {
             kind: AlarmKind::DbCrash(c.cause),
             container: db.container.clone(),
-            evidence: Evidence {
+            // Classified on the raw lines above; recorded, shown and sent redacted.
+            evidence: crate::redact::redact_evidence(Evidence {
                 state: Some(status.state),
                 fault_at: status.finished_at,
                 exit_code: status.exit_code,
@@ -174,7 +175,7 @@ impl Observer {
                 matched_signature: c.signature,
                 log_lines: c.lines,
                 log_tail: tail,
-            },
+            }),
             raised_at: now,
         }))
     }
