@@ -25,6 +25,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::redact::printable;
+
 use crate::model::{Action, Alarm, ContainerName, ContainerState, Health, LlmChoice, Outcome, StopReason, Timestamp};
 
 /// How an incident ended.
@@ -132,11 +134,14 @@ pub enum AuditEvent {
 }
 
 impl AuditEvent {
-    /// One line for a human-readable timeline, in the specification's words.
+    /// One line for a human-readable timeline, in the specification's words
+    /// (an opening adds its first evidence line on a second line). Every
+    /// field that may quote a container, the daemon or a model passes
+    /// through [`printable`], so none can break the line or drive a terminal.
     pub fn render(&self) -> String {
         match self {
             AuditEvent::IncidentOpened { alarm } => {
-                let mut s = format!("🔴 {} on {}", alarm.kind, alarm.container);
+                let mut s = format!("🔴 {} on {}", alarm.kind, printable(alarm.container.as_str()));
                 let e = &alarm.evidence;
                 if let Some(code) = e.exit_code {
                     s += &format!(" (exit code {code}");
@@ -152,30 +157,32 @@ impl AuditEvent {
                     s += &format!(", {n} exited containers");
                 }
                 if let Some(l) = e.log_lines.first() {
-                    s += &format!("\n      evidence: {}", crate::classify::printable(l));
+                    s += &format!("\n      evidence: {}", printable(l));
                 }
                 s
             }
-            AuditEvent::Decided { action } => format!("🧠 decide → {action}"),
+            AuditEvent::Decided { action } => format!("🧠 decide → {}", shown(action)),
             AuditEvent::Reassessed { alarm } => {
                 format!("🔁 decided again from fresh facts: {} on {}", alarm.kind, alarm.container)
             }
             AuditEvent::ApprovalRequested { action, approver, .. } => {
-                format!("⚠  approval requested from {approver}: {action}")
+                format!("⚠  approval requested from {}: {}", printable(approver), shown(action))
             }
-            AuditEvent::ApprovalAnswered { approved: true, approver, .. } => format!("👤 ✅ approved by {approver}"),
+            AuditEvent::ApprovalAnswered { approved: true, approver, .. } => {
+                format!("👤 ✅ approved by {}", printable(approver))
+            }
             AuditEvent::ApprovalAnswered { approved: false, approver, detail, .. } => {
-                format!("👤 ❌ not approved by {approver} ({detail})")
+                format!("👤 ❌ not approved by {} ({})", printable(approver), printable(detail))
             }
             AuditEvent::LlmConsulted { model, choice: Some(c), reason, latency_ms, .. } => format!(
                 "🤖 LLM {} chose {} in {} ms: {}",
-                model.as_deref().unwrap_or("?"),
+                printable(model.as_deref().unwrap_or("?")),
                 c.name(),
                 latency_ms.unwrap_or(0),
-                crate::classify::printable(reason)
+                printable(reason)
             ),
             AuditEvent::LlmConsulted { reason, .. } => {
-                format!("🤖 LLM answer refused: {}", crate::classify::printable(reason))
+                format!("🤖 LLM answer refused: {}", printable(reason))
             }
             AuditEvent::Executed { action, outcome } => {
                 let what = match outcome {
@@ -195,13 +202,13 @@ impl AuditEvent {
                     }
                     Outcome::LlmChose { choice } => format!("LLM chose {}", choice.name()),
                     Outcome::LlmFailed => "LLM gave no usable answer".to_string(),
-                    Outcome::Failed { error } => format!("❌ failed: {error}"),
+                    Outcome::Failed { error } => format!("❌ failed: {}", printable(error)),
                 };
                 format!("🔧 {} → {what}", action.tool_name())
             }
-            AuditEvent::WouldExecute { action } => format!("👻 SHADOW would run {action}"),
+            AuditEvent::WouldExecute { action } => format!("👻 SHADOW would run {}", shown(action)),
             AuditEvent::Checked { state, health, cleared, error } => match error {
-                Some(e) => format!("   rapid check: {e}"),
+                Some(e) => format!("   rapid check: {}", printable(e)),
                 None => format!(
                     "   rapid check: {}{}{}",
                     state.map_or("-", ContainerState::as_str),
@@ -225,6 +232,11 @@ impl AuditEvent {
             }
         }
     }
+}
+
+/// `value` as one inert line.
+fn shown(value: &impl std::fmt::Display) -> String {
+    printable(&value.to_string())
 }
 
 /// One line of the audit log.

@@ -364,11 +364,7 @@ pub fn explain<L: AsRef<str>>(rules: &Rules, facts: CrashFacts<'_, L>) -> Explan
     scan(rules, facts.logs).explain(facts.exit_code, facts.oom_killed, facts.disk_used_pct)
 }
 
-/// `s` with control characters (terminal escapes, carriage returns) made
-/// visible, so a hostile log line cannot rewrite an operator's screen.
-pub fn printable(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { char::REPLACEMENT_CHARACTER } else { c }).collect()
-}
+pub use crate::redact::printable;
 
 /// `s` cut to at most `max` bytes, on a character boundary.
 pub fn truncate(s: &str, max: usize) -> &str {

@@ -885,6 +885,12 @@ impl Console {
         }
     }
 
+    /// The HTML served at `/` (every incident) or at `/incident/{id}`, as a
+    /// browser gets it; for tests of what the page can show.
+    pub fn page(&self, incident: Option<u64>) -> String {
+        self.render(incident)
+    }
+
     fn render(&self, only: Option<u64>) -> String {
         let board = self.board();
         let now = Instant::now();

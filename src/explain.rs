@@ -118,7 +118,7 @@ pub fn explain(engine: &Engine, facts: &AlarmFacts, now: Timestamp) -> Explanati
             let alarm = raise(
                 AlarmKind::DbCrash(c.classification.cause),
                 rules.database.container.clone(),
-                Evidence {
+                crate::redact::redact_evidence(Evidence {
                     exit_code: facts.exit_code,
                     oom_killed: Some(facts.oom_killed),
                     disk_used_pct: facts.disk_used_pct,
@@ -126,7 +126,7 @@ pub fn explain(engine: &Engine, facts: &AlarmFacts, now: Timestamp) -> Explanati
                     log_lines: c.classification.lines.clone(),
                     signatures: c.classification.matches.clone(),
                     ..Evidence::default()
-                },
+                }),
                 now,
             );
             classification = Some(c);

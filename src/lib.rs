@@ -57,6 +57,7 @@ pub mod model;
 pub mod observer;
 pub mod postmortem;
 pub mod progress;
+pub mod redact;
 pub mod rules;
 pub mod serve;
 pub mod telemetry;

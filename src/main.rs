@@ -43,6 +43,7 @@ use opsguard::incident::{Agent, IncidentReport, Responder, Until};
 use opsguard::llm::config::LlmConfig;
 use opsguard::llm::openai::OpenAiAdvisor;
 use opsguard::llm::{Advice, AdviceError, AdviceRequest, Advisor, NoAdvisor};
+use opsguard::redact::printable;
 use opsguard::rules::Rules;
 
 #[derive(Parser)]
@@ -383,8 +384,9 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(code) => code,
+        // Errors quote the daemon and the containers: one inert line each.
         Err(e) => {
-            eprintln!("opsguard: {e}");
+            eprintln!("opsguard: {}", printable(&e));
             ExitCode::from(1)
         }
     }
@@ -438,7 +440,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             .map_err(|e| e.to_string())?;
             for step in &rec.steps {
-                println!("  {:>6} ms  {} → {}", step.ms, step.what, step.result);
+                println!("  {:>6} ms  {} → {}", step.ms, printable(&step.what), printable(&step.result));
             }
             println!("done in {} ms", rec.duration_ms);
             Ok(ExitCode::SUCCESS)
@@ -758,7 +760,9 @@ async fn watch<A: Approver, L: Advisor>(
                 StreamNotice::Connected { since: Some(t) } => {
                     tracing::warn!(since = %t, "event stream reconnected, resuming")
                 }
-                StreamNotice::Lost { error } => tracing::warn!(%error, "event stream lost; reconnecting"),
+                StreamNotice::Lost { error } => {
+                    tracing::warn!(error = %printable(&error), "event stream lost; reconnecting")
+                }
             }
         }
     });

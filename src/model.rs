@@ -71,7 +71,9 @@ impl fmt::Debug for ContainerName {
 
 impl fmt::Display for ContainerName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        // Names can come from the daemon: shown anywhere, a name stays one
+        // inert line (Docker's own names are unchanged by this).
+        f.write_str(&crate::redact::printable(&self.0))
     }
 }
 

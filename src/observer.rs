@@ -162,7 +162,8 @@ impl Observer {
         Ok(Some(Alarm {
             kind: AlarmKind::DbCrash(c.cause),
             container: db.container.clone(),
-            evidence: Evidence {
+            // Classified on the raw lines above; recorded, shown and sent redacted.
+            evidence: crate::redact::redact_evidence(Evidence {
                 state: Some(status.state),
                 fault_at: status.finished_at,
                 exit_code: status.exit_code,
@@ -173,7 +174,7 @@ impl Observer {
                 log_lines: c.lines,
                 signatures: c.matches,
                 log_tail: tail,
-            },
+            }),
             raised_at: now,
         }))
     }

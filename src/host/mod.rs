@@ -39,7 +39,9 @@ pub enum HostErrorKind {
 
 /// A failed host operation.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{op} failed ({kind:?}): {message}")]
+// `op` and `message` quote the daemon and the container (a `find` or `df`
+// error, a daemon message): shown, they stay one inert line.
+#[error("{} failed ({kind:?}): {}", crate::redact::printable(.op), crate::redact::printable(.message))]
 pub struct HostError {
     /// The category.
     pub kind: HostErrorKind,

@@ -9,10 +9,6 @@
 //! block is data. Whatever the model makes of them, its answer is still
 //! validated in Rust (see [`super::openai`]).
 
-use std::borrow::Cow;
-use std::sync::LazyLock;
-
-use regex::Regex;
 use serde_json::{Value, json};
 
 use crate::model::{Alarm, ChoiceSet, LlmChoice};
@@ -37,10 +33,10 @@ pub fn safest_first(allowed: ChoiceSet) -> Vec<LlmChoice> {
         .filter(|c| allowed.contains(*c))
         .collect()
 }
-/// Lines longer than this are cut before redaction, to bound its work.
-const PRE_REDACT_BYTES: usize = 16 * 1024;
-/// What replaces a secret.
-pub const REDACTED: &str = "[REDACTED]";
+
+// Evidence is redacted where it is gathered; the prompt redacts again at the
+// host's edge, for alarms built elsewhere (redaction is idempotent).
+pub use crate::redact::{REDACTED, redact, redact_lines};
 
 /// How much of the logs to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,79 +45,6 @@ pub struct LogBudget {
     pub max_lines: usize,
     /// This many bytes of log text at most, in total.
     pub max_bytes: usize,
-}
-
-struct Rule {
-    re: Regex,
-    with: &'static str,
-}
-
-static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
-    let rule = |re: &str, with: &'static str| Rule { re: Regex::new(re).expect("static redaction regex"), with };
-    vec![
-        // A private key on one line (a multi-line one is handled by `redact_lines`).
-        rule(
-            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)",
-            "[REDACTED PRIVATE KEY]",
-        ),
-        // scheme://user:password@host → keep the user, drop the password.
-        rule(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]*):[^\s@/]*@", "${1}:[REDACTED]@"),
-        // Bearer / Basic credentials.
-        rule(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/\-]{6,}=*", "${1} [REDACTED]"),
-        // key=value, key: value, "key": "value" for secret-looking keys
-        // (password, PGPASSWORD, api_key, access_token, client_secret, …).
-        rule(
-            r#"(?i)([a-z0-9_.\-]*(?:passw(?:or)?d|\bpwd|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|credential|authorization)[a-z0-9_.\-]*)(["']?\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}]+)"#,
-            "${1}${2}[REDACTED]",
-        ),
-        // AWS access key ids.
-        rule(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b", "[REDACTED AWS KEY]"),
-        // Well-known token shapes: OpenAI, GitHub, Slack, JWTs.
-        rule(
-            r"\b(?:sk-[A-Za-z0-9_\-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|xox[abprs]-[A-Za-z0-9\-]{10,}|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]+)",
-            "[REDACTED]",
-        ),
-    ]
-});
-
-static KEY_BEGIN: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----").expect("static regex"));
-static KEY_END: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"-----END [A-Z0-9 ]*PRIVATE KEY-----").expect("static regex"));
-
-/// Redacts secrets in one line: passwords in connection strings,
-/// `password=`/`PGPASSWORD=`/`api_key=`/`token=`/`secret=` values, bearer
-/// tokens, AWS access key ids, well-known token shapes and private keys.
-pub fn redact(line: &str) -> Cow<'_, str> {
-    let mut out = Cow::Borrowed(line);
-    for r in RULES.iter() {
-        if let Cow::Owned(s) = r.re.replace_all(&out, r.with) {
-            out = Cow::Owned(s);
-        }
-    }
-    out
-}
-
-/// Redacts a run of lines, including private-key blocks that span lines:
-/// every line from `BEGIN … PRIVATE KEY` to its `END` is replaced.
-pub fn redact_lines<S: AsRef<str>>(lines: &[S]) -> Vec<String> {
-    let mut in_key = false;
-    lines
-        .iter()
-        .map(|l| {
-            let l = truncate(l.as_ref(), PRE_REDACT_BYTES);
-            if in_key {
-                if KEY_END.is_match(l) {
-                    in_key = false;
-                }
-                return "[REDACTED PRIVATE KEY]".to_string();
-            }
-            if KEY_BEGIN.is_match(l) && !KEY_END.is_match(l) {
-                in_key = true;
-            }
-            redact(l).into_owned()
-        })
-        .collect()
 }
 
 use crate::classify::truncate;
@@ -238,73 +161,6 @@ pub fn decision_schema(allowed: ChoiceSet) -> Value {
 mod tests {
     use super::*;
     use crate::model::{AlarmKind, ContainerName, Evidence, RootCause, Timestamp};
-
-    #[test]
-    fn redacts_connection_string_passwords() {
-        assert_eq!(
-            redact("could not connect: postgres://app:hunter2@db-prod:5432/shop"),
-            "could not connect: postgres://app:[REDACTED]@db-prod:5432/shop"
-        );
-        assert_eq!(redact("mysql://root:p%40ss@10.0.0.1/x"), "mysql://root:[REDACTED]@10.0.0.1/x");
-        assert_eq!(redact("redis://:onlypass@cache:6379"), "redis://:[REDACTED]@cache:6379");
-        // A URL without credentials is left alone.
-        assert_eq!(redact("GET http://web-prod:80/health"), "GET http://web-prod:80/health");
-    }
-
-    #[test]
-    fn redacts_key_value_secrets() {
-        for (input, secret) in [
-            ("host=db user=app password=hunter2 dbname=shop", "hunter2"),
-            ("PGPASSWORD=s3cr3t psql -h db", "s3cr3t"),
-            ("export POSTGRES_PASSWORD='quoted secret'", "quoted secret"),
-            ("api_key=abcdef123456", "abcdef123456"),
-            ("apiKey: 'zzz-top'", "zzz-top"),
-            ("{\"password\": \"in json\"}", "in json"),
-            ("token=tok_live_1234", "tok_live_1234"),
-            ("client_secret=xyzzy&grant_type=x", "xyzzy"),
-            ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI"),
-            ("Authorization: Bearer abc.def.ghi-123", "abc.def.ghi-123"),
-            ("curl -H 'Authorization: Basic dXNlcjpwYXNz'", "dXNlcjpwYXNz"),
-            ("using AKIAIOSFODNN7EXAMPLE for s3", "AKIAIOSFODNN7EXAMPLE"),
-            ("OPENAI_API_KEY sk-proj-abcdefghijklmnopqrstuv", "sk-proj-abcdefghijklmnopqrstuv"),
-            ("gh token ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
-            ("-----BEGIN RSA PRIVATE KEY-----MIIEow-----END RSA PRIVATE KEY-----", "MIIEow"),
-        ] {
-            let out = redact(input);
-            assert!(!out.contains(secret), "{input:?} → {out:?}");
-            assert!(out.contains("REDACTED"), "{input:?} → {out:?}");
-        }
-    }
-
-    #[test]
-    fn leaves_ordinary_postgres_lines_alone() {
-        for line in [
-            "LOG:  database system is ready to accept connections",
-            "FATAL:  password authentication failed for user \"app\"",
-            "LOG:  syntax error in file \"/srv/pg/postgresql.conf\" line 816, near token \"=\"",
-            "PANIC:  could not write to file \"pg_wal/xlogtemp.271\": No space left on device",
-            "LOG:  received fast shutdown request",
-        ] {
-            assert_eq!(redact(line), line);
-        }
-    }
-
-    #[test]
-    fn redacts_multi_line_private_keys() {
-        let lines = [
-            "loading key",
-            "-----BEGIN OPENSSH PRIVATE KEY-----",
-            "b3BlbnNzaC1rZXktdjEAAAAABG5vbmU",
-            "AAAAC3NzaC1lZDI1NTE5AAAAIG",
-            "-----END OPENSSH PRIVATE KEY-----",
-            "LOG:  done",
-        ];
-        let out = redact_lines(&lines);
-        assert_eq!(out[0], "loading key");
-        assert_eq!(out[5], "LOG:  done");
-        let joined = out.join("\n");
-        assert!(!joined.contains("b3BlbnNzaC1rZXktdjEAAAAABG5vbmU") && !joined.contains("AAAAC3Nza"), "{joined}");
-    }
 
     #[test]
     fn logs_are_capped_in_count_and_bytes_keeping_the_latest() {
