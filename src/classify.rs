@@ -540,6 +540,11 @@ mod tests {
             cause(1, false, &["WARNING:  page verification failed, calculated checksum 12345 but expected 6789"]),
             RootCause::DataCorruption
         );
+        // pg_control read by a running server (pg_control_checkpoint()).
+        assert_eq!(
+            cause(0, false, &["ERROR:  calculated CRC checksum does not match value stored in file"]),
+            RootCause::DataCorruption
+        );
         // A PANIC alone is not corruption.
         assert_eq!(cause(1, false, &["PANIC:  something else went wrong"]), RootCause::Unknown);
     }

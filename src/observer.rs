@@ -16,8 +16,11 @@ use crate::host::{ContainerSummary, Host, HostError};
 use crate::model::{Alarm, AlarmKind, ContainerName, ContainerState, Evidence, Health, RootCause, Timestamp};
 use crate::rules::{ObserverSettings, Rules};
 
-/// Most log lines read for one classification.
-pub const MAX_LOG_LINES: usize = 10_000;
+/// Most log lines read for one classification: the newest of the window.
+/// The classifier keeps only what can decide and a short tail, so this
+/// bounds time, not memory; a crashed server's last words are at the end
+/// of its window, so a flood before them cannot push them out.
+pub const MAX_LOG_LINES: usize = 1_000_000;
 /// Log lines kept as the tail shown to a human or an LLM.
 pub const TAIL_LINES: usize = 20;
 
@@ -386,6 +389,22 @@ mod tests {
         h.inject(SimFault::DbOomKill);
         let a = o.check_database(&h, h.clock().now()).await.unwrap().unwrap();
         assert_eq!(a.kind, AlarmKind::DbCrash(RootCause::OomKill));
+    }
+
+    // Issue #8, item 4: the observer read the newest 10,000 lines only, so
+    // a disk-full PANIC followed by 12,000 lines was tagged Unknown.
+    #[tokio::test]
+    async fn a_decisive_line_followed_by_a_flood_still_decides() {
+        let (o, h) = setup();
+        h.inject(SimFault::DbGarbageFlood);
+        let noise: Vec<String> = (0..12_000)
+            .map(|i| format!("2026-11-20 10:00:03.000 UTC [{i}] LOG:  connection received: host=10.0.0.7 port={i}"))
+            .collect();
+        h.write_logs("db-prod", &noise.iter().map(String::as_str).collect::<Vec<_>>());
+        let a = o.check_database(&h, h.clock().now()).await.unwrap().unwrap();
+        assert_eq!(a.kind, AlarmKind::DbCrash(RootCause::DiskFull));
+        assert_eq!(a.evidence.log_tail.len(), TAIL_LINES);
+        assert!(a.evidence.log_tail.last().unwrap().contains("port=11999"));
     }
 
     // Issue #8, item 1: a full-disk line without a full disk is not a full disk.

@@ -568,3 +568,86 @@ fn e2e_human_stop_is_not_restarted() {
         finish(&chaos).await;
     });
 }
+
+/// Issue #8, item 1, on the real lab: a client logs in as the role
+/// "No space left on device" (PostgreSQL writes `FATAL:  role "No space
+/// left on device" does not exist`), then the server reports its corrupt
+/// pg_control (`ERROR:  calculated CRC checksum does not match value stored
+/// in file`) and dies. Both lines are in the crashed run's window; the
+/// corruption decides: STOP, no clean, no restart. With the first match
+/// winning, the user name made it Disk Full, and `clean_logs` ran.
+#[test]
+#[ignore = "needs the lab: OPSGUARD_E2E=1, as root (scripts/test.sh runs it)"]
+fn e2e_injected_user_name_does_not_hide_corruption() {
+    let _lab = lab_lock();
+    rt().block_on(async {
+        let chaos = chaos().await;
+        prepare(&chaos).await;
+        let host = chaos.host().clone();
+        let rules = rules();
+        let audit = opsguard::audit::AuditLog::in_memory();
+        let (raw, pump) =
+            opsguard::host::docker::spawn_events(host.client().clone(), rules.scope_label.clone(), 64, None);
+        let (events, _settle) = opsguard::host::docker::settle_deaths(raw, Duration::from_millis(500));
+        let responder = opsguard::incident::Responder::new(
+            opsguard::engine::Engine::new(rules),
+            host.clone(),
+            PolicyApprover::ApproveAll,
+            opsguard::llm::NoAdvisor,
+            opsguard::clock::SystemClock,
+            audit.clone(),
+        );
+        let deadline = opsguard::clock::Clock::now(&opsguard::clock::SystemClock).plus_millis(90_000);
+        let agent = tokio::spawn(async move {
+            opsguard::incident::Agent::new(responder)
+                .run(Some(events), opsguard::incident::Until { incidents: Some(1), deadline: Some(deadline) })
+                .await
+        });
+        let docker = |args: &[&str]| std::process::Command::new("docker").args(args).output().expect("docker");
+        // The hostile login: refused, and logged with the chosen name.
+        let login = docker(&[
+            "exec",
+            DB,
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "No space left on device",
+            "-d",
+            "postgres",
+            "-c",
+            "SELECT 1",
+        ]);
+        assert!(!login.status.success(), "the login should fail: {login:?}");
+        // Corrupt pg_control under the running server and make it read it.
+        let dd = docker(&[
+            "exec",
+            DB,
+            "sh",
+            "-c",
+            "printf OPSGUARD-CHAOS | dd of=\"$PGDATA/global/pg_control\" bs=1 seek=16 conv=notrunc status=none",
+        ]);
+        assert!(dd.status.success(), "corrupting pg_control failed: {dd:?}");
+        let read = docker(&["exec", DB, "psql", "-U", "postgres", "-c", "SELECT * FROM pg_control_checkpoint()"]);
+        assert!(!read.status.success(), "the corrupt pg_control should be refused: {read:?}");
+        let logs = String::from_utf8_lossy(&docker(&["logs", "--tail", "50", DB]).stderr).into_owned();
+        assert!(logs.contains("FATAL:  role \"No space left on device\" does not exist"), "{logs}");
+        assert!(logs.contains("ERROR:  calculated CRC checksum does not match value stored in file"), "{logs}");
+        let kill = docker(&["kill", DB]);
+        assert!(kill.status.success(), "docker kill failed: {kill:?}");
+        let reports = agent.await.expect("agent");
+        pump.abort();
+        assert_eq!(reports.len(), 1, "expected one incident: {reports:#?}");
+        let r = &reports[0];
+        assert_eq!(
+            r.alarm.kind,
+            opsguard::model::AlarmKind::DbCrash(opsguard::model::RootCause::DataCorruption),
+            "{r:#?}"
+        );
+        assert_eq!(r.resolution, Resolution::Stopped { reason: StopReason::DataCorruption }, "{r:#?}");
+        assert!(r.steps.is_empty(), "acted on a corrupt database: {r:#?}");
+        assert!(r.alarm.evidence.log_tail.iter().any(|l| l.contains("No space left on device")), "{r:#?}");
+        assert_eq!(state(&chaos, DB).await, ContainerState::Exited);
+        chaos.reset().await.expect("reset");
+    });
+}

@@ -830,3 +830,120 @@ proptest! {
         }
     }
 }
+
+// ------------------------------------------- invariant 8: untrusted log text
+// Issue #8, item 1. A client chooses user names, role names, command-line
+// options and SQL (whose RAISE EXCEPTION writes any ERROR text), and
+// PostgreSQL quotes them in its log; a multi-line value continues on lines
+// it indents with a tab. None of it, in any number and at any place, can
+// make a crash whose logs hold a real corruption or config line anything
+// but a STOP.
+
+/// What a client can make the server write, `{}` standing for its text.
+const CLIENT_LINES: &[&str] = &[
+    "FATAL:  password authentication failed for user \"{}\"",
+    "FATAL:  role \"{}\" does not exist",
+    "FATAL:  database \"{}\" does not exist",
+    "FATAL:  invalid command-line argument for server process: {}",
+    "ERROR:  {}",
+    "WARNING:  {}",
+    "LOG:  {}",
+    "STATEMENT:  {}",
+    "DETAIL:  {}",
+    "HINT:  {}",
+    "CONTEXT:  PL/pgSQL function inline_code_block line 1 at RAISE: {}",
+];
+
+/// Text a client would pick to pose as a safe cause.
+fn client_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("No space left on device".to_string()),
+        Just("x\": No space left on device".to_string()),
+        Just("could not write to file \"pg_wal/xlogtemp.1\": No space left on device".to_string()),
+        Just("could not write lock file \"postmaster.pid\": No space left on device".to_string()),
+        Just("PANIC:  could not write to file \"pg_wal/x\": No space left on device".to_string()),
+        Just(
+            "x\n2026-11-30 01:00:00.000 UTC [1] PANIC:  could not write to file \"pg_wal/x\": No space left on device"
+                .to_string()
+        ),
+        Just("panic".to_string()),
+        "\\PC{0,80}",
+        "[ -~\n]{0,120}",
+    ]
+}
+
+fn with_prefix(line: String, prefixed: bool, pid: u32) -> String {
+    if prefixed { format!("2026-11-30 01:00:00.{:03} UTC [{pid}] {line}", pid % 1000) } else { line }
+}
+
+/// One client-made log record, as PostgreSQL writes it: continuation lines
+/// of a multi-line value start with a tab.
+fn client_record() -> impl Strategy<Value = Vec<String>> {
+    (0..CLIENT_LINES.len(), client_text(), any::<bool>(), 2u32..99_999).prop_map(|(i, text, prefixed, pid)| {
+        let record = CLIENT_LINES[i].replacen("{}", &text, 1);
+        record
+            .split('\n')
+            .enumerate()
+            .map(|(n, l)| if n == 0 { with_prefix(l.to_string(), prefixed, pid) } else { format!("\t{l}") })
+            .collect()
+    })
+}
+
+/// A line the server really writes when its configuration is broken or its
+/// data corrupt.
+fn dangerous_line() -> impl Strategy<Value = (RootCause, String)> {
+    let lines = [
+        (RootCause::DataCorruption, "FATAL:  incorrect checksum in control file"),
+        (RootCause::DataCorruption, "PANIC:  invalid page in block 7 of relation base/5/1249"),
+        (RootCause::DataCorruption, "ERROR:  invalid page in block 4 of relation base/16384/16385"),
+        (RootCause::DataCorruption, "PANIC:  could not locate a valid checkpoint record"),
+        (
+            RootCause::ConfigError,
+            "FATAL:  configuration file \"/var/lib/postgresql/data/postgresql.conf\" contains errors",
+        ),
+        (RootCause::ConfigError, "FATAL:  could not load pg_hba.conf"),
+        (
+            RootCause::ConfigError,
+            "FATAL:  could not open configuration file \"/etc/postgresql/15/main/postgresql.conf\": No such file or directory",
+        ),
+    ];
+    (0..lines.len(), any::<bool>(), 2u32..99_999)
+        .prop_map(move |(i, prefixed, pid)| (lines[i].0, with_prefix(lines[i].1.to_string(), prefixed, pid)))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn client_text_never_turns_a_dangerous_crash_into_anything_but_stop(
+        records in prop::collection::vec(client_record(), 0..40),
+        (_, dangerous) in dangerous_line(),
+        at in any::<prop::sample::Index>(),
+        exit_code in prop::option::of(prop_oneof![Just(0i64), Just(1), Just(137), any::<i64>()]),
+        oom_killed in any::<bool>(),
+        disk_used_pct in prop::option::of(prop_oneof![Just(100.0f64), Just(85.0), 0.0f64..=100.0]),
+        llm in any::<bool>(),
+    ) {
+        let rules = default_rules();
+        let mut logs: Vec<String> = records.into_iter().flatten().collect();
+        let at = at.index(logs.len() + 1);
+        logs.insert(at, dangerous);
+        let c = opsguard::classify::classify(
+            &rules,
+            opsguard::classify::CrashFacts { exit_code, oom_killed, disk_used_pct, logs: &logs },
+        );
+        prop_assert!(c.cause.forbids_restart(), "{:?} from {:#?}", c.cause, logs);
+        let alarm = Alarm {
+            kind: AlarmKind::DbCrash(c.cause),
+            container: ContainerName::new("db-prod"),
+            evidence: Evidence { exit_code, oom_killed: Some(oom_killed), disk_used_pct, ..Evidence::default() },
+            raised_at: Timestamp(1_000_000),
+        };
+        let engine = Engine::new(rules.clone()).with_llm(llm);
+        let first = engine.decide(&alarm, &History::default(), Timestamp(1_000_000));
+        prop_assert!(
+            matches!(first, Action::Stop { reason: StopReason::ConfigError | StopReason::DataCorruption }),
+            "{first:?}"
+        );
+    }
+}

@@ -56,10 +56,17 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::host::{
-    CleanReport, ContainerStatus, ContainerSummary, DiskUsage, Host, HostError, HostErrorKind, LogLine, is_under,
-    log_path_holding_data,
+    CleanReport, ContainerStatus, ContainerSummary, DiskUsage, Host, HostError, HostErrorKind, LogLine, LogSink,
+    is_under, log_path_holding_data,
 };
 use crate::model::{ContainerName, ContainerState, Health, Timestamp};
+
+/// Most bytes of logs read in one pass (hostile output: enough is enough).
+const MAX_LOG_BYTES: usize = 256 * 1024 * 1024;
+/// Lines read again, the newest, when a window was cut short.
+const NEWEST_LINES_AGAIN: usize = 10_000;
+/// Longest log line kept, in bytes; the rest of a longer one is dropped.
+const MAX_LINE_BYTES: usize = 64 * 1024;
 use crate::observer::{ContainerEvent, ContainerEventKind};
 
 /// The label key marking what a container is for (`helper`, `zombie`, …).
@@ -248,6 +255,93 @@ fn parse_clean(out: &str) -> CleanReport {
 }
 
 impl DockerHost {
+    /// Streams the container's log lines from `since` (at most the newest
+    /// `max_lines`) to `each`, oldest first, holding one line at a time: a
+    /// large window costs time, not memory. A window of more than
+    /// [`MAX_LOG_BYTES`] is cut short, and then its newest
+    /// [`NEWEST_LINES_AGAIN`] lines are read again, so a crashed server's
+    /// last words (at the end) are never among what was cut.
+    async fn read_logs(
+        &self,
+        container: &str,
+        since: Timestamp,
+        max_lines: usize,
+        each: &mut (dyn FnMut(Timestamp, &str) + Send),
+    ) -> Result<(), HostError> {
+        let op = format!("logs {container}");
+        self.inspect_raw(container).await?;
+        let read = async {
+            if !self.read_logs_once(container, &op, since, max_lines, each).await? {
+                self.read_logs_once(container, &op, since, NEWEST_LINES_AGAIN.min(max_lines), each).await?;
+            }
+            Ok::<_, HostError>(())
+        };
+        match tokio::time::timeout(self.timeouts.call, read).await {
+            Ok(r) => r,
+            Err(_) => Err(HostError::new(HostErrorKind::Timeout, op, "logs did not arrive in time")),
+        }
+    }
+
+    /// One pass of [`DockerHost::read_logs`]; `false` when it was cut short.
+    async fn read_logs_once(
+        &self,
+        container: &str,
+        op: &str,
+        since: Timestamp,
+        max_lines: usize,
+        each: &mut (dyn FnMut(Timestamp, &str) + Send),
+    ) -> Result<bool, HostError> {
+        let since_secs = i32::try_from(since.0 / 1000).unwrap_or(i32::MAX);
+        let opts = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .since(since_secs)
+            .tail(&max_lines.max(1).to_string())
+            .build();
+        let mut emit = |raw: &[u8]| {
+            let raw = String::from_utf8_lossy(raw);
+            let raw = raw.trim_end_matches('\r');
+            let (at, text) = match raw.split_once(' ').and_then(|(ts, rest)| Some((parse_docker_time(ts)?, rest))) {
+                Some(x) => x,
+                None => (since, raw),
+            };
+            if at >= since {
+                each(at, text);
+            }
+        };
+        let mut stream = self.docker.logs(container, Some(opts));
+        let mut pending: Vec<u8> = Vec::new();
+        let mut total = 0usize;
+        let mut complete = true;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| map_error(op, e))?;
+            let bytes = chunk.as_ref();
+            total += bytes.len();
+            for piece in bytes.split_inclusive(|b| *b == b'\n') {
+                let (body, ends) = match piece.strip_suffix(b"\n") {
+                    Some(body) => (body, true),
+                    None => (piece, false),
+                };
+                // A line longer than this is client data, not a server
+                // report: keep its start, drop the rest.
+                let room = MAX_LINE_BYTES.saturating_sub(pending.len());
+                pending.extend_from_slice(&body[..body.len().min(room)]);
+                if ends {
+                    emit(&pending);
+                    pending.clear();
+                }
+            }
+            if total > MAX_LOG_BYTES {
+                complete = false;
+                break;
+            }
+        }
+        if !pending.is_empty() {
+            emit(&pending);
+        }
+        Ok(complete)
+    }
     /// Connects to the local daemon (`DOCKER_HOST` or the Unix socket) and
     /// negotiates the API version.
     pub async fn connect(scope_label: &str) -> Result<DockerHost, HostError> {
@@ -499,50 +593,25 @@ impl Host for DockerHost {
         since: Timestamp,
         max_lines: usize,
     ) -> Result<Vec<LogLine>, HostError> {
-        let op = format!("logs {container}");
-        self.inspect_raw(container).await?;
-        let since_secs = i32::try_from(since.0 / 1000).unwrap_or(i32::MAX);
-        let opts = LogsOptionsBuilder::default()
-            .stdout(true)
-            .stderr(true)
-            .timestamps(true)
-            .since(since_secs)
-            .tail(&max_lines.max(1).to_string())
-            .build();
-        let read = async {
-            let mut stream = self.docker.logs(container, Some(opts));
-            let mut buf = String::new();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| map_error(&op, e))?;
-                buf.push_str(&String::from_utf8_lossy(chunk.as_ref()));
-                if buf.len() > 64 * 1024 * 1024 {
-                    break; // hostile output: enough is enough
-                }
-            }
-            Ok::<_, HostError>(buf)
-        };
-        let buf = match tokio::time::timeout(self.timeouts.call, read).await {
-            Ok(r) => r?,
-            Err(_) => return Err(HostError::new(HostErrorKind::Timeout, op, "logs did not arrive in time")),
-        };
         let mut lines: VecDeque<LogLine> = VecDeque::new();
-        for raw in buf.lines() {
-            let (at, text) = match raw.split_once(' ') {
-                Some((ts, rest)) => match parse_docker_time(ts) {
-                    Some(at) => (at, rest),
-                    None => (since, raw),
-                },
-                None => (since, raw),
-            };
-            if at < since {
-                continue;
-            }
-            lines.push_back(LogLine { at, text: text.trim_end_matches('\r').to_string() });
+        self.read_logs(container, since, max_lines, &mut |at, text| {
+            lines.push_back(LogLine { at, text: text.to_string() });
             if lines.len() > max_lines {
                 lines.pop_front();
             }
-        }
+        })
+        .await?;
         Ok(lines.into())
+    }
+
+    async fn scan_logs(
+        &self,
+        container: &str,
+        since: Timestamp,
+        max_lines: usize,
+        sink: &mut dyn LogSink,
+    ) -> Result<(), HostError> {
+        self.read_logs(container, since, max_lines, &mut |_, text| sink.line(text)).await
     }
 
     async fn disk_usage(&self, container: &str, path: &str) -> Result<DiskUsage, HostError> {
