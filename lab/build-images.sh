@@ -66,7 +66,7 @@ remove_rootfs() {
     local root=$1 m
     [ -e "$root" ] || return 0
     for m in $(findmnt -rn -o TARGET | grep -F "$root" | sort -r); do umount -l "$m" || true; done
-    rm -rf --one-file-system "$root"
+    safe_rm_rf "$LAB_CACHE" "$root"
 }
 
 TARBALL=$LAB_CACHE/rootfs-$HASH.tar
@@ -74,6 +74,8 @@ if [ "${FORCE:-0}" = 1 ] || [ ! -s "$TARBALL" ]; then
     ensure_debootstrap
     MIRROR=$(debian_mirror)
     ROOT=$LAB_CACHE/rootfs-$HASH
+    # Everything below deletes inside $ROOT as root: it must be ours.
+    case $ROOT in "$LAB_CACHE"/rootfs-?*) ;; *) die "unexpected rootfs path '$ROOT'" ;; esac
     remove_rootfs "$ROOT"
     log "debootstrap --variant=minbase $SUITE (+$PACKAGES) from $MIRROR"
     if ! debootstrap --variant=minbase --include="$PACKAGES" --cache-dir="$LAB_CACHE/debs" \
@@ -88,21 +90,21 @@ if [ "${FORCE:-0}" = 1 ] || [ ! -s "$TARBALL" ]; then
     log "customising rootfs"
     # The package created a 'main' cluster at build time; the lab initialises
     # its own data directory (opsguard-pg) on the size-limited disk.
-    rm -rf "$ROOT/etc/postgresql/15/main" "$ROOT/var/lib/postgresql/15" \
-        "$ROOT"/var/log/postgresql/*.log
+    rm -rf "${ROOT:?}/etc/postgresql/15/main" "${ROOT:?}/var/lib/postgresql/15" \
+        "${ROOT:?}"/var/log/postgresql/*.log
     install -m 0755 "$LAB_SRC/image/opsguard-pg" "$ROOT/usr/local/bin/opsguard-pg"
     sed -i 's/^worker_processes .*/worker_processes 1;/' "$ROOT/etc/nginx/nginx.conf"
     # Slim down: apt lists/caches, docs, man pages, non-English locales.
-    rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/cache/apt/*.bin "$ROOT"/var/cache/apt/archives/*.deb \
-        "$ROOT"/usr/share/doc/* "$ROOT"/usr/share/man/* "$ROOT"/usr/share/info/* \
-        "$ROOT"/var/cache/debconf/*-old "$ROOT"/var/log/*.log "$ROOT"/var/log/apt/*
+    rm -rf "${ROOT:?}"/var/lib/apt/lists/* "${ROOT:?}"/var/cache/apt/*.bin "${ROOT:?}"/var/cache/apt/archives/*.deb \
+        "${ROOT:?}"/usr/share/doc/* "${ROOT:?}"/usr/share/man/* "${ROOT:?}"/usr/share/info/* \
+        "${ROOT:?}"/var/cache/debconf/*-old "${ROOT:?}"/var/log/*.log "${ROOT:?}"/var/log/apt/*
     # JIT is off in the lab: drop LLVM (about 130 MB) that only llvmjit.so uses.
-    rm -f "$ROOT"/usr/lib/postgresql/15/lib/llvmjit*.so "$ROOT"/usr/lib/x86_64-linux-gnu/libLLVM-*.so* \
-        "$ROOT"/usr/lib/x86_64-linux-gnu/libz3.so*
-    rm -rf "$ROOT"/usr/lib/postgresql/15/lib/bitcode "$ROOT"/usr/share/i18n/locales
-    find "$ROOT/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name 'en*' ! -name locale.alias \
+    rm -f "${ROOT:?}"/usr/lib/postgresql/15/lib/llvmjit*.so "${ROOT:?}"/usr/lib/x86_64-linux-gnu/libLLVM-*.so* \
+        "${ROOT:?}"/usr/lib/x86_64-linux-gnu/libz3.so*
+    rm -rf "${ROOT:?}"/usr/lib/postgresql/15/lib/bitcode "${ROOT:?}"/usr/share/i18n/locales
+    find "${ROOT:?}/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name 'en*' ! -name locale.alias \
         -exec rm -rf {} + 2>/dev/null || true
-    rm -f "$ROOT/etc/hostname" "$ROOT/etc/resolv.conf"
+    rm -f "${ROOT:?}/etc/hostname" "${ROOT:?}/etc/resolv.conf"
     echo "$IMAGE" >"$ROOT/etc/opsguard-lab-image"
 
     tar --numeric-owner --xattrs -C "$ROOT" -cf "$TARBALL.tmp" \

@@ -29,7 +29,13 @@ if [ -d "$LAB_DIR/images" ]; then
         losetup -j "$img" -O NAME -n 2>/dev/null | while read -r dev; do losetup -d "$dev" || true; done
     done
 fi
+# Only a directory that is the lab's: the default one, or one that up.sh
+# marked (OPSGUARD_LAB_DIR may point anywhere).
 if [ -d "$LAB_DIR" ] && ! findmnt -rn -o TARGET | grep -qF "$LAB_DIR/"; then
-    rm -rf --one-file-system "$LAB_DIR"
+    if [ "$LAB_DIR" = "$LAB_DIR_DEFAULT" ] || [ -f "$LAB_DIR/$LAB_DIR_MARKER" ]; then
+        safe_rm_rf "$(dirname "$LAB_DIR")" "$LAB_DIR"
+    else
+        log "not removing $LAB_DIR: no $LAB_DIR_MARKER in it (not made by lab/up.sh)"
+    fi
 fi
 log "lab is down (image kept: $(docker images -q "$OPSGUARD_LAB_IMAGE" 2>/dev/null | head -n1))"

@@ -5,7 +5,10 @@ LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$LAB_SRC/.." && pwd)
 
 # Host paths. The compose file uses the same default for OPSGUARD_LAB_DIR.
-LAB_DIR=${OPSGUARD_LAB_DIR:-/var/lib/opsguard-lab}
+LAB_DIR_DEFAULT=/var/lib/opsguard-lab
+LAB_DIR=${OPSGUARD_LAB_DIR:-$LAB_DIR_DEFAULT}
+# up.sh leaves this file in LAB_DIR; down.sh deletes only a marked LAB_DIR.
+LAB_DIR_MARKER=.opsguard-lab-dir
 LAB_CACHE=${OPSGUARD_LAB_CACHE:-/var/cache/opsguard-lab}
 export OPSGUARD_LAB_DIR=$LAB_DIR
 
@@ -27,6 +30,10 @@ log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 need_root() { [ "$(id -u)" -eq 0 ] || die "must run as root (mounts, debootstrap)"; }
+
+# safe_rm_rf and private_dir: the guarded forms of rm -rf and of a
+# directory for run state (scripts/safe.sh).
+. "$REPO_ROOT/scripts/safe.sh"
 
 # compose v1 (docker-compose) preferred; fall back to the v2 plugin.
 compose() {

@@ -33,6 +33,8 @@ mount_disk() {
     echo 1
 }
 
+mkdir -p "$LAB_DIR"
+touch "$LAB_DIR/$LAB_DIR_MARKER"
 mounted=0
 [ "$(mount_disk "$WEB_DISK" "$WEB_DISK_MB")" = 1 ] && mounted=1
 [ "$(mount_disk "$DB_DISK" "$DB_DISK_MB")" = 1 ] && mounted=1

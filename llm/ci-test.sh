@@ -15,8 +15,9 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
-PIDFILE="${OPSGUARD_LLM_PIDFILE:-/tmp/opsguard-llm.pid}"
-export OPSGUARD_LLM_PIDFILE="$PIDFILE"
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+export OPSGUARD_LLM_PIDFILE="$PIDFILE" OPSGUARD_LLM_LOG="$LOG"
 
 say() { echo "[llm-ci] $*" >&2; }
 
@@ -34,9 +35,9 @@ cleanup() {
   if [ "$OWNED" = 1 ]; then
     "$HERE/stop.sh" || say "stop.sh failed (ignored)"
   fi
-  if [ "$rc" != 0 ] && [ -f "${OPSGUARD_LLM_LOG:-/tmp/opsguard-llm.log}" ]; then
+  if [ "$rc" != 0 ] && [ -f "$LOG" ]; then
     say "last server log lines:"
-    tail -n 20 "${OPSGUARD_LLM_LOG:-/tmp/opsguard-llm.log}" >&2 || true
+    tail -n 20 "$LOG" >&2 || true
   fi
   exit "$rc"
 }

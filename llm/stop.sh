@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Stop the server started by llm/start.sh. Idempotent: succeeds if nothing runs.
-#   OPSGUARD_LLM_PIDFILE (default /tmp/opsguard-llm.pid)
+#   OPSGUARD_LLM_PIDFILE (default: server.pid in the private dir of llm/lib.sh)
 set -euo pipefail
 
-PIDFILE="${OPSGUARD_LLM_PIDFILE:-/tmp/opsguard-llm.pid}"
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 say() { echo "[opsguard-llm] $*" >&2; }
 

@@ -37,6 +37,8 @@ cargo test --all-targets --locked --no-run
 
 say "checking that the lab, model and browser tests cannot pass without running"
 bash scripts/check-gated-tests.sh
+say "checking the guards of the scripts that run as root"
+bash scripts/check-root-scripts.sh
 
 say "installing Chromium for the browser tests if needed"
 bash scripts/ensure-chromium.sh

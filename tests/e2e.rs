@@ -148,7 +148,9 @@ fn rules() -> Arc<Rules> {
 async fn chaos() -> DockerChaos {
     let host = DockerHost::connect("opsguard.lab=true").await.expect("Docker daemon reachable");
     let lab = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab");
-    let record = std::env::temp_dir().join("opsguard-e2e-chaos.jsonl");
+    // Cargo's per-target scratch directory: these tests run as root, and a
+    // fixed name in the world-writable /tmp could be a planted symlink.
+    let record = Path::new(env!("CARGO_TARGET_TMPDIR")).join("opsguard-e2e-chaos.jsonl");
     DockerChaos::new(host, Some(record), Some(lab))
 }
 
