@@ -5,7 +5,8 @@
 //! incident loop enforces the timeout and the binding, so every approver
 //! implementation gets the same guarantees.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -179,6 +180,10 @@ impl Approver for PolicyApprover {
 /// Asks at the terminal: shows the action and its evidence, reads a line.
 /// Only `y` or `yes` approves; anything else, end of input, or no terminal
 /// at all rejects.
+///
+/// Standard input is read by one [`LineApprover`] for the whole process,
+/// started at the first request: a request that times out leaves no read
+/// behind to eat the next answer, and nothing blocks `watch` from exiting.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TerminalApprover;
 
@@ -188,23 +193,139 @@ impl Approver for TerminalApprover {
     }
 
     async fn review(&self, request: &ApprovalRequest) -> Result<Answer, ApprovalError> {
+        static STDIN: OnceLock<LineApprover> = OnceLock::new();
         if !std::io::stdin().is_terminal() {
             return Ok(Answer::Reject);
         }
-        let prompt = render_request(request);
-        let id = request.id;
-        tokio::task::spawn_blocking(move || {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "{prompt}⚠ Approve? [y/N] ");
-            let _ = err.flush();
+        STDIN.get_or_init(|| LineApprover::new(std::io::stdin(), std::io::stderr())).review(request).await
+    }
+}
+
+/// Where the reader's next line goes.
+#[derive(Debug)]
+enum Slot {
+    /// No request is showing: a line typed now is stale and dropped.
+    Idle,
+    /// This request's prompt is showing; the next line answers it.
+    Waiting { request: u64, reply: oneshot::Sender<String> },
+    /// The input ended (or failed): every request is rejected.
+    Closed,
+}
+
+#[derive(Debug)]
+struct Feed {
+    slot: std::sync::Mutex<Slot>,
+}
+
+impl Feed {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        // A slot is replaced whole; a panic elsewhere cannot tear it.
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Stops waiting for a line when the review ends, however it ends (an
+/// answer, a timeout that dropped it): a later line must not answer this
+/// request, nor a later request get this one's line.
+struct Unwait<'a> {
+    feed: &'a Feed,
+    request: u64,
+}
+
+impl Drop for Unwait<'_> {
+    fn drop(&mut self) {
+        let mut slot = self.feed.slot();
+        if matches!(*slot, Slot::Waiting { request, .. } if request == self.request) {
+            *slot = Slot::Idle;
+        }
+    }
+}
+
+/// Asks on any line-based input and output: the terminal approver's core,
+/// with the input injectable for tests (a pipe). One thread reads the input
+/// for the approver's whole life and hands each line to the request whose
+/// prompt is showing, matched by request id; lines typed while no prompt
+/// shows are dropped. A plain thread, not a tokio blocking task: a runtime
+/// shuts down without waiting for it, so a read waiting on a silent
+/// terminal keeps nobody from exiting.
+#[derive(Clone)]
+pub struct LineApprover {
+    feed: std::sync::Arc<Feed>,
+    out: std::sync::Arc<std::sync::Mutex<Box<dyn Write + Send>>>,
+    /// One prompt at a time: a line answers the prompt above it.
+    turn: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for LineApprover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineApprover").field("feed", &self.feed).finish_non_exhaustive()
+    }
+}
+
+impl LineApprover {
+    /// Reads answers from `input` (on a thread of its own) and writes
+    /// prompts to `out`.
+    pub fn new(input: impl std::io::Read + Send + 'static, out: impl Write + Send + 'static) -> LineApprover {
+        let feed = std::sync::Arc::new(Feed { slot: std::sync::Mutex::new(Slot::Idle) });
+        let reader = std::sync::Arc::clone(&feed);
+        let spawned = std::thread::Builder::new().name("opsguard-approval-input".into()).spawn(move || {
+            let mut input = std::io::BufReader::new(input);
             let mut line = String::new();
-            match std::io::stdin().lock().read_line(&mut line) {
-                Ok(_) => Ok(parse_answer(&line, id)),
-                Err(e) => Err(ApprovalError(e.to_string())),
+            loop {
+                line.clear();
+                // A line is bounded: a stuck key cannot fill the memory.
+                match input.by_ref().take(4096).read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let mut slot = reader.slot();
+                if let Slot::Waiting { reply, .. } = std::mem::replace(&mut *slot, Slot::Idle) {
+                    let _ = reply.send(std::mem::take(&mut line));
+                }
             }
-        })
-        .await
-        .map_err(|e| ApprovalError(e.to_string()))?
+            // Dropping a waiting reply rejects that request too.
+            *reader.slot() = Slot::Closed;
+        });
+        if spawned.is_err() {
+            *feed.slot() = Slot::Closed;
+        }
+        LineApprover {
+            feed,
+            out: std::sync::Arc::new(std::sync::Mutex::new(Box::new(out))),
+            turn: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+}
+
+impl Approver for LineApprover {
+    fn name(&self) -> &str {
+        "terminal"
+    }
+
+    async fn review(&self, request: &ApprovalRequest) -> Result<Answer, ApprovalError> {
+        let _turn = self.turn.lock().await;
+        let id = request.id;
+        {
+            let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = write!(out, "{}⚠ Approve? [y/N] ", render_request(request));
+            let _ = out.flush();
+        }
+        // Waiting starts after the prompt is out: a line typed before it
+        // was not an answer to it.
+        let (reply, answer) = oneshot::channel();
+        {
+            let mut slot = self.feed.slot();
+            if matches!(*slot, Slot::Closed) {
+                return Ok(Answer::Reject);
+            }
+            *slot = Slot::Waiting { request: id, reply };
+        }
+        let _unwait = Unwait { feed: &self.feed, request: id };
+        match answer.await {
+            Ok(line) => Ok(parse_answer(&line, id)),
+            // End of input: no one is there to say yes.
+            Err(_) => Ok(Answer::Reject),
+        }
     }
 }
 
@@ -403,6 +524,73 @@ mod tests {
         let answerer = tokio::spawn(async move { drop(rx.recv().await) });
         assert!(!ask(&approver, &request(1), Duration::from_secs(5)).await.0);
         answerer.await.unwrap();
+    }
+
+    /// Prompts written so far, for a test to wait on.
+    #[derive(Clone, Default)]
+    struct Screen(std::sync::Arc<std::sync::Mutex<String>>);
+
+    impl Write for Screen {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().push_str(&String::from_utf8_lossy(buf));
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Screen {
+        async fn wait_for_prompts(&self, n: usize) {
+            while self.0.lock().unwrap().matches("Approve? [y/N]").count() < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    // Issue 8, item 6: a request that timed out leaves no read behind. The
+    // line typed for the next prompt answers that prompt; a line typed while
+    // no prompt shows answers nothing.
+    #[tokio::test]
+    async fn after_a_timeout_the_next_line_answers_the_next_request() {
+        let (input, mut keys) = std::io::pipe().unwrap();
+        let screen = Screen::default();
+        let approver = LineApprover::new(input, screen.clone());
+        let (ok, why) = ask(&approver, &request(1), Duration::from_millis(50)).await;
+        assert!(!ok && why.contains("no answer"), "{why}");
+        // Typed late, for request 1, while nothing is asked: dropped.
+        keys.write_all(b"y\n").unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!ask(&approver, &request(2), Duration::from_millis(100)).await.0, "a stale yes approved request 2");
+        let third = tokio::spawn({
+            let approver = approver.clone();
+            async move { ask(&approver, &request(3), Duration::from_secs(10)).await }
+        });
+        screen.wait_for_prompts(3).await;
+        keys.write_all(b"yes\n").unwrap();
+        assert_eq!(third.await.unwrap(), (true, "approved".to_string()), "the answer was eaten");
+        // End of input rejects at once.
+        drop(keys);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(ask(&approver, &request(4), Duration::from_secs(10)).await, (false, "rejected".to_string()));
+    }
+
+    // ... and a read waiting on a silent terminal does not keep the runtime
+    // (`watch`) from shutting down.
+    #[test]
+    fn a_waiting_read_does_not_hold_up_shutdown() {
+        // The writer stays open: the read never returns.
+        let (input, _keys) = std::io::pipe().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let approver = LineApprover::new(input, std::io::sink());
+        let (ok, _) = runtime.block_on(ask(&approver, &request(1), Duration::from_millis(20)));
+        assert!(!ok);
+        let (done, shut) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(runtime);
+            let _ = done.send(());
+        });
+        assert!(shut.recv_timeout(Duration::from_secs(5)).is_ok(), "shutdown waited for a line");
     }
 
     // Issue 8, item 5: an approval is for one crash, in one state.

@@ -8,7 +8,12 @@
 //! escalation; nothing here decides what to do next.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -73,10 +78,12 @@ pub struct Responder<H, A, L, C> {
     timeouts: Timeouts,
     /// Shadow mode: decide for real, change nothing on the host.
     shadow: bool,
-    /// Restart times per container, across incidents, for the restart budget.
-    restarts: BTreeMap<ContainerName, Vec<Timestamp>>,
-    next_incident: u64,
-    next_request: u64,
+    /// Restart times per container, across incidents, for the restart
+    /// budget; shared by incidents running side by side. Never held across
+    /// an await.
+    restarts: Mutex<BTreeMap<ContainerName, Vec<Timestamp>>>,
+    next_incident: AtomicU64,
+    next_request: AtomicU64,
 }
 
 impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
@@ -94,9 +101,9 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
             audit,
             timeouts: Timeouts::default(),
             shadow: false,
-            restarts: BTreeMap::new(),
-            next_incident: 1,
-            next_request: 1,
+            restarts: Mutex::new(BTreeMap::new()),
+            next_incident: AtomicU64::new(1),
+            next_request: AtomicU64::new(1),
         }
     }
 
@@ -110,9 +117,10 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     /// numbered after the ones already there, and its restarts count
     /// against the restart budget.
     pub fn resuming(mut self, resume: crate::audit::Resume) -> Self {
-        self.next_incident = resume.next_incident.max(1);
+        *self.next_incident.get_mut() = resume.next_incident.max(1);
+        let restarts = self.restarts.get_mut().unwrap_or_else(|e| e.into_inner());
         for (container, times) in resume.restarts {
-            self.restarts.entry(container).or_default().extend(times);
+            restarts.entry(container).or_default().extend(times);
         }
         self
     }
@@ -201,13 +209,21 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
 
     /// Handles one alarm until the incident is resolved or stopped.
     pub async fn handle(&mut self, opening: Alarm) -> IncidentReport {
-        let id = self.next_incident;
-        self.next_incident += 1;
+        self.respond(opening).await
+    }
+
+    /// [`Responder::handle`] through a shared reference: incidents on
+    /// different containers run side by side, so an approval pending for
+    /// one holds up no other. Two at once on the same container would
+    /// each act on it: the caller keeps to one per container, as
+    /// [`Agent`] does.
+    pub async fn respond(&self, opening: Alarm) -> IncidentReport {
+        let id = self.next_incident.fetch_add(1, Ordering::SeqCst);
         let opened_at = self.clock.now();
         telemetry::incident_opened(id, &opening);
         self.log(id, AuditEvent::IncidentOpened { alarm: opening.clone() });
         let mut alarm = opening.clone();
-        let mut history = History::with_restarts(self.restarts.get(&alarm.container).cloned().unwrap_or_default());
+        let mut history = History::with_restarts(self.restarts_of(&alarm.container));
         // Steps taken for alarms the incident has since reassessed.
         let mut earlier_steps = Vec::new();
         let mut reassessments = 0;
@@ -252,7 +268,16 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
         }
     }
 
-    async fn execute(&mut self, id: u64, alarm: &Alarm, action: &Action, history: &mut History) -> Outcome {
+    fn restarts(&self) -> std::sync::MutexGuard<'_, BTreeMap<ContainerName, Vec<Timestamp>>> {
+        // A panic elsewhere cannot leave a list of times half-written.
+        self.restarts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn restarts_of(&self, container: &ContainerName) -> Vec<Timestamp> {
+        self.restarts().get(container).cloned().unwrap_or_default()
+    }
+
+    async fn execute(&self, id: u64, alarm: &Alarm, action: &Action, history: &mut History) -> Outcome {
         let failed = |e: crate::host::HostError| Outcome::Failed { error: e.to_string() };
         match action {
             Action::CleanLogs { target } => {
@@ -290,13 +315,12 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                     return Outcome::ApprovalVoided { reason };
                 }
                 let request = ApprovalRequest {
-                    id: self.next_request,
+                    id: self.next_request.fetch_add(1, Ordering::SeqCst),
                     incident: id,
                     action: action.clone(),
                     alarm: alarm.clone(),
                     crash: Some(crash.clone()),
                 };
-                self.next_request += 1;
                 let approver = self.approver.name().to_string();
                 self.log(
                     id,
@@ -330,7 +354,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                 // lost its connection may still have happened, and a budget
                 // that skipped it would let a crash loop run on (issue 8).
                 let now = self.clock.now();
-                self.restarts.entry(target.clone()).or_default().push(now);
+                self.restarts().entry(target.clone()).or_default().push(now);
                 history.restarts.push(now);
                 match result {
                     Ok(()) => Outcome::Restarted,
@@ -395,7 +419,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     /// Rapid checks until the service is confirmed (Running and healthy for
     /// `stable_checks` checks in a row, its alarm cleared), it is down for
     /// good, or the rapid window ends.
-    async fn verify(&mut self, id: u64, alarm: &Alarm) -> Verification {
+    async fn verify(&self, id: u64, alarm: &Alarm) -> Verification {
         let settings = self.engine.rules().observer;
         let mut cadence = Cadence::new(settings);
         cadence.trigger_rapid(self.clock.now());
@@ -447,6 +471,13 @@ pub struct Until {
 
 /// `app.py`: the observer and the responder together, polling at the
 /// observer's cadence and reacting to container events in between.
+///
+/// Incidents on different containers run side by side (at most one per
+/// container, the zombie scope counting as one): a database restart waiting
+/// for a human holds up neither a zombie outbreak nor a full web disk. They
+/// share the responder's restart budget, incident and request numbering
+/// and audit log. When the watch is to end, no new incident starts and the
+/// ones under way finish; none is abandoned half-done.
 pub struct Agent<H, A, L, C> {
     responder: Responder<H, A, L, C>,
     cadence: Cadence,
@@ -467,6 +498,14 @@ fn alarm_key(a: &Alarm) -> (String, ContainerName) {
     (a.kind.code().to_string(), a.container.clone())
 }
 
+/// An incident that ran (or whose alarm cleared while it settled), with the
+/// container it held.
+struct Finished {
+    container: ContainerName,
+    key: (String, ContainerName),
+    report: Option<IncidentReport>,
+}
+
 impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
     /// An agent around `responder`.
     pub fn new(responder: Responder<H, A, L, C>) -> Self {
@@ -479,114 +518,165 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
         &self.responder
     }
 
-    /// Watches until `until`; returns every finished incident. `events`
-    /// (e.g. Docker's event stream) triggers checks between sweeps.
+    /// Watches until `until`; returns every finished incident, in the order
+    /// they ended. `events` (e.g. Docker's event stream) triggers checks
+    /// between sweeps.
     pub async fn run(
         &mut self,
         mut events: Option<mpsc::Receiver<ContainerEvent>>,
         until: Until,
     ) -> Vec<IncidentReport> {
+        let Agent { responder, cadence, escalated } = self;
+        let r: &Responder<H, A, L, C> = responder;
         let mut reports = Vec::new();
+        // One future per container in trouble, polled together in this task;
+        // issue 9's driver makes each of them an incident machine.
+        let mut running = FuturesUnordered::new();
+        let mut busy: BTreeSet<ContainerName> = BTreeSet::new();
+        let mut next_sweep = r.clock.now();
         loop {
-            let now = self.responder.clock.now();
-            let sweep = self.responder.observer.sweep(&self.responder.host, now).await;
-            for e in &sweep.errors {
-                tracing::warn!(error = %e, "check failed");
-            }
-            let raised: BTreeSet<_> = sweep.alarms.iter().map(alarm_key).collect();
-            // A condition that cleared may be escalated again if it returns.
-            self.escalated.retain(|k| raised.contains(k));
-            for alarm in sweep.alarms {
-                // After an incident the host has changed: sweep again rather
-                // than act on alarms raised before it.
-                if self.handle(alarm, &mut reports).await || self.done(&reports, until) {
-                    break;
+            if done(r, &reports, until) {
+                // Nothing new starts; what is under way finishes.
+                match running.next().await {
+                    Some(f) => finish(r, cadence, escalated, &mut busy, &mut reports, f),
+                    None => return reports,
                 }
+                continue;
             }
-            if self.done(&reports, until) {
-                return reports;
+            let now = r.clock.now();
+            if now >= next_sweep {
+                let sweep = r.observer.sweep(&r.host, now).await;
+                for e in &sweep.errors {
+                    tracing::warn!(error = %e, "check failed");
+                }
+                let raised: BTreeSet<_> = sweep.alarms.iter().map(alarm_key).collect();
+                // A condition that cleared may be escalated again if it returns.
+                escalated.retain(|k| raised.contains(k));
+                for alarm in sweep.alarms {
+                    if let Some(f) = start(r, escalated, &mut busy, alarm) {
+                        running.push(f);
+                    }
+                }
+                let now = r.clock.now();
+                next_sweep = now.plus_millis(cadence.interval(now).as_millis() as u64);
+                continue;
             }
-            let now = self.responder.clock.now();
-            let mut wait = self.cadence.interval(now);
+            let mut wait = Duration::from_millis(next_sweep.millis_since(now));
             // `--timeout 3` must not wait out a 30 s sweep interval.
             if let Some(d) = until.deadline {
                 wait = wait.min(Duration::from_millis(d.millis_since(now)));
             }
-            match events.as_mut() {
-                None => self.responder.clock.sleep(wait).await,
-                Some(rx) => {
-                    tokio::select! {
-                        _ = self.responder.clock.sleep(wait) => {}
-                        ev = rx.recv() => match ev {
-                            Some(ev) => {
-                                let now = self.responder.clock.now();
-                                if let Ok(Some(alarm)) = self.responder.observer.check_event(&self.responder.host, &ev, now).await {
-                                    self.handle(alarm, &mut reports).await;
-                                }
-                            }
-                            None => events = None,
-                        }
+            tokio::select! {
+                _ = r.clock.sleep(wait) => {}
+                Some(f) = running.next(), if !running.is_empty() => {
+                    let had_steps = f.report.as_ref().is_some_and(|rep| !rep.steps.is_empty());
+                    finish(r, cadence, escalated, &mut busy, &mut reports, f);
+                    if had_steps {
+                        // Rapid mode: look again soon after a fix.
+                        let now = r.clock.now();
+                        next_sweep = next_sweep.min(now.plus_millis(cadence.interval(now).as_millis() as u64));
                     }
                 }
-            }
-            if self.done(&reports, until) {
-                return reports;
+                ev = next_event(&mut events) => match ev {
+                    Some(ev) => {
+                        let now = r.clock.now();
+                        if let Ok(Some(alarm)) = r.observer.check_event(&r.host, &ev, now).await
+                            && let Some(f) = start(r, escalated, &mut busy, alarm)
+                        {
+                            running.push(f);
+                        }
+                    }
+                    None => events = None,
+                }
             }
         }
     }
+}
 
-    /// Handles one alarm unless it is already with a human; returns whether
-    /// an incident ran.
-    async fn handle(&mut self, alarm: Alarm, reports: &mut Vec<IncidentReport>) -> bool {
-        let key = alarm_key(&alarm);
-        if self.escalated.contains(&key) {
-            return false;
-        }
-        let Some(alarm) = self.settle(alarm).await else {
-            return false;
+/// The next container event, or never once there is no stream.
+async fn next_event(events: &mut Option<mpsc::Receiver<ContainerEvent>>) -> Option<ContainerEvent> {
+    match events.as_mut() {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The incident for `alarm`, unless it is already with a human or its
+/// container already has one under way.
+fn start<'r, H: Host, A: Approver, L: Advisor, C: Clock>(
+    r: &'r Responder<H, A, L, C>,
+    escalated: &BTreeSet<(String, ContainerName)>,
+    busy: &mut BTreeSet<ContainerName>,
+    alarm: Alarm,
+) -> Option<impl Future<Output = Finished> + 'r> {
+    let key = alarm_key(&alarm);
+    if escalated.contains(&key) || !busy.insert(alarm.container.clone()) {
+        return None;
+    }
+    Some(async move {
+        let container = alarm.container.clone();
+        let report = match settle(r, alarm).await {
+            Some(alarm) => Some(r.respond(alarm).await),
+            None => None,
         };
-        let report = self.responder.handle(alarm).await;
-        // A shadow incident is suppressed like an escalated one: nothing was
-        // done, so the condition persists and would be re-logged every sweep.
-        if report.resolution != Resolution::Resolved {
-            self.escalated.insert(key);
-        }
-        if !report.steps.is_empty() {
-            self.cadence.trigger_rapid(self.responder.clock.now());
-        }
-        reports.push(report);
-        true
-    }
+        Finished { container, key, report }
+    })
+}
 
-    /// Waits for a zombie outbreak to stop growing before acting on it: a
-    /// batch of containers exits over a second or more on a loaded host, and
-    /// pruning half of them leaves the rest above the threshold, so the
-    /// verification fails and a routine clean-up is escalated (seen in CI).
-    /// Other alarms pass at once. `None` when the condition cleared meanwhile.
-    async fn settle(&self, alarm: Alarm) -> Option<Alarm> {
-        if alarm.kind != AlarmKind::ZombieOutbreak {
-            return Some(alarm);
-        }
-        let r = &self.responder;
-        let mut current = alarm;
-        for _ in 0..ZOMBIE_SETTLE_ROUNDS {
-            r.clock.sleep(ZOMBIE_SETTLE).await;
-            let next = match r.observer.check_zombies(&r.host, r.clock.now()).await {
-                Ok(next) => next?,
-                // The host did not answer: act on what was seen.
-                Err(_) => return Some(current),
-            };
-            let grew = next.evidence.exited_containers != current.evidence.exited_containers;
-            current = next;
-            if !grew {
-                break;
-            }
-        }
-        Some(current)
+/// Books a finished incident: its container is free again, an unresolved
+/// one is not reopened until its condition clears, and after a fix the
+/// cadence goes rapid.
+fn finish<H: Host, A: Approver, L: Advisor, C: Clock>(
+    r: &Responder<H, A, L, C>,
+    cadence: &mut Cadence,
+    escalated: &mut BTreeSet<(String, ContainerName)>,
+    busy: &mut BTreeSet<ContainerName>,
+    reports: &mut Vec<IncidentReport>,
+    f: Finished,
+) {
+    busy.remove(&f.container);
+    let Some(report) = f.report else { return };
+    // A shadow incident is suppressed like an escalated one: nothing was
+    // done, so the condition persists and would be re-logged every sweep.
+    if report.resolution != Resolution::Resolved {
+        escalated.insert(f.key);
     }
+    if !report.steps.is_empty() {
+        cadence.trigger_rapid(r.clock.now());
+    }
+    reports.push(report);
+}
 
-    fn done(&self, reports: &[IncidentReport], until: Until) -> bool {
-        until.incidents.is_some_and(|n| reports.len() >= n)
-            || until.deadline.is_some_and(|d| self.responder.clock.now() >= d)
+/// Waits for a zombie outbreak to stop growing before acting on it: a
+/// batch of containers exits over a second or more on a loaded host, and
+/// pruning half of them leaves the rest above the threshold, so the
+/// verification fails and a routine clean-up is escalated (seen in CI).
+/// Other alarms pass at once. `None` when the condition cleared meanwhile.
+async fn settle<H: Host, A: Approver, L: Advisor, C: Clock>(r: &Responder<H, A, L, C>, alarm: Alarm) -> Option<Alarm> {
+    if alarm.kind != AlarmKind::ZombieOutbreak {
+        return Some(alarm);
     }
+    let mut current = alarm;
+    for _ in 0..ZOMBIE_SETTLE_ROUNDS {
+        r.clock.sleep(ZOMBIE_SETTLE).await;
+        let next = match r.observer.check_zombies(&r.host, r.clock.now()).await {
+            Ok(next) => next?,
+            // The host did not answer: act on what was seen.
+            Err(_) => return Some(current),
+        };
+        let grew = next.evidence.exited_containers != current.evidence.exited_containers;
+        current = next;
+        if !grew {
+            break;
+        }
+    }
+    Some(current)
+}
+
+fn done<H: Host, A: Approver, L: Advisor, C: Clock>(
+    r: &Responder<H, A, L, C>,
+    reports: &[IncidentReport],
+    until: Until,
+) -> bool {
+    until.incidents.is_some_and(|n| reports.len() >= n) || until.deadline.is_some_and(|d| r.clock.now() >= d)
 }

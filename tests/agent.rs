@@ -159,3 +159,90 @@ async fn a_restart_that_failed_still_counts_against_the_budget() {
     let resumed = opsguard::audit::resume(&path).unwrap();
     assert_eq!(resumed.restarts.get(&ContainerName::new(DB)).map(Vec::len), Some(1), "{resumed:?}");
 }
+
+/// The tokio timer as the agent's clock, so that under paused time the
+/// approval timeout, the agent's sleeps and the incidents' sleeps share one
+/// timeline (a `SimClock` jumps for each sleeper separately). It keeps the
+/// simulated host's clock in step.
+#[derive(Clone)]
+struct TokioClock {
+    base: tokio::time::Instant,
+    start: Timestamp,
+    sim: SimClock,
+}
+
+impl opsguard::clock::Clock for TokioClock {
+    fn now(&self) -> Timestamp {
+        let now = self.start.plus_millis(self.base.elapsed().as_millis() as u64);
+        let sim = self.sim.now();
+        if now > sim {
+            self.sim.advance(std::time::Duration::from_millis(now.millis_since(sim)));
+        }
+        now
+    }
+
+    async fn sleep(&self, d: std::time::Duration) {
+        tokio::time::sleep(d).await
+    }
+}
+
+// Issue 8, item 7: a database restart waiting for a human who never answers
+// holds up neither a zombie outbreak nor a web disk that fills meanwhile.
+#[tokio::test(start_paused = true)]
+async fn other_containers_are_healed_while_a_database_approval_waits() {
+    use opsguard::approval::ChannelApprover;
+    use opsguard::audit::AuditEvent;
+    use opsguard::clock::Clock as _;
+    use opsguard::model::{RootCause, StopReason};
+
+    let sim_clock = SimClock::new(sim_lab::START);
+    let clock = TokioClock { base: tokio::time::Instant::now(), start: sim_lab::START, sim: sim_clock.clone() };
+    let sim = SimHost::lab(sim_clock);
+    // Kept, never answered: the request waits out its whole timeout.
+    let (approver, mut requests) = ChannelApprover::new(4);
+    let audit = AuditLog::in_memory();
+    let responder = Responder::new(
+        Engine::new(Arc::new(Rules::default_rules())),
+        sim.clone(),
+        approver,
+        NoAdvisor,
+        clock.clone(),
+        audit.clone(),
+    );
+    let approval_timeout = std::time::Duration::from_secs(300);
+    let responder =
+        responder.with_timeouts(opsguard::incident::Timeouts { approval: approval_timeout, ..Default::default() });
+    sim.inject(SimFault::DbOomKill);
+    sim.inject(SimFault::Zombies(12));
+    let start = clock.now();
+    let later = sim.clone();
+    let fill = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(40)).await;
+        later.inject(SimFault::WebDiskFill);
+    });
+    let mut agent = Agent::new(responder);
+    let run = agent.run(None, Until { incidents: Some(3), deadline: Some(start.plus_millis(3_600_000)) });
+    let (reports, pending) = tokio::join!(run, requests.recv());
+    fill.await.unwrap();
+    let pending = pending.expect("the database restart was put to a human");
+    assert_eq!(pending.request.alarm.kind, AlarmKind::DbCrash(RootCause::OomKill));
+
+    let by_kind = |k: AlarmKind| reports.iter().find(|r| r.alarm.kind == k).unwrap_or_else(|| panic!("{reports:#?}"));
+    let db = by_kind(AlarmKind::DbCrash(RootCause::OomKill));
+    let zombies = by_kind(AlarmKind::ZombieOutbreak);
+    let web = by_kind(AlarmKind::WebLogSaturation);
+    assert_eq!(db.resolution, Resolution::Stopped { reason: StopReason::ApprovalRejected });
+    assert_eq!(zombies.resolution, Resolution::Resolved);
+    assert_eq!(web.resolution, Resolution::Resolved);
+    // Both were done while the request was still waiting.
+    let answered = audit
+        .records()
+        .into_iter()
+        .find(|r| matches!(r.event, AuditEvent::ApprovalAnswered { .. }))
+        .expect("the request timed out")
+        .ts;
+    assert!(answered.millis_since(start) >= approval_timeout.as_millis() as u64);
+    for r in [zombies, web] {
+        assert!(r.closed_at < answered, "{} waited for the database's approval: {r:#?}", r.alarm);
+    }
+}
