@@ -9,13 +9,16 @@
 use regex::Regex;
 
 /// The core's modules and, for each, the crate modules it may use.
-const CORE: [(&str, &[&str]); 6] = [
+const CORE: [(&str, &[&str]); 7] = [
     ("engine", &["model", "rules"]),
-    ("classify", &["model", "rules"]),
-    ("model", &[]),
+    ("classify", &["model", "redact", "rules"]),
+    ("model", &["redact"]),
+    // Redaction is applied to evidence where it is built, so the core
+    // renders redacted text; it is text in, text out.
+    ("redact", &["classify", "model"]),
     // explain, replay and post-mortems read recorded facts (the audit
     // records' types), never a host.
-    ("explain", &["audit", "classify", "engine", "model", "rules"]),
+    ("explain", &["audit", "classify", "engine", "model", "redact", "rules"]),
     ("postmortem", &["audit", "classify", "model", "rules"]),
     ("rules", &["model"]),
 ];
