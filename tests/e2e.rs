@@ -224,6 +224,31 @@ async fn run_audited(chaos: &DockerChaos, scenario: Scenario, approve: bool, aud
     run
 }
 
+/// An agent on the lab that approves every restart and ends after one
+/// incident or `within`, fed by `events`.
+fn spawn_agent(
+    host: DockerHost,
+    rules: Arc<Rules>,
+    audit: opsguard::audit::AuditLog,
+    events: tokio::sync::mpsc::Receiver<opsguard::observer::ContainerEvent>,
+    within: Duration,
+) -> tokio::task::JoinHandle<Vec<opsguard::incident::IncidentReport>> {
+    let responder = opsguard::incident::Responder::new(
+        opsguard::engine::Engine::new(rules),
+        host,
+        PolicyApprover::ApproveAll,
+        opsguard::llm::NoAdvisor,
+        opsguard::clock::SystemClock,
+        audit,
+    );
+    let deadline = opsguard::clock::Clock::now(&opsguard::clock::SystemClock).plus_millis(within.as_millis() as u64);
+    tokio::spawn(async move {
+        opsguard::incident::Agent::new(responder)
+            .run(Some(events), opsguard::incident::Until { incidents: Some(1), deadline: Some(deadline) })
+            .await
+    })
+}
+
 fn audit_has(run: &ScenarioRun, what: &str, f: impl Fn(&AuditEvent) -> bool) {
     assert!(run.audit.iter().any(|r| f(&r.event)), "audit trail lacks {what}: {:#?}", run.audit);
 }
@@ -530,20 +555,7 @@ fn e2e_human_stop_is_not_restarted() {
             })
         };
         let (events, _settle) = opsguard::host::docker::settle_deaths(relayed, Duration::from_millis(500));
-        let responder = opsguard::incident::Responder::new(
-            opsguard::engine::Engine::new(rules),
-            host.clone(),
-            PolicyApprover::ApproveAll,
-            opsguard::llm::NoAdvisor,
-            opsguard::clock::SystemClock,
-            audit.clone(),
-        );
-        let deadline = opsguard::clock::Clock::now(&opsguard::clock::SystemClock).plus_millis(120_000);
-        let agent = tokio::spawn(async move {
-            opsguard::incident::Agent::new(responder)
-                .run(Some(events), opsguard::incident::Until { incidents: Some(1), deadline: Some(deadline) })
-                .await
-        });
+        let agent = spawn_agent(host.clone(), rules, audit.clone(), events, Duration::from_millis(120_000));
         let image = docker(&["inspect", "-f", "{{.Config.Image}}", DB]);
         let t0 = std::time::Instant::now();
         while !*seen.borrow() {
@@ -591,20 +603,7 @@ fn e2e_injected_user_name_does_not_hide_corruption() {
         let (raw, pump) =
             opsguard::host::docker::spawn_events(host.client().clone(), rules.scope_label.clone(), 64, None);
         let (events, _settle) = opsguard::host::docker::settle_deaths(raw, Duration::from_millis(500));
-        let responder = opsguard::incident::Responder::new(
-            opsguard::engine::Engine::new(rules),
-            host.clone(),
-            PolicyApprover::ApproveAll,
-            opsguard::llm::NoAdvisor,
-            opsguard::clock::SystemClock,
-            audit.clone(),
-        );
-        let deadline = opsguard::clock::Clock::now(&opsguard::clock::SystemClock).plus_millis(90_000);
-        let agent = tokio::spawn(async move {
-            opsguard::incident::Agent::new(responder)
-                .run(Some(events), opsguard::incident::Until { incidents: Some(1), deadline: Some(deadline) })
-                .await
-        });
+        let agent = spawn_agent(host.clone(), rules, audit.clone(), events, Duration::from_millis(90_000));
         let docker = |args: &[&str]| std::process::Command::new("docker").args(args).output().expect("docker");
         // The hostile login: refused, and logged with the chosen name.
         let login = docker(&[
