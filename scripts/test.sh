@@ -60,4 +60,4 @@ say "running the tests"
 cargo test --all-targets --locked
 cargo test --doc --locked
 say "running the end-to-end, real-model and browser tests"
-cargo test --locked --test e2e --test browser --test llm_real_model -- --include-ignored --test-threads=1
+cargo test --locked --test e2e --test clean_logs_docker --test browser --test llm_real_model -- --include-ignored --test-threads=1

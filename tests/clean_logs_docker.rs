@@ -7,10 +7,10 @@
 //! `exec` while it runs and by a helper once it is stopped, truncates only
 //! the real log files and counts only those.
 //!
-//! Needs Docker and the lab image (`lab/up.sh` builds it); skipped unless
-//! `OPSGUARD_E2E=1`. It uses its own containers and scope label, not the
-//! lab's, so a watching OpsGuard leaves them alone; still run it under
-//! `flock /work/coord/lab.lock` on a shared machine.
+//! Needs Docker and the lab image (`lab/up.sh` builds it): `#[ignore]`d, and
+//! failing without `OPSGUARD_E2E=1` (scripts/test.sh runs it). It uses its
+//! own containers and scope label, not the lab's, so a watching OpsGuard
+//! leaves them alone.
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
@@ -21,12 +21,13 @@ use opsguard::host::{CleanReport, Host};
 
 const IMAGE: &str = "opsguard-lab:latest";
 
-fn enabled() -> bool {
-    if std::env::var("OPSGUARD_E2E").is_ok_and(|v| v == "1") {
-        return true;
-    }
-    eprintln!("skipped: set OPSGUARD_E2E=1 (Docker and the lab image needed)");
-    false
+/// Fails (never passes silently) without `OPSGUARD_E2E=1`.
+fn require_lab() {
+    assert!(
+        std::env::var("OPSGUARD_E2E").is_ok_and(|v| v == "1"),
+        "OPSGUARD_E2E is not 1: this test needs Docker and the lab image. Run `bash scripts/test.sh`, \
+         or as root `bash lab/up.sh` then `OPSGUARD_E2E=1 cargo test --test clean_logs_docker -- --include-ignored`"
+    );
 }
 
 fn docker(args: &[&str]) -> String {
@@ -143,10 +144,9 @@ fn assert_untouched(lab: &Lab) {
 }
 
 #[tokio::test]
+#[ignore = "needs Docker and the lab image: OPSGUARD_E2E=1, as root (scripts/test.sh runs it)"]
 async fn clean_logs_truncates_only_real_log_files_running_or_stopped() {
-    if !enabled() {
-        return;
-    }
+    require_lab();
     let (lab, _guard, host) = setup();
     let paths = vec!["/var/log/app".to_string()];
     docker(&["start", &lab.name]);
