@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::host::ContainerStatus;
-use crate::model::{Action, Alarm, ContainerState, Evidence, RootCause, Timestamp};
+use crate::model::{Action, Alarm, Evidence, RootCause, Timestamp};
 
 /// What a human is asked to approve.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,10 +51,6 @@ pub struct CrashBinding {
     pub oom_killed: bool,
     /// The root cause the approver was shown.
     pub cause: Option<RootCause>,
-}
-
-fn stopped(state: ContainerState) -> bool {
-    matches!(state, ContainerState::Exited | ContainerState::Dead)
 }
 
 fn show(t: Option<Timestamp>) -> String {
@@ -95,7 +91,7 @@ impl CrashBinding {
     /// not stopped, was recreated, ran again, or ended differently. `None`
     /// only for the very same stopped run.
     pub fn void_reason(&self, now: &ContainerStatus) -> Option<String> {
-        if !stopped(now.state) {
+        if !now.state.is_stopped() {
             return Some(format!("it is {} now", now.state.as_str()));
         }
         if now.id != self.container_id {

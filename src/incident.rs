@@ -24,9 +24,7 @@ use crate::clock::Clock;
 use crate::engine::Engine;
 use crate::host::{ContainerStatus, Host};
 use crate::llm::{AdviceRequest, Advisor};
-use crate::model::{
-    Action, Alarm, AlarmKind, ContainerName, ContainerState, History, Outcome, Step, Timestamp, Verification,
-};
+use crate::model::{Action, Alarm, AlarmKind, ContainerName, History, Outcome, Step, Timestamp, Verification};
 use crate::observer::{Cadence, Check, ContainerEvent, Observer};
 use crate::telemetry;
 
@@ -186,7 +184,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
             id,
             AuditEvent::Checked { state: Some(status.state), health: Some(status.health), cleared: None, error: None },
         );
-        (!matches!(status.state, ContainerState::Exited | ContainerState::Dead)).then_some(Outcome::RestartNotNeeded)
+        (!status.state.is_stopped()).then_some(Outcome::RestartNotNeeded)
     }
 
     /// After a voided approval: the alarm as the host shows it now, if the

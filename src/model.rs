@@ -220,6 +220,13 @@ impl ContainerState {
         }
     }
 
+    /// A run that has ended (exited or dead): what a crash alarm and a
+    /// restart approval are about. A container in any other state is
+    /// never restarted on such an approval.
+    pub fn is_stopped(self) -> bool {
+        matches!(self, ContainerState::Exited | ContainerState::Dead)
+    }
+
     /// States the container does not leave by itself: waiting longer will
     /// not bring it back.
     pub fn is_settled_down(self) -> bool {

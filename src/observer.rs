@@ -138,7 +138,7 @@ impl Observer {
     pub async fn check_database<H: Host>(&self, host: &H, now: Timestamp) -> Result<Option<Alarm>, HostError> {
         let db = &self.rules.database;
         let status = host.inspect(db.container.as_str()).await?;
-        if !matches!(status.state, ContainerState::Exited | ContainerState::Dead) {
+        if !status.state.is_stopped() {
             return Ok(None);
         }
         // Read the window before the crash, however late we notice it.
