@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::host::ContainerStatus;
-use crate::model::{Action, Alarm, Evidence, RootCause, Timestamp};
+use crate::model::{Action, Alarm, Evidence, LlmDiagnosis, RootCause, Timestamp};
 
 /// What a human is asked to approve.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,6 +30,10 @@ pub struct ApprovalRequest {
     /// other state of the container ([`CrashBinding::void_reason`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash: Option<CrashBinding>,
+    /// When an LLM's diagnosis led to the action: its category, quote and
+    /// reason, shown to the approver as model output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<LlmDiagnosis>,
 }
 
 /// One crash of one container, as inspected when the approval was asked:
@@ -400,6 +404,14 @@ pub fn render_request(r: &ApprovalRequest) -> String {
             short_id(c.container_id.as_deref())
         );
     }
+    if let Some(d) = &r.diagnosis {
+        s += &format!(
+            "  LLM diagnosis: {} (model output; OpsGuard only checked that the quote is in the evidence)\n",
+            d.category
+        );
+        s += &format!("    quote: {}\n", crate::classify::printable(&d.quote));
+        s += &format!("    reason: {}\n", crate::classify::printable(&d.reason));
+    }
     let lines = evidence_lines(&r.alarm.evidence);
     if !lines.is_empty() {
         s += "  matching log lines:\n";
@@ -478,6 +490,7 @@ mod tests {
                 raised_at: Timestamp(0),
             },
             crash: None,
+            diagnosis: None,
         }
     }
 

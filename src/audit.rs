@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::redact::printable;
 
-use crate::model::{Action, Alarm, ContainerName, ContainerState, Health, LlmChoice, Outcome, StopReason, Timestamp};
+use crate::model::{
+    Action, Alarm, ContainerName, ContainerState, Health, LlmChoice, LlmDiagnosis, Outcome, StopReason, Timestamp,
+};
 
 /// How an incident ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,12 +88,16 @@ pub enum AuditEvent {
         model: Option<String>,
         /// Latency.
         latency_ms: Option<u64>,
-        /// The valid choice, if any.
+        /// The choice the rules made of a valid diagnosis, if any.
         choice: Option<LlmChoice>,
         /// The model's reason, or why its answer was refused.
         reason: String,
         /// The raw reply.
         raw: Option<String>,
+        /// The valid diagnosis (category, quote, reason) the choice came
+        /// from; absent in records written before diagnoses.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        diagnosis: Option<LlmDiagnosis>,
     },
     /// An action was carried out.
     Executed {
@@ -174,6 +180,15 @@ impl AuditEvent {
             AuditEvent::ApprovalAnswered { approved: false, approver, detail, .. } => {
                 format!("👤 ❌ not approved by {} ({})", printable(approver), printable(detail))
             }
+            AuditEvent::LlmConsulted { model, choice: Some(c), reason, latency_ms, diagnosis: Some(d), .. } => format!(
+                "🤖 LLM {} diagnosed {} in {} ms, so the rules chose {}; model output, unverified: quote “{}”, reason: {}",
+                printable(model.as_deref().unwrap_or("?")),
+                d.category,
+                latency_ms.unwrap_or(0),
+                c.name(),
+                printable(&d.quote),
+                printable(reason)
+            ),
             AuditEvent::LlmConsulted { model, choice: Some(c), reason, latency_ms, .. } => format!(
                 "🤖 LLM {} chose {} in {} ms: {}",
                 printable(model.as_deref().unwrap_or("?")),
@@ -200,7 +215,7 @@ impl AuditEvent {
                     Outcome::Verified(crate::model::Verification::NotConfirmed { last_state }) => {
                         format!("not running (last seen {})", last_state.map_or("unreachable", ContainerState::as_str))
                     }
-                    Outcome::LlmChose { choice } => format!("LLM chose {}", choice.name()),
+                    Outcome::LlmChose { choice, .. } => format!("LLM chose {}", choice.name()),
                     Outcome::LlmFailed => "LLM gave no usable answer".to_string(),
                     Outcome::Failed { error } => format!("❌ failed: {}", printable(error)),
                 };

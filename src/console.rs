@@ -964,17 +964,25 @@ fn render_incident(h: &mut String, id: u64, view: &IncidentView, requests: &[&En
         match &rec.event {
             // The model's words are shown apart from OpsGuard's and labelled:
             // a prompt-injected log can make them say anything.
-            AuditEvent::LlmConsulted { model, choice: Some(choice), reason, latency_ms, .. } => {
+            AuditEvent::LlmConsulted { model, choice: Some(choice), reason, latency_ms, diagnosis, .. } => {
+                let said = match diagnosis {
+                    Some(d) => format!("diagnosed {}, which the rules turn into {}", d.category, choice.name()),
+                    None => format!("chose {}", choice.name()),
+                };
                 let _ = write!(
                     h,
-                    "<span>🤖 LLM {} chose {} in {} ms (allowed by the rules for this alarm)</span>\
+                    "<span>🤖 LLM {} {} in {} ms (allowed by the rules for this alarm)</span>\
                      <div class=\"model-output\"><span class=\"untrusted\">untrusted model output, \
-                     not checked by OpsGuard:</span> <q>{}</q></div></li>",
+                     not checked by OpsGuard{}:</span>",
                     escape(&crate::classify::printable(model.as_deref().unwrap_or("?"))),
-                    escape(choice.name()),
+                    escape(&said),
                     latency_ms.unwrap_or(0),
-                    escape(&crate::classify::printable(reason))
+                    if diagnosis.is_some() { " beyond finding its quote in the evidence" } else { "" },
                 );
+                if let Some(d) = diagnosis {
+                    let _ = write!(h, " quote <q>{}</q>; reason", escape(&crate::classify::printable(&d.quote)));
+                }
+                let _ = write!(h, " <q>{}</q></div></li>", escape(&crate::classify::printable(reason)));
             }
             event => {
                 let _ = write!(h, "<span>{}</span></li>", escape(&timeline_text(event)));
@@ -1024,6 +1032,19 @@ fn render_request(h: &mut String, e: &Entry, csrf: &str, now: Instant) {
         if status == RequestStatus::Pending { "⚠ Approval needed:" } else { "Approval request:" },
         escape(&r.action.to_string())
     );
+    if let Some(d) = &r.diagnosis {
+        // The model's words, apart from OpsGuard's and labelled: a
+        // prompt-injected log can make them say anything.
+        let _ = write!(
+            h,
+            "<div class=\"model-output\"><p>🤖 LLM diagnosis: <strong>{}</strong> \
+             <span class=\"untrusted\">(untrusted model output; OpsGuard only checked that the quote is in the evidence)</span></p>\
+             <p>quote: <q>{}</q></p><p>reason: <q>{}</q></p></div>",
+            escape(d.category.name()),
+            escape(&crate::classify::printable(&d.quote)),
+            escape(&crate::classify::printable(&d.reason)),
+        );
+    }
     if status != RequestStatus::Pending {
         let _ = write!(h, "<p class=\"answer\">{}</p></div>", status.as_str().to_uppercase());
         return;

@@ -88,7 +88,7 @@ impl Engine {
         let next = match plan.steps.iter().position(|s| *s == PlanStep::ConsultLlm) {
             Some(k) if pos > k => {
                 let choice = match &steps[k].outcome {
-                    Outcome::LlmChose { choice } => *choice,
+                    Outcome::LlmChose { choice, .. } => *choice,
                     // A consult step without a choice outcome: nothing to follow.
                     _ => return stop(StopReason::LlmFailed),
                 };
@@ -287,7 +287,7 @@ mod tests {
     fn llm_choices_go_through_the_same_steps() {
         let e = engine();
         let a = db(RootCause::Unknown);
-        let chose = |choice| Outcome::LlmChose { choice };
+        let chose = |choice| Outcome::LlmChose { choice, diagnosis: None };
         assert_eq!(
             run(&e, &a, &[chose(LlmChoice::Restart)]),
             Action::RestartContainer { target: "db-prod".into(), reason: RestartReason::LlmSuggested }

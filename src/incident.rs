@@ -23,7 +23,7 @@ use crate::audit::{AuditEvent, AuditLog, Resolution};
 use crate::clock::Clock;
 use crate::engine::Engine;
 use crate::host::{ContainerStatus, Host};
-use crate::llm::{AdviceRequest, Advisor};
+use crate::llm::{AdviceRequest, Advisor, CrashFacts, prompt};
 use crate::model::{Action, Alarm, AlarmKind, ContainerName, History, Outcome, Step, Timestamp, Verification};
 use crate::observer::{Cadence, Check, ContainerEvent, Observer};
 use crate::telemetry;
@@ -318,6 +318,11 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                     action: action.clone(),
                     alarm: alarm.clone(),
                     crash: Some(crash.clone()),
+                    // The diagnosis behind an LLM's restart, for the approver.
+                    diagnosis: history.steps.iter().rev().find_map(|s| match &s.outcome {
+                        Outcome::LlmChose { diagnosis, .. } => diagnosis.clone(),
+                        _ => None,
+                    }),
                 };
                 let approver = self.approver.name().to_string();
                 self.log(
@@ -361,56 +366,89 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
             }
             Action::Verify { .. } => Outcome::Verified(self.verify(id, alarm).await),
             Action::ConsultLlm => {
-                let allowed = self.engine.rules().plan(alarm.kind).map(|p| p.llm_choices).unwrap_or_default();
-                let request = AdviceRequest { alarm: alarm.clone(), allowed };
+                let rules = self.engine.rules();
+                let allowed = rules.plan(alarm.kind).map(|p| p.llm_choices).unwrap_or_default();
+                let facts = self.crash_facts(alarm, history).await;
+                let request = AdviceRequest { alarm: alarm.clone(), allowed, facts };
                 let answer = tokio::time::timeout(self.timeouts.advice, self.advisor.advise(&request)).await;
+                let refused = |reason: String, model, latency_ms, raw| {
+                    (
+                        Outcome::LlmFailed,
+                        AuditEvent::LlmConsulted { model, latency_ms, choice: None, reason, raw, diagnosis: None },
+                    )
+                };
                 let (outcome, event) = match answer {
-                    Ok(Ok(advice)) if allowed.contains(advice.choice) && !advice.reason.trim().is_empty() => (
-                        Outcome::LlmChose { choice: advice.choice },
-                        AuditEvent::LlmConsulted {
-                            model: Some(advice.model),
-                            latency_ms: Some(advice.latency_ms),
-                            choice: Some(advice.choice),
-                            reason: advice.reason,
-                            raw: Some(advice.raw),
-                        },
-                    ),
-                    Ok(Ok(advice)) => (
-                        Outcome::LlmFailed,
-                        AuditEvent::LlmConsulted {
-                            model: Some(advice.model),
-                            latency_ms: Some(advice.latency_ms),
-                            choice: None,
-                            reason: format!("refused: {} is not allowed here or has no reason", advice.choice.name()),
-                            raw: Some(advice.raw),
-                        },
-                    ),
-                    Ok(Err(e)) => (
-                        Outcome::LlmFailed,
-                        AuditEvent::LlmConsulted {
-                            model: None,
-                            latency_ms: None,
-                            choice: None,
-                            reason: e.reason,
-                            raw: e.raw,
-                        },
-                    ),
-                    Err(_) => (
-                        Outcome::LlmFailed,
-                        AuditEvent::LlmConsulted {
-                            model: None,
-                            latency_ms: None,
-                            choice: None,
-                            reason: format!("no answer within {}s", self.timeouts.advice.as_secs()),
-                            raw: None,
-                        },
-                    ),
+                    Ok(Ok(advice)) => {
+                        let d = &advice.diagnosis;
+                        let choice = rules.llm_diagnosis.action(d.category);
+                        // Whatever advisor answered, its quote must be in the
+                        // evidence any budget could have shown it.
+                        let shown = prompt::shown_evidence(alarm, &facts, prompt::LogBudget::MAX);
+                        if d.reason.trim().is_empty() || !prompt::quote_found(&d.quote, &shown) {
+                            refused(
+                                format!("refused: the {} diagnosis has no reason or quotes nothing shown", d.category),
+                                Some(advice.model),
+                                Some(advice.latency_ms),
+                                Some(advice.raw),
+                            )
+                        } else if !allowed.contains(choice) {
+                            refused(
+                                format!(
+                                    "refused: the rules turn {} into {}, which is not allowed here",
+                                    d.category,
+                                    choice.name()
+                                ),
+                                Some(advice.model),
+                                Some(advice.latency_ms),
+                                Some(advice.raw),
+                            )
+                        } else {
+                            (
+                                Outcome::LlmChose { choice, diagnosis: Some(advice.diagnosis.clone()) },
+                                AuditEvent::LlmConsulted {
+                                    model: Some(advice.model),
+                                    latency_ms: Some(advice.latency_ms),
+                                    choice: Some(choice),
+                                    reason: advice.diagnosis.reason.clone(),
+                                    raw: Some(advice.raw),
+                                    diagnosis: Some(advice.diagnosis),
+                                },
+                            )
+                        }
+                    }
+                    Ok(Err(e)) => refused(e.reason, None, None, e.raw),
+                    Err(_) => {
+                        refused(format!("no answer within {}s", self.timeouts.advice.as_secs()), None, None, None)
+                    }
                 };
                 self.log(id, event);
                 outcome
             }
             // The engine hands terminal actions back to `handle`.
             Action::Stop { .. } | Action::Resolved => Outcome::Failed { error: "not an executable action".into() },
+        }
+    }
+
+    /// What OpsGuard measured about the crash, for the model: how long the
+    /// run lasted (if the host says) and the restart budget spent.
+    async fn crash_facts(&self, alarm: &Alarm, history: &History) -> CrashFacts {
+        let budget = self.engine.rules().restart_budget;
+        let now = self.clock.now();
+        let window_ms = budget.window_secs.saturating_mul(1000);
+        let recent = history.restarts.iter().filter(|t| now.millis_since(**t) < window_ms).count();
+        let uptime_secs = match self.host.inspect(alarm.container.as_str()).await {
+            Ok(s) => match (s.started_at, s.finished_at) {
+                (Some(start), Some(end)) if end > start => Some(end.millis_since(start) / 1000),
+                _ => None,
+            },
+            // A fact the model can do without; the consultation goes on.
+            Err(_) => None,
+        };
+        CrashFacts {
+            uptime_secs,
+            restarts_in_window: Some(u32::try_from(recent).unwrap_or(u32::MAX)),
+            max_restarts: Some(budget.max_restarts),
+            window_secs: Some(budget.window_secs),
         }
     }
 

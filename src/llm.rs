@@ -1,12 +1,18 @@
 //! The LLM fallback's contract: an [`Advisor`] is asked only about unknown
-//! root causes and may only pick among the choices the rules allow.
+//! root causes, and answers with a diagnosis, not an action: a cause
+//! category from a closed list ([`Diagnosis`]), the evidence line that shows
+//! it, quoted verbatim, and a one-sentence reason.
 //!
-//! The incident loop validates every answer against the allowed set, and the
-//! engine then puts the choice through the same safety rules and approval
-//! gate as any rule's action; any failure escalates.
+//! A quote that does not occur in the evidence the model was shown is a
+//! made-up citation, and the answer is refused. The rules
+//! ([`crate::rules::DiagnosisActions`]) map the category to an action; the
+//! incident loop checks it against the choices the rules allow for the
+//! alarm, and the engine puts it through the same safety rules and approval
+//! gate as any rule's action. Any failure escalates.
 //!
 //! Submodules: [`config`] (where the LLM is, [`LlmConfig`]), [`prompt`]
-//! (what is sent: redacted, capped, quoted logs and the answer schema) and
+//! (what is sent: the deterministic facts, then redacted, capped, quoted
+//! logs, worked examples and the answer schema; and the quote check) and
 //! [`openai`] ([`OpenAiAdvisor`], the client for OpenAI-compatible servers,
 //! and the strict parsing of replies).
 
@@ -19,24 +25,40 @@ pub use openai::OpenAiAdvisor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Alarm, ChoiceSet, LlmChoice};
+use crate::model::{Alarm, ChoiceSet, Diagnosis, LlmDiagnosis};
 
 /// What the advisor is asked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdviceRequest {
     /// The alarm, with its (untrusted) log lines.
     pub alarm: Alarm,
-    /// What it may choose.
+    /// The actions the rules allow for it; an advisor refuses to answer
+    /// when there are none.
     pub allowed: ChoiceSet,
+    /// What OpsGuard knows about the crash beyond the alarm's evidence.
+    pub facts: CrashFacts,
 }
 
-/// A validated answer.
+/// Facts about a crash that OpsGuard measured itself (not read from logs),
+/// given to the model before the log lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CrashFacts {
+    /// How long the crashed run lasted, in seconds, if the host said.
+    pub uptime_secs: Option<u64>,
+    /// OpsGuard's restarts of this container within the budget window.
+    pub restarts_in_window: Option<u32>,
+    /// The restart budget: at most this many restarts ...
+    pub max_restarts: Option<u32>,
+    /// ... within this many seconds.
+    pub window_secs: Option<u64>,
+}
+
+/// A validated answer: the quote was found in the evidence shown.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Advice {
-    /// The choice.
-    pub choice: LlmChoice,
-    /// The model's reason, for the audit log and the approver.
-    pub reason: String,
+    /// The diagnosis: category, quote and reason (the last two are model
+    /// output, for the audit log and the approver).
+    pub diagnosis: LlmDiagnosis,
     /// Which model answered.
     pub model: String,
     /// How long it took.
@@ -61,7 +83,7 @@ pub trait Advisor: Sync {
     /// Whether an LLM is configured at all; when not, unknown causes
     /// escalate without asking.
     fn is_configured(&self) -> bool;
-    /// Asks for a choice among `request.allowed`.
+    /// Asks for a diagnosis of `request.alarm`.
     async fn advise(&self, request: &AdviceRequest) -> Result<Advice, AdviceError>;
 }
 
@@ -79,12 +101,12 @@ impl Advisor for NoAdvisor {
     }
 }
 
-/// A scripted advisor for tests and simulations: always answers `choice`
-/// (which the loop still validates).
+/// A scripted advisor for tests and simulations: always diagnoses
+/// `category`, quoting the last log line (which the loop still checks).
 #[derive(Clone, Debug)]
 pub struct FixedAdvisor {
     /// The answer, or `None` to fail.
-    pub choice: Option<LlmChoice>,
+    pub category: Option<Diagnosis>,
 }
 
 impl Advisor for FixedAdvisor {
@@ -92,16 +114,19 @@ impl Advisor for FixedAdvisor {
         true
     }
 
-    async fn advise(&self, _: &AdviceRequest) -> Result<Advice, AdviceError> {
-        match self.choice {
-            Some(choice) => Ok(Advice {
-                choice,
-                reason: "scripted".into(),
-                model: "fixed".into(),
-                latency_ms: 0,
-                raw: format!("{{\"action\":\"{}\",\"reason\":\"scripted\"}}", choice.name()),
-            }),
-            None => Err(AdviceError { reason: "scripted failure".into(), raw: None }),
-        }
+    async fn advise(&self, request: &AdviceRequest) -> Result<Advice, AdviceError> {
+        let Some(category) = self.category else {
+            return Err(AdviceError { reason: "scripted failure".into(), raw: None });
+        };
+        let quote = prompt::shown_evidence(&request.alarm, &request.facts, prompt::LogBudget::DEFAULT)
+            .pop()
+            .unwrap_or_default();
+        let raw = serde_json::json!({"quote": quote, "reason": "scripted", "category": category.name()}).to_string();
+        Ok(Advice {
+            diagnosis: LlmDiagnosis { category, quote, reason: "scripted".into() },
+            model: "fixed".into(),
+            latency_ms: 0,
+            raw,
+        })
     }
 }

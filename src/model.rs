@@ -607,6 +607,80 @@ impl FromIterator<LlmChoice> for ChoiceSet {
     }
 }
 
+/// The cause categories an LLM may diagnose for a crash the rules could
+/// not tag: a closed list. The model names one; the rules, not the model,
+/// say which action each leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Diagnosis {
+    /// Killed once from outside (SIGKILL, a daemon restart) with nothing
+    /// wrong in the logs: a restart is likely to fix it.
+    KilledOnce,
+    /// The disk is filling up with the server's own log output.
+    LogFlood,
+    /// Someone stopped it on purpose (a shutdown request).
+    DeliberateStop,
+    /// A setting, file, permission or image problem that a restart repeats.
+    Misconfiguration,
+    /// Out of a resource (memory, connections, file descriptors, disk for
+    /// data or WAL) for a reason a restart does not remove.
+    ResourceExhaustion,
+    /// Damaged or incompatible data files.
+    DataProblem,
+    /// The evidence does not say.
+    Unclear,
+}
+
+impl Diagnosis {
+    /// Every category, in the order prompts and schemas list them.
+    pub const ALL: [Diagnosis; 7] = [
+        Diagnosis::Unclear,
+        Diagnosis::KilledOnce,
+        Diagnosis::LogFlood,
+        Diagnosis::DeliberateStop,
+        Diagnosis::Misconfiguration,
+        Diagnosis::ResourceExhaustion,
+        Diagnosis::DataProblem,
+    ];
+
+    /// The name used in prompts, schemas and rules files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Diagnosis::KilledOnce => "killed-once",
+            Diagnosis::LogFlood => "log-flood",
+            Diagnosis::DeliberateStop => "deliberate-stop",
+            Diagnosis::Misconfiguration => "misconfiguration",
+            Diagnosis::ResourceExhaustion => "resource-exhaustion",
+            Diagnosis::DataProblem => "data-problem",
+            Diagnosis::Unclear => "unclear",
+        }
+    }
+
+    /// Parses a name exactly as [`Diagnosis::name`] spells it.
+    pub fn from_name(name: &str) -> Option<Diagnosis> {
+        Diagnosis::ALL.into_iter().find(|d| d.name() == name)
+    }
+}
+
+impl fmt::Display for Diagnosis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a model said about a crash, after OpsGuard checked its form and
+/// that its quote occurs in the evidence it was shown. The quote and the
+/// reason are still untrusted model output: shown to humans as such.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlmDiagnosis {
+    /// The cause category.
+    pub category: Diagnosis,
+    /// The evidence line (or part of one) the model cites.
+    pub quote: String,
+    /// The model's reason, one sentence.
+    pub reason: String,
+}
+
 /// What verification saw.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
@@ -655,10 +729,15 @@ pub enum Outcome {
     },
     /// Verification finished.
     Verified(Verification),
-    /// The LLM answered with a valid choice.
+    /// The LLM answered with a valid diagnosis, which the rules turned
+    /// into this choice.
     LlmChose {
         /// The choice.
         choice: LlmChoice,
+        /// The diagnosis it came from (absent in records written before
+        /// diagnoses).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        diagnosis: Option<LlmDiagnosis>,
     },
     /// The LLM could not be consulted or its answer was invalid.
     LlmFailed,

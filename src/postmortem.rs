@@ -299,7 +299,7 @@ impl<'a> Postmortem<'a> {
             let _ = writeln!(md, "| - | - | - | none | - | - |");
         }
         for r in self.records() {
-            if let AuditEvent::LlmConsulted { model, choice, reason, .. } = &r.event {
+            if let AuditEvent::LlmConsulted { model, choice, reason, diagnosis, .. } = &r.event {
                 let _ = writeln!(
                     md,
                     "\nThe LLM ({}) was consulted at {}: {} — {}",
@@ -308,6 +308,14 @@ impl<'a> Postmortem<'a> {
                     choice.map_or("no usable answer", |c| c.name()),
                     inline(&printable(reason)),
                 );
+                if let Some(d) = diagnosis {
+                    let _ = writeln!(
+                        md,
+                        "Its diagnosis (model output, unverified beyond the quote being in the evidence): {}, citing {}",
+                        d.category,
+                        inline(&printable(&d.quote)),
+                    );
+                }
             }
         }
         md.push('\n');
@@ -592,7 +600,10 @@ fn outcome_text(o: &Outcome) -> String {
         Outcome::Verified(Verification::NotConfirmed { last_state }) => {
             format!("not confirmed (last seen {})", last_state.map_or("unreachable", ContainerState::as_str))
         }
-        Outcome::LlmChose { choice } => format!("the LLM chose {}", choice.name()),
+        Outcome::LlmChose { choice, diagnosis } => match diagnosis {
+            Some(d) => format!("the LLM diagnosed {} (rules: {})", d.category, choice.name()),
+            None => format!("the LLM chose {}", choice.name()),
+        },
         Outcome::LlmFailed => "the LLM gave no usable answer".to_string(),
         Outcome::Failed { error } => format!("failed: {}", printable(error)),
     }

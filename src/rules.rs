@@ -8,6 +8,7 @@
 //! full disk, approval for risky actions) are enforced again in
 //! [`crate::engine`], whatever the rules say.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::model::{AlarmKind, ChoiceSet, ContainerName, LlmChoice, RootCause};
+use crate::model::{AlarmKind, ChoiceSet, ContainerName, Diagnosis, LlmChoice, RootCause};
 
 /// The default rules, compiled into the binary: the specification's
 /// decision tree.
@@ -93,6 +94,8 @@ struct RawRules {
     signature: Vec<Spanned<RawSignature>>,
     #[serde(default)]
     plan: Vec<Spanned<RawPlan>>,
+    #[serde(default)]
+    llm_diagnosis: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -343,6 +346,45 @@ pub struct Rules {
     /// Root-cause signatures, in order.
     pub signatures: Vec<Signature>,
     plans: [Option<Plan>; PLAN_SLOTS],
+    /// What each LLM diagnosis leads to; escalate for all when the rules
+    /// consult no LLM.
+    pub llm_diagnosis: DiagnosisActions,
+}
+
+/// The action each cause category an LLM may diagnose leads to
+/// (`[llm_diagnosis]` in a rules file). The model names a category; this
+/// table, not the model, picks the action, which then goes through the
+/// plan's `llm_choices` and every safety rule like any other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiagnosisActions([LlmChoice; Diagnosis::ALL.len()]);
+
+impl DiagnosisActions {
+    /// Every category escalates.
+    pub const ESCALATE_ALL: DiagnosisActions = DiagnosisActions([LlmChoice::Escalate; Diagnosis::ALL.len()]);
+
+    fn slot(d: Diagnosis) -> usize {
+        Diagnosis::ALL.iter().position(|x| *x == d).unwrap_or(0)
+    }
+
+    /// The action for `diagnosis`.
+    pub fn action(&self, diagnosis: Diagnosis) -> LlmChoice {
+        self.0[Self::slot(diagnosis)]
+    }
+
+    /// The table with `diagnosis` leading to `choice`; `unclear` always
+    /// escalates, whatever is asked.
+    pub fn with(mut self, diagnosis: Diagnosis, choice: LlmChoice) -> DiagnosisActions {
+        if diagnosis != Diagnosis::Unclear {
+            self.0[Self::slot(diagnosis)] = choice;
+        }
+        self
+    }
+}
+
+impl Default for DiagnosisActions {
+    fn default() -> Self {
+        DiagnosisActions::ESCALATE_ALL
+    }
 }
 
 const PLAN_SLOTS: usize = 7;
@@ -625,6 +667,8 @@ impl Cx<'_> {
             }
             *slot = Some(plan);
         }
+        let consults = plans.iter().flatten().any(|p| p.steps.contains(&PlanStep::ConsultLlm));
+        let llm_diagnosis = self.llm_diagnosis(raw.llm_diagnosis.as_ref(), consults)?;
 
         Ok(Rules {
             thresholds,
@@ -637,7 +681,84 @@ impl Cx<'_> {
             server_line,
             signatures,
             plans,
+            llm_diagnosis,
         })
+    }
+
+    /// `[llm_diagnosis]`: every category named exactly once, each mapped to
+    /// an action name, `unclear` to `escalate`. Required when a plan
+    /// consults the LLM, refused otherwise.
+    fn llm_diagnosis(
+        &self,
+        raw: Option<&Spanned<BTreeMap<String, Spanned<String>>>>,
+        consults: bool,
+    ) -> Result<DiagnosisActions, RulesError> {
+        let field = "llm_diagnosis";
+        let Some(table) = raw else {
+            if consults {
+                return Err(RulesError {
+                    kind: RulesErrorKind::Invalid,
+                    file: self.file.to_path_buf(),
+                    line: None,
+                    column: None,
+                    field: Some(field.into()),
+                    message: "consult_llm needs an [llm_diagnosis] table: the action for each cause category".into(),
+                });
+            }
+            return Ok(DiagnosisActions::ESCALATE_ALL);
+        };
+        if !consults {
+            return Err(self.err(
+                RulesErrorKind::Invalid,
+                table.span(),
+                field,
+                "[llm_diagnosis] without a plan that consults the LLM".into(),
+            ));
+        }
+        let mut actions = DiagnosisActions::ESCALATE_ALL;
+        for (name, choice) in table.get_ref() {
+            let at = format!("{field}.{name}");
+            let diagnosis = Diagnosis::from_name(name).ok_or_else(|| {
+                self.err(
+                    RulesErrorKind::UnknownName,
+                    choice.span(),
+                    &at,
+                    format!(
+                        "unknown cause category {name:?} (expected one of {})",
+                        Diagnosis::ALL.map(Diagnosis::name).join(", ")
+                    ),
+                )
+            })?;
+            let action = LlmChoice::from_name(choice.get_ref()).ok_or_else(|| {
+                self.err(
+                    RulesErrorKind::UnknownName,
+                    choice.span(),
+                    &at,
+                    format!(
+                        "unknown choice {:?} (expected restart_database_risky, clean_logs or escalate)",
+                        choice.get_ref()
+                    ),
+                )
+            })?;
+            if diagnosis == Diagnosis::Unclear && action != LlmChoice::Escalate {
+                return Err(self.err(
+                    RulesErrorKind::Invalid,
+                    choice.span(),
+                    &at,
+                    "an unclear diagnosis can only escalate".into(),
+                ));
+            }
+            actions = actions.with(diagnosis, action);
+        }
+        if let Some(missing) = Diagnosis::ALL.into_iter().find(|d| !table.get_ref().contains_key(d.name())) {
+            return Err(self.err(
+                RulesErrorKind::Invalid,
+                table.span(),
+                field,
+                format!("no action for the cause category {:?}", missing.name()),
+            ));
+        }
+        Ok(actions)
     }
 
     fn regex(&self, p: &Spanned<String>, field: &str) -> Result<Regex, RulesError> {

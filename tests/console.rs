@@ -427,6 +427,7 @@ async fn the_llm_reason_is_labelled_untrusted_model_output() {
             choice: Some(LlmChoice::Restart),
             reason: reason.into(),
             raw: None,
+            diagnosis: None,
         },
     });
     let (status, page, _) = send(&c, get("/").body(Body::empty()).unwrap()).await;
@@ -513,6 +514,7 @@ async fn the_terminal_prompt_and_the_page_show_the_same_evidence() {
     let alarm = observer.sweep(&host, clock.now()).await.alarms.into_iter().next().unwrap();
     let request = ApprovalRequest {
         crash: None,
+        diagnosis: None,
         id: 7,
         incident: 3,
         action: Action::RestartContainer { target: alarm.container.clone(), reason: RestartReason::DiskFreed },

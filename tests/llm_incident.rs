@@ -1,15 +1,17 @@
-//! Issue #4: whole incidents on the simulated host with the OpenAI-compatible
-//! advisor talking to a stub server. A database killed with SIGKILL (exit
-//! 137, no OOM) has an unknown cause, so the LLM is consulted; its choice
-//! then goes through the same approval gate and verification as any rule's.
+//! Issues #4 and #13: whole incidents on the simulated host with the
+//! OpenAI-compatible advisor talking to a stub server. A database killed
+//! with SIGKILL (exit 137, no OOM) has an unknown cause, so the LLM is
+//! consulted; the rules turn its diagnosis into a choice, which then goes
+//! through the same approval gate and verification as any rule's.
 
 mod llm_common;
 
 use llm_common::*;
 use opsguard::approval::PolicyApprover;
+use opsguard::approval::{ChannelApprover, render_request};
 use opsguard::audit::Resolution;
 use opsguard::llm::NoAdvisor;
-use opsguard::model::{Action, LlmChoice, Outcome, StopReason};
+use opsguard::model::{Action, Diagnosis, LlmChoice, LlmDiagnosis, Outcome, StopReason};
 use opsguard::rules::Rules;
 
 fn stopped(reason: StopReason) -> Resolution {
@@ -17,26 +19,49 @@ fn stopped(reason: StopReason) -> Resolution {
 }
 
 #[tokio::test]
-async fn llm_restart_still_needs_approval_and_a_denial_stops_it() {
-    let server =
-        stub(replying(r#"{"action":"restart_database_risky","reason":"SIGKILL with no OOM; data is intact"}"#)).await;
+async fn killed_once_leads_to_a_restart_that_still_needs_approval() {
+    let server = stub(replying(&diagnosis(KILLED, "SIGKILL with no OOM; data is intact", "killed-once"))).await;
     let host = killed_lab(&[]);
     let (report, audit) = run_incident(&host, Rules::default_rules(), PolicyApprover::Deny, advisor(&server)).await;
     assert_eq!(report.resolution, stopped(StopReason::ApprovalRejected));
     assert_eq!(restarts(&host), 0, "a denied restart must not run");
-    assert_eq!(report.steps[0].outcome, Outcome::LlmChose { choice: LlmChoice::Restart });
+    let expected = LlmDiagnosis {
+        category: Diagnosis::KilledOnce,
+        quote: KILLED.into(),
+        reason: "SIGKILL with no OOM; data is intact".into(),
+    };
+    assert_eq!(report.steps[0].outcome, Outcome::LlmChose { choice: LlmChoice::Restart, diagnosis: Some(expected) });
     assert!(matches!(report.steps[1].action, Action::RestartContainer { .. }));
     assert_eq!(report.steps[1].outcome, Outcome::ApprovalRejected);
     let c = consultations(&audit);
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].0, Some(LlmChoice::Restart));
     assert_eq!(c[0].1, "SIGKILL with no OOM; data is intact");
-    assert!(c[0].2.as_deref().unwrap_or("").contains("restart_database_risky"));
+    assert!(c[0].2.as_deref().unwrap_or("").contains("killed-once"));
 }
 
 #[tokio::test]
-async fn llm_restart_with_approval_resolves_after_verification() {
-    let server = stub(replying(r#"{"action":"restart_database_risky","reason":"one-off kill"}"#)).await;
+async fn the_approver_sees_category_quote_and_reason_as_model_output() {
+    let server = stub(replying(&diagnosis(KILLED, "one-off kill", "killed-once"))).await;
+    let host = killed_lab(&["LOG:  checkpoint starting: time"]);
+    let (approver, mut requests) = ChannelApprover::new(1);
+    let seen = tokio::spawn(async move {
+        let pending = requests.recv().await.expect("a restart is asked for");
+        let shown = render_request(&pending.request);
+        drop(pending); // unanswered: a rejection
+        shown
+    });
+    let (report, _) = run_incident(&host, Rules::default_rules(), approver, advisor(&server)).await;
+    assert_eq!(report.resolution, stopped(StopReason::ApprovalRejected));
+    let shown = seen.await.unwrap();
+    assert!(shown.contains("LLM diagnosis: killed-once (model output"), "{shown}");
+    assert!(shown.contains(&format!("quote: {KILLED}")), "{shown}");
+    assert!(shown.contains("reason: one-off kill"), "{shown}");
+}
+
+#[tokio::test]
+async fn killed_once_with_approval_resolves_after_verification() {
+    let server = stub(replying(&diagnosis(KILLED, "one-off kill", "killed-once"))).await;
     let host = killed_lab(&[]);
     let (report, _) = run_incident(&host, Rules::default_rules(), PolicyApprover::ApproveAll, advisor(&server)).await;
     assert_eq!(report.resolution, Resolution::Resolved, "{:#?}", report.steps);
@@ -44,20 +69,39 @@ async fn llm_restart_with_approval_resolves_after_verification() {
 }
 
 #[tokio::test]
-async fn llm_escalation_stops() {
-    let server = stub(replying(r#"{"action":"escalate","reason":"a human stopped it?"}"#)).await;
-    let host = killed_lab(&[]);
-    let (report, _) = run_incident(&host, Rules::default_rules(), PolicyApprover::ApproveAll, advisor(&server)).await;
-    assert_eq!(report.resolution, stopped(StopReason::LlmEscalated));
+async fn categories_the_rules_map_to_escalate_stop() {
+    for category in ["deliberate-stop", "misconfiguration", "resource-exhaustion", "data-problem", "unclear"] {
+        let server = stub(replying(&diagnosis(KILLED, "a human should look", category))).await;
+        let host = killed_lab(&[]);
+        let (report, _) =
+            run_incident(&host, Rules::default_rules(), PolicyApprover::ApproveAll, advisor(&server)).await;
+        assert_eq!(report.resolution, stopped(StopReason::LlmEscalated), "{category}");
+        assert_eq!(restarts(&host), 0);
+        assert!(host.ops().is_empty(), "{category}: {:?}", host.ops());
+    }
+}
+
+#[tokio::test]
+async fn a_made_up_quote_escalates() {
+    let server =
+        stub(replying(&diagnosis("LOG:  restart requested by the DBA", "the DBA asked for it", "killed-once"))).await;
+    let host = killed_lab(&["LOG:  checkpoint starting: time"]);
+    let (report, audit) =
+        run_incident(&host, Rules::default_rules(), PolicyApprover::ApproveAll, advisor(&server)).await;
+    assert_eq!(report.resolution, stopped(StopReason::LlmFailed));
     assert_eq!(restarts(&host), 0);
+    let c = consultations(&audit);
+    assert_eq!(c[0].0, None);
+    assert!(c[0].1.starts_with("quote not found"), "{}", c[0].1);
 }
 
 #[tokio::test]
 async fn bad_replies_escalate_as_llm_failed_and_are_audited() {
     for reply in [
         replying("not json at all"),
-        replying(r#"{"action":"restart_database_risky","reason":""}"#),
-        replying(r#"{"action":"restart_database_risky","reason":"x","also":"rm -rf /"}"#),
+        replying(&diagnosis(KILLED, "", "killed-once")),
+        replying(r#"{"quote":"exit code 137","reason":"x","category":"killed-once","also":"rm -rf /"}"#),
+        replying(r#"{"action":"restart_database_risky","reason":"the old format"}"#),
         wiremock::ResponseTemplate::new(500),
     ] {
         let server = stub(reply).await;
@@ -90,4 +134,23 @@ async fn without_an_llm_unknown_escalates_without_asking() {
     assert_eq!(report.resolution, stopped(StopReason::UnknownCause));
     assert!(report.steps.is_empty());
     assert!(consultations(&audit).is_empty());
+}
+
+#[tokio::test]
+async fn the_model_is_told_the_facts_first() {
+    let server = stub(replying(&diagnosis(KILLED, "one-off kill", "killed-once"))).await;
+    let host = killed_lab(&["LOG:  checkpoint starting: time"]);
+    run_incident(&host, Rules::default_rules(), PolicyApprover::Deny, advisor(&server)).await;
+    let body = &bodies(&server).await[0];
+    let user = user_message(body);
+    assert!(user.find("\"facts\"").unwrap() < user.find("\"log_tail\"").unwrap(), "{user}");
+    let data = data_block(body);
+    let facts: Vec<&str> = data["facts"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert!(facts[0].starts_with(KILLED), "{facts:?}");
+    assert!(facts.contains(&"OOM killer: not involved"), "{facts:?}");
+    assert!(
+        facts.iter().any(|f| f.starts_with("restarts by OpsGuard recently: 0 (at most 3 allowed in 60 min)")),
+        "{facts:?}"
+    );
+    assert!(facts.iter().any(|f| f.starts_with("disk holding the data and the logs:")), "{facts:?}");
 }

@@ -5,10 +5,12 @@
 //! `--include-ignored`, and without `OPSGUARD_LLM_URL` they fail, saying why.
 //!
 //! A 135M-parameter model cannot be held to good judgement, only to the
-//! contract: its reply parses into an allowed choice with a reason, or is
-//! rejected cleanly as an escalation; and the incident then follows the
-//! safety rules (no restart without approval, no choice outside the allowed
-//! set). Run with `--test-threads=1`: one request at a time on one slot.
+//! contract: its reply parses into a diagnosis from the closed list whose
+//! quote occurs in the evidence it was shown, with a reason, or is rejected
+//! cleanly as an escalation; and the incident then follows the safety rules
+//! (the rules pick the action, no restart without approval, no choice
+//! outside the allowed set). Run with `--test-threads=1`: one request at a
+//! time on one slot.
 //!
 //! Environment: `OPSGUARD_LLM_URL` (e.g. `http://127.0.0.1:8089`),
 //! `OPSGUARD_LLM_MODEL` (name sent; llama.cpp ignores it), and
@@ -21,8 +23,8 @@ use std::time::Duration;
 use llm_common::*;
 use opsguard::approval::PolicyApprover;
 use opsguard::audit::Resolution;
-use opsguard::llm::{AdviceRequest, Advisor, LlmConfig, OpenAiAdvisor};
-use opsguard::model::{ChoiceSet, LlmChoice, StopReason};
+use opsguard::llm::{AdviceRequest, Advisor, LlmConfig, OpenAiAdvisor, prompt};
+use opsguard::model::{ChoiceSet, Diagnosis, LlmChoice, StopReason};
 use opsguard::rules::Rules;
 
 fn real_advisor() -> OpenAiAdvisor {
@@ -61,19 +63,21 @@ async fn real_model_replies_within_the_contract() {
     ];
     let mut accepted = 0;
     for (tail, allowed) in cases {
-        let request = AdviceRequest { alarm: unknown_alarm(tail), allowed };
+        let request = AdviceRequest { alarm: unknown_alarm(tail), allowed, facts: Default::default() };
         match advisor.advise(&request).await {
             Ok(advice) => {
                 accepted += 1;
+                let d = &advice.diagnosis;
                 eprintln!(
-                    "accepted: {} — {:?} ({} ms, model {})",
-                    advice.choice.name(),
-                    advice.reason,
-                    advice.latency_ms,
-                    advice.model
+                    "accepted: {} — quote {:?} — {:?} ({} ms, model {})",
+                    d.category, d.quote, d.reason, advice.latency_ms, advice.model
                 );
-                assert!(allowed.contains(advice.choice), "{:?} not in {allowed:?}", advice.choice);
-                assert!(!advice.reason.trim().is_empty());
+                assert!(Diagnosis::ALL.contains(&d.category));
+                assert!(!d.reason.trim().is_empty());
+                // Whatever the model wrote, an accepted quote is evidence it
+                // was shown, never text it made up.
+                let shown = prompt::shown_evidence(&request.alarm, &request.facts, prompt::LogBudget::DEFAULT);
+                assert!(prompt::quote_found(&d.quote, &shown), "{:?} not in {shown:?}", d.quote);
                 assert!(!advice.raw.is_empty());
             }
             Err(e) => {
@@ -101,6 +105,7 @@ async fn real_model_incident_follows_the_safety_rules() {
     assert_eq!(restarts(&host), 0, "a restart ran without approval");
     let c = consultations(&audit);
     assert_eq!(c.len(), 1, "the LLM is consulted exactly once");
+    eprintln!("consultation: {:?}", c[0]);
     let expected = match c[0].0 {
         Some(LlmChoice::Restart) => vec![StopReason::ApprovalRejected],
         Some(LlmChoice::Escalate) => vec![StopReason::LlmEscalated],

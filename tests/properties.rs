@@ -20,7 +20,7 @@ use opsguard::host::{
     CleanReport, ContainerStatus, ContainerSummary, DiskUsage, Host, HostError, HostErrorKind, LogLine,
 };
 use opsguard::incident::{Agent, IncidentReport, Responder, Until};
-use opsguard::llm::{Advice, AdviceError, AdviceRequest, Advisor};
+use opsguard::llm::{Advice, AdviceError, AdviceRequest, Advisor, prompt};
 use opsguard::model::*;
 use opsguard::rules::Rules;
 use proptest::prelude::*;
@@ -113,7 +113,7 @@ fn any_outcome() -> impl Strategy<Value = Outcome> {
         Just(Outcome::RestartNotNeeded),
         Just(Outcome::Verified(Verification::Confirmed)),
         any_state().prop_map(|last_state| Outcome::Verified(Verification::NotConfirmed { last_state })),
-        any_choice().prop_map(|choice| Outcome::LlmChose { choice }),
+        any_choice().prop_map(|choice| Outcome::LlmChose { choice, diagnosis: None }),
         Just(Outcome::LlmFailed),
         ".{0,20}".prop_map(|error| Outcome::Failed { error }),
     ]
@@ -404,8 +404,12 @@ impl Approver for &ScriptedApprover {
     }
 }
 
+/// A scripted diagnosis: the category, and whether its quote is one the
+/// model was shown (else it is made up).
+type Scripted = Option<(Diagnosis, bool)>;
+
 struct ScriptedAdvisor {
-    answers: Mutex<VecDeque<Option<LlmChoice>>>,
+    answers: Mutex<VecDeque<Scripted>>,
 }
 
 impl Advisor for &ScriptedAdvisor {
@@ -413,12 +417,21 @@ impl Advisor for &ScriptedAdvisor {
         true
     }
 
-    async fn advise(&self, _: &AdviceRequest) -> Result<Advice, AdviceError> {
-        // A compromised model may answer anything, allowed or not.
+    async fn advise(&self, request: &AdviceRequest) -> Result<Advice, AdviceError> {
+        // A compromised model may answer anything, allowed or not, and cite
+        // what it was never shown.
         match self.answers.lock().unwrap().pop_front().flatten() {
-            Some(choice) => Ok(Advice {
-                choice,
-                reason: "because".into(),
+            Some((category, real_quote)) => Ok(Advice {
+                diagnosis: LlmDiagnosis {
+                    category,
+                    quote: if real_quote {
+                        prompt::shown_evidence(&request.alarm, &request.facts, prompt::LogBudget::DEFAULT)
+                            .swap_remove(0)
+                    } else {
+                        "LOG:  all clear, restart approved by the DBA".into()
+                    },
+                    reason: "because".into(),
+                },
                 model: "scripted".into(),
                 latency_ms: 1,
                 raw: String::new(),
@@ -471,7 +484,7 @@ struct World {
     faults: Vec<(SimFault, u64)>,
     knobs: SimKnobs,
     moves: Vec<Move>,
-    llm: Vec<Option<LlmChoice>>,
+    llm: Vec<Scripted>,
     restricted_llm: bool,
 }
 
@@ -505,7 +518,7 @@ fn any_random_world() -> impl Strategy<Value = World> {
         prop::collection::vec((any_fault(), 0u64..600), 1..5),
         any_knobs(),
         prop::collection::vec(any_move(), 0..8),
-        prop::collection::vec(prop::option::of(any_choice()), 0..4),
+        prop::collection::vec(prop::option::of((prop::sample::select(Diagnosis::ALL.to_vec()), any::<bool>())), 0..4),
         any::<bool>(),
     )
         .prop_map(|(faults, knobs, moves, llm, restricted_llm)| World {
@@ -803,7 +816,7 @@ proptest! {
         let restarts = Arc::new(Mutex::new(0));
         let host = mock_host(&s, restarts.clone());
         let approver = ScriptedApprover::new(moves);
-        let advisor = ScriptedAdvisor { answers: Mutex::new(vec![Some(LlmChoice::Restart)].into()) };
+        let advisor = ScriptedAdvisor { answers: Mutex::new(vec![Some((Diagnosis::KilledOnce, true))].into()) };
         let rules = default_rules();
         let clock = SimClock::new(Timestamp(1_000_000));
         let reports = rt.block_on(async {

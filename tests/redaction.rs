@@ -17,7 +17,7 @@ use opsguard::console::{Console, ConsoleSettings};
 use opsguard::host::sim::DB;
 use opsguard::llm::NoAdvisor;
 use opsguard::llm::prompt::{LogBudget, system_prompt, user_prompt};
-use opsguard::model::{Action, ChoiceSet, LlmChoice, RestartReason};
+use opsguard::model::{Action, RestartReason};
 use opsguard::postmortem::Postmortem;
 use opsguard::progress::Progress;
 use proptest::prelude::*;
@@ -146,13 +146,13 @@ fn outputs(line: &str) -> Vec<(&'static str, String)> {
         action: Action::RestartContainer { target: alarm.container.clone(), reason: RestartReason::LlmSuggested },
         alarm: alarm.clone(),
         crash: None,
+        diagnosis: None,
     };
     let audit_text = std::fs::read_to_string(&path).unwrap();
     let read = read_audit(&path).unwrap();
     let trails = incident_trails(&read.records);
     let postmortem = Postmortem::new(&trails[0]).unwrap().to_markdown();
     let budget = LogBudget { max_lines: 30, max_bytes: 8000 };
-    let allowed = ChoiceSet::EMPTY.with(LlmChoice::Escalate).with(LlmChoice::Restart);
     let terminal = terminal.lock().unwrap().1.clone();
     vec![
         ("the alarm's evidence", format!("{:?}", alarm.evidence)),
@@ -161,7 +161,7 @@ fn outputs(line: &str) -> Vec<(&'static str, String)> {
         ("the terminal approval prompt", render_request(&request)),
         ("the web console", console.page(None)),
         ("the post-mortem", postmortem),
-        ("the LLM prompt", format!("{}\n{}", system_prompt(allowed), user_prompt(&alarm, budget))),
+        ("the LLM prompt", format!("{}\n{}", system_prompt(), user_prompt(&alarm, &Default::default(), budget))),
     ]
 }
 

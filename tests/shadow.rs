@@ -111,33 +111,16 @@ async fn a_cleared_condition_is_observed_again_in_shadow_mode() {
     assert_eq!(agent.run(None, until(&clock)).await.len(), 1);
 }
 
-/// An LLM that always picks a restart.
-struct RestartAdvisor;
-
-impl opsguard::llm::Advisor for RestartAdvisor {
-    fn is_configured(&self) -> bool {
-        true
-    }
-
-    async fn advise(
-        &self,
-        _: &opsguard::llm::AdviceRequest,
-    ) -> Result<opsguard::llm::Advice, opsguard::llm::AdviceError> {
-        Ok(opsguard::llm::Advice {
-            choice: opsguard::model::LlmChoice::Restart,
-            reason: "it was killed".into(),
-            model: "scripted".into(),
-            latency_ms: 1,
-            raw: String::new(),
-        })
-    }
-}
+/// An LLM that always diagnoses a one-off kill, which the default rules
+/// turn into a restart.
+const RESTART_ADVISOR: opsguard::llm::FixedAdvisor =
+    opsguard::llm::FixedAdvisor { category: Some(opsguard::model::Diagnosis::KilledOnce) };
 
 /// A configured LLM is consulted in shadow mode (it only advises); the
 /// restart it picks is recorded, not run, and no one is asked to approve it.
 #[tokio::test]
 async fn shadow_consults_a_configured_llm_and_records_its_restart() {
-    let SimLab { clock, host, audit, responder } = sim_lab(PolicyApprover::ApproveAll, RestartAdvisor);
+    let SimLab { clock, host, audit, responder } = sim_lab(PolicyApprover::ApproveAll, RESTART_ADVISOR);
     let mut responder = responder.with_shadow(true);
     host.inject(SimFault::DbKilled);
     let alarm = responder.observer().check_database(responder.host(), clock.now()).await.unwrap().unwrap();
@@ -145,7 +128,12 @@ async fn shadow_consults_a_configured_llm_and_records_its_restart() {
     assert_eq!(report.resolution, Resolution::Shadow);
     assert_eq!(host.ops(), vec![]);
     let events: Vec<String> = audit.records().iter().map(|r| r.event.render()).collect();
-    assert!(events.iter().any(|e| e.contains("LLM scripted chose restart_database_risky")), "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("LLM fixed diagnosed killed-once in 0 ms, so the rules chose restart_database_risky")),
+        "{events:#?}"
+    );
     assert!(
         events.iter().any(|e| e
             == "👻 SHADOW would run restart_database_risky('db-prod') — suggested by the LLM for an unknown cause"),

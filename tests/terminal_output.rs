@@ -136,8 +136,20 @@ fn every_timeline_event_renders_as_inert_lines() {
             choice: Some(opsguard::model::LlmChoice::Restart),
             reason: HOSTILE.into(),
             raw: Some(HOSTILE.into()),
+            diagnosis: Some(opsguard::model::LlmDiagnosis {
+                category: opsguard::model::Diagnosis::KilledOnce,
+                quote: HOSTILE.into(),
+                reason: HOSTILE.into(),
+            }),
         },
-        AuditEvent::LlmConsulted { model: None, latency_ms: None, choice: None, reason: HOSTILE.into(), raw: None },
+        AuditEvent::LlmConsulted {
+            model: None,
+            latency_ms: None,
+            choice: None,
+            reason: HOSTILE.into(),
+            raw: None,
+            diagnosis: None,
+        },
         AuditEvent::Executed { action: restart.clone(), outcome: Outcome::Failed { error: HOSTILE.into() } },
         AuditEvent::WouldExecute { action: restart },
         AuditEvent::Checked { state: None, health: None, cleared: None, error: Some(HOSTILE.into()) },
@@ -172,6 +184,7 @@ fn the_terminal_approval_prompt_cannot_be_forged() {
         action: Action::RestartContainer { target: alarm.container.clone(), reason: RestartReason::LlmSuggested },
         alarm,
         crash: None,
+        diagnosis: None,
     };
     let prompt = render_request(&request);
     // The prompt's own lines: the action, the alarm, exit code, signature,

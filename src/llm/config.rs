@@ -23,6 +23,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_LOG_LINES: usize = 30;
 /// Default total bytes of log text sent.
 pub const DEFAULT_MAX_LOG_BYTES: usize = 3000;
+/// Most log lines any configuration sends.
+pub const MAX_LOG_LINES: usize = 200;
+/// Most bytes of log text any configuration sends.
+pub const MAX_LOG_BYTES: usize = 65536;
 
 /// How to reach an OpenAI-compatible chat-completions endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,11 +125,11 @@ impl LlmConfig {
         if !(16..=4096).contains(&self.max_tokens) {
             return fail("llm.max_tokens", format!("{} is outside 16..=4096", self.max_tokens));
         }
-        if !(1..=200).contains(&self.max_log_lines) {
-            return fail("llm.max_log_lines", format!("{} is outside 1..=200", self.max_log_lines));
+        if !(1..=MAX_LOG_LINES).contains(&self.max_log_lines) {
+            return fail("llm.max_log_lines", format!("{} is outside 1..={MAX_LOG_LINES}", self.max_log_lines));
         }
-        if !(256..=65536).contains(&self.max_log_bytes) {
-            return fail("llm.max_log_bytes", format!("{} is outside 256..=65536", self.max_log_bytes));
+        if !(256..=MAX_LOG_BYTES).contains(&self.max_log_bytes) {
+            return fail("llm.max_log_bytes", format!("{} is outside 256..={MAX_LOG_BYTES}", self.max_log_bytes));
         }
         Ok(())
     }

@@ -3,39 +3,42 @@
 //! consultation, and the strict parsing of its reply.
 //!
 //! The request asks for temperature 0 and a `json_schema` response format
-//! whose `action` enum holds only the allowed choices, but nothing the
-//! server promises is trusted: the reply is parsed here into a closed
-//! [`Decision`] (no unknown fields), its action must be the exact name of an
-//! allowed choice and its reason must not be blank. Anything else (a
-//! timeout, a refused connection, an HTTP error, a body that is not the
-//! expected JSON) is an [`AdviceError`], which the incident loop turns into
-//! an escalation. Nothing in a reply is ever run: it only selects one of
-//! OpsGuard's own [`LlmChoice`]s.
+//! (a grammar, in llama.cpp) for a diagnosis: a quote, a reason and a
+//! category from the closed list. Nothing the server promises is trusted:
+//! the reply is parsed here into a closed [`Decision`] (no unknown fields),
+//! its category must be the exact name of a [`Diagnosis`], its reason must
+//! not be blank, and its quote must occur in the evidence the model was
+//! shown ([`prompt::quote_found`]): a made-up citation is a rejection.
+//! Anything else (a timeout, a refused connection, an HTTP error, a body
+//! that is not the expected JSON) is an [`AdviceError`], which the incident
+//! loop turns into an escalation. Nothing in a reply is ever run: the rules
+//! map its category to one of OpsGuard's own [`crate::model::LlmChoice`]s.
 
 use std::fmt;
 use std::time::Instant;
 
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::config::{ApiKey, LlmConfig, LlmConfigError};
 use super::prompt::{self, LogBudget, MAX_REASON_CHARS};
 use super::{Advice, AdviceError, AdviceRequest, Advisor};
-use crate::model::{ChoiceSet, LlmChoice};
+use crate::model::{ChoiceSet, Diagnosis, LlmDiagnosis};
 
 /// Most bytes of a response body read; a longer body is an error.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Most bytes of a raw reply kept in errors and the audit log.
 pub const MAX_RAW_BYTES: usize = 4096;
 
-/// The answer a model must give: exactly these two fields.
+/// The answer a model must give: exactly these three fields.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
-    /// One of the allowed choices' names, exactly.
-    pub action: String,
+    /// A fact or log line from the data block, copied.
+    pub quote: String,
     /// Why, in a sentence.
     pub reason: String,
+    /// One of the categories' names, exactly.
+    pub category: String,
 }
 
 /// A chat-completions response; unknown fields (`timings`, `usage`, …) are
@@ -64,46 +67,45 @@ struct CompletionMessage {
 /// A validated reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedReply {
-    /// The allowed choice.
-    pub choice: LlmChoice,
-    /// The reason, trimmed, control characters replaced, capped at
-    /// [`MAX_REASON_CHARS`].
-    pub reason: String,
+    /// The diagnosis; its reason and quote trimmed, control characters
+    /// replaced, the reason capped at [`MAX_REASON_CHARS`].
+    pub diagnosis: LlmDiagnosis,
     /// The model the server says answered, if it said.
     pub model: Option<String>,
 }
 
 /// Parses a whole chat-completions response body: the first choice's
-/// message content must be a valid [`Decision`] for `allowed`.
-pub fn parse_response(body: &str, allowed: ChoiceSet) -> Result<ParsedReply, String> {
+/// message content must be a valid [`Decision`] quoting one of `shown`.
+pub fn parse_response<S: AsRef<str>>(body: &str, shown: &[S]) -> Result<ParsedReply, String> {
     let completion: Completion =
         serde_json::from_str(body).map_err(|e| format!("response is not a chat completion: {e}"))?;
     let first = completion.choices.into_iter().next().ok_or("response has no choices")?;
     let content = first.message.ok_or("first choice has no message")?.content.ok_or("message has no content")?;
-    let (choice, reason) = parse_content(&content, allowed).map_err(|e| match first.finish_reason.as_deref() {
+    let diagnosis = parse_content(&content, shown).map_err(|e| match first.finish_reason.as_deref() {
         Some("length") => format!("reply cut off by max_tokens (finish_reason \"length\"): {e}"),
         _ => e,
     })?;
-    Ok(ParsedReply { choice, reason, model: completion.model })
+    Ok(ParsedReply { diagnosis, model: completion.model })
 }
 
 /// Parses a message's content: a JSON [`Decision`], optionally wrapped in
-/// one Markdown code fence. The action must name an allowed choice exactly
-/// and the reason must not be blank.
-pub fn parse_content(content: &str, allowed: ChoiceSet) -> Result<(LlmChoice, String), String> {
+/// one Markdown code fence. The category must name a [`Diagnosis`]
+/// exactly, the reason must not be blank, and the quote must occur in one
+/// of the `shown` lines ([`prompt::quote_found`]).
+pub fn parse_content<S: AsRef<str>>(content: &str, shown: &[S]) -> Result<LlmDiagnosis, String> {
     let json = strip_fence(content.trim());
-    let d: Decision = serde_json::from_str(json).map_err(|e| format!("content is not a decision object: {e}"))?;
-    let Some(choice) = LlmChoice::from_name(&d.action) else {
-        return Err(format!("unknown action {:?}", cap(&d.action, 64)));
+    let d: Decision = serde_json::from_str(json).map_err(|e| format!("content is not a diagnosis object: {e}"))?;
+    let Some(category) = Diagnosis::from_name(&d.category) else {
+        return Err(format!("unknown category {:?}", cap(&d.category, 64)));
     };
-    if !allowed.contains(choice) {
-        return Err(format!("action {} is not allowed here", choice.name()));
-    }
-    let reason = clean_reason(&d.reason);
+    let reason = clean_text(&d.reason, MAX_REASON_CHARS);
     if reason.is_empty() {
         return Err("empty reason".into());
     }
-    Ok((choice, reason))
+    if !prompt::quote_found(&d.quote, shown) {
+        return Err(format!("quote not found in the evidence shown: {:?}", cap(&d.quote, 120)));
+    }
+    Ok(LlmDiagnosis { category, quote: clean_text(&d.quote, prompt::MAX_QUOTE_CHARS), reason })
 }
 
 /// The content inside one ```` ``` ```` / ```` ```json ```` fence, or the
@@ -122,12 +124,12 @@ fn strip_fence(s: &str) -> &str {
     }
 }
 
-/// Trims, replaces control characters (a reason is shown on the approver's
-/// terminal) and caps the length.
-fn clean_reason(reason: &str) -> String {
-    let cleaned: String = reason.trim().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+/// Trims, replaces control characters (model text is shown on the
+/// approver's terminal) and caps the length.
+fn clean_text(text: &str, max_chars: usize) -> String {
+    let cleaned: String = text.trim().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let cleaned = cleaned.trim();
-    match cleaned.char_indices().nth(MAX_REASON_CHARS) {
+    match cleaned.char_indices().nth(max_chars) {
         Some((i, _)) => format!("{}…", &cleaned[..i]),
         None => cleaned.to_string(),
     }
@@ -138,23 +140,66 @@ fn cap(s: &str, max: usize) -> String {
     if t.len() < s.len() { format!("{t}…") } else { t.to_string() }
 }
 
-/// The request body for `request` under `config`.
-pub fn request_body(config: &LlmConfig, request: &AdviceRequest) -> serde_json::Value {
+/// One chat message.
+#[derive(Clone, Debug, Serialize)]
+pub struct Message {
+    role: &'static str,
+    content: String,
+}
+
+/// The OpenAI form of a structured-output request (the one llama.cpp
+/// honours; see llm/README.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct ResponseFormat {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    json_schema: NamedSchema,
+}
+
+/// A named JSON schema.
+#[derive(Clone, Debug, Serialize)]
+pub struct NamedSchema {
+    name: &'static str,
+    schema: prompt::DiagnosisSchema,
+}
+
+/// A chat-completions request. A struct, not a JSON map, so that the
+/// schema's properties keep their order on the wire.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChatRequest {
+    model: String,
+    temperature: f64,
+    max_tokens: u32,
+    stream: bool,
+    messages: [Message; 2],
+    response_format: ResponseFormat,
+}
+
+/// The request for `request` under `config`, and the evidence lines the
+/// model is shown (what its quote must come from).
+pub fn chat_request(config: &LlmConfig, request: &AdviceRequest) -> (ChatRequest, Vec<String>) {
     let budget = LogBudget { max_lines: config.max_log_lines, max_bytes: config.max_log_bytes };
-    json!({
-        "model": config.model,
-        "temperature": 0,
-        "max_tokens": config.max_tokens,
-        "stream": false,
-        "messages": [
-            { "role": "system", "content": prompt::system_prompt(request.allowed) },
-            { "role": "user", "content": prompt::user_prompt(&request.alarm, budget) },
+    let body = ChatRequest {
+        model: config.model.clone(),
+        temperature: 0.0,
+        max_tokens: config.max_tokens,
+        stream: false,
+        messages: [
+            Message { role: "system", content: prompt::system_prompt() },
+            Message { role: "user", content: prompt::user_prompt(&request.alarm, &request.facts, budget) },
         ],
-        "response_format": {
-            "type": "json_schema",
-            "json_schema": { "name": "opsguard_decision", "schema": prompt::decision_schema(request.allowed) },
+        response_format: ResponseFormat {
+            kind: "json_schema",
+            json_schema: NamedSchema { name: "opsguard_diagnosis", schema: prompt::diagnosis_schema() },
         },
-    })
+    };
+    (body, prompt::shown_evidence(&request.alarm, &request.facts, budget))
+}
+
+/// The request body for `request` under `config`, as a JSON value (for
+/// inspection; the wire form keeps the schema's property order).
+pub fn request_body(config: &LlmConfig, request: &AdviceRequest) -> serde_json::Value {
+    serde_json::to_value(chat_request(config, request).0).unwrap_or_default()
 }
 
 /// Consults an OpenAI-compatible chat-completions endpoint.
@@ -218,7 +263,7 @@ impl OpenAiAdvisor {
         &self.config
     }
 
-    async fn exchange(&self, body: &serde_json::Value) -> Result<String, AdviceError> {
+    async fn exchange(&self, body: &ChatRequest) -> Result<String, AdviceError> {
         let fail = |reason: String, raw: Option<String>| AdviceError { reason, raw };
         let mut req = self.client.post(&self.endpoint).json(body);
         if let Some(key) = &self.api_key {
@@ -285,14 +330,13 @@ impl Advisor for OpenAiAdvisor {
         if request.allowed == ChoiceSet::EMPTY {
             return Err(AdviceError { reason: "no choice is allowed for this alarm".into(), raw: None });
         }
-        let body = request_body(&self.config, request);
+        let (body, shown) = chat_request(&self.config, request);
         let started = Instant::now();
         let text = self.exchange(&body).await?;
         let latency_ms = started.elapsed().as_millis() as u64;
-        match parse_response(&text, request.allowed) {
+        match parse_response(&text, &shown) {
             Ok(p) => Ok(Advice {
-                choice: p.choice,
-                reason: p.reason,
+                diagnosis: p.diagnosis,
                 model: p.model.unwrap_or_else(|| self.config.model.clone()),
                 latency_ms,
                 raw: cap(&text, MAX_RAW_BYTES),
@@ -305,51 +349,57 @@ impl Advisor for OpenAiAdvisor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::LlmChoice;
 
-    const NONE: ChoiceSet = ChoiceSet::EMPTY;
-
-    fn all() -> ChoiceSet {
-        LlmChoice::ALL.into_iter().collect()
-    }
+    const SHOWN: [&str; 2] = ["exit code 0: the server shut down normally", "LOG:  received fast shutdown request"];
 
     fn envelope(content: &str) -> String {
-        json!({"id": "x", "model": "m", "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+        serde_json::json!({"id": "x", "model": "m", "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
                "timings": {"predicted_ms": 1.0}, "usage": {}})
         .to_string()
     }
 
+    const GOOD: &str =
+        r#"{"quote":"LOG:  received fast shutdown request","reason":"looks deliberate","category":"deliberate-stop"}"#;
+
     #[test]
     fn accepts_plain_and_fenced_content() {
-        let c = r#"{"action":"escalate","reason":"looks deliberate"}"#;
-        assert_eq!(parse_content(c, all()), Ok((LlmChoice::Escalate, "looks deliberate".into())));
-        for fenced in [format!("```json\n{c}\n```"), format!("```\n{c}\n```"), format!("  ```{c}```  ")] {
-            assert_eq!(parse_content(&fenced, all()).map(|x| x.0), Ok(LlmChoice::Escalate), "{fenced}");
+        let d = parse_content(GOOD, &SHOWN).unwrap();
+        assert_eq!(d.category, Diagnosis::DeliberateStop);
+        assert_eq!(d.reason, "looks deliberate");
+        assert_eq!(d.quote, "LOG:  received fast shutdown request");
+        for fenced in [format!("```json\n{GOOD}\n```"), format!("```\n{GOOD}\n```"), format!("  ```{GOOD}```  ")] {
+            assert_eq!(parse_content(&fenced, &SHOWN).map(|x| x.category), Ok(Diagnosis::DeliberateStop), "{fenced}");
         }
-        let p = parse_response(&envelope(c), all()).unwrap();
-        assert_eq!((p.choice, p.model.as_deref()), (LlmChoice::Escalate, Some("m")));
+        let p = parse_response(&envelope(GOOD), &SHOWN).unwrap();
+        assert_eq!((p.diagnosis.category, p.model.as_deref()), (Diagnosis::DeliberateStop, Some("m")));
     }
 
     #[test]
     fn rejects_near_misses() {
         for bad in [
-            r#"{"action":"escalate","reason":"x","command":"rm -rf /"}"#,
-            r#"{"action":"Escalate","reason":"x"}"#,
-            r#"{"action":" escalate","reason":"x"}"#,
-            r#"{"action":"rm -rf /","reason":"x"}"#,
-            r#"{"action":"escalate","reason":"   "}"#,
-            r#"{"action":"escalate"}"#,
-            r#"{"action":"escalate","reason":"x","action":"restart_database_risky"}"#,
-            r#"{"action":["escalate"],"reason":"x"}"#,
-            r#"Sure! {"action":"escalate","reason":"x"}"#,
-            "```json\n{\"action\":\"escalate\",\"reason\":\"x\"}",
+            r#"{"quote":"LOG:  received fast shutdown request","reason":"x","category":"deliberate-stop","action":"restart_database_risky"}"#,
+            r#"{"quote":"LOG:  received fast shutdown request","reason":"x","category":"Deliberate-stop"}"#,
+            r#"{"quote":"LOG:  received fast shutdown request","reason":"x","category":"deliberate_stop"}"#,
+            r#"{"quote":"LOG:  received fast shutdown request","reason":"x","category":"restart_database_risky"}"#,
+            r#"{"quote":"LOG:  received fast shutdown request","reason":"   ","category":"deliberate-stop"}"#,
+            r#"{"quote":"LOG:  received fast shutdown request","category":"deliberate-stop"}"#,
+            r#"{"reason":"x","category":"deliberate-stop"}"#,
+            r#"{"quote":"LOG:  received smart shutdown request","reason":"x","category":"deliberate-stop"}"#,
+            r#"{"quote":"","reason":"x","category":"unclear"}"#,
+            r#"{"quote":["LOG:  received fast shutdown request"],"reason":"x","category":"deliberate-stop"}"#,
+            r#"{"action":"escalate","reason":"x"}"#,
+            r#"Sure! {"quote":"LOG:  received fast shutdown request","reason":"x","category":"deliberate-stop"}"#,
+            "```json\n{\"quote\":\"exit code 0\",\"reason\":\"x\",\"category\":\"unclear\"}",
             "",
             "null",
         ] {
-            assert!(parse_content(bad, all()).is_err(), "{bad}");
+            assert!(parse_content(bad, &SHOWN).is_err(), "{bad}");
         }
-        assert!(parse_content(r#"{"action":"escalate","reason":"x"}"#, NONE).is_err());
-        let only_escalate = ChoiceSet::EMPTY.with(LlmChoice::Escalate);
-        assert!(parse_content(r#"{"action":"restart_database_risky","reason":"x"}"#, only_escalate).is_err());
+        let e = parse_content(r#"{"quote":"FATAL:  made up","reason":"x","category":"misconfiguration"}"#, &SHOWN);
+        assert!(e.unwrap_err().starts_with("quote not found"));
+        let none: [&str; 0] = [];
+        assert!(parse_content(GOOD, &none).is_err(), "nothing shown, nothing to quote");
     }
 
     #[test]
@@ -361,19 +411,24 @@ mod tests {
             r#"{"choices":[{}]}"#,
             r#"{"error":{"message":"model not found"}}"#,
         ] {
-            assert!(parse_response(bad, all()).is_err(), "{bad}");
+            assert!(parse_response(bad, &SHOWN).is_err(), "{bad}");
         }
-        let cut = r#"{"choices":[{"finish_reason":"length","message":{"content":"{\"action\": \"escalate\","}}]}"#;
-        assert!(parse_response(cut, all()).unwrap_err().contains("cut off by max_tokens"));
+        let cut = r#"{"choices":[{"finish_reason":"length","message":{"content":"{\"quote\": \"exit code 0\","}}]}"#;
+        assert!(parse_response(cut, &SHOWN).unwrap_err().contains("cut off by max_tokens"));
     }
 
     #[test]
     fn reasons_are_cleaned_and_capped() {
-        let long = format!(r#"{{"action":"escalate","reason":"{}\u001b[31m red"}}"#, "é".repeat(1000));
-        let (_, r) = parse_content(&long, all()).unwrap();
-        assert!(r.chars().count() <= MAX_REASON_CHARS + 1 && r.ends_with('…'));
-        let (_, r) = parse_content(r#"{"action":"escalate","reason":"a\u001b[31mb"}"#, all()).unwrap();
-        assert!(!r.contains('\u{1b}'));
+        let long = format!(
+            r#"{{"quote":"received fast shutdown","reason":"{}\u001b[31m red","category":"unclear"}}"#,
+            "é".repeat(1000)
+        );
+        let d = parse_content(&long, &SHOWN).unwrap();
+        assert!(d.reason.chars().count() <= MAX_REASON_CHARS + 1 && d.reason.ends_with('…'));
+        let d =
+            parse_content(r#"{"quote":"received fast shutdown","reason":"a\u001b[31mb","category":"unclear"}"#, &SHOWN)
+                .unwrap();
+        assert!(!d.reason.contains('\u{1b}'));
     }
 
     #[test]
@@ -382,18 +437,23 @@ mod tests {
         let alarm = crate::model::Alarm {
             kind: crate::model::AlarmKind::DbCrash(crate::model::RootCause::Unknown),
             container: "db-prod".into(),
-            evidence: Default::default(),
+            evidence: crate::model::Evidence { exit_code: Some(137), ..Default::default() },
             raised_at: crate::model::Timestamp(0),
         };
         let allowed = ChoiceSet::EMPTY.with(LlmChoice::Restart).with(LlmChoice::Escalate);
-        let b = request_body(&config, &AdviceRequest { alarm, allowed });
-        assert_eq!(b["temperature"], 0);
+        let request = AdviceRequest { alarm, allowed, facts: Default::default() };
+        let b = request_body(&config, &request);
+        assert_eq!(b["temperature"], 0.0);
         assert_eq!(b["response_format"]["type"], "json_schema");
-        assert_eq!(b["response_format"]["json_schema"]["name"], "opsguard_decision");
+        assert_eq!(b["response_format"]["json_schema"]["name"], "opsguard_diagnosis");
         assert_eq!(
-            b["response_format"]["json_schema"]["schema"]["properties"]["action"]["enum"],
-            json!(["escalate", "restart_database_risky"])
+            b["response_format"]["json_schema"]["schema"]["required"],
+            serde_json::json!(["quote", "reason", "category"])
         );
+        let (wire, shown) = chat_request(&config, &request);
+        let wire = serde_json::to_string(&wire).unwrap();
+        assert!(wire.find("\"quote\":{").unwrap() < wire.find("\"category\":{").unwrap(), "{wire}");
+        assert!(shown[0].starts_with("exit code 137"), "{shown:?}");
     }
 
     #[test]

@@ -33,6 +33,14 @@ pub fn completion(content: &str) -> Value {
     })
 }
 
+/// The quote every killed lab can cite: the exit-code fact OpsGuard sends.
+pub const KILLED: &str = "exit code 137: killed by signal 9 (SIGKILL)";
+
+/// A diagnosis as a model writes it.
+pub fn diagnosis(quote: &str, reason: &str, category: &str) -> String {
+    json!({"quote": quote, "reason": reason, "category": category}).to_string()
+}
+
 /// A 200 reply whose message content is `content`.
 pub fn replying(content: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(completion(content))
