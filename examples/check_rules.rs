@@ -10,7 +10,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let mut ok = true;
     for path in std::env::args().skip(1) {
-        match opsguard::rules::Rules::load(path.as_ref()) {
+        match opsguard::rules::load(path.as_ref()) {
             Ok(rules) => println!("{path}: ok ({} signatures)", rules.signatures.len()),
             Err(e) => {
                 ok = false;

@@ -22,10 +22,11 @@ use crate::approval::{self, ApprovalRequest, Approver, CrashBinding};
 use crate::audit::{AuditEvent, AuditLog, Resolution};
 use crate::clock::Clock;
 use crate::engine::Engine;
+use crate::host::ContainerEvent;
 use crate::host::{ContainerStatus, Host};
 use crate::llm::{AdviceRequest, Advisor, CrashFacts, prompt};
 use crate::model::{Action, Alarm, AlarmKind, ContainerName, History, Outcome, Step, Timestamp, Verification};
-use crate::observer::{Cadence, Check, ContainerEvent, Observer};
+use crate::observer::{Cadence, Check, Observer};
 use crate::telemetry;
 
 /// A finished incident.

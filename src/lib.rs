@@ -41,23 +41,20 @@
 //! ```
 #![deny(missing_docs)]
 
+// The pure core, under the paths the shell and its users have always named.
+pub use opsguard_core::{alarm, classify, engine, explain, model, postmortem, redact};
+
 pub mod approval;
 pub mod audit;
 pub mod chaos;
-pub mod classify;
 pub mod clock;
 pub mod console;
-pub mod engine;
-pub mod explain;
 pub mod host;
 pub mod incident;
 pub mod instance;
 pub mod llm;
-pub mod model;
 pub mod observer;
-pub mod postmortem;
 pub mod progress;
-pub mod redact;
 pub mod rules;
 pub mod serve;
 pub mod telemetry;

@@ -482,7 +482,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 llm_allow_http,
             )?;
             let mut rules = match rules {
-                Some(path) => Rules::load(&path).map_err(|e| e.to_string())?,
+                Some(path) => opsguard::rules::load(&path).map_err(|e| e.to_string())?,
                 None => Rules::default_rules(),
             };
             if let Some(label) = scope_label {
@@ -588,7 +588,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
 
 fn load_rules(path: Option<&Path>) -> Result<Rules, String> {
     match path {
-        Some(path) => Rules::load(path).map_err(|e| e.to_string()),
+        Some(path) => opsguard::rules::load(path).map_err(|e| e.to_string()),
         None => Ok(Rules::default_rules()),
     }
 }

@@ -9,11 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
+use crate::alarm::{self, Clears, DatabaseCrash, Observed, Reading};
 use crate::classify::LogScan;
-use crate::host::{ContainerSummary, Host, HostError};
-use crate::model::{Alarm, AlarmKind, ContainerName, ContainerState, Evidence, Health, RootCause, Timestamp};
+use crate::host::{ContainerEvent, ContainerEventKind, ContainerSummary, Host, HostError};
+use crate::model::{Alarm, ContainerName, ContainerState, Health, RootCause, Timestamp};
 use crate::rules::{ObserverSettings, Rules};
 
 /// Most log lines read for one classification: the newest of the window.
@@ -23,31 +22,6 @@ use crate::rules::{ObserverSettings, Rules};
 pub const MAX_LOG_LINES: usize = 1_000_000;
 /// Log lines kept as the tail shown to a human or an LLM.
 pub const TAIL_LINES: usize = 20;
-
-/// What a container event says happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ContainerEventKind {
-    /// The container's main process ended.
-    Die,
-    /// The OOM killer struck (arrives before `die`).
-    Oom,
-    /// The container started.
-    Start,
-    /// The health check changed.
-    HealthStatus(Health),
-}
-
-/// A container event, from Docker's event stream or a simulation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerEvent {
-    /// Which container.
-    pub container: ContainerName,
-    /// What happened.
-    pub kind: ContainerEventKind,
-    /// When.
-    pub at: Timestamp,
-}
 
 /// The result of one full sweep.
 #[derive(Debug, Default)]
@@ -120,18 +94,14 @@ impl Observer {
     /// `WEB_LOG_SATURATION` when the web log disk is above threshold.
     pub async fn check_web<H: Host>(&self, host: &H, now: Timestamp) -> Result<Option<Alarm>, HostError> {
         let web = &self.rules.web;
-        let usage = host.disk_usage(web.container.as_str(), &web.disk_path).await?;
-        let pct = usage.used_pct();
-        if pct <= self.rules.thresholds.web_disk_pct {
+        let used_pct = host.disk_usage(web.container.as_str(), &web.disk_path).await?.used_pct();
+        let observed = Observed::WebDisk { container: web.container.clone(), used_pct, state: None };
+        let Some(mut alarm) = alarm::assess(&self.rules, observed, now).alarm else {
             return Ok(None);
-        }
-        let state = host.inspect(web.container.as_str()).await.ok().map(|s| s.state);
-        Ok(Some(Alarm {
-            kind: AlarmKind::WebLogSaturation,
-            container: web.container.clone(),
-            evidence: Evidence { state, disk_used_pct: Some(pct), ..Evidence::default() },
-            raised_at: now,
-        }))
+        };
+        // Evidence only, so read only when there is an alarm to carry it.
+        alarm.evidence.state = host.inspect(web.container.as_str()).await.ok().map(|s| s.state);
+        Ok(Some(alarm))
     }
 
     /// `DB_CRASH` with its root cause when the database is not running.
@@ -160,40 +130,23 @@ impl Observer {
         } else {
             None
         };
-        let c = scan.classify(exit_code, oom_killed, disk_used_pct);
-        let tail = scan.tail().map(str::to_string).collect();
-        Ok(Some(Alarm {
-            kind: AlarmKind::DbCrash(c.cause),
+        let crash = DatabaseCrash {
             container: db.container.clone(),
-            // Classified on the raw lines above; recorded, shown and sent redacted.
-            evidence: crate::redact::redact_evidence(Evidence {
-                state: Some(status.state),
-                fault_at: status.finished_at,
-                exit_code: status.exit_code,
-                oom_killed: Some(status.oom_killed),
-                disk_used_pct,
-                exited_containers: None,
-                matched_signature: c.signature,
-                log_lines: c.lines,
-                signatures: c.matches,
-                log_tail: tail,
-            }),
-            raised_at: now,
-        }))
+            state: Some(status.state),
+            fault_at: status.finished_at,
+            exit_code,
+            oom_killed,
+            disk_used_pct,
+            classification: scan.classify(exit_code, oom_killed, disk_used_pct),
+            tail: scan.tail().map(str::to_string).collect(),
+        };
+        Ok(alarm::assess(&self.rules, Observed::DatabaseDown(Box::new(crash)), now).alarm)
     }
 
     /// `ZOMBIE_OUTBREAK` when more exited containers in scope than allowed.
     pub async fn check_zombies<H: Host>(&self, host: &H, now: Timestamp) -> Result<Option<Alarm>, HostError> {
-        let n = self.zombie_count(&host.list_containers().await?);
-        if n <= self.rules.thresholds.zombie_max {
-            return Ok(None);
-        }
-        Ok(Some(Alarm {
-            kind: AlarmKind::ZombieOutbreak,
-            container: self.zombie_scope(),
-            evidence: Evidence { exited_containers: Some(n), ..Evidence::default() },
-            raised_at: now,
-        }))
+        let exited = self.zombie_count(&host.list_containers().await?);
+        Ok(alarm::assess(&self.rules, Observed::Zombies { exited }, now).alarm)
     }
 
     /// What a container event calls for: a check of that container.
@@ -218,39 +171,26 @@ impl Observer {
 
     /// Re-checks an alarm's condition, for verification.
     pub async fn recheck<H: Host>(&self, host: &H, alarm: &Alarm) -> Result<Check, HostError> {
-        let t = &self.rules.thresholds;
-        match alarm.kind {
-            AlarmKind::ZombieOutbreak => {
-                let n = self.zombie_count(&host.list_containers().await?);
-                Ok(Check { state: None, health: Health::None, cleared: n <= t.zombie_max })
-            }
-            kind => {
-                let target = self.rules.target(alarm.container.as_str()).ok_or_else(|| {
-                    HostError::new(
-                        crate::host::HostErrorKind::OutOfScope,
-                        "verify",
-                        format!("{} is not watched", alarm.container),
-                    )
-                })?;
-                let status = host.inspect(target.container.as_str()).await?;
-                let limit = match kind {
-                    AlarmKind::WebLogSaturation => Some(t.web_disk_pct),
-                    AlarmKind::DbCrash(RootCause::DiskFull) => Some(t.clean_success_pct),
-                    _ => None,
-                };
-                let cleared = match limit {
-                    None => true,
-                    Some(limit) => {
-                        host.disk_usage(target.container.as_str(), &target.disk_path).await?.used_pct() < limit
-                    }
-                };
-                Ok(Check { state: Some(status.state), health: status.health, cleared })
-            }
+        let clears = Clears::of(&self.rules, alarm.kind);
+        if let Clears::ExitedAtMost(_) = clears {
+            let exited = self.zombie_count(&host.list_containers().await?);
+            return Ok(Check { state: None, health: Health::None, cleared: clears.holds(Reading::Exited(exited)) });
         }
-    }
-
-    fn zombie_scope(&self) -> ContainerName {
-        ContainerName::new(&self.rules.scope_label)
+        let target = self.rules.target(alarm.container.as_str()).ok_or_else(|| {
+            HostError::new(
+                crate::host::HostErrorKind::OutOfScope,
+                "verify",
+                format!("{} is not watched", alarm.container),
+            )
+        })?;
+        let status = host.inspect(target.container.as_str()).await?;
+        let reading = match clears {
+            Clears::DiskBelow(_) => {
+                Reading::DiskUsedPct(host.disk_usage(target.container.as_str(), &target.disk_path).await?.used_pct())
+            }
+            Clears::ExitedAtMost(_) | Clears::WithTheContainer => Reading::Nothing,
+        };
+        Ok(Check { state: Some(status.state), health: status.health, cleared: clears.holds(reading) })
     }
 
     /// The watched services, which are never zombies and never pruned.
@@ -310,6 +250,7 @@ mod tests {
     use super::*;
     use crate::clock::{Clock, SimClock};
     use crate::host::sim::{SimFault, SimHost};
+    use crate::model::AlarmKind;
 
     fn setup() -> (Observer, SimHost) {
         let clock = SimClock::new(Timestamp(1_700_000_000_000));

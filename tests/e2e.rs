@@ -230,7 +230,7 @@ fn spawn_agent(
     host: DockerHost,
     rules: Arc<Rules>,
     audit: opsguard::audit::AuditLog,
-    events: tokio::sync::mpsc::Receiver<opsguard::observer::ContainerEvent>,
+    events: tokio::sync::mpsc::Receiver<opsguard::host::ContainerEvent>,
     within: Duration,
 ) -> tokio::task::JoinHandle<Vec<opsguard::incident::IncidentReport>> {
     let responder = opsguard::incident::Responder::new(

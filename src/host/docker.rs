@@ -67,7 +67,7 @@ const MAX_LOG_BYTES: usize = 256 * 1024 * 1024;
 const NEWEST_LINES_AGAIN: usize = 10_000;
 /// Longest log line kept, in bytes; the rest of a longer one is dropped.
 const MAX_LINE_BYTES: usize = 64 * 1024;
-use crate::observer::{ContainerEvent, ContainerEventKind};
+use crate::host::{ContainerEvent, ContainerEventKind};
 
 /// The label key marking what a container is for (`helper`, `zombie`, …).
 pub const ROLE_LABEL: &str = "opsguard.role";

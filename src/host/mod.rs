@@ -16,6 +16,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{ContainerName, ContainerState, Health, Timestamp};
 
+/// What a container event says happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerEventKind {
+    /// The container's main process ended.
+    Die,
+    /// The OOM killer struck (arrives before `die`).
+    Oom,
+    /// The container started.
+    Start,
+    /// The health check changed.
+    HealthStatus(Health),
+}
+
+/// A container event, from Docker's event stream or a simulation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerEvent {
+    /// Which container.
+    pub container: ContainerName,
+    /// What happened.
+    pub kind: ContainerEventKind,
+    /// When.
+    pub at: Timestamp,
+}
+
 /// What kind of failure a host operation hit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

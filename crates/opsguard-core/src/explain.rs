@@ -19,12 +19,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use crate::alarm::{self, DatabaseCrash, Observed};
 use crate::audit::{AuditEvent, IncidentTrail};
 use crate::classify::{self, ConditionCheck, CrashFacts, printable};
 use crate::engine::Engine;
-use crate::model::{
-    Action, Alarm, AlarmKind, ContainerName, Evidence, History, Outcome, Risk, RootCause, Step, Timestamp,
-};
+use crate::model::{Action, Alarm, AlarmKind, ContainerName, History, Outcome, Risk, RootCause, Step, Timestamp};
 use crate::rules::Rules;
 
 /// Which alarm the facts are about.
@@ -102,9 +101,8 @@ pub struct Explanation {
 /// the engine for its first action at `now`.
 pub fn explain(engine: &Engine, facts: &AlarmFacts, now: Timestamp) -> Explanation {
     let rules = engine.rules();
-    let t = &rules.thresholds;
     let mut classification = None;
-    let (alarm, trigger) = match facts.source {
+    let observed = match facts.source {
         AlarmSource::DbCrash => {
             let c = classify::explain(
                 rules,
@@ -115,52 +113,34 @@ pub fn explain(engine: &Engine, facts: &AlarmFacts, now: Timestamp) -> Explanati
                     logs: &facts.logs,
                 },
             );
-            let alarm = raise(
-                AlarmKind::DbCrash(c.classification.cause),
-                rules.database.container.clone(),
-                crate::redact::redact_evidence(Evidence {
-                    exit_code: facts.exit_code,
-                    oom_killed: Some(facts.oom_killed),
-                    disk_used_pct: facts.disk_used_pct,
-                    matched_signature: c.classification.signature.clone(),
-                    log_lines: c.classification.lines.clone(),
-                    signatures: c.classification.matches.clone(),
-                    ..Evidence::default()
-                }),
-                now,
-            );
+            let crash = DatabaseCrash {
+                container: rules.database.container.clone(),
+                state: None,
+                fault_at: None,
+                exit_code: facts.exit_code,
+                oom_killed: facts.oom_killed,
+                disk_used_pct: facts.disk_used_pct,
+                classification: c.classification.clone(),
+                tail: Vec::new(),
+            };
             classification = Some(c);
-            (Some(alarm), format!("{} is not running", rules.database.container))
+            Ok(Observed::DatabaseDown(Box::new(crash)))
         }
-        AlarmSource::WebDisk => match facts.disk_used_pct {
-            Some(pct) if pct > t.web_disk_pct => (
-                Some(raise(
-                    AlarmKind::WebLogSaturation,
-                    rules.web.container.clone(),
-                    Evidence { disk_used_pct: Some(pct), ..Evidence::default() },
-                    now,
-                )),
-                format!("web log disk at {pct:.1} % is above thresholds.web_disk_pct {:.1} %", t.web_disk_pct),
-            ),
-            Some(pct) => (
-                None,
-                format!("web log disk at {pct:.1} % is not above thresholds.web_disk_pct {:.1} %", t.web_disk_pct),
-            ),
-            None => (None, "no disk usage given (--disk-used)".to_string()),
-        },
-        AlarmSource::Zombies => match facts.exited_containers {
-            Some(n) if n > t.zombie_max => (
-                Some(raise(
-                    AlarmKind::ZombieOutbreak,
-                    ContainerName::new(&rules.scope_label),
-                    Evidence { exited_containers: Some(n), ..Evidence::default() },
-                    now,
-                )),
-                format!("{n} exited containers is above thresholds.zombie_max {}", t.zombie_max),
-            ),
-            Some(n) => (None, format!("{n} exited containers is not above thresholds.zombie_max {}", t.zombie_max)),
-            None => (None, "no exited-container count given (--exited)".to_string()),
-        },
+        AlarmSource::WebDisk => facts
+            .disk_used_pct
+            .map(|used_pct| Observed::WebDisk { container: rules.web.container.clone(), used_pct, state: None })
+            .ok_or("no disk usage given (--disk-used)"),
+        AlarmSource::Zombies => facts
+            .exited_containers
+            .map(|exited| Observed::Zombies { exited })
+            .ok_or("no exited-container count given (--exited)"),
+    };
+    let (alarm, trigger) = match observed {
+        Ok(observed) => {
+            let a = alarm::assess(rules, observed, now);
+            (a.alarm, a.because)
+        }
+        Err(missing) => (None, missing.to_string()),
     };
     let plan = alarm
         .as_ref()
@@ -169,10 +149,6 @@ pub fn explain(engine: &Engine, facts: &AlarmFacts, now: Timestamp) -> Explanati
         .unwrap_or_default();
     let next = alarm.as_ref().map(|a| engine.decide(a, &History::default(), now));
     Explanation { alarm, trigger, classification, plan, next }
-}
-
-fn raise(kind: AlarmKind, container: ContainerName, evidence: Evidence, now: Timestamp) -> Alarm {
-    Alarm { kind, container, evidence, raised_at: now }
 }
 
 impl Explanation {

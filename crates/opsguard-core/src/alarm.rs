@@ -1,0 +1,258 @@
+//! Alarm raising: from what was observed to the alarm it raises (or why it
+//! raises none), and from a fresh reading to whether an alarm's condition
+//! has cleared. The observer's sweep, the verification re-check and
+//! `explain` all come through here, so each threshold is compared in one
+//! place and a new alarm kind is one more [`Observed`] variant that every
+//! `match` below must handle.
+
+use crate::classify::Classification;
+use crate::model::{Alarm, AlarmKind, ContainerName, ContainerState, Evidence, Timestamp};
+use crate::redact::redact_evidence;
+use crate::rules::Rules;
+
+/// What the shell saw, for one alarm's condition.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observed {
+    /// A web server's log disk.
+    WebDisk {
+        /// The web server.
+        container: ContainerName,
+        /// Usage of its log disk, in percent.
+        used_pct: f64,
+        /// Its state, when it could be read (evidence only).
+        state: Option<ContainerState>,
+    },
+    /// Exited containers in the zombie scope.
+    Zombies {
+        /// How many.
+        exited: u32,
+    },
+    /// A database that is not running, its crash read and classified.
+    DatabaseDown(Box<DatabaseCrash>),
+}
+
+/// A database crash as the shell read it: the container's record and the
+/// classifier's verdict on its log window (raw lines; the alarm carries
+/// them redacted).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatabaseCrash {
+    /// The database.
+    pub container: ContainerName,
+    /// Its state (exited, dead, …).
+    pub state: Option<ContainerState>,
+    /// When it stopped, when known.
+    pub fault_at: Option<Timestamp>,
+    /// Its exit code.
+    pub exit_code: Option<i64>,
+    /// Docker's `OOMKilled`.
+    pub oom_killed: bool,
+    /// Usage of its data disk, in percent, when measured.
+    pub disk_used_pct: Option<f64>,
+    /// The classifier's verdict.
+    pub classification: Classification,
+    /// The last lines of the window, oldest first.
+    pub tail: Vec<String>,
+}
+
+/// The alarm a fact raises, and why (or why not), in the rules' words.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assessment {
+    /// The alarm, when the condition holds.
+    pub alarm: Option<Alarm>,
+    /// The threshold or the fact that decided.
+    pub because: String,
+}
+
+/// The alarm `observed` raises under `rules` at `now`, if any.
+pub fn assess(rules: &Rules, observed: Observed, now: Timestamp) -> Assessment {
+    let t = &rules.thresholds;
+    let raise = |kind, container, evidence| Some(Alarm { kind, container, evidence, raised_at: now });
+    match observed {
+        Observed::WebDisk { container, used_pct, state } => {
+            let above = used_pct > t.web_disk_pct;
+            let because = format!(
+                "web log disk at {used_pct:.1} % is {}above thresholds.web_disk_pct {:.1} %",
+                if above { "" } else { "not " },
+                t.web_disk_pct
+            );
+            let evidence = Evidence { state, disk_used_pct: Some(used_pct), ..Evidence::default() };
+            Assessment {
+                alarm: if above { raise(AlarmKind::WebLogSaturation, container, evidence) } else { None },
+                because,
+            }
+        }
+        Observed::Zombies { exited } => {
+            let above = exited > t.zombie_max;
+            let because = format!(
+                "{exited} exited containers is {}above thresholds.zombie_max {}",
+                if above { "" } else { "not " },
+                t.zombie_max
+            );
+            let evidence = Evidence { exited_containers: Some(exited), ..Evidence::default() };
+            let alarm = if above { raise(AlarmKind::ZombieOutbreak, zombie_scope(rules), evidence) } else { None };
+            Assessment { alarm, because }
+        }
+        Observed::DatabaseDown(crash) => {
+            let DatabaseCrash {
+                container,
+                state,
+                fault_at,
+                exit_code,
+                oom_killed,
+                disk_used_pct,
+                classification,
+                tail,
+            } = *crash;
+            let because = format!("{container} is not running");
+            // Classified on the raw lines; recorded, shown and sent redacted.
+            let evidence = redact_evidence(Evidence {
+                state,
+                fault_at,
+                exit_code,
+                oom_killed: Some(oom_killed),
+                disk_used_pct,
+                exited_containers: None,
+                matched_signature: classification.signature,
+                log_lines: classification.lines,
+                signatures: classification.matches,
+                log_tail: tail,
+            });
+            Assessment { alarm: raise(AlarmKind::DbCrash(classification.cause), container, evidence), because }
+        }
+    }
+}
+
+/// The name zombie outbreaks are raised on: the scope label, as no one
+/// container is the subject.
+pub fn zombie_scope(rules: &Rules) -> ContainerName {
+    ContainerName::new(&rules.scope_label)
+}
+
+/// What a re-check must read again to tell whether an alarm of `kind` has
+/// cleared, with the limit it is held to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Clears {
+    /// When the alarmed container's disk is below this percentage.
+    DiskBelow(f64),
+    /// When at most this many containers in the scope are exited.
+    ExitedAtMost(u32),
+    /// With the container itself: its state and health are the check.
+    WithTheContainer,
+}
+
+impl Clears {
+    /// When an alarm of `kind` clears under `rules`.
+    pub fn of(rules: &Rules, kind: AlarmKind) -> Clears {
+        let t = &rules.thresholds;
+        match kind {
+            AlarmKind::WebLogSaturation => Clears::DiskBelow(t.web_disk_pct),
+            // Below the success threshold, not merely below full: cleaning
+            // that leaves 95 % is the "cleaning did not free the disk" stop.
+            AlarmKind::DbCrash(crate::model::RootCause::DiskFull) => Clears::DiskBelow(t.clean_success_pct),
+            AlarmKind::DbCrash(_) => Clears::WithTheContainer,
+            AlarmKind::ZombieOutbreak => Clears::ExitedAtMost(t.zombie_max),
+        }
+    }
+
+    /// Whether the fresh `reading` (disk percentage or exited count, as
+    /// asked) shows the condition cleared.
+    pub fn holds(self, reading: Reading) -> bool {
+        match (self, reading) {
+            (Clears::DiskBelow(limit), Reading::DiskUsedPct(pct)) => pct < limit,
+            (Clears::ExitedAtMost(max), Reading::Exited(n)) => n <= max,
+            (Clears::WithTheContainer, _) => true,
+            // A reading of the wrong thing proves nothing.
+            (Clears::DiskBelow(_) | Clears::ExitedAtMost(_), _) => false,
+        }
+    }
+}
+
+/// A fresh measurement for [`Clears::holds`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Reading {
+    /// A disk's usage, in percent.
+    DiskUsedPct(f64),
+    /// Exited containers in the scope.
+    Exited(u32),
+    /// Nothing needed measuring.
+    Nothing,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RootCause;
+
+    fn rules() -> Rules {
+        Rules::default_rules()
+    }
+
+    fn web(pct: f64) -> Observed {
+        Observed::WebDisk { container: ContainerName::new("web-prod"), used_pct: pct, state: None }
+    }
+
+    #[test]
+    fn a_web_disk_alarms_above_the_threshold_only() {
+        let r = rules();
+        let at = assess(&r, web(r.thresholds.web_disk_pct), Timestamp(1));
+        assert_eq!(at.alarm, None);
+        assert!(at.because.contains("is not above thresholds.web_disk_pct"), "{}", at.because);
+        let above = assess(&r, web(r.thresholds.web_disk_pct + 0.1), Timestamp(1)).alarm.unwrap();
+        assert_eq!((above.kind, above.container.as_str()), (AlarmKind::WebLogSaturation, "web-prod"));
+        assert_eq!(above.raised_at, Timestamp(1));
+    }
+
+    #[test]
+    fn zombies_alarm_past_the_maximum_on_the_scope() {
+        let r = rules();
+        let max = r.thresholds.zombie_max;
+        assert_eq!(assess(&r, Observed::Zombies { exited: max }, Timestamp(0)).alarm, None);
+        let a = assess(&r, Observed::Zombies { exited: max + 1 }, Timestamp(0)).alarm.unwrap();
+        assert_eq!(a.kind, AlarmKind::ZombieOutbreak);
+        assert_eq!(a.container, zombie_scope(&r));
+        assert_eq!(a.evidence.exited_containers, Some(max + 1));
+    }
+
+    #[test]
+    fn a_database_crash_carries_its_cause_and_redacted_lines() {
+        let r = rules();
+        let crash = DatabaseCrash {
+            container: ContainerName::new("db-prod"),
+            state: Some(ContainerState::Exited),
+            fault_at: Some(Timestamp(5)),
+            exit_code: Some(1),
+            oom_killed: false,
+            disk_used_pct: Some(100.0),
+            classification: Classification {
+                cause: RootCause::DiskFull,
+                signature: Some("disk".into()),
+                lines: vec!["FATAL: password=hunter2 No space left on device".into()],
+                matches: vec![],
+            },
+            tail: vec![],
+        };
+        let a = assess(&r, Observed::DatabaseDown(Box::new(crash)), Timestamp(9)).alarm.unwrap();
+        assert_eq!(a.kind, AlarmKind::DbCrash(RootCause::DiskFull));
+        assert_eq!(a.evidence.fault_at, Some(Timestamp(5)));
+        assert!(!a.evidence.log_lines[0].contains("hunter2"), "{:?}", a.evidence.log_lines);
+    }
+
+    #[test]
+    fn each_alarm_clears_on_its_own_measure() {
+        let r = rules();
+        let t = r.thresholds;
+        let web = Clears::of(&r, AlarmKind::WebLogSaturation);
+        assert!(!web.holds(Reading::DiskUsedPct(t.web_disk_pct)));
+        assert!(web.holds(Reading::DiskUsedPct(t.web_disk_pct - 0.1)));
+        let disk_full = Clears::of(&r, AlarmKind::DbCrash(RootCause::DiskFull));
+        assert!(!disk_full.holds(Reading::DiskUsedPct(t.clean_success_pct)));
+        assert!(disk_full.holds(Reading::DiskUsedPct(t.clean_success_pct - 1.0)));
+        let zombies = Clears::of(&r, AlarmKind::ZombieOutbreak);
+        assert!(zombies.holds(Reading::Exited(t.zombie_max)));
+        assert!(!zombies.holds(Reading::Exited(t.zombie_max + 1)));
+        // A reading of the wrong thing, or none, never clears a measured alarm.
+        assert!(!zombies.holds(Reading::DiskUsedPct(0.0)));
+        assert!(!web.holds(Reading::Nothing));
+        assert!(Clears::of(&r, AlarmKind::DbCrash(RootCause::OomKill)).holds(Reading::Nothing));
+    }
+}

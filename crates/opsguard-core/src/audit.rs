@@ -1,0 +1,340 @@
+//! The audit log's records: what an incident did, step by step, as data
+//! (the file that holds them is the shell's). Explain, replay and the
+//! post-mortem read these; the live taps render them with
+//! [`AuditEvent::render`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Action, Alarm, ContainerState, Health, LlmChoice, LlmDiagnosis, Outcome, StopReason, Timestamp};
+use crate::redact::printable;
+
+/// How an incident ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Resolution {
+    /// Verified Running: fully resolved.
+    Resolved,
+    /// Stopped for a human.
+    Stopped {
+        /// Why.
+        reason: StopReason,
+    },
+    /// Shadow mode: the first action that would change the host was
+    /// recorded ([`AuditEvent::WouldExecute`]) and not carried out; what
+    /// would follow depends on an outcome that did not happen.
+    Shadow,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// An alarm opened an incident.
+    IncidentOpened {
+        /// The alarm with its cause and evidence.
+        alarm: Alarm,
+    },
+    /// The engine decided.
+    Decided {
+        /// The action.
+        action: Action,
+    },
+    /// A human was asked.
+    ApprovalRequested {
+        /// Request id.
+        request: u64,
+        /// The exact action.
+        action: Action,
+        /// Who was asked.
+        approver: String,
+    },
+    /// The human answered (or did not).
+    ApprovalAnswered {
+        /// Request id.
+        request: u64,
+        /// Whether the action may run.
+        approved: bool,
+        /// Who answered.
+        approver: String,
+        /// How (`approved`, `rejected`, `no answer within 300s`, …).
+        detail: String,
+    },
+    /// The LLM was consulted.
+    LlmConsulted {
+        /// The model, when known.
+        model: Option<String>,
+        /// Latency.
+        latency_ms: Option<u64>,
+        /// The choice the rules made of a valid diagnosis, if any.
+        choice: Option<LlmChoice>,
+        /// The model's reason, or why its answer was refused.
+        reason: String,
+        /// The raw reply.
+        raw: Option<String>,
+        /// The valid diagnosis (category, quote, reason) the choice came
+        /// from; absent in records written before diagnoses.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        diagnosis: Option<LlmDiagnosis>,
+    },
+    /// An action was carried out.
+    Executed {
+        /// The action.
+        action: Action,
+        /// Its outcome.
+        outcome: Outcome,
+    },
+    /// Shadow mode: the engine decided this action and it was not carried
+    /// out (nothing changed on the host, no approval was asked).
+    WouldExecute {
+        /// The action a real run would have taken.
+        action: Action,
+    },
+    /// One rapid check during verification.
+    Checked {
+        /// The state seen.
+        state: Option<ContainerState>,
+        /// Health seen.
+        health: Option<Health>,
+        /// Whether the alarm's condition had cleared.
+        cleared: Option<bool>,
+        /// A host error, if the check failed.
+        error: Option<String>,
+    },
+    /// An approval was voided because the crash it was for is over (the
+    /// container ran or crashed again): the incident goes on from this
+    /// fresh alarm, decided anew.
+    Reassessed {
+        /// The alarm as the host shows it now.
+        alarm: Alarm,
+    },
+    /// The incident ended.
+    IncidentClosed {
+        /// How.
+        resolution: Resolution,
+        /// Steps taken.
+        steps: usize,
+    },
+}
+
+impl AuditEvent {
+    /// One line for a human-readable timeline, in the specification's words
+    /// (an opening adds its first evidence line on a second line). Every
+    /// field that may quote a container, the daemon or a model passes
+    /// through [`printable`], so none can break the line or drive a terminal.
+    pub fn render(&self) -> String {
+        match self {
+            AuditEvent::IncidentOpened { alarm } => {
+                let mut s = format!("🔴 {} on {}", alarm.kind, printable(alarm.container.as_str()));
+                let e = &alarm.evidence;
+                if let Some(code) = e.exit_code {
+                    s += &format!(" (exit code {code}");
+                    if let Some(oom) = e.oom_killed {
+                        s += &format!(", OOMKilled={oom}");
+                    }
+                    s += ")";
+                }
+                if let Some(pct) = e.disk_used_pct {
+                    s += &format!(", disk {pct:.0}%");
+                }
+                if let Some(n) = e.exited_containers {
+                    s += &format!(", {n} exited containers");
+                }
+                if let Some(l) = e.log_lines.first() {
+                    s += &format!("\n      evidence: {}", printable(l));
+                }
+                s
+            }
+            AuditEvent::Decided { action } => format!("🧠 decide → {}", shown(action)),
+            AuditEvent::Reassessed { alarm } => {
+                format!("🔁 decided again from fresh facts: {} on {}", alarm.kind, alarm.container)
+            }
+            AuditEvent::ApprovalRequested { action, approver, .. } => {
+                format!("⚠  approval requested from {}: {}", printable(approver), shown(action))
+            }
+            AuditEvent::ApprovalAnswered { approved: true, approver, .. } => {
+                format!("👤 ✅ approved by {}", printable(approver))
+            }
+            AuditEvent::ApprovalAnswered { approved: false, approver, detail, .. } => {
+                format!("👤 ❌ not approved by {} ({})", printable(approver), printable(detail))
+            }
+            AuditEvent::LlmConsulted { model, choice: Some(c), reason, latency_ms, diagnosis: Some(d), .. } => format!(
+                "🤖 LLM {} diagnosed {} in {} ms, so the rules chose {}; model output, unverified: quote “{}”, reason: {}",
+                printable(model.as_deref().unwrap_or("?")),
+                d.category,
+                latency_ms.unwrap_or(0),
+                c.name(),
+                printable(&d.quote),
+                printable(reason)
+            ),
+            AuditEvent::LlmConsulted { model, choice: Some(c), reason, latency_ms, .. } => format!(
+                "🤖 LLM {} chose {} in {} ms: {}",
+                printable(model.as_deref().unwrap_or("?")),
+                c.name(),
+                latency_ms.unwrap_or(0),
+                printable(reason)
+            ),
+            AuditEvent::LlmConsulted { reason, .. } => {
+                format!("🤖 LLM answer refused: {}", printable(reason))
+            }
+            AuditEvent::Executed { action, outcome } => {
+                let what = match outcome {
+                    Outcome::Cleaned { disk_used_pct, freed_bytes } => {
+                        format!("✅ disk now {disk_used_pct:.0}% ({} MiB freed)", freed_bytes / (1024 * 1024))
+                    }
+                    Outcome::Pruned { removed } => format!("✅ {removed} containers removed"),
+                    Outcome::ApprovalRejected => "🛑 not approved".to_string(),
+                    Outcome::Restarted => "container restarted".to_string(),
+                    Outcome::RestartNotNeeded => "⏭  not restarted: it came back on its own".to_string(),
+                    Outcome::ApprovalVoided { reason } => {
+                        format!("⏭  not restarted: approval void, {}", crate::classify::printable(reason))
+                    }
+                    Outcome::Verified(crate::model::Verification::Confirmed) => "✅ confirmed Running".to_string(),
+                    Outcome::Verified(crate::model::Verification::NotConfirmed { last_state }) => {
+                        format!("not running (last seen {})", last_state.map_or("unreachable", ContainerState::as_str))
+                    }
+                    Outcome::LlmChose { choice, .. } => format!("LLM chose {}", choice.name()),
+                    Outcome::LlmFailed => "LLM gave no usable answer".to_string(),
+                    Outcome::Failed { error } => format!("❌ failed: {}", printable(error)),
+                };
+                format!("🔧 {} → {what}", action.tool_name())
+            }
+            AuditEvent::WouldExecute { action } => format!("👻 SHADOW would run {}", shown(action)),
+            AuditEvent::Checked { state, health, cleared, error } => match error {
+                Some(e) => format!("   rapid check: {}", printable(e)),
+                None => format!(
+                    "   rapid check: {}{}{}",
+                    state.map_or("-", ContainerState::as_str),
+                    match health {
+                        Some(Health::Healthy) => " (healthy)",
+                        Some(Health::Unhealthy) => " (unhealthy)",
+                        Some(Health::Starting) => " (health: starting)",
+                        _ => "",
+                    },
+                    if *cleared == Some(false) { ", condition persists" } else { "" }
+                ),
+            },
+            AuditEvent::IncidentClosed { resolution: Resolution::Resolved, steps } => {
+                format!("✅ Issue fully resolved ({steps} steps)")
+            }
+            AuditEvent::IncidentClosed { resolution: Resolution::Stopped { reason }, steps } => {
+                format!("🛑 STOP after {steps} steps: {reason}. Manual intervention needed.")
+            }
+            AuditEvent::IncidentClosed { resolution: Resolution::Shadow, steps } => {
+                format!("👻 shadow mode: nothing changed on the host ({steps} steps)")
+            }
+        }
+    }
+}
+
+/// `value` as one inert line.
+fn shown(value: &impl std::fmt::Display) -> String {
+    printable(&value.to_string())
+}
+
+/// One line of the audit log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// When, in milliseconds since the epoch.
+    pub ts: Timestamp,
+    /// When, as RFC 3339 for humans.
+    pub time: String,
+    /// The incident.
+    pub incident: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: AuditEvent,
+}
+
+/// The records of one incident, from its opening to its closing, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IncidentTrail {
+    /// The incident id.
+    pub incident: u64,
+    /// Its records.
+    pub records: Vec<AuditRecord>,
+}
+
+impl IncidentTrail {
+    /// The alarm that opened it, if the opening record is in the log.
+    pub fn alarm(&self) -> Option<(&AuditRecord, &Alarm)> {
+        self.records.iter().find_map(|r| match &r.event {
+            AuditEvent::IncidentOpened { alarm } => Some((r, alarm)),
+            _ => None,
+        })
+    }
+
+    /// How and when it ended, if the closing record is in the log.
+    pub fn closed(&self) -> Option<(&AuditRecord, Resolution)> {
+        self.records.iter().rev().find_map(|r| match r.event {
+            AuditEvent::IncidentClosed { resolution, .. } => Some((r, resolution)),
+            _ => None,
+        })
+    }
+}
+
+/// Splits a log into incidents. Ids restart at 1 with every `watch` run
+/// that appends to the same file, so an incident is an id between its
+/// opening and its closing, not an id: the same id may appear several times.
+/// Records of an incident whose opening is not in the log (a log cut at the
+/// head) still form a trail, without an alarm.
+pub fn incident_trails(records: &[AuditRecord]) -> Vec<IncidentTrail> {
+    let mut trails: Vec<IncidentTrail> = Vec::new();
+    let mut open: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
+    for r in records {
+        let reopened = matches!(r.event, AuditEvent::IncidentOpened { .. });
+        let idx = match open.get(&r.incident) {
+            Some(&i) if !reopened => i,
+            _ => {
+                trails.push(IncidentTrail { incident: r.incident, records: Vec::new() });
+                open.insert(r.incident, trails.len() - 1);
+                trails.len() - 1
+            }
+        };
+        trails[idx].records.push(r.clone());
+        if matches!(r.event, AuditEvent::IncidentClosed { .. }) {
+            open.remove(&r.incident);
+        }
+    }
+    trails
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AlarmKind, ContainerName, Evidence, RootCause};
+
+    fn opened() -> AuditEvent {
+        AuditEvent::IncidentOpened {
+            alarm: Alarm {
+                kind: AlarmKind::DbCrash(RootCause::DiskFull),
+                container: ContainerName::new("db-prod"),
+                evidence: Evidence { exit_code: Some(1), ..Default::default() },
+                raised_at: Timestamp(5),
+            },
+        }
+    }
+
+    #[test]
+    fn trails_split_on_reopened_ids() {
+        let closed = || AuditEvent::IncidentClosed { resolution: Resolution::Resolved, steps: 0 };
+        let rec =
+            |incident, ts, event| AuditRecord { ts: Timestamp(ts), time: Timestamp(ts).to_rfc3339(), incident, event };
+        let records = vec![
+            rec(1, 1, opened()),
+            rec(1, 2, closed()),
+            // A second `watch` run appending to the same file starts at 1 again.
+            rec(1, 3, opened()),
+            rec(2, 4, opened()),
+            rec(1, 5, closed()),
+            rec(2, 6, closed()),
+        ];
+        let trails = incident_trails(&records);
+        let shape: Vec<(u64, Vec<u64>)> =
+            trails.iter().map(|t| (t.incident, t.records.iter().map(|r| r.ts.0).collect())).collect();
+        assert_eq!(shape, vec![(1, vec![1, 2]), (1, vec![3, 5]), (2, vec![4, 6])]);
+        assert!(trails.iter().all(|t| t.alarm().is_some() && t.closed().is_some()));
+        // A log cut at the head: a trail without its alarm.
+        let cut = incident_trails(&records[1..2]);
+        assert_eq!(cut.len(), 1);
+        assert!(cut[0].alarm().is_none());
+    }
+}
