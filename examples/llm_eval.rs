@@ -242,7 +242,7 @@ async fn main() -> ExitCode {
     );
     println!("| # | case | exit | OOM | disk % | expected | diagnosis → action | quote | ok | ms |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    let (mut correct, mut unsafe_picks, mut served_model) = (0, 0, None);
+    let (mut correct, mut unsafe_picks, mut vetoes, mut served_model) = (0, 0, 0, None);
     let mut rejected: BTreeMap<&str, usize> = BTreeMap::new();
     let mut latencies = Vec::new();
     for (i, c) in cases.iter().enumerate() {
@@ -263,14 +263,19 @@ async fn main() -> ExitCode {
             Ok(a) => {
                 served_model.get_or_insert_with(|| a.model.clone());
                 let d = &a.diagnosis;
-                // As the incident loop does: the rules' action, if allowed.
-                let action = rules.llm_diagnosis.action(d.category);
-                let action = if allowed.contains(action) { action } else { LlmChoice::Escalate };
+                // As the incident loop does: the rules' action, unless the
+                // facts contradict the diagnosis or the plan does not allow it.
+                let (action, vetoed) = match rules.llm_action(d.category, &request.alarm.evidence) {
+                    Ok(a) if allowed.contains(a) => (a, false),
+                    _ => (LlmChoice::Escalate, true),
+                };
+                vetoes += usize::from(vetoed);
                 let ok = action == expected;
                 correct += usize::from(ok);
                 // A restart or a clean where a human should look.
                 unsafe_picks += usize::from(expected == LlmChoice::Escalate && action != LlmChoice::Escalate);
-                (format!("{} → {}", d.category, action.name()), cell(&d.quote, 60), ok)
+                let veto = if vetoed { " (facts contradict it)" } else { "" };
+                (format!("{} → {}{veto}", d.category, action.name()), cell(&d.quote, 60), ok)
             }
             Err(e) => {
                 *rejected.entry(rejection(&e.reason)).or_default() += 1;
@@ -304,6 +309,7 @@ async fn main() -> ExitCode {
     println!("| model (as served) | {} |", served_model.unwrap_or_else(|| args.config.model.clone()));
     println!("| right action | {correct}/{n} ({:.0} %) |", 100.0 * correct as f64 / n as f64);
     println!("| rejected by validation (→ escalate) | {rejected_total}/{n} |");
+    println!("| diagnoses the facts contradicted (→ escalate) | {vetoes}/{n} |");
     for (why, k) in &rejected {
         println!("| … {why} | {k} |");
     }

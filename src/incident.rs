@@ -25,7 +25,9 @@ use crate::engine::Engine;
 use crate::host::ContainerEvent;
 use crate::host::{ContainerStatus, Host};
 use crate::llm::{AdviceRequest, Advisor, CrashFacts, prompt};
-use crate::model::{Action, Alarm, AlarmKind, ContainerName, History, Outcome, Step, Timestamp, Verification};
+use crate::model::{
+    Action, Alarm, AlarmKind, ContainerName, History, LlmChoice, Outcome, Step, Timestamp, Verification,
+};
 use crate::observer::{Cadence, Check, Observer};
 use crate::telemetry;
 
@@ -381,7 +383,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                 let (outcome, event) = match answer {
                     Ok(Ok(advice)) => {
                         let d = &advice.diagnosis;
-                        let choice = rules.llm_diagnosis.action(d.category);
+                        let mapped = rules.llm_action(d.category, &alarm.evidence);
                         // Whatever advisor answered, its quote must be in the
                         // evidence any budget could have shown it.
                         let shown = prompt::shown_evidence(alarm, &facts, prompt::LogBudget::MAX);
@@ -392,7 +394,14 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                                 Some(advice.latency_ms),
                                 Some(advice.raw),
                             )
-                        } else if !allowed.contains(choice) {
+                        } else if let Err(why) = &mapped {
+                            refused(
+                                format!("refused: the facts contradict the diagnosis: {why}"),
+                                Some(advice.model),
+                                Some(advice.latency_ms),
+                                Some(advice.raw),
+                            )
+                        } else if let Some(choice) = mapped.as_ref().ok().copied().filter(|c| !allowed.contains(*c)) {
                             refused(
                                 format!(
                                     "refused: the rules turn {} into {}, which is not allowed here",
@@ -404,6 +413,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                                 Some(advice.raw),
                             )
                         } else {
+                            let choice = mapped.unwrap_or(LlmChoice::Escalate);
                             (
                                 Outcome::LlmChose { choice, diagnosis: Some(advice.diagnosis.clone()) },
                                 AuditEvent::LlmConsulted {

@@ -154,3 +154,21 @@ async fn the_model_is_told_the_facts_first() {
     );
     assert!(facts.iter().any(|f| f.starts_with("disk holding the data and the logs:")), "{facts:?}");
 }
+
+#[tokio::test]
+async fn a_diagnosis_the_facts_contradict_escalates() {
+    // The lab's disk is far from full: no log flood, whatever the model says.
+    let server = stub(replying(&diagnosis(KILLED, "the disk is full of logs", "log-flood"))).await;
+    let host = killed_lab(&["LOG:  checkpoint starting: time"]);
+    let (report, audit) =
+        run_incident(&host, Rules::default_rules(), PolicyApprover::ApproveAll, advisor(&server)).await;
+    assert_eq!(report.resolution, stopped(StopReason::LlmFailed));
+    assert!(host.ops().is_empty(), "{:?}", host.ops());
+    assert!(consultations(&audit)[0].1.contains("facts contradict"), "{:?}", consultations(&audit));
+    // A kill from outside does not leave the server's own FATAL behind.
+    let server = stub(replying(&diagnosis(KILLED, "killed once", "killed-once"))).await;
+    let host = killed_lab(&["FATAL:  could not open file \"global/pg_filenode.map\": Permission denied"]);
+    let (report, _) = run_incident(&host, Rules::default_rules(), PolicyApprover::ApproveAll, advisor(&server)).await;
+    assert_eq!(report.resolution, stopped(StopReason::LlmFailed));
+    assert_eq!(restarts(&host), 0);
+}

@@ -17,7 +17,7 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::model::{AlarmKind, ChoiceSet, ContainerName, Diagnosis, LlmChoice, RootCause};
+use crate::model::{AlarmKind, ChoiceSet, ContainerName, Diagnosis, Evidence, LlmChoice, RootCause};
 
 /// The default rules, compiled into the binary: the specification's
 /// decision tree.
@@ -434,6 +434,46 @@ impl Rules {
     /// The watched service whose container is `name`.
     pub fn target(&self, name: &str) -> Option<&Target> {
         [&self.web, &self.database].into_iter().find(|t| t.container.as_str() == name)
+    }
+
+    /// The action an LLM's diagnosis of a crash leads to
+    /// ([`Rules::llm_diagnosis`]), unless OpsGuard's own facts contradict
+    /// the diagnosis: then why, and the incident escalates. A `log-flood`
+    /// needs the disk at or above `thresholds.web_disk_pct` (the level at
+    /// which a log disk counts as saturated); a `killed-once` needs a kill
+    /// from outside (exit 137 or 255), no OOM kill, and no PANIC or FATAL
+    /// line from the server. Other categories are taken as they come: they
+    /// lead to escalate by default.
+    pub fn llm_action(&self, diagnosis: Diagnosis, evidence: &Evidence) -> Result<LlmChoice, String> {
+        match diagnosis {
+            Diagnosis::LogFlood => match evidence.disk_used_pct.filter(|p| p.is_finite()) {
+                Some(p) if p >= self.thresholds.web_disk_pct => {}
+                Some(p) => {
+                    return Err(format!(
+                        "log-flood with the disk at {p:.0} %, below {:.0} %",
+                        self.thresholds.web_disk_pct
+                    ));
+                }
+                None => return Err("log-flood without a disk measurement".into()),
+            },
+            Diagnosis::KilledOnce => {
+                if !matches!(evidence.exit_code, Some(137 | 255)) {
+                    return Err(format!(
+                        "killed-once with exit code {}, not a kill from outside (137 or 255)",
+                        evidence.exit_code.map_or("unknown".to_string(), |c| c.to_string())
+                    ));
+                }
+                if evidence.oom_killed != Some(false) {
+                    return Err("killed-once but the OOM flag is set or unknown".into());
+                }
+                let severe = |l: &String| l.contains("PANIC:  ") || l.contains("FATAL:  ");
+                if evidence.log_tail.iter().chain(&evidence.log_lines).any(severe) {
+                    return Err("killed-once but the server logged a PANIC or FATAL".into());
+                }
+            }
+            _ => {}
+        }
+        Ok(self.llm_diagnosis.action(diagnosis))
     }
 }
 
@@ -1278,5 +1318,28 @@ mod tests {
         let e = load("[thresholds\nweb = ").unwrap_err();
         assert_eq!(e.kind, RulesErrorKind::Syntax);
         assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn llm_diagnoses_the_facts_contradict_escalate() {
+        let rules = Rules::default_rules();
+        let killed = Evidence {
+            exit_code: Some(137),
+            oom_killed: Some(false),
+            disk_used_pct: Some(40.0),
+            ..Evidence::default()
+        };
+        assert_eq!(rules.llm_action(Diagnosis::KilledOnce, &killed), Ok(LlmChoice::Restart));
+        assert!(rules.llm_action(Diagnosis::LogFlood, &killed).is_err(), "disk at 40 %");
+        let full = Evidence { disk_used_pct: Some(96.0), ..killed.clone() };
+        assert_eq!(rules.llm_action(Diagnosis::LogFlood, &full), Ok(LlmChoice::CleanLogs));
+        let exit1 = Evidence { exit_code: Some(1), ..killed.clone() };
+        assert!(rules.llm_action(Diagnosis::KilledOnce, &exit1).is_err());
+        let panicked = Evidence { log_tail: vec!["PANIC:  could not fsync file".into()], ..killed.clone() };
+        assert!(rules.llm_action(Diagnosis::KilledOnce, &panicked).is_err());
+        let oom = Evidence { oom_killed: Some(true), ..killed.clone() };
+        assert!(rules.llm_action(Diagnosis::KilledOnce, &oom).is_err());
+        assert_eq!(rules.llm_action(Diagnosis::DeliberateStop, &full), Ok(LlmChoice::Escalate));
+        assert_eq!(rules.llm_action(Diagnosis::Unclear, &full), Ok(LlmChoice::Escalate));
     }
 }
