@@ -9,6 +9,7 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::Evidence;
@@ -28,6 +29,38 @@ pub trait Approver: Sync {
     /// Asks for an answer; may take as long as the human needs (the loop
     /// applies the timeout).
     async fn review(&self, request: &ApprovalRequest) -> Result<Answer, ApprovalError>;
+}
+
+/// An [`Approver`] chosen at run time (the CLI's `--approve`), as a trait
+/// object: [`Approver`]'s futures are not object-safe, so these are boxed.
+/// Every approver is one; a `Box<dyn DynApprover>` is an [`Approver`] again.
+/// The method names differ from [`Approver`]'s so that having both traits in
+/// scope leaves no call ambiguous.
+pub trait DynApprover: Send + Sync {
+    /// [`Approver::name`].
+    fn name_dyn(&self) -> &str;
+    /// [`Approver::review`], boxed.
+    fn review_dyn<'a>(&'a self, request: &'a ApprovalRequest) -> BoxFuture<'a, Result<Answer, ApprovalError>>;
+}
+
+impl<T: Approver + Send> DynApprover for T {
+    fn name_dyn(&self) -> &str {
+        Approver::name(self)
+    }
+
+    fn review_dyn<'a>(&'a self, request: &'a ApprovalRequest) -> BoxFuture<'a, Result<Answer, ApprovalError>> {
+        Box::pin(Approver::review(self, request))
+    }
+}
+
+impl Approver for Box<dyn DynApprover + '_> {
+    fn name(&self) -> &str {
+        (**self).name_dyn()
+    }
+
+    async fn review(&self, request: &ApprovalRequest) -> Result<Answer, ApprovalError> {
+        (**self).review_dyn(request).await
+    }
 }
 
 /// A fixed policy: deny everything (the safe default) or approve everything.
