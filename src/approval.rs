@@ -2,140 +2,19 @@
 //!
 //! An answer is bound to the request it answers (its id); no answer, a
 //! timeout, an error or an answer for another request all mean no. The
-//! incident loop enforces the timeout and the binding, so every approver
+//! incident machine enforces the deadline and the binding, so every approver
 //! implementation gets the same guarantees.
 
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::host::ContainerStatus;
-use crate::model::{Action, Alarm, Evidence, LlmDiagnosis, RootCause, Timestamp};
+use crate::model::Evidence;
 
-/// What a human is asked to approve.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ApprovalRequest {
-    /// Unique per request; the answer must name it.
-    pub id: u64,
-    /// The incident it belongs to.
-    pub incident: u64,
-    /// The exact action, with its target and reason.
-    pub action: Action,
-    /// The alarm and its evidence.
-    pub alarm: Alarm,
-    /// The one crash a restart is asked for; an approval is void for any
-    /// other state of the container ([`CrashBinding::void_reason`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crash: Option<CrashBinding>,
-    /// When an LLM's diagnosis led to the action: its category, quote and
-    /// reason, shown to the approver as model output.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub diagnosis: Option<LlmDiagnosis>,
-}
-
-/// One crash of one container, as inspected when the approval was asked:
-/// the container (its id changes when it is recreated), that run's start and
-/// end, how it ended, and the root cause it was tagged with. A restart
-/// approved for it is carried out only while the container is still in
-/// exactly that crash.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CrashBinding {
-    /// Docker's container id.
-    pub container_id: Option<String>,
-    /// When the crashed run started.
-    pub started_at: Option<Timestamp>,
-    /// When it ended (Docker's `FinishedAt`).
-    pub finished_at: Option<Timestamp>,
-    /// Its exit code.
-    pub exit_code: Option<i64>,
-    /// Docker's `OOMKilled` for it.
-    pub oom_killed: bool,
-    /// The root cause the approver was shown.
-    pub cause: Option<RootCause>,
-}
-
-fn show(t: Option<Timestamp>) -> String {
-    t.map_or_else(|| "-".to_string(), Timestamp::to_rfc3339)
-}
-
-impl CrashBinding {
-    /// The crash `status` shows, tagged with `cause`.
-    pub fn of(status: &ContainerStatus, cause: Option<RootCause>) -> CrashBinding {
-        CrashBinding {
-            container_id: status.id.clone(),
-            started_at: status.started_at,
-            finished_at: status.finished_at,
-            exit_code: status.exit_code,
-            oom_killed: status.oom_killed,
-            cause,
-        }
-    }
-
-    /// Why the alarm's evidence is about another crash than this one, if it
-    /// is: the container ran and ended again after the alarm was raised.
-    pub fn differs_from(&self, e: &Evidence) -> Option<String> {
-        if e.fault_at.is_some() && e.fault_at != self.finished_at {
-            return Some(format!(
-                "it crashed again since the alarm (ended {}, the alarm's crash {})",
-                show(self.finished_at),
-                show(e.fault_at)
-            ));
-        }
-        if e.exit_code.is_some() && e.exit_code != self.exit_code || e.oom_killed.is_some_and(|o| o != self.oom_killed)
-        {
-            return Some("its exit code or OOM flag is not the alarm's any more".into());
-        }
-        None
-    }
-
-    /// Why `now` is not this crash any more, if it is not: the container is
-    /// not stopped, was recreated, ran again, or ended differently. `None`
-    /// only for the very same stopped run.
-    pub fn void_reason(&self, now: &ContainerStatus) -> Option<String> {
-        if !now.state.is_stopped() {
-            return Some(format!("it is {} now", now.state.as_str()));
-        }
-        if now.id != self.container_id {
-            return Some(format!(
-                "the container was recreated (id {} → {})",
-                short_id(self.container_id.as_deref()),
-                short_id(now.id.as_deref())
-            ));
-        }
-        if now.started_at != self.started_at || now.finished_at != self.finished_at {
-            return Some(format!(
-                "it ran again since (ended {}, approved for the crash that ended {})",
-                show(now.finished_at),
-                show(self.finished_at)
-            ));
-        }
-        if now.exit_code != self.exit_code || now.oom_killed != self.oom_killed {
-            return Some("its exit code or OOM flag changed".into());
-        }
-        None
-    }
-}
-
-fn short_id(id: Option<&str>) -> String {
-    // Ids come from the daemon: printable and short, whatever it sent.
-    id.map_or_else(|| "-".to_string(), |s| crate::classify::printable(crate::classify::truncate(s, 12)))
-}
-
-/// A human's answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "answer", rename_all = "snake_case")]
-pub enum Answer {
-    /// Yes, for the request with this id only.
-    Approve {
-        /// The request approved.
-        request: u64,
-    },
-    /// No.
-    Reject,
-}
+pub use opsguard_core::approval::{Answer, ApprovalRequest, CrashBinding};
 
 /// Why no answer could be had; always treated as a rejection.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -150,6 +29,38 @@ pub trait Approver: Sync {
     /// Asks for an answer; may take as long as the human needs (the loop
     /// applies the timeout).
     async fn review(&self, request: &ApprovalRequest) -> Result<Answer, ApprovalError>;
+}
+
+/// An [`Approver`] chosen at run time (the CLI's `--approve`), as a trait
+/// object: [`Approver`]'s futures are not object-safe, so these are boxed.
+/// Every approver is one; a `Box<dyn DynApprover>` is an [`Approver`] again.
+/// The method names differ from [`Approver`]'s so that having both traits in
+/// scope leaves no call ambiguous.
+pub trait DynApprover: Send + Sync {
+    /// [`Approver::name`].
+    fn name_dyn(&self) -> &str;
+    /// [`Approver::review`], boxed.
+    fn review_dyn<'a>(&'a self, request: &'a ApprovalRequest) -> BoxFuture<'a, Result<Answer, ApprovalError>>;
+}
+
+impl<T: Approver + Send> DynApprover for T {
+    fn name_dyn(&self) -> &str {
+        Approver::name(self)
+    }
+
+    fn review_dyn<'a>(&'a self, request: &'a ApprovalRequest) -> BoxFuture<'a, Result<Answer, ApprovalError>> {
+        Box::pin(Approver::review(self, request))
+    }
+}
+
+impl Approver for Box<dyn DynApprover + '_> {
+    fn name(&self) -> &str {
+        (**self).name_dyn()
+    }
+
+    async fn review(&self, request: &ApprovalRequest) -> Result<Answer, ApprovalError> {
+        (**self).review_dyn(request).await
+    }
 }
 
 /// A fixed policy: deny everything (the safe default) or approve everything.
@@ -398,11 +309,7 @@ pub fn render_request(r: &ApprovalRequest) -> String {
         s += &format!("  {label}: {value}\n");
     }
     if let Some(c) = &r.crash {
-        s += &format!(
-            "  for the crash that ended {} (container {}); void if it runs or crashes again\n",
-            show(c.finished_at),
-            short_id(c.container_id.as_deref())
-        );
+        s += &format!("  for {}; void if it runs or crashes again\n", c.describe());
     }
     if let Some(d) = &r.diagnosis {
         s += &format!(
@@ -476,7 +383,9 @@ pub async fn ask<A: Approver>(approver: &A, request: &ApprovalRequest, timeout: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AlarmKind, ContainerName, Evidence, RestartReason};
+    use crate::model::{
+        Action, Alarm, AlarmKind, ContainerName, ContainerStatus, Evidence, RestartReason, RootCause, Timestamp,
+    };
 
     fn request(id: u64) -> ApprovalRequest {
         ApprovalRequest {

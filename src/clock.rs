@@ -16,6 +16,10 @@ pub trait Clock: Sync {
     fn now(&self) -> Timestamp;
     /// Waits for `d`.
     async fn sleep(&self, d: Duration);
+    /// Waits up to `d` for someone else (a human, an LLM) to act: a
+    /// simulated clock may skip ahead through a [`Clock::sleep`], but not
+    /// through the time others are given.
+    async fn idle(&self, d: Duration);
 }
 
 /// The system's wall clock and tokio's timer.
@@ -29,6 +33,10 @@ impl Clock for SystemClock {
     }
 
     async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(d).await
+    }
+
+    async fn idle(&self, d: Duration) {
         tokio::time::sleep(d).await
     }
 }
@@ -59,5 +67,12 @@ impl Clock for SimClock {
         self.advance(d);
         // Let other tasks (an approver, a test driver) run as a real sleep would.
         tokio::task::yield_now().await
+    }
+
+    /// On tokio's timer (paused in tests, so it passes as soon as nothing
+    /// else can run), then the simulated time moves on by as much.
+    async fn idle(&self, d: Duration) {
+        tokio::time::sleep(d).await;
+        self.advance(d);
     }
 }

@@ -9,9 +9,9 @@
 //! (action, target, alarm and evidence) and the console's CSRF token. Only a
 //! form matching a request that is still pending and not yet expired is
 //! passed on, once; everything else gets a 4xx and changes nothing. The
-//! incident loop still binds the answer to the request id and applies the
-//! same timeout ([`crate::approval::ask`]), so a console bug cannot approve
-//! more than a human did.
+//! incident machine still binds the answer to the request id and applies
+//! its own deadline ([`crate::incident::Incident`]), so a console bug cannot
+//! approve more than a human did.
 //!
 //! Access always needs the console's token (the operator's, or one
 //! generated at start and written to a file only its owner can read). A

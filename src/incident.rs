@@ -1,13 +1,17 @@
-//! The incident loop, the IO shell around the engine: alarm → decide →
-//! approval gate for risky actions → execute on the host → outcome into the
-//! history → verify → … until resolved or stopped; and the watch loop
-//! ([`Agent`]) that feeds it alarms from the observer.
+//! The driver of incidents, the IO shell around the pure incident machine
+//! ([`Incident`]: alarm → decide → approval gate for risky actions →
+//! execute → verify → … until resolved or stopped): [`Responder`] carries
+//! out what a machine asks on the host, the approver and the LLM, and feeds
+//! back results and the clock's time; [`Agent`] is the watch loop that
+//! feeds it alarms from the observer, one incident per container.
 //!
 //! Every step is audited. Every failure (a host error, a silent approver, a
-//! garbled LLM answer) becomes an outcome that the engine turns into an
+//! garbled LLM answer) becomes an input that the machine turns into an
 //! escalation; nothing here decides what to do next.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,57 +19,26 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::approval::{self, ApprovalRequest, Approver, CrashBinding};
+use crate::approval::Approver;
 use crate::audit::{AuditEvent, AuditLog, Resolution};
 use crate::clock::Clock;
 use crate::engine::Engine;
-use crate::host::ContainerEvent;
-use crate::host::{ContainerStatus, Host};
+use crate::host::{ContainerEvent, Host};
 use crate::llm::{AdviceRequest, Advisor, CrashFacts, prompt};
-use crate::model::{
-    Action, Alarm, AlarmKind, ContainerName, History, LlmChoice, Outcome, Step, Timestamp, Verification,
-};
-use crate::observer::{Cadence, Check, Observer};
+use crate::model::{Action, Alarm, AlarmKind, ChoiceSet, ContainerName, LlmChoice, Outcome, Timestamp};
+use crate::observer::{Cadence, Observer};
 use crate::telemetry;
 
-/// A finished incident.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct IncidentReport {
-    /// Its id.
-    pub id: u64,
-    /// The alarm that opened it.
-    pub alarm: Alarm,
-    /// What was done, in order.
-    pub steps: Vec<Step>,
-    /// How it ended.
-    pub resolution: Resolution,
-    /// When it opened and closed.
-    pub opened_at: Timestamp,
-    /// When it closed.
-    pub closed_at: Timestamp,
-}
+pub use opsguard_core::incident::{
+    Incident, IncidentReport, Input, MAX_REASSESSMENTS, Opening, Output, RequestIds, Ticket, Timeouts,
+};
 
-/// Timeouts for the things the loop waits on.
-#[derive(Clone, Copy, Debug)]
-pub struct Timeouts {
-    /// How long a human has to answer; silence is a no.
-    pub approval: Duration,
-    /// How long the LLM has to answer.
-    pub advice: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts { approval: Duration::from_secs(300), advice: Duration::from_secs(60) }
-    }
-}
-
-/// How many times one incident may be decided again after an approval
-/// was voided by a new crash.
-const MAX_REASSESSMENTS: u32 = 3;
+/// An operation under way for an incident machine, as the input its result
+/// becomes. Dropping it abandons the operation (an approval withdrawn, an
+/// LLM past its deadline).
+type Pending<'a> = Pin<Box<dyn Future<Output = Input> + Send + 'a>>;
 
 /// Runs incidents to their end against one host.
 pub struct Responder<H, A, L, C> {
@@ -84,7 +57,7 @@ pub struct Responder<H, A, L, C> {
     /// an await.
     restarts: Mutex<BTreeMap<ContainerName, Vec<Timestamp>>>,
     next_incident: AtomicU64,
-    next_request: AtomicU64,
+    requests: RequestIds,
 }
 
 impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
@@ -104,7 +77,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
             shadow: false,
             restarts: Mutex::new(BTreeMap::new()),
             next_incident: AtomicU64::new(1),
-            next_request: AtomicU64::new(1),
+            requests: RequestIds::default(),
         }
     }
 
@@ -165,49 +138,6 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
         }
     }
 
-    /// Records one re-check of the alarm's condition.
-    fn log_check(&self, incident: u64, check: &Check) {
-        self.log(
-            incident,
-            AuditEvent::Checked {
-                state: check.state,
-                health: Some(check.health),
-                cleared: Some(check.cleared),
-                error: None,
-            },
-        );
-    }
-
-    /// A container that is not stopped (running, even if still starting;
-    /// restarting under Docker's policy) is never restarted on an approval
-    /// given for a stopped one: the outcome that says so, after recording
-    /// what was seen.
-    fn not_stopped(&self, id: u64, status: &ContainerStatus) -> Option<Outcome> {
-        self.log(
-            id,
-            AuditEvent::Checked { state: Some(status.state), health: Some(status.health), cleared: None, error: None },
-        );
-        (!status.state.is_stopped()).then_some(Outcome::RestartNotNeeded)
-    }
-
-    /// After a voided approval: the alarm as the host shows it now, if the
-    /// container is down again (`None` when it is up: verification follows).
-    async fn reassess(&self, id: u64, alarm: &Alarm) -> Option<Alarm> {
-        if alarm.container != self.engine.rules().database.container {
-            return None;
-        }
-        match self.observer.check_database(&self.host, self.clock.now()).await {
-            Ok(fresh) => fresh,
-            Err(e) => {
-                self.log(
-                    id,
-                    AuditEvent::Checked { state: None, health: None, cleared: None, error: Some(e.to_string()) },
-                );
-                None
-            }
-        }
-    }
-
     /// Handles one alarm until the incident is resolved or stopped.
     pub async fn handle(&mut self, opening: Alarm) -> IncidentReport {
         self.respond(opening).await
@@ -218,55 +148,122 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     /// one holds up no other. Two at once on the same container would
     /// each act on it: the caller keeps to one per container, as
     /// [`Agent`] does.
+    ///
+    /// The incident itself is an [`Incident`] machine; this is its driver:
+    /// it carries out what the machine asks, one operation at a time, and
+    /// feeds back the result and the time.
     pub async fn respond(&self, opening: Alarm) -> IncidentReport {
         let id = self.next_incident.fetch_add(1, Ordering::SeqCst);
-        let opened_at = self.clock.now();
-        telemetry::incident_opened(id, &opening);
-        self.log(id, AuditEvent::IncidentOpened { alarm: opening.clone() });
-        let mut alarm = opening.clone();
-        let mut history = History::with_restarts(self.restarts_of(&alarm.container));
-        // Steps taken for alarms the incident has since reassessed.
-        let mut earlier_steps = Vec::new();
-        let mut reassessments = 0;
+        let mut incident = Incident::open(
+            self.engine.clone(),
+            Opening {
+                id,
+                alarm: opening.clone(),
+                at: self.clock.now(),
+                restarts: self.restarts_of(&opening.container),
+                approver: self.approver.name().to_string(),
+                shadow: self.shadow,
+                timeouts: self.timeouts,
+            },
+            self.requests.clone(),
+        );
+        let mut pending: Option<Pending<'_>> = None;
+        let mut wake: Option<Timestamp> = None;
         loop {
-            let action = self.engine.decide(&alarm, &history, self.clock.now());
-            telemetry::decided(id, &action);
-            self.log(id, AuditEvent::Decided { action: action.clone() });
-            let resolution = match action {
-                Action::Resolved => Resolution::Resolved,
-                Action::Stop { reason } => Resolution::Stopped { reason },
-                action if self.shadow && action.changes_host() => {
-                    self.log(id, AuditEvent::WouldExecute { action });
-                    Resolution::Shadow
-                }
-                action => {
-                    let outcome = self.execute(id, &alarm, &action, &mut history).await;
-                    telemetry::executed(id, &action, &outcome);
-                    self.log(id, AuditEvent::Executed { action: action.clone(), outcome: outcome.clone() });
-                    let voided = matches!(outcome, Outcome::ApprovalVoided { .. });
-                    history.steps.push(Step { action, outcome, at: self.clock.now() });
-                    // A new crash is a new decision, from its own facts (a
-                    // config error now forbids the restart approved for an
-                    // OOM kill). Bounded: a container that keeps changing
-                    // under the approver ends in verification instead.
-                    if voided
-                        && reassessments < MAX_REASSESSMENTS
-                        && let Some(fresh) = self.reassess(id, &alarm).await
-                    {
-                        reassessments += 1;
-                        self.log(id, AuditEvent::Reassessed { alarm: fresh.clone() });
-                        alarm = fresh;
-                        earlier_steps.append(&mut history.steps);
+            while let Some(output) = incident.poll() {
+                match output {
+                    Output::Audit(event) => {
+                        telemetry::incident_event(id, &opening, &event, self.clock.now());
+                        self.log(id, event);
                     }
-                    continue;
+                    Output::WakeAt(at) => wake = Some(at),
+                    Output::Withdraw { request } => {
+                        tracing::debug!(incident = id, request, "approval withdrawn");
+                        pending = None;
+                    }
+                    Output::Closed(report) => return report,
+                    op => pending = self.start(id, op),
+                }
+            }
+            let input = match pending.take() {
+                Some(mut op) => {
+                    // Someone else is acting: give them the time.
+                    let timer = self.until(wake, true);
+                    tokio::select! {
+                        input = &mut op => input,
+                        now = timer => {
+                            // The operation stays under way unless the
+                            // machine, told the time, asks for another.
+                            pending = Some(op);
+                            wake = None;
+                            Input::Tick(now)
+                        }
+                    }
+                }
+                None => {
+                    let now = self.until(wake.take(), false).await;
+                    Input::Tick(now)
                 }
             };
-            let closed_at = self.clock.now();
-            telemetry::incident_closed(id, &opening, resolution, closed_at);
-            earlier_steps.append(&mut history.steps);
-            self.log(id, AuditEvent::IncidentClosed { resolution, steps: earlier_steps.len() });
-            return IncidentReport { id, alarm: opening, steps: earlier_steps, resolution, opened_at, closed_at };
+            incident.handle(input);
         }
+    }
+
+    /// The time, once `wake` has come (never, without one); `others`: while
+    /// an operation is under way (see [`Clock::idle`]).
+    async fn until(&self, wake: Option<Timestamp>, others: bool) -> Timestamp {
+        match wake {
+            Some(at) => {
+                let now = self.clock.now();
+                if at > now {
+                    let d = Duration::from_millis(at.millis_since(now));
+                    if others { self.clock.idle(d).await } else { self.clock.sleep(d).await }
+                }
+                self.clock.now()
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Starts the operation `op` asks for, as the input its result becomes.
+    fn start<'a>(&'a self, id: u64, op: Output) -> Option<Pending<'a>> {
+        let err = |e: crate::host::HostError| e.to_string();
+        Some(match op {
+            Output::Inspect { ticket, container } => Box::pin(async move {
+                let status = self.host.inspect(container.as_str()).await.map_err(err);
+                Input::Inspected { ticket, at: self.clock.now(), status }
+            }),
+            Output::AskApproval(request) => Box::pin(async move {
+                let answer = self.approver.review(&request).await.map_err(|e| e.to_string());
+                Input::Answered { request: request.id, at: self.clock.now(), answer }
+            }),
+            Output::Execute { ticket, action } => Box::pin(async move {
+                let outcome = self.execute(&action).await;
+                Input::Executed { ticket, at: self.clock.now(), outcome }
+            }),
+            Output::Consult { ticket, alarm, allowed } => Box::pin(async move {
+                let outcome = self.consult(id, &alarm, allowed).await;
+                Input::Executed { ticket, at: self.clock.now(), outcome }
+            }),
+            Output::Check { ticket, alarm } => Box::pin(async move {
+                let check = self.observer.recheck(&self.host, &alarm).await.map_err(err);
+                Input::Checked { ticket, at: self.clock.now(), check }
+            }),
+            Output::Reassess { ticket, alarm } => Box::pin(async move {
+                let alarm = self.reassess(&alarm).await.map_err(err);
+                Input::Reassessed { ticket, at: self.clock.now(), alarm }
+            }),
+            Output::Audit(_) | Output::WakeAt(_) | Output::Withdraw { .. } | Output::Closed(_) => return None,
+        })
+    }
+
+    /// After a voided approval: the alarm as the host shows it now, if the
+    /// container is down again (`None` when it is up: verification follows).
+    async fn reassess(&self, alarm: &Alarm) -> Result<Option<Alarm>, crate::host::HostError> {
+        if alarm.container != self.engine.rules().database.container {
+            return Ok(None);
+        }
+        self.observer.check_database(&self.host, self.clock.now()).await
     }
 
     fn restarts(&self) -> std::sync::MutexGuard<'_, BTreeMap<ContainerName, Vec<Timestamp>>> {
@@ -278,7 +275,9 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
         self.restarts().get(container).cloned().unwrap_or_default()
     }
 
-    async fn execute(&self, id: u64, alarm: &Alarm, action: &Action, history: &mut History) -> Outcome {
+    /// Carries out an action the machine let through: a restart only
+    /// after its approval and the re-check of the crash approved.
+    async fn execute(&self, action: &Action) -> Outcome {
         let failed = |e: crate::host::HostError| Outcome::Failed { error: e.to_string() };
         match action {
             Action::CleanLogs { target } => {
@@ -302,151 +301,97 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                 }
             }
             Action::RestartContainer { target, .. } => {
-                // The approval is asked for the crash the alarm saw, as the
-                // host shows it now, and is worth nothing for any other.
-                let before = match self.host.inspect(target.as_str()).await {
-                    Ok(s) => s,
-                    Err(e) => return Outcome::Failed { error: format!("inspect before asking: {e}") },
-                };
-                if let Some(outcome) = self.not_stopped(id, &before) {
-                    return outcome;
-                }
-                let crash = CrashBinding::of(&before, alarm.kind.cause());
-                if let Some(reason) = crash.differs_from(&alarm.evidence) {
-                    return Outcome::ApprovalVoided { reason };
-                }
-                let request = ApprovalRequest {
-                    id: self.next_request.fetch_add(1, Ordering::SeqCst),
-                    incident: id,
-                    action: action.clone(),
-                    alarm: alarm.clone(),
-                    crash: Some(crash.clone()),
-                    // The diagnosis behind an LLM's restart, for the approver.
-                    diagnosis: history.steps.iter().rev().find_map(|s| match &s.outcome {
-                        Outcome::LlmChose { diagnosis, .. } => diagnosis.clone(),
-                        _ => None,
-                    }),
-                };
-                let approver = self.approver.name().to_string();
-                self.log(
-                    id,
-                    AuditEvent::ApprovalRequested {
-                        request: request.id,
-                        action: action.clone(),
-                        approver: approver.clone(),
-                    },
-                );
-                let (approved, detail) = approval::ask(&self.approver, &request, self.timeouts.approval).await;
-                telemetry::approval_answered(id, request.id, approved, &approver, &detail);
-                self.log(id, AuditEvent::ApprovalAnswered { request: request.id, approved, approver, detail });
-                if !approved {
-                    return Outcome::ApprovalRejected;
-                }
-                // The human answered what they saw, maybe minutes ago: restart
-                // only the very crash they approved, still stopped.
-                let now = match self.host.inspect(target.as_str()).await {
-                    Ok(s) => s,
-                    // Restarting blind is what the approval gate is for avoiding.
-                    Err(e) => return Outcome::Failed { error: format!("re-check before restarting: {e}") },
-                };
-                if let Some(outcome) = self.not_stopped(id, &now) {
-                    return outcome;
-                }
-                if let Some(reason) = crash.void_reason(&now) {
-                    return Outcome::ApprovalVoided { reason };
-                }
                 let result = self.host.restart(target.as_str()).await;
-                // Counted whatever the answer: a restart that timed out or
-                // lost its connection may still have happened, and a budget
-                // that skipped it would let a crash loop run on (issue 8).
-                let now = self.clock.now();
-                self.restarts().entry(target.clone()).or_default().push(now);
-                history.restarts.push(now);
+                // Counted whatever the answer, as the machine counts it: a
+                // restart that timed out may still have happened.
+                self.restarts().entry(target.clone()).or_default().push(self.clock.now());
                 match result {
                     Ok(()) => Outcome::Restarted,
                     Err(e) => failed(e),
                 }
             }
-            Action::Verify { .. } => Outcome::Verified(self.verify(id, alarm).await),
-            Action::ConsultLlm => {
-                let rules = self.engine.rules();
-                let allowed = rules.plan(alarm.kind).map(|p| p.llm_choices).unwrap_or_default();
-                let facts = self.crash_facts(alarm, history).await;
-                let request = AdviceRequest { alarm: alarm.clone(), allowed, facts };
-                let answer = tokio::time::timeout(self.timeouts.advice, self.advisor.advise(&request)).await;
-                let refused = |reason: String, model, latency_ms, raw| {
-                    (
-                        Outcome::LlmFailed,
-                        AuditEvent::LlmConsulted { model, latency_ms, choice: None, reason, raw, diagnosis: None },
-                    )
-                };
-                let (outcome, event) = match answer {
-                    Ok(Ok(advice)) => {
-                        let d = &advice.diagnosis;
-                        let mapped = rules.llm_action(d.category, &alarm.evidence);
-                        // Whatever advisor answered, its quote must be in the
-                        // evidence any budget could have shown it.
-                        let shown = prompt::shown_evidence(alarm, &facts, prompt::LogBudget::MAX);
-                        if d.reason.trim().is_empty() || !prompt::quote_found(&d.quote, &shown) {
-                            refused(
-                                format!("refused: the {} diagnosis has no reason or quotes nothing shown", d.category),
-                                Some(advice.model),
-                                Some(advice.latency_ms),
-                                Some(advice.raw),
-                            )
-                        } else if let Err(why) = &mapped {
-                            refused(
-                                format!("refused: the facts contradict the diagnosis: {why}"),
-                                Some(advice.model),
-                                Some(advice.latency_ms),
-                                Some(advice.raw),
-                            )
-                        } else if let Some(choice) = mapped.as_ref().ok().copied().filter(|c| !allowed.contains(*c)) {
-                            refused(
-                                format!(
-                                    "refused: the rules turn {} into {}, which is not allowed here",
-                                    d.category,
-                                    choice.name()
-                                ),
-                                Some(advice.model),
-                                Some(advice.latency_ms),
-                                Some(advice.raw),
-                            )
-                        } else {
-                            let choice = mapped.unwrap_or(LlmChoice::Escalate);
-                            (
-                                Outcome::LlmChose { choice, diagnosis: Some(advice.diagnosis.clone()) },
-                                AuditEvent::LlmConsulted {
-                                    model: Some(advice.model),
-                                    latency_ms: Some(advice.latency_ms),
-                                    choice: Some(choice),
-                                    reason: advice.diagnosis.reason.clone(),
-                                    raw: Some(advice.raw),
-                                    diagnosis: Some(advice.diagnosis),
-                                },
-                            )
-                        }
-                    }
-                    Ok(Err(e)) => refused(e.reason, None, None, e.raw),
-                    Err(_) => {
-                        refused(format!("no answer within {}s", self.timeouts.advice.as_secs()), None, None, None)
-                    }
-                };
-                self.log(id, event);
-                outcome
+            // The machine asks for these in their own words (Consult, Check)
+            // and closes on the terminal ones itself.
+            Action::ConsultLlm | Action::Verify { .. } | Action::Stop { .. } | Action::Resolved => {
+                Outcome::Failed { error: "not an executable action".into() }
             }
-            // The engine hands terminal actions back to `handle`.
-            Action::Stop { .. } | Action::Resolved => Outcome::Failed { error: "not an executable action".into() },
         }
+    }
+
+    /// Asks the LLM to diagnose the crash, and turns its diagnosis into a
+    /// choice among `allowed` by the rules; the machine applies the deadline
+    /// (a late answer is dropped with this future).
+    async fn consult(&self, id: u64, alarm: &Alarm, allowed: ChoiceSet) -> Outcome {
+        let rules = self.engine.rules();
+        let facts = self.crash_facts(alarm).await;
+        let request = AdviceRequest { alarm: alarm.clone(), allowed, facts };
+        let answer = self.advisor.advise(&request).await;
+        let refused = |reason: String, model, latency_ms, raw| {
+            (
+                Outcome::LlmFailed,
+                AuditEvent::LlmConsulted { model, latency_ms, choice: None, reason, raw, diagnosis: None },
+            )
+        };
+        let (outcome, event) = match answer {
+            Ok(advice) => {
+                let d = &advice.diagnosis;
+                let mapped = rules.llm_action(d.category, &alarm.evidence);
+                // Whatever advisor answered, its quote must be in the
+                // evidence any budget could have shown it.
+                let shown = prompt::shown_evidence(alarm, &request.facts, prompt::LogBudget::MAX);
+                if d.reason.trim().is_empty() || !prompt::quote_found(&d.quote, &shown) {
+                    refused(
+                        format!("refused: the {} diagnosis has no reason or quotes nothing shown", d.category),
+                        Some(advice.model),
+                        Some(advice.latency_ms),
+                        Some(advice.raw),
+                    )
+                } else if let Err(why) = &mapped {
+                    refused(
+                        format!("refused: the facts contradict the diagnosis: {why}"),
+                        Some(advice.model),
+                        Some(advice.latency_ms),
+                        Some(advice.raw),
+                    )
+                } else if let Some(choice) = mapped.as_ref().ok().copied().filter(|c| !allowed.contains(*c)) {
+                    refused(
+                        format!(
+                            "refused: the rules turn {} into {}, which is not allowed here",
+                            d.category,
+                            choice.name()
+                        ),
+                        Some(advice.model),
+                        Some(advice.latency_ms),
+                        Some(advice.raw),
+                    )
+                } else {
+                    let choice = mapped.unwrap_or(LlmChoice::Escalate);
+                    (
+                        Outcome::LlmChose { choice, diagnosis: Some(advice.diagnosis.clone()) },
+                        AuditEvent::LlmConsulted {
+                            model: Some(advice.model),
+                            latency_ms: Some(advice.latency_ms),
+                            choice: Some(choice),
+                            reason: advice.diagnosis.reason.clone(),
+                            raw: Some(advice.raw),
+                            diagnosis: Some(advice.diagnosis),
+                        },
+                    )
+                }
+            }
+            Err(e) => refused(e.reason, None, None, e.raw),
+        };
+        self.log(id, event);
+        outcome
     }
 
     /// What OpsGuard measured about the crash, for the model: how long the
     /// run lasted (if the host says) and the restart budget spent.
-    async fn crash_facts(&self, alarm: &Alarm, history: &History) -> CrashFacts {
+    async fn crash_facts(&self, alarm: &Alarm) -> CrashFacts {
         let budget = self.engine.rules().restart_budget;
         let now = self.clock.now();
         let window_ms = budget.window_secs.saturating_mul(1000);
-        let recent = history.restarts.iter().filter(|t| now.millis_since(**t) < window_ms).count();
+        let recent = self.restarts_of(&alarm.container).iter().filter(|t| now.millis_since(**t) < window_ms).count();
         let uptime_secs = match self.host.inspect(alarm.container.as_str()).await {
             Ok(s) => match (s.started_at, s.finished_at) {
                 (Some(start), Some(end)) if end > start => Some(end.millis_since(start) / 1000),
@@ -460,49 +405,6 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
             restarts_in_window: Some(u32::try_from(recent).unwrap_or(u32::MAX)),
             max_restarts: Some(budget.max_restarts),
             window_secs: Some(budget.window_secs),
-        }
-    }
-
-    /// Rapid checks until the service is confirmed (Running and healthy for
-    /// `stable_checks` checks in a row, its alarm cleared), it is down for
-    /// good, or the rapid window ends.
-    async fn verify(&self, id: u64, alarm: &Alarm) -> Verification {
-        let settings = self.engine.rules().observer;
-        let mut cadence = Cadence::new(settings);
-        cadence.trigger_rapid(self.clock.now());
-        let mut stable = 0;
-        let mut last_state = None;
-        loop {
-            match self.observer.recheck(&self.host, alarm).await {
-                Ok(check) => {
-                    self.log_check(id, &check);
-                    last_state = check.state;
-                    if check.is_good() {
-                        stable += 1;
-                        if stable >= settings.stable_checks {
-                            return Verification::Confirmed;
-                        }
-                    } else {
-                        stable = 0;
-                        if check.is_settled_down() {
-                            return Verification::NotConfirmed { last_state };
-                        }
-                    }
-                }
-                Err(e) => {
-                    // A daemon that blinks may come back within the window.
-                    stable = 0;
-                    self.log(
-                        id,
-                        AuditEvent::Checked { state: None, health: None, cleared: None, error: Some(e.to_string()) },
-                    );
-                }
-            }
-            let now = self.clock.now();
-            if !cadence.is_rapid(now) {
-                return Verification::NotConfirmed { last_state };
-            }
-            self.clock.sleep(cadence.interval(now)).await;
         }
     }
 }

@@ -49,6 +49,7 @@ pub mod audit;
 pub mod chaos;
 pub mod clock;
 pub mod console;
+pub mod docker_agent;
 pub mod host;
 pub mod incident;
 pub mod instance;

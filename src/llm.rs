@@ -23,6 +23,7 @@ pub mod prompt;
 pub use config::{ApiKey, LlmConfig, LlmConfigError};
 pub use openai::OpenAiAdvisor;
 
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Alarm, ChoiceSet, Diagnosis, LlmDiagnosis};
@@ -85,6 +86,37 @@ pub trait Advisor: Sync {
     fn is_configured(&self) -> bool;
     /// Asks for a diagnosis of `request.alarm`.
     async fn advise(&self, request: &AdviceRequest) -> Result<Advice, AdviceError>;
+}
+
+/// An [`Advisor`] chosen at run time (none, or a configured LLM), as a
+/// trait object: [`Advisor`]'s futures are not object-safe, so these are
+/// boxed. A `Box<dyn DynAdvisor>` is an [`Advisor`] again; the method names
+/// differ so that having both traits in scope leaves no call ambiguous.
+pub trait DynAdvisor: Send + Sync {
+    /// [`Advisor::is_configured`].
+    fn is_configured_dyn(&self) -> bool;
+    /// [`Advisor::advise`], boxed.
+    fn advise_dyn<'a>(&'a self, request: &'a AdviceRequest) -> BoxFuture<'a, Result<Advice, AdviceError>>;
+}
+
+impl<T: Advisor + Send> DynAdvisor for T {
+    fn is_configured_dyn(&self) -> bool {
+        Advisor::is_configured(self)
+    }
+
+    fn advise_dyn<'a>(&'a self, request: &'a AdviceRequest) -> BoxFuture<'a, Result<Advice, AdviceError>> {
+        Box::pin(Advisor::advise(self, request))
+    }
+}
+
+impl Advisor for Box<dyn DynAdvisor + '_> {
+    fn is_configured(&self) -> bool {
+        (**self).is_configured_dyn()
+    }
+
+    async fn advise(&self, request: &AdviceRequest) -> Result<Advice, AdviceError> {
+        (**self).advise_dyn(request).await
+    }
 }
 
 /// No LLM: unknown causes go straight to a human.

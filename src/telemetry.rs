@@ -11,7 +11,7 @@
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
-use crate::audit::Resolution;
+use crate::audit::{AuditEvent, Resolution};
 use crate::model::{Action, Alarm, AlarmKind, Outcome, Timestamp, Verification};
 
 /// `opsguard_alarms_total{kind}`: alarms that opened an incident.
@@ -69,6 +69,25 @@ fn cause_label(kind: AlarmKind) -> &'static str {
     match kind {
         AlarmKind::DbCrash(c) => c.key(),
         _ => "none",
+    }
+}
+
+/// Metrics and log lines for one audited step of incident `id`, opened
+/// by `opening`.
+pub fn incident_event(id: u64, opening: &Alarm, event: &AuditEvent, now: Timestamp) {
+    match event {
+        AuditEvent::IncidentOpened { alarm } => incident_opened(id, alarm),
+        AuditEvent::Decided { action } => decided(id, action),
+        AuditEvent::Executed { action, outcome } => executed(id, action, outcome),
+        AuditEvent::ApprovalAnswered { request, approved, approver, detail } => {
+            approval_answered(id, *request, *approved, approver, detail)
+        }
+        AuditEvent::IncidentClosed { resolution, .. } => incident_closed(id, opening, *resolution, now),
+        AuditEvent::Reassessed { .. }
+        | AuditEvent::ApprovalRequested { .. }
+        | AuditEvent::LlmConsulted { .. }
+        | AuditEvent::WouldExecute { .. }
+        | AuditEvent::Checked { .. } => {}
     }
 }
 

@@ -184,6 +184,10 @@ impl opsguard::clock::Clock for TokioClock {
     async fn sleep(&self, d: std::time::Duration) {
         tokio::time::sleep(d).await
     }
+
+    async fn idle(&self, d: std::time::Duration) {
+        tokio::time::sleep(d).await
+    }
 }
 
 // Issue 8, item 7: a database restart waiting for a human who never answers

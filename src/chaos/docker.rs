@@ -717,12 +717,11 @@ pub struct RunSettings<A> {
 /// Starts OpsGuard (observer with the Docker event stream, engine, responder)
 /// against the lab, injects `scenario` once it watches, and returns when
 /// `incidents` incidents have ended or the timeout passed.
-pub async fn run_scenario<A: crate::approval::Approver + 'static>(
+pub async fn run_scenario<A: crate::approval::Approver + Send + 'static>(
     chaos: &DockerChaos,
     scenario: Scenario,
     settings: RunSettings<A>,
 ) -> Result<ScenarioRun, ChaosError> {
-    use crate::host::docker::{settle_deaths, spawn_events};
     let host = chaos.host().clone();
     let verbose = settings.verbose;
     let audit = match &settings.audit_file {
@@ -731,42 +730,29 @@ pub async fn run_scenario<A: crate::approval::Approver + 'static>(
             .keep_in_memory(),
         None => crate::audit::AuditLog::in_memory(),
     };
-    let audit = audit.with_tap(move |r| {
-        if verbose {
-            let time = r.time.get(11..23).unwrap_or(&r.time);
-            println!("[{time}] #{} {}", r.incident, r.event.render());
-        }
-    });
-    let audit = match settings.tap.clone() {
-        Some(tap) => audit.with_tap(move |r| tap(r)),
-        None => audit,
-    };
-    let (raw, pump) = spawn_events(host.client().clone(), settings.rules.scope_label.clone(), 256, None);
-    let (events, settle) = settle_deaths(raw, Duration::from_millis(500));
-    let engine = crate::engine::Engine::new(settings.rules.clone());
-    let responder = crate::incident::Responder::new(
-        engine,
-        host.clone(),
-        settings.approver,
-        crate::llm::NoAdvisor,
-        SystemClock,
-        audit.clone(),
-    )
-    .with_timeouts(crate::incident::Timeouts { approval: Duration::from_secs(30), ..Default::default() });
+    let mut agent = crate::docker_agent::DockerAgentBuilder::new(settings.rules.clone(), host.clone(), audit.clone())
+        .approver(Box::new(settings.approver))
+        .approval_timeout(Duration::from_secs(30))
+        .tap(move |r| {
+            if verbose {
+                let time = r.time.get(11..23).unwrap_or(&r.time);
+                println!("[{time}] #{} {}", r.incident, r.event.render());
+            }
+        });
+    if let Some(tap) = settings.tap.clone() {
+        agent = agent.tap(move |r| tap(r));
+    }
+    let agent = agent.start();
     let deadline = SystemClock.now().plus_millis(settings.timeout.as_millis() as u64);
     let until = crate::incident::Until { incidents: Some(settings.incidents), deadline: Some(deadline) };
-    let agent = tokio::spawn(async move {
-        let mut agent = crate::incident::Agent::new(responder);
-        agent.run(Some(events), until).await
-    });
+    // Dropping the agent (the task ends or is aborted) stops its event stream.
+    let mut agent = tokio::spawn(agent.run(until));
     // Let the first sweep finish and the event stream connect.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let inject = match chaos.inject(scenario).await {
         Ok(r) => r,
         Err(e) => {
             agent.abort();
-            pump.abort();
-            settle.abort();
             return Err(e);
         }
     };
@@ -777,9 +763,8 @@ pub async fn run_scenario<A: crate::approval::Approver + 'static>(
     }
     .or(inject.fault_at)
     .unwrap_or(inject.ts.plus_millis(inject.duration_ms));
-    let reports = tokio::time::timeout(settings.timeout + Duration::from_secs(30), agent).await;
-    pump.abort();
-    settle.abort();
+    let reports = tokio::time::timeout(settings.timeout + Duration::from_secs(30), &mut agent).await;
+    agent.abort();
     let reports = match reports {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return Err(ChaosError::Failed(format!("the agent task failed: {e}"))),

@@ -14,6 +14,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::ContainerStatus;
 use crate::model::{ContainerName, ContainerState, Health, Timestamp};
 
 /// What a container event says happened.
@@ -102,29 +103,6 @@ impl ContainerSummary {
             None => self.labels.contains_key(label),
         }
     }
-}
-
-/// A container as inspected.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ContainerStatus {
-    /// Name.
-    pub name: ContainerName,
-    /// Docker's container id: a new one when the container is recreated
-    /// under the same name, so an approval for one cannot act on another.
-    #[serde(default)]
-    pub id: Option<String>,
-    /// State.
-    pub state: ContainerState,
-    /// Health check result.
-    pub health: Health,
-    /// Exit code of the last run (0 while running).
-    pub exit_code: Option<i64>,
-    /// Docker's `OOMKilled`.
-    pub oom_killed: bool,
-    /// When the last run started.
-    pub started_at: Option<Timestamp>,
-    /// When the last run ended.
-    pub finished_at: Option<Timestamp>,
 }
 
 /// Usage of the filesystem holding a path.

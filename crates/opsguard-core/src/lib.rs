@@ -11,11 +11,14 @@
 #![deny(missing_docs)]
 
 pub mod alarm;
+pub mod approval;
 pub mod audit;
 pub mod classify;
 pub mod engine;
 pub mod explain;
+pub mod incident;
 pub mod model;
+pub mod observe;
 pub mod postmortem;
 pub mod redact;
 pub mod rules;

@@ -500,10 +500,28 @@ impl Action {
     }
 
     /// Whether a human must approve it first.
+    /// Every variant is named: a new action is a compile error here until
+    /// someone decides whether it needs a human, and the incident machine
+    /// gates on this, not on the variant.
     pub fn risk(&self) -> Risk {
         match self {
             Action::RestartContainer { .. } => Risk::Risky,
-            _ => Risk::Safe,
+            Action::CleanLogs { .. }
+            | Action::PruneContainers
+            | Action::Verify { .. }
+            | Action::ConsultLlm
+            | Action::Stop { .. }
+            | Action::Resolved => Risk::Safe,
+        }
+    }
+
+    /// The one container it acts on or watches, if it has one.
+    pub fn target(&self) -> Option<&ContainerName> {
+        match self {
+            Action::CleanLogs { target } | Action::RestartContainer { target, .. } | Action::Verify { target } => {
+                Some(target)
+            }
+            Action::PruneContainers | Action::ConsultLlm | Action::Stop { .. } | Action::Resolved => None,
         }
     }
 
@@ -774,4 +792,27 @@ impl History {
     pub fn with_restarts(restarts: Vec<Timestamp>) -> Self {
         History { steps: Vec::new(), restarts }
     }
+}
+
+/// A container as inspected.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    /// Name.
+    pub name: ContainerName,
+    /// Docker's container id: a new one when the container is recreated
+    /// under the same name, so an approval for one cannot act on another.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// State.
+    pub state: ContainerState,
+    /// Health check result.
+    pub health: Health,
+    /// Exit code of the last run (0 while running).
+    pub exit_code: Option<i64>,
+    /// Docker's `OOMKilled`.
+    pub oom_killed: bool,
+    /// When the last run started.
+    pub started_at: Option<Timestamp>,
+    /// When the last run ended.
+    pub finished_at: Option<Timestamp>,
 }

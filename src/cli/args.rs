@@ -1,0 +1,276 @@
+//! The command line's grammar: every command, flag and default of
+//! `opsguard`, as clap derive types. What the commands do lives beside this
+//! module, one module per command.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "opsguard", version, about = "A self-healing agent for Docker hosts")]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// Each command's arguments are a struct of their own, for its module. Those
+// structs carry plain comments: a doc comment would replace the help text
+// given here. Parsed once at start: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+pub enum Command {
+    /// Start or stop the Docker lab.
+    Lab(LabArgs),
+    /// Inject a fault into the lab, or reset it.
+    Chaos(ChaosArgs),
+    /// Watch the Docker host and respond to incidents.
+    Watch(WatchArgs),
+    /// Write an incident's post-mortem (Markdown) from the audit log.
+    Postmortem(PostmortemArgs),
+    /// Show which rule raises an alarm, which evidence decides its root
+    /// cause and what action follows, touching no host.
+    Explain(ExplainArgs),
+    /// Run recorded incidents through today's rules and show where they
+    /// would decide differently (exit 0: the same, 3: different, 1: error).
+    Replay(ReplayArgs),
+}
+
+// `opsguard lab`.
+#[derive(clap::Args)]
+pub struct LabArgs {
+    /// `up` or `down`.
+    #[arg(value_enum)]
+    pub action: LabAction,
+    /// The lab scripts' directory (default: ./lab, else the source tree's lab/).
+    #[arg(long)]
+    pub lab_dir: Option<PathBuf>,
+}
+
+// `opsguard chaos`.
+#[derive(clap::Args)]
+pub struct ChaosArgs {
+    /// A scenario (`web-disk-fill`, `zombies`, `db-garbage-flood`,
+    /// `db-config-corruption`, `db-oom-kill`, `db-data-corruption`,
+    /// `chain-reaction`), `reset` or `list`.
+    pub scenario: String,
+    /// With `reset`: a fresh lab (lab/reset.sh) instead of a repair.
+    #[arg(long)]
+    pub full: bool,
+    /// Where to append the record of what was done (JSON lines).
+    #[arg(long, default_value = "opsguard-chaos.jsonl")]
+    pub record: PathBuf,
+    /// Only touch containers with this label.
+    #[arg(long, default_value = "opsguard.lab=true")]
+    pub scope_label: String,
+    /// The lab scripts' directory.
+    #[arg(long)]
+    pub lab_dir: Option<PathBuf>,
+}
+
+// `opsguard watch`.
+#[derive(clap::Args)]
+pub struct WatchArgs {
+    /// Rules file (default: the built-in rules/default.toml).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Overrides the rules' scope label (`key=value`).
+    #[arg(long)]
+    pub scope_label: Option<String>,
+    /// How risky actions are approved.
+    #[arg(long, value_enum, default_value_t = ApproveMode::Prompt)]
+    pub approve: ApproveMode,
+    /// Audit log (JSON lines, appended).
+    #[arg(long, default_value = "opsguard-audit.jsonl")]
+    pub audit: PathBuf,
+    /// Exit after this many incidents ended.
+    #[arg(long)]
+    pub max_incidents: Option<usize>,
+    /// Exit after this many seconds.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// How long a human has to answer an approval request (`300` seconds,
+    /// `5m`, `90s`); silence is a rejection.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub approval_timeout: Duration,
+    /// With `--approve web`: where the console listens. Beyond loopback
+    /// TLS is required (`--tls-cert`, `--tls-key`) unless `--insecure-http`.
+    #[arg(long, default_value = opsguard::console::DEFAULT_LISTEN)]
+    pub listen: String,
+    /// With `--approve web`: the token every client must present (else
+    /// the OPSGUARD_CONSOLE_TOKEN environment variable, which `ps` does
+    /// not show; else a random one written to `--token-file`).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// With `--approve web` and no token given: where the generated
+    /// token is written (mode 0600, replaced at each start).
+    #[arg(long, default_value = "opsguard-console.token")]
+    pub token_file: PathBuf,
+    /// With `--approve web`: serve the console over TLS with this
+    /// certificate chain (PEM, leaf first).
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// With `--approve web`: allow plain HTTP beyond loopback (the token
+    /// and the session cookie then cross the network in the clear).
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub insecure_http: bool,
+    /// LLM for unknown root causes: an `llm.toml` with an `[llm]` table.
+    #[arg(long)]
+    pub llm_config: Option<PathBuf>,
+    /// LLM endpoint (OpenAI-compatible base URL, e.g. http://127.0.0.1:11434 for Ollama).
+    #[arg(long)]
+    pub llm_url: Option<String>,
+    /// LLM model name.
+    #[arg(long)]
+    pub llm_model: Option<String>,
+    /// Environment variable holding the LLM's API key (never logged).
+    #[arg(long)]
+    pub llm_api_key_env: Option<String>,
+    /// Seconds to wait for the LLM.
+    #[arg(long)]
+    pub llm_timeout: Option<u64>,
+    /// Most tokens the LLM may answer with.
+    #[arg(long)]
+    pub llm_max_tokens: Option<u64>,
+    /// Allow plain http to an LLM host that is not loopback (evidence
+    /// and any API key then cross the network unencrypted).
+    #[arg(long)]
+    pub llm_allow_http: bool,
+    /// Observe and decide for real, execute nothing: record what would
+    /// be done (exit code 0 whatever was decided).
+    #[arg(long)]
+    pub shadow: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+// `opsguard postmortem`.
+#[derive(clap::Args)]
+pub struct PostmortemArgs {
+    /// The incident id (as in the audit log's `incident` field).
+    pub incident: u64,
+    /// The audit log to read.
+    #[arg(long, default_value = "opsguard-audit.jsonl")]
+    pub audit: PathBuf,
+    /// Which run of that id, when several `watch` runs appended to the
+    /// log (1 = the first; default: the last).
+    #[arg(long)]
+    pub occurrence: Option<usize>,
+    /// Write the report here instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+// `opsguard explain`.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["alarm", "from"])))]
+pub struct ExplainArgs {
+    /// The alarm to explain.
+    #[arg(long, value_enum)]
+    pub alarm: Option<AlarmArg>,
+    /// The crashed container's exit code.
+    #[arg(long)]
+    pub exit_code: Option<i64>,
+    /// Docker's OOMKilled flag (`true` or `false`).
+    #[arg(long, value_name = "BOOL")]
+    pub oom: Option<bool>,
+    /// A log line from before the crash (repeatable, oldest first).
+    #[arg(long = "log-line", value_name = "LINE")]
+    pub log_lines: Vec<String>,
+    /// A file of log lines from before the crash (after any --log-line).
+    #[arg(long, value_name = "FILE")]
+    pub logs: Option<PathBuf>,
+    /// Disk usage in percent.
+    #[arg(long, value_name = "PCT")]
+    pub disk_used: Option<f64>,
+    /// Exited containers in scope (zombies).
+    #[arg(long, value_name = "N")]
+    pub exited: Option<u32>,
+    /// Take the alarm recorded in this audit log instead of flags.
+    #[arg(long, value_name = "AUDIT", conflicts_with_all = ["alarm", "exit_code", "oom", "log_lines", "logs", "disk_used", "exited"])]
+    pub from: Option<PathBuf>,
+    /// With --from: the incident (default: the last one in the log).
+    #[arg(long, requires = "from")]
+    pub incident: Option<u64>,
+    /// Rules file (default: the built-in rules/default.toml).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Decide as if an LLM were configured (unknown causes consult it).
+    #[arg(long)]
+    pub llm: bool,
+}
+
+// `opsguard replay`.
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    /// The audit log.
+    pub audit: PathBuf,
+    /// Only this incident id.
+    #[arg(long)]
+    pub incident: Option<u64>,
+    /// Today's rules file (default: the built-in rules/default.toml).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum AlarmArg {
+    /// `DB_CRASH`: the database is down; its cause is classified.
+    DbCrash,
+    /// `WEB_LOG_SATURATION`: the web log disk (with --disk-used).
+    WebDisk,
+    /// `ZOMBIE_OUTBREAK`: exited containers (with --exited).
+    Zombies,
+}
+
+/// How `watch` reports what it does.
+#[derive(clap::Args, Clone, Debug)]
+pub struct OutputArgs {
+    /// `text`: a timeline for humans (with a progress line on a terminal)
+    /// and warnings on stderr; `json`: every incident step as a JSON line on
+    /// stdout, from `tracing` (filter with RUST_LOG).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human timeline.
+    Text,
+    /// JSON lines.
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LabAction {
+    Up,
+    Down,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApproveMode {
+    /// Ask at the terminal (no terminal: reject).
+    Prompt,
+    /// Approve every risky action.
+    Auto,
+    /// Reject every risky action.
+    Deny,
+    /// Ask on the web approval console (`--listen`, `--token`).
+    Web,
+}
+
+/// Plain seconds (`300`) or a humantime duration (`5m`, `1m30s`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s).map_err(|e| e.to_string())?,
+    };
+    if d.is_zero() { Err("must be longer than zero".into()) } else { Ok(d) }
+}

@@ -1,0 +1,53 @@
+//! `opsguard chaos`: lists the scenarios, injects one into the lab, or
+//! resets the lab.
+
+use std::process::ExitCode;
+
+use opsguard::audit::Resolution;
+use opsguard::chaos::Scenario;
+use opsguard::chaos::docker::{DockerChaos, run_script};
+use opsguard::host::docker::DockerHost;
+use opsguard::redact::printable;
+
+use super::args::ChaosArgs;
+
+/// `list`, `reset [--full]` or a scenario's name.
+pub async fn run(args: ChaosArgs) -> Result<ExitCode, String> {
+    let ChaosArgs { scenario, full, record, scope_label, lab_dir } = args;
+    if scenario == "list" {
+        for s in Scenario::ALL {
+            let e = s.expected();
+            let outcome = match e.resolution {
+                Resolution::Resolved => "resolved".to_string(),
+                Resolution::Stopped { reason } => format!("STOP: {reason}"),
+                Resolution::Shadow => "shadow".to_string(),
+            };
+            let approval = if e.needs_approval { " (after approval)" } else { "" };
+            println!("{:<22} {} → {outcome}{approval}", s.name(), e.alarm);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = super::lab_dir(lab_dir);
+    if scenario == "reset" && full {
+        println!("{}", run_script(&dir.join("reset.sh")).await?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let host = DockerHost::connect(&scope_label).await.map_err(|e| e.to_string())?;
+    let chaos = DockerChaos::new(host, Some(record), Some(dir));
+    let rec = if scenario == "reset" {
+        chaos.reset().await
+    } else {
+        let s = Scenario::from_name(&scenario).ok_or_else(|| {
+            let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+            format!("unknown scenario {scenario:?}; one of: {}, reset, list", names.join(", "))
+        })?;
+        println!("💥 {s}: OpsGuard must raise {} and end {:?}", s.expected().alarm, s.expected().resolution);
+        chaos.inject(s).await
+    }
+    .map_err(|e| e.to_string())?;
+    for step in &rec.steps {
+        println!("  {:>6} ms  {} → {}", step.ms, printable(&step.what), printable(&step.result));
+    }
+    println!("done in {} ms", rec.duration_ms);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,268 @@
+//! `opsguard watch`: the agent on the local Docker host, with the approver
+//! and advisor the flags choose, until its incidents or its time run out.
+//! Exits 0 when every incident resolved, 2 when any stopped for a human
+//! (shadow mode: 0 whatever was decided).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opsguard::approval::{DynApprover, PolicyApprover, TerminalApprover};
+use opsguard::audit::{AuditLog, Resolution};
+use opsguard::clock::{Clock, SystemClock};
+use opsguard::console::Console;
+use opsguard::docker_agent::DockerAgentBuilder;
+use opsguard::host::docker::{DockerHost, StreamNotice};
+use opsguard::incident::{IncidentReport, Until};
+use opsguard::llm::config::LlmConfig;
+use opsguard::llm::openai::OpenAiAdvisor;
+use opsguard::llm::{DynAdvisor, NoAdvisor};
+use opsguard::redact::printable;
+use opsguard::rules::Rules;
+
+use super::args::{ApproveMode, LogFormat, OutputArgs, WatchArgs};
+use super::console::{WebConsole, start_console};
+use super::output::{StatusLine, announce, init_logging, serve_metrics};
+
+/// Turns the flags into rules, an approver and an advisor, then watches.
+pub async fn run(args: WatchArgs) -> Result<ExitCode, String> {
+    let WatchArgs {
+        rules,
+        scope_label,
+        approve,
+        audit,
+        max_incidents,
+        timeout,
+        approval_timeout,
+        listen,
+        token,
+        token_file,
+        tls_cert,
+        tls_key,
+        insecure_http,
+        llm_config,
+        llm_url,
+        llm_model,
+        llm_api_key_env,
+        llm_timeout,
+        llm_max_tokens,
+        llm_allow_http,
+        shadow,
+        output,
+    } = args;
+    init_logging(output.log_format);
+    let advisor = llm_advisor(
+        [
+            ("--llm-config", llm_config.map(|p| p.display().to_string())),
+            ("--llm-url", llm_url),
+            ("--llm-model", llm_model),
+            ("--llm-api-key-env", llm_api_key_env),
+            ("--llm-timeout", llm_timeout.map(|t| t.to_string())),
+            ("--llm-max-tokens", llm_max_tokens.map(|t| t.to_string())),
+        ],
+        llm_allow_http,
+    )?;
+    let mut rules = match rules {
+        Some(path) => opsguard::rules::load(&path).map_err(|e| e.to_string())?,
+        None => Rules::default_rules(),
+    };
+    if let Some(label) = scope_label {
+        if !label.contains('=') {
+            return Err(format!("--scope-label must be key=value, not {label:?}"));
+        }
+        rules.scope_label = label;
+    }
+    let console = match approve {
+        ApproveMode::Web => {
+            let web = WebConsole { listen: &listen, token, token_file: &token_file, tls_cert, tls_key, insecure_http };
+            Some(start_console(web, approval_timeout, output.log_format).await?)
+        }
+        _ => None,
+    };
+    let approver: Box<dyn DynApprover> = match (approve, &console) {
+        (ApproveMode::Web, Some((c, _))) => Box::new(c.approver()),
+        (ApproveMode::Prompt, _) => Box::new(TerminalApprover),
+        (ApproveMode::Auto, _) => Box::new(PolicyApprover::ApproveAll),
+        (ApproveMode::Deny | ApproveMode::Web, _) => Box::new(PolicyApprover::Deny),
+    };
+    let session = Session {
+        audit_path: &audit,
+        until: Until {
+            incidents: max_incidents,
+            deadline: timeout.map(|s| SystemClock.now().plus_millis(s.saturating_mul(1000))),
+        },
+        approval_timeout,
+        output: &output,
+        console: console.as_ref().map(|(c, _)| c.clone()),
+        prompts: approve == ApproveMode::Prompt,
+        shadow,
+    };
+    let reports = watch(Arc::new(rules), approver, advisor, session).await;
+    if let Some((_, server)) = console {
+        server.abort();
+    }
+    let reports = reports?;
+    // Shadow mode reports decisions; none of them is a failure to act.
+    Ok(if shadow { ExitCode::SUCCESS } else { exit_code(&reports) })
+}
+
+/// The `--llm-*` flags, through the same parser the library offers: no LLM
+/// (unknown causes escalate), or an OpenAI-compatible one.
+fn llm_advisor(flags: [(&str, Option<String>); 6], allow_http: bool) -> Result<Box<dyn DynAdvisor>, String> {
+    let mut args = Vec::new();
+    if allow_http {
+        args.push("--llm-allow-http".to_string());
+    }
+    for (flag, value) in flags {
+        if let Some(v) = value {
+            args.push(flag.to_string());
+            args.push(v);
+        }
+    }
+    match LlmConfig::from_args(&mut args).map_err(|e| e.to_string())? {
+        None => Ok(Box::new(NoAdvisor)),
+        Some(config) => Ok(Box::new(OpenAiAdvisor::new(config).map_err(|e| e.to_string())?)),
+    }
+}
+
+/// 0 when every incident resolved, 2 when any stopped for a human.
+fn exit_code(reports: &[IncidentReport]) -> ExitCode {
+    if reports.iter().any(|r| matches!(r.resolution, Resolution::Stopped { .. })) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// How this watch runs, beside whom it asks and consults.
+struct Session<'a> {
+    audit_path: &'a Path,
+    until: Until,
+    approval_timeout: Duration,
+    output: &'a OutputArgs,
+    console: Option<Console>,
+    /// Approvals are asked at this terminal.
+    prompts: bool,
+    shadow: bool,
+}
+
+async fn watch(
+    rules: Arc<Rules>,
+    approver: Box<dyn DynApprover>,
+    advisor: Box<dyn DynAdvisor>,
+    session: Session<'_>,
+) -> Result<Vec<IncidentReport>, String> {
+    let Session { audit_path, until, approval_timeout, output, console, prompts, shadow } = session;
+    // One acting watch per Docker endpoint: a second would keep a restart
+    // budget of its own. Shadow mode changes nothing, so it may run beside one.
+    let _instance = if shadow {
+        None
+    } else {
+        let dir = opsguard::instance::default_lock_dir();
+        Some(
+            opsguard::instance::InstanceLock::acquire(&dir, &opsguard::instance::docker_endpoint())
+                .map_err(|e| e.to_string())?,
+        )
+    };
+    let host = DockerHost::connect(&rules.scope_label).await.map_err(|e| e.to_string())?;
+    let metrics = match output.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, output.log_format).await?),
+        None => None,
+    };
+    let mut resume = opsguard::audit::resume(audit_path).map_err(|e| format!("{}: {e}", audit_path.display()))?;
+    // Only restarts the budget can still count; a year of them is not kept.
+    let window = rules.restart_budget.window_secs.saturating_mul(1000);
+    let now = SystemClock.now();
+    for times in resume.restarts.values_mut() {
+        times.retain(|t| now.millis_since(*t) < window);
+    }
+    let audit = AuditLog::to_file(audit_path).map_err(|e| format!("{}: {e}", audit_path.display()))?;
+    let configured = advisor.is_configured_dyn();
+    let mut agent = DockerAgentBuilder::new(rules.clone(), host, audit)
+        .approver(approver)
+        .advisor(advisor)
+        .approval_timeout(approval_timeout)
+        .shadow(shadow)
+        .resuming(resume);
+    let status = match output.log_format {
+        LogFormat::Text => {
+            let status = StatusLine::start(Duration::from_secs(rules.observer.rapid_window_secs), prompts);
+            let tap = status.clone();
+            agent = agent.tap(move |r| tap.record(r));
+            Some(status)
+        }
+        // Every step already goes out as a JSON line through `telemetry`.
+        LogFormat::Json => None,
+    };
+    if let Some(c) = console {
+        agent = agent.tap(move |r| c.record(r));
+    }
+    let (notices_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+    let agent = agent.notices(notices_tx).start();
+    let notice_task = tokio::spawn(async move {
+        while let Some(n) = notices.recv().await {
+            match n {
+                StreamNotice::Connected { since: None } => tracing::info!("watching Docker events"),
+                StreamNotice::Connected { since: Some(t) } => {
+                    tracing::warn!(since = %t, "event stream reconnected, resuming")
+                }
+                StreamNotice::Lost { error } => {
+                    tracing::warn!(error = %printable(&error), "event stream lost; reconnecting")
+                }
+            }
+        }
+    });
+    announce(
+        output.log_format,
+        &format!(
+            "👁  OpsGuard watching {} and {} (scope {}), sweep every {}s, audit {}",
+            rules.web.container,
+            rules.database.container,
+            rules.scope_label,
+            rules.observer.interval_secs,
+            audit_path.display()
+        ),
+    );
+    if configured {
+        announce(
+            output.log_format,
+            "🤖 unknown root causes consult the configured LLM (its choice still needs the same checks)",
+        );
+    }
+    if shadow {
+        announce(
+            output.log_format,
+            "👻 shadow mode: deciding for real, executing nothing (would-be actions go to the audit log)",
+        );
+    }
+    // Dropping the agent (at the end, or on ^C) stops the event stream.
+    let reports = tokio::select! {
+        r = agent.run(until) => r,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("opsguard: interrupted");
+            Vec::new()
+        }
+    };
+    notice_task.abort();
+    if let Some(status) = status {
+        status.finish();
+    }
+    if let Some(m) = metrics {
+        m.abort();
+    }
+    if output.log_format == LogFormat::Json {
+        return Ok(reports);
+    }
+    println!();
+    for r in &reports {
+        let secs = r.closed_at.millis_since(r.opened_at) as f64 / 1000.0;
+        let end = match r.resolution {
+            Resolution::Resolved => "✅ resolved".to_string(),
+            Resolution::Stopped { reason } => format!("🛑 stopped: {reason}"),
+            Resolution::Shadow => "👻 shadow: nothing changed".to_string(),
+        };
+        println!("incident #{}: {} → {end} in {secs:.1}s ({} steps)", r.id, r.alarm, r.steps.len());
+    }
+    Ok(reports)
+}
