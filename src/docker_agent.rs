@@ -15,7 +15,7 @@ use crate::audit::{AuditLog, AuditRecord, Resume};
 use crate::clock::SystemClock;
 use crate::engine::Engine;
 use crate::host::ContainerEvent;
-use crate::host::docker::{DockerHost, StreamNotice, settle_deaths, spawn_events};
+use crate::host::docker::{DockerHost, StreamNotice, spawn_events};
 use crate::incident::{Agent, IncidentReport, Responder, Timeouts, Until};
 use crate::llm::{DynAdvisor, NoAdvisor};
 use crate::rules::Rules;
@@ -25,9 +25,6 @@ pub type DockerResponder = Responder<DockerHost, Box<dyn DynApprover>, Box<dyn D
 
 /// Events waiting for the agent; beyond this the periodic sweep catches up.
 const EVENT_CAPACITY: usize = 256;
-/// How long a `die` is held back to see whether the container comes back
-/// (`docker restart` dies and starts within milliseconds).
-const DEATH_SETTLE: Duration = Duration::from_millis(500);
 
 /// Collects what a Docker agent is made of; [`DockerAgentBuilder::start`]
 /// connects it to the event stream.
@@ -44,13 +41,14 @@ pub struct DockerAgentBuilder {
 }
 
 impl DockerAgentBuilder {
-    /// An agent for `host` under `rules`, recording to `audit`. Until told
-    /// otherwise it rejects every risky action, consults no LLM and acts.
+    /// An agent for `host` under `rules`, recording to `audit` (with the
+    /// metrics' tap first). Until told otherwise it rejects every risky
+    /// action, consults no LLM and acts.
     pub fn new(rules: Arc<Rules>, host: DockerHost, audit: AuditLog) -> Self {
         DockerAgentBuilder {
             rules,
             host,
-            audit,
+            audit: audit.with_tap(crate::telemetry::audit_tap()),
             approver: Box::new(PolicyApprover::Deny),
             advisor: Box::new(NoAdvisor),
             timeouts: Timeouts::default(),
@@ -110,15 +108,15 @@ impl DockerAgentBuilder {
     /// until the agent is dropped.
     pub fn start(self) -> DockerAgent {
         let DockerAgentBuilder { rules, host, audit, approver, advisor, timeouts, shadow, resume, notices } = self;
-        let (raw, pump) = spawn_events(host.client().clone(), rules.scope_label.clone(), EVENT_CAPACITY, notices);
-        let (events, settle) = settle_deaths(raw, DEATH_SETTLE);
+        let (events, pump) =
+            spawn_events(host.client().clone(), rules.scope_label.clone(), EVENT_CAPACITY, notices, SystemClock);
         let mut responder = Responder::new(Engine::new(rules), host, approver, advisor, SystemClock, audit)
             .with_timeouts(timeouts)
             .with_shadow(shadow);
         if let Some(resume) = resume {
             responder = responder.resuming(resume);
         }
-        DockerAgent { agent: Agent::new(responder), events: Some(events), tasks: [pump, settle] }
+        DockerAgent { agent: Agent::new(responder), events: Some(events), pump }
     }
 }
 
@@ -126,8 +124,8 @@ impl DockerAgentBuilder {
 pub struct DockerAgent {
     agent: Agent<DockerHost, Box<dyn DynApprover>, Box<dyn DynAdvisor>, SystemClock>,
     events: Option<mpsc::Receiver<ContainerEvent>>,
-    /// The event pump and the death settler.
-    tasks: [JoinHandle<()>; 2],
+    /// The event pump.
+    pump: JoinHandle<()>,
 }
 
 impl DockerAgent {
@@ -145,8 +143,6 @@ impl DockerAgent {
 
 impl Drop for DockerAgent {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.pump.abort();
     }
 }

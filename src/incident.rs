@@ -9,7 +9,7 @@
 //! garbled LLM answer) becomes an input that the machine turns into an
 //! escalation; nothing here decides what to do next.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -25,11 +25,11 @@ use crate::approval::Approver;
 use crate::audit::{AuditEvent, AuditLog, Resolution};
 use crate::clock::Clock;
 use crate::engine::Engine;
-use crate::host::{ContainerEvent, Host};
+use crate::host::{ContainerEvent, ContainerEventKind, Host};
 use crate::llm::{AdviceRequest, Advisor, CrashFacts, prompt};
-use crate::model::{Action, Alarm, AlarmKind, ChoiceSet, ContainerName, LlmChoice, Outcome, Timestamp};
-use crate::observer::{Cadence, Observer};
-use crate::telemetry;
+use crate::model::{Action, Alarm, ChoiceSet, ContainerName, LlmChoice, Outcome, Timestamp};
+use crate::observer::Observer;
+use opsguard_core::schedule::{self, AlarmKey, Reread, Scheduler};
 
 pub use opsguard_core::incident::{
     Incident, IncidentReport, Input, MAX_REASSESSMENTS, Opening, Output, RequestIds, Ticket, Timeouts,
@@ -172,10 +172,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
         loop {
             while let Some(output) = incident.poll() {
                 match output {
-                    Output::Audit(event) => {
-                        telemetry::incident_event(id, &opening, &event, self.clock.now());
-                        self.log(id, event);
-                    }
+                    Output::Audit(event) => self.log(id, event),
                     Output::WakeAt(at) => wake = Some(at),
                     Output::Withdraw { request } => {
                         tracing::debug!(incident = id, request, "approval withdrawn");
@@ -409,57 +406,34 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     }
 }
 
-/// When the watch loop ends.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Until {
-    /// After this many incidents have ended.
-    pub incidents: Option<usize>,
-    /// At this time.
-    pub deadline: Option<Timestamp>,
-}
+pub use opsguard_core::schedule::{Delays, Until};
 
 /// `app.py`: the observer and the responder together, polling at the
 /// observer's cadence and reacting to container events in between.
 ///
-/// Incidents on different containers run side by side (at most one per
-/// container, the zombie scope counting as one): a database restart waiting
+/// The driver of a [`Scheduler`], which decides when to sweep, which
+/// alarms become incidents (at most one per container, the zombie scope
+/// counting as one; none for an alarm already with a human), how long a
+/// death or an outbreak settles first, and when the watch ends. Incidents
+/// on different containers run side by side: a database restart waiting
 /// for a human holds up neither a zombie outbreak nor a full web disk. They
 /// share the responder's restart budget, incident and request numbering
-/// and audit log. When the watch is to end, no new incident starts and the
-/// ones under way finish; none is abandoned half-done.
+/// and audit log.
 pub struct Agent<H, A, L, C> {
     responder: Responder<H, A, L, C>,
-    cadence: Cadence,
-    /// Alarms already escalated to a human and not yet cleared: they are not
-    /// opened again on every sweep.
-    escalated: BTreeSet<(String, ContainerName)>,
-}
-
-/// How long a zombie count must hold still before the outbreak is acted on.
-const ZOMBIE_SETTLE: Duration = Duration::from_secs(1);
-/// At most this many settle periods, so a host where containers keep dying
-/// still gets its clean-up.
-const ZOMBIE_SETTLE_ROUNDS: u32 = 10;
-
-fn alarm_key(a: &Alarm) -> (String, ContainerName) {
-    // A database crash by code, not cause: the same outage re-read after a
-    // clean (the disk no longer full) is no new incident while a human has it.
-    (a.kind.code().to_string(), a.container.clone())
-}
-
-/// An incident that ran (or whose alarm cleared while it settled), with the
-/// container it held.
-struct Finished {
-    container: ContainerName,
-    key: (String, ContainerName),
-    report: Option<IncidentReport>,
+    delays: Delays,
 }
 
 impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
-    /// An agent around `responder`.
+    /// An agent around `responder`, with the default settle delays.
     pub fn new(responder: Responder<H, A, L, C>) -> Self {
-        let cadence = Cadence::new(responder.engine.rules().observer);
-        Agent { responder, cadence, escalated: BTreeSet::new() }
+        Agent { responder, delays: Delays::default() }
+    }
+
+    /// Changes how long deaths and outbreaks settle.
+    pub fn with_delays(mut self, delays: Delays) -> Self {
+        self.delays = delays;
+        self
     }
 
     /// The responder.
@@ -468,73 +442,89 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
     }
 
     /// Watches until `until`; returns every finished incident, in the order
-    /// they ended. `events` (e.g. Docker's event stream) triggers checks
-    /// between sweeps.
+    /// they ended. `events` (e.g. Docker's event stream, as it comes: the
+    /// scheduler debounces deaths) triggers checks between sweeps.
     pub async fn run(
         &mut self,
         mut events: Option<mpsc::Receiver<ContainerEvent>>,
         until: Until,
     ) -> Vec<IncidentReport> {
-        let Agent { responder, cadence, escalated } = self;
-        let r: &Responder<H, A, L, C> = responder;
+        let r = &self.responder;
+        let mut scheduler = Scheduler::new(r.engine.rules().observer, self.delays, until, r.clock.now());
         let mut reports = Vec::new();
-        // One future per container in trouble, polled together in this task;
-        // issue 9's driver makes each of them an incident machine.
+        // One future per open incident, polled together in this task.
         let mut running = FuturesUnordered::new();
-        let mut busy: BTreeSet<ContainerName> = BTreeSet::new();
-        let mut next_sweep = r.clock.now();
+        scheduler.handle(schedule::Input::Tick(r.clock.now()));
         loop {
-            if done(r, &reports, until) {
-                // Nothing new starts; what is under way finishes.
-                match running.next().await {
-                    Some(f) => finish(r, cadence, escalated, &mut busy, &mut reports, f),
-                    None => return reports,
-                }
-                continue;
-            }
-            let now = r.clock.now();
-            if now >= next_sweep {
-                let sweep = r.observer.sweep(&r.host, now).await;
-                for e in &sweep.errors {
-                    tracing::warn!(error = %e, "check failed");
-                }
-                let raised: BTreeSet<_> = sweep.alarms.iter().map(alarm_key).collect();
-                // A condition that cleared may be escalated again if it returns.
-                escalated.retain(|k| raised.contains(k));
-                for alarm in sweep.alarms {
-                    if let Some(f) = start(r, escalated, &mut busy, alarm) {
-                        running.push(f);
+            while let Some(output) = scheduler.poll() {
+                let input = match output {
+                    schedule::Output::Sweep => {
+                        let sweep = r.observer.sweep(&r.host, r.clock.now()).await;
+                        for e in &sweep.errors {
+                            tracing::warn!(error = %e, "check failed");
+                        }
+                        schedule::Input::Swept { at: r.clock.now(), alarms: sweep.alarms }
                     }
-                }
-                let now = r.clock.now();
-                next_sweep = now.plus_millis(cadence.interval(now).as_millis() as u64);
-                continue;
-            }
-            let mut wait = Duration::from_millis(next_sweep.millis_since(now));
-            // `--timeout 3` must not wait out a 30 s sweep interval.
-            if let Some(d) = until.deadline {
-                wait = wait.min(Duration::from_millis(d.millis_since(now)));
-            }
-            tokio::select! {
-                _ = r.clock.sleep(wait) => {}
-                Some(f) = running.next(), if !running.is_empty() => {
-                    let had_steps = f.report.as_ref().is_some_and(|rep| !rep.steps.is_empty());
-                    finish(r, cadence, escalated, &mut busy, &mut reports, f);
-                    if had_steps {
-                        // Rapid mode: look again soon after a fix.
-                        let now = r.clock.now();
-                        next_sweep = next_sweep.min(now.plus_millis(cadence.interval(now).as_millis() as u64));
-                    }
-                }
-                ev = next_event(&mut events) => match ev {
-                    Some(ev) => {
-                        let now = r.clock.now();
-                        if let Ok(Some(alarm)) = r.observer.check_event(&r.host, &ev, now).await
-                            && let Some(f) = start(r, escalated, &mut busy, alarm)
-                        {
-                            running.push(f);
+                    schedule::Output::CheckDeath(container) => {
+                        let died = ContainerEvent { container, kind: ContainerEventKind::Die, at: r.clock.now() };
+                        match r.observer.check_event(&r.host, &died, r.clock.now()).await {
+                            Ok(Some(alarm)) => schedule::Input::Raised { at: r.clock.now(), alarm },
+                            Ok(None) => continue,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "check failed");
+                                continue;
+                            }
                         }
                     }
+                    schedule::Output::RereadZombies => {
+                        let reread = match r.observer.check_zombies(&r.host, r.clock.now()).await {
+                            Ok(Some(alarm)) => Reread::Raised(alarm),
+                            Ok(None) => Reread::Cleared,
+                            Err(_) => Reread::Failed,
+                        };
+                        schedule::Input::Reread { at: r.clock.now(), reread }
+                    }
+                    schedule::Output::Open(alarm) => {
+                        let key = AlarmKey::of(&alarm);
+                        running.push(async move { (key, r.respond(alarm).await) });
+                        continue;
+                    }
+                };
+                scheduler.handle(input);
+            }
+            if scheduler.is_finished() {
+                return reports;
+            }
+            let wake = scheduler.next_wake();
+            let sleep = async {
+                match wake {
+                    Some(at) => r.clock.sleep(Duration::from_millis(at.millis_since(r.clock.now()))).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => scheduler.handle(schedule::Input::Tick(r.clock.now())),
+                Some((key, report)) = running.next(), if !running.is_empty() => {
+                    scheduler.handle(schedule::Input::Finished {
+                        at: r.clock.now(),
+                        key,
+                        // A shadow incident is suppressed like an escalated
+                        // one: nothing was done, so the condition persists
+                        // and would be re-logged every sweep.
+                        resolved: report.resolution == Resolution::Resolved,
+                        acted: !report.steps.is_empty(),
+                    });
+                    reports.push(report);
+                }
+                ev = next_event(&mut events) => match ev {
+                    Some(ev) if ev.kind == ContainerEventKind::Die => {
+                        scheduler.handle(schedule::Input::Died { at: r.clock.now(), container: ev.container });
+                    }
+                    Some(ev) => match r.observer.check_event(&r.host, &ev, r.clock.now()).await {
+                        Ok(Some(alarm)) => scheduler.handle(schedule::Input::Raised { at: r.clock.now(), alarm }),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "check failed"),
+                    },
                     None => events = None,
                 }
             }
@@ -548,84 +538,4 @@ async fn next_event(events: &mut Option<mpsc::Receiver<ContainerEvent>>) -> Opti
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
-}
-
-/// The incident for `alarm`, unless it is already with a human or its
-/// container already has one under way.
-fn start<'r, H: Host, A: Approver, L: Advisor, C: Clock>(
-    r: &'r Responder<H, A, L, C>,
-    escalated: &BTreeSet<(String, ContainerName)>,
-    busy: &mut BTreeSet<ContainerName>,
-    alarm: Alarm,
-) -> Option<impl Future<Output = Finished> + 'r> {
-    let key = alarm_key(&alarm);
-    if escalated.contains(&key) || !busy.insert(alarm.container.clone()) {
-        return None;
-    }
-    Some(async move {
-        let container = alarm.container.clone();
-        let report = match settle(r, alarm).await {
-            Some(alarm) => Some(r.respond(alarm).await),
-            None => None,
-        };
-        Finished { container, key, report }
-    })
-}
-
-/// Books a finished incident: its container is free again, an unresolved
-/// one is not reopened until its condition clears, and after a fix the
-/// cadence goes rapid.
-fn finish<H: Host, A: Approver, L: Advisor, C: Clock>(
-    r: &Responder<H, A, L, C>,
-    cadence: &mut Cadence,
-    escalated: &mut BTreeSet<(String, ContainerName)>,
-    busy: &mut BTreeSet<ContainerName>,
-    reports: &mut Vec<IncidentReport>,
-    f: Finished,
-) {
-    busy.remove(&f.container);
-    let Some(report) = f.report else { return };
-    // A shadow incident is suppressed like an escalated one: nothing was
-    // done, so the condition persists and would be re-logged every sweep.
-    if report.resolution != Resolution::Resolved {
-        escalated.insert(f.key);
-    }
-    if !report.steps.is_empty() {
-        cadence.trigger_rapid(r.clock.now());
-    }
-    reports.push(report);
-}
-
-/// Waits for a zombie outbreak to stop growing before acting on it: a
-/// batch of containers exits over a second or more on a loaded host, and
-/// pruning half of them leaves the rest above the threshold, so the
-/// verification fails and a routine clean-up is escalated (seen in CI).
-/// Other alarms pass at once. `None` when the condition cleared meanwhile.
-async fn settle<H: Host, A: Approver, L: Advisor, C: Clock>(r: &Responder<H, A, L, C>, alarm: Alarm) -> Option<Alarm> {
-    if alarm.kind != AlarmKind::ZombieOutbreak {
-        return Some(alarm);
-    }
-    let mut current = alarm;
-    for _ in 0..ZOMBIE_SETTLE_ROUNDS {
-        r.clock.sleep(ZOMBIE_SETTLE).await;
-        let next = match r.observer.check_zombies(&r.host, r.clock.now()).await {
-            Ok(next) => next?,
-            // The host did not answer: act on what was seen.
-            Err(_) => return Some(current),
-        };
-        let grew = next.evidence.exited_containers != current.evidence.exited_containers;
-        current = next;
-        if !grew {
-            break;
-        }
-    }
-    Some(current)
-}
-
-fn done<H: Host, A: Approver, L: Advisor, C: Clock>(
-    r: &Responder<H, A, L, C>,
-    reports: &[IncidentReport],
-    until: Until,
-) -> bool {
-    until.incidents.is_some_and(|n| reports.len() >= n) || until.deadline.is_some_and(|d| r.clock.now() >= d)
 }

@@ -5,13 +5,20 @@
 //! them to a human); trouble with OpsGuard itself (a failed check, an audit
 //! write that failed) at `warn` and above, where it is logged.
 //!
+//! Incidents reach it only through the audit log: [`audit_tap`] is a tap
+//! like the console and the terminal timeline, so whatever an incident
+//! records is counted, and the incident driver has no telemetry calls.
+//!
 //! The library only talks to the `metrics` and `tracing` facades; the CLI
 //! (or an embedding program) picks the exporter and the log format. With no
 //! recorder or subscriber installed every call here is a no-op.
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
-use crate::audit::{AuditEvent, Resolution};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::audit::{AuditEvent, AuditRecord, Resolution};
 use crate::model::{Action, Alarm, AlarmKind, Outcome, Timestamp, Verification};
 
 /// `opsguard_alarms_total{kind}`: alarms that opened an incident.
@@ -72,22 +79,38 @@ fn cause_label(kind: AlarmKind) -> &'static str {
     }
 }
 
-/// Metrics and log lines for one audited step of incident `id`, opened
-/// by `opening`.
-pub fn incident_event(id: u64, opening: &Alarm, event: &AuditEvent, now: Timestamp) {
-    match event {
-        AuditEvent::IncidentOpened { alarm } => incident_opened(id, alarm),
-        AuditEvent::Decided { action } => decided(id, action),
-        AuditEvent::Executed { action, outcome } => executed(id, action, outcome),
-        AuditEvent::ApprovalAnswered { request, approved, approver, detail } => {
-            approval_answered(id, *request, *approved, approver, detail)
+/// The metrics and log lines of every incident step, as a tap on the audit
+/// log ([`crate::audit::AuditLog::with_tap`]). It remembers each open
+/// incident's alarm until the incident closes, for the closing's labels
+/// and its time to resolve.
+pub fn audit_tap() -> impl Fn(&AuditRecord) + Send + Sync + 'static {
+    let opened: Mutex<BTreeMap<u64, Alarm>> = Mutex::new(BTreeMap::new());
+    move |record| {
+        let id = record.incident;
+        match &record.event {
+            AuditEvent::IncidentOpened { alarm } => {
+                opened.lock().unwrap_or_else(|e| e.into_inner()).insert(id, alarm.clone());
+                incident_opened(id, alarm)
+            }
+            AuditEvent::Decided { action } => decided(id, action),
+            AuditEvent::Executed { action, outcome } => executed(id, action, outcome),
+            AuditEvent::ApprovalAnswered { request, approved, approver, detail } => {
+                approval_answered(id, *request, *approved, approver, detail)
+            }
+            AuditEvent::IncidentClosed { resolution, .. } => {
+                let alarm = opened.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                // A closing without its opening (a log tapped mid-incident)
+                // cannot be labelled or timed; it is not made up.
+                if let Some(alarm) = alarm {
+                    incident_closed(id, &alarm, *resolution, record.ts)
+                }
+            }
+            AuditEvent::Reassessed { .. }
+            | AuditEvent::ApprovalRequested { .. }
+            | AuditEvent::LlmConsulted { .. }
+            | AuditEvent::WouldExecute { .. }
+            | AuditEvent::Checked { .. } => {}
         }
-        AuditEvent::IncidentClosed { resolution, .. } => incident_closed(id, opening, *resolution, now),
-        AuditEvent::Reassessed { .. }
-        | AuditEvent::ApprovalRequested { .. }
-        | AuditEvent::LlmConsulted { .. }
-        | AuditEvent::WouldExecute { .. }
-        | AuditEvent::Checked { .. } => {}
     }
 }
 

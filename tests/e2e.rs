@@ -534,8 +534,13 @@ fn e2e_human_stop_is_not_restarted() {
         let host = chaos.host().clone();
         let rules = rules();
         let audit = opsguard::audit::AuditLog::in_memory();
-        let (mut raw, pump) =
-            opsguard::host::docker::spawn_events(host.client().clone(), rules.scope_label.clone(), 64, None);
+        let (mut raw, pump) = opsguard::host::docker::spawn_events(
+            host.client().clone(),
+            rules.scope_label.clone(),
+            64,
+            None,
+            opsguard::clock::SystemClock,
+        );
         // The stop must reach the agent through the event stream, so wait
         // until the stream delivers: a probe container's events are seen
         // here (and kept from the agent). Not a helper: the pump drops those.
@@ -554,8 +559,8 @@ fn e2e_human_stop_is_not_restarted() {
                 }
             })
         };
-        let (events, _settle) = opsguard::host::docker::settle_deaths(relayed, Duration::from_millis(500));
-        let agent = spawn_agent(host.clone(), rules, audit.clone(), events, Duration::from_millis(120_000));
+        // The agent's scheduler holds each death back until it settles.
+        let agent = spawn_agent(host.clone(), rules, audit.clone(), relayed, Duration::from_millis(120_000));
         let image = docker(&["inspect", "-f", "{{.Config.Image}}", DB]);
         let t0 = std::time::Instant::now();
         while !*seen.borrow() {
@@ -600,10 +605,14 @@ fn e2e_injected_user_name_does_not_hide_corruption() {
         let host = chaos.host().clone();
         let rules = rules();
         let audit = opsguard::audit::AuditLog::in_memory();
-        let (raw, pump) =
-            opsguard::host::docker::spawn_events(host.client().clone(), rules.scope_label.clone(), 64, None);
-        let (events, _settle) = opsguard::host::docker::settle_deaths(raw, Duration::from_millis(500));
-        let agent = spawn_agent(host.clone(), rules, audit.clone(), events, Duration::from_millis(90_000));
+        let (raw, pump) = opsguard::host::docker::spawn_events(
+            host.client().clone(),
+            rules.scope_label.clone(),
+            64,
+            None,
+            opsguard::clock::SystemClock,
+        );
+        let agent = spawn_agent(host.clone(), rules, audit.clone(), raw, Duration::from_millis(90_000));
         let docker = |args: &[&str]| std::process::Command::new("docker").args(args).output().expect("docker");
         // The hostile login: refused, and logged with the chosen name.
         let login = docker(&[

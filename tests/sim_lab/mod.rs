@@ -32,8 +32,10 @@ pub fn sim_lab<A: Approver, L: Advisor>(approver: A, advisor: L) -> SimLab<A, L>
     sim_lab_with_audit(approver, advisor, AuditLog::in_memory())
 }
 
-/// A lab with the default rules, recording into `audit`.
+/// A lab with the default rules, recording into `audit`, with the metrics'
+/// tap as the CLI has it.
 pub fn sim_lab_with_audit<A: Approver, L: Advisor>(approver: A, advisor: L, audit: AuditLog) -> SimLab<A, L> {
+    let audit = audit.with_tap(opsguard::telemetry::audit_tap());
     let clock = SimClock::new(START);
     let host = SimHost::lab(clock.clone());
     let responder = Responder::new(

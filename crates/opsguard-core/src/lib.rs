@@ -22,3 +22,4 @@ pub mod observe;
 pub mod postmortem;
 pub mod redact;
 pub mod rules;
+pub mod schedule;

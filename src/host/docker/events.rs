@@ -1,7 +1,7 @@
 //! Docker's event stream as [`ContainerEvent`]s for
-//! [`crate::incident::Agent::run`]: conversion, reconnection after a daemon
-//! restart (resuming from the last event seen), and the settling of
-//! `die` events.
+//! [`crate::incident::Agent::run`]: conversion, and reconnection after a
+//! daemon restart (resuming from the last event seen). The settling of
+//! `die` events is the scheduler's ([`opsguard_core::schedule`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::{HELPER_ROLE, ROLE_LABEL};
+use crate::clock::Clock;
 use crate::host::{ContainerEvent, ContainerEventKind};
 use crate::model::{ContainerName, Health, Timestamp};
 
@@ -65,12 +66,14 @@ pub enum StreamNotice {
 /// dropped. After the stream breaks (a daemon restart) it reconnects with
 /// backoff and resumes from the last event's second, skipping events it has
 /// already delivered. Events that do not fit the channel are dropped: the
-/// periodic sweep catches up with them.
-pub fn spawn_events(
+/// periodic sweep catches up with them. `clock` gives the resume point when
+/// the stream breaks before any event was seen, and paces the reconnects.
+pub fn spawn_events<C: Clock + Send + 'static>(
     docker: Docker,
     scope_label: String,
     capacity: usize,
     notices: Option<mpsc::UnboundedSender<StreamNotice>>,
+    clock: C,
 ) -> (mpsc::Receiver<ContainerEvent>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let handle = tokio::spawn(async move {
@@ -139,11 +142,7 @@ pub fn spawn_events(
             // Never lose the window while reconnecting: resume from now if
             // nothing was seen yet.
             if since.is_none() {
-                since = Some(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs() as i64),
-                );
+                since = Some(i64::try_from(clock.now().0 / 1000).unwrap_or(i64::MAX));
             }
             notify(StreamNotice::Lost { error });
             if !got_any {
@@ -151,65 +150,11 @@ pub fn spawn_events(
             }
             tokio::select! {
                 _ = tx.closed() => return,
-                _ = tokio::time::sleep(backoff) => {}
+                _ = clock.sleep(backoff) => {}
             }
         }
     });
     (rx, handle)
-}
-
-/// Holds `die` events for `settle` and passes on only the last one per
-/// container: `docker restart` (and a deploy) emits `die` with exit code 0
-/// a few milliseconds before `start`, and a database with a broken config
-/// dies again right after; checking once the container has settled sees
-/// its real state instead of the gap. Other events pass at once.
-pub fn settle_deaths(
-    mut rx: mpsc::Receiver<ContainerEvent>,
-    settle: Duration,
-) -> (mpsc::Receiver<ContainerEvent>, tokio::task::JoinHandle<()>) {
-    let (tx, out) = mpsc::channel(rx.max_capacity().max(1));
-    let handle = tokio::spawn(async move {
-        let mut pending: Vec<(ContainerEvent, tokio::time::Instant)> = Vec::new();
-        loop {
-            let next = pending.iter().map(|(_, at)| *at).min();
-            let sleep = async {
-                match next {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                ev = rx.recv() => match ev {
-                    None => {
-                        for (ev, _) in pending.drain(..) {
-                            let _ = tx.send(ev).await;
-                        }
-                        return;
-                    }
-                    Some(ev) if ev.kind == ContainerEventKind::Die => {
-                        pending.retain(|(p, _)| p.container != ev.container);
-                        pending.push((ev, tokio::time::Instant::now() + settle));
-                    }
-                    Some(ev) => {
-                        if tx.send(ev).await.is_err() {
-                            return;
-                        }
-                    }
-                },
-                _ = sleep => {
-                    let now = tokio::time::Instant::now();
-                    let (due, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(_, at)| *at <= now);
-                    pending = rest;
-                    for (ev, _) in due {
-                        if tx.send(ev).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        }
-    });
-    (out, handle)
 }
 
 #[cfg(test)]
@@ -243,25 +188,5 @@ mod tests {
         assert!(convert_event(&ev("die", Some(HELPER_ROLE))).is_none());
         assert!(convert_event(&ev("exec_start: sh", None)).is_none());
         assert!(convert_event(&EventMessage::default()).is_none());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn deaths_settle_and_coalesce_per_container() {
-        let (tx, rx) = mpsc::channel(16);
-        let (mut out, _h) = settle_deaths(rx, Duration::from_millis(500));
-        let ev = |name: &str, kind| ContainerEvent { container: ContainerName::new(name), kind, at: Timestamp(0) };
-        tx.send(ev("db-prod", ContainerEventKind::Die)).await.unwrap();
-        tx.send(ev("db-prod", ContainerEventKind::Start)).await.unwrap();
-        tx.send(ev("db-prod", ContainerEventKind::Die)).await.unwrap();
-        tx.send(ev("zombie", ContainerEventKind::Die)).await.unwrap();
-        // The start passes at once; the two deaths of db-prod become one.
-        assert_eq!(out.recv().await.unwrap().kind, ContainerEventKind::Start);
-        let a = out.recv().await.unwrap();
-        let b = out.recv().await.unwrap();
-        let mut names = [a.container.as_str().to_string(), b.container.as_str().to_string()];
-        names.sort();
-        assert_eq!(names, ["db-prod".to_string(), "zombie".to_string()]);
-        drop(tx);
-        assert!(out.recv().await.is_none());
     }
 }

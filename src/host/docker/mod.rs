@@ -45,7 +45,7 @@
 pub mod events;
 pub mod helper;
 
-pub use events::{StreamNotice, convert_event, settle_deaths, spawn_events};
+pub use events::{StreamNotice, convert_event, spawn_events};
 pub use helper::{HELPER_ROLE, ROLE_LABEL};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
