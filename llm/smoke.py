@@ -4,9 +4,11 @@
     python3 llm/smoke.py [--base-url http://127.0.0.1:8089] [--repeat 3] [--no-cache]
                          [--show-response]
 
-Sends the OpsGuard "decision" request (temperature 0, max_tokens 100,
-response_format json_schema in the nested form llama.cpp honours), checks that
-choices[0].message.content is JSON obeying the schema, and prints the latency
+Sends an OpsGuard-shaped "diagnosis" request (temperature 0, max_tokens 200,
+response_format json_schema in the nested form llama.cpp honours; the same
+schema as src/llm/prompt.rs's diagnosis_schema: a quote, a reason and a cause
+category), checks that choices[0].message.content is JSON obeying the schema
+and that the quote occurs verbatim in the data sent, and prints the latency
 and the server's `timings`. Exits non-zero if any check fails. Standard
 library only.
 """
@@ -20,32 +22,50 @@ import sys
 import time
 import urllib.request
 
+CATEGORIES = [
+    "killed-once",
+    "log-flood",
+    "deliberate-stop",
+    "misconfiguration",
+    "resource-exhaustion",
+    "data-problem",
+    "unclear",
+]
+
+# Property order matters: llama.cpp's grammar writes them in this order
+# (evidence, reasoning, then the category that follows from them).
 SCHEMA = {
     "type": "object",
     "properties": {
-        "action": {"type": "string", "enum": ["escalate", "restart_database_risky"]},
-        "reason": {"type": "string", "minLength": 1},
+        "quote": {"type": "string", "minLength": 1, "maxLength": 200},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 120},
+        "category": {"type": "string", "enum": CATEGORIES},
     },
-    "required": ["action", "reason"],
+    "required": ["quote", "reason", "category"],
     "additionalProperties": False,
 }
+
+DATA = [
+    "exit code 137 (SIGKILL), OOM flag false, disk 41 % used, up 3 h before the crash",
+    "LOG:  server process (PID 212) was terminated by signal 9: Killed",
+    "LOG:  terminating any other active server processes",
+]
 
 MESSAGES = [
     {
         "role": "system",
         "content": (
-            "You are OpsGuard, an incident-response assistant. Decide the next action "
-            'for the incident. Reply only with JSON: {"action": one of "escalate" or '
-            '"restart_database_risky", "reason": short explanation}. If the cause is '
-            "unknown, prefer escalate."
+            "You are OpsGuard's diagnostician for a crashed PostgreSQL container. Read the "
+            "facts first, then the log lines, and name the one cause category the evidence "
+            "shows. Reply with only a JSON object {\"quote\": \"<one fact or log line, "
+            "copied exactly>\", \"reason\": \"<one short sentence>\", \"category\": "
+            "\"<one of: " + ", ".join(CATEGORIES) + ">\"}."
         ),
     },
     {
         "role": "user",
-        "content": (
-            "Incident: the primary PostgreSQL database crashed 5 minutes ago. The cause "
-            "is unknown; logs show no obvious error. What should we do?"
-        ),
+        "content": "<data>\n" + "\n".join(DATA) + "\n</data>\nWhich cause category does this "
+        "evidence show? Quote the one fact or log line that shows it.",
     },
 ]
 
@@ -54,10 +74,10 @@ def request_body(cache_prompt: bool) -> dict:
     body = {
         "messages": MESSAGES,
         "temperature": 0,
-        "max_tokens": 100,
+        "max_tokens": 200,
         "response_format": {
             "type": "json_schema",
-            "json_schema": {"name": "decision", "schema": SCHEMA},
+            "json_schema": {"name": "diagnosis", "schema": SCHEMA},
         },
     }
     if not cache_prompt:
@@ -65,16 +85,21 @@ def request_body(cache_prompt: bool) -> dict:
     return body
 
 
-def check_decision(content: str) -> dict:
+def check_diagnosis(content: str) -> dict:
     obj = json.loads(content)
     if not isinstance(obj, dict):
         raise ValueError("content is not a JSON object")
-    if set(obj) != {"action", "reason"}:
+    if set(obj) != {"quote", "reason", "category"}:
         raise ValueError(f"unexpected keys: {sorted(obj)}")
-    if obj["action"] not in SCHEMA["properties"]["action"]["enum"]:
-        raise ValueError(f"action not in enum: {obj['action']!r}")
-    if not isinstance(obj["reason"], str) or len(obj["reason"]) < 1:
-        raise ValueError("reason must be a non-empty string")
+    if obj["category"] not in CATEGORIES:
+        raise ValueError(f"category not in enum: {obj['category']!r}")
+    for key in ("quote", "reason"):
+        if not isinstance(obj[key], str) or not obj[key].strip():
+            raise ValueError(f"{key} must be a non-empty string")
+    # OpsGuard compares whitespace runs as one space; so does this check.
+    norm = lambda t: " ".join(t.split())
+    if not any(norm(obj["quote"]) in norm(line) for line in DATA):
+        raise ValueError(f"quote not found in the data sent: {obj['quote']!r}")
     return obj
 
 
@@ -105,7 +130,7 @@ def main() -> int:
             print(json.dumps(reply, indent=2))
         content = reply["choices"][0]["message"]["content"]
         try:
-            decision = check_decision(content)
+            decision = check_diagnosis(content)
             verdict = f"OK {json.dumps(decision)}"
         except Exception as exc:  # noqa: BLE001
             ok = False
