@@ -1,6 +1,6 @@
 //! Validation: from the raw file ([`super::schema`]) to compiled [`Rules`],
-//! refusing anything out of range, unknown, or against a safety rule, with
-//! an error that names the line and the field.
+//! refusing anything out of range, unknown, or against a safety rule
+//! ([`crate::safety`]) with an error that names the line and the field.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -13,9 +13,10 @@ use super::error::{RulesError, RulesErrorKind};
 use super::schema::{RawPlan, RawRules, RawSignature, RawTarget};
 use super::{
     DiagnosisActions, MAX_PLAN_STEPS, ObserverSettings, Plan, PlanStep, Plans, RestartBudget, Rules, SERVER_SEVERITIES,
-    Signature, Target, Thresholds, check_log_path, log_path_holding_data,
+    Signature, Target, Thresholds,
 };
 use crate::model::{AlarmKind, ChoiceSet, ContainerName, Diagnosis, LlmChoice, RootCause};
+use crate::safety::{self, RestartRefusal};
 
 /// Parses and validates rules text; `file` names it in errors.
 pub(super) fn parse(text: &str, file: &Path) -> Result<Rules, RulesError> {
@@ -129,7 +130,7 @@ impl Source<'_> {
             ));
         }
         for p in raw.log_paths.get_ref() {
-            if let Err(why) = check_log_path(p) {
+            if let Err(why) = safety::check_log_path(p) {
                 return Err(self.err(RulesErrorKind::Invalid, raw.log_paths.span(), &field, format!("{p:?}: {why}")));
             }
         }
@@ -145,7 +146,7 @@ impl Source<'_> {
         // The database's disk path is its data directory: cleaning a log path
         // that holds it (or PostgreSQL's default data root) could destroy data.
         let data: &[&str] = if section == "database" { &[disk.as_str()] } else { &[] };
-        if let Some((p, d)) = log_path_holding_data(raw.log_paths.get_ref(), data) {
+        if let Some((p, d)) = safety::log_path_holding_data(raw.log_paths.get_ref(), data) {
             return Err(self.err(
                 RulesErrorKind::Invalid,
                 raw.log_paths.span(),
@@ -554,17 +555,20 @@ impl Source<'_> {
         for (n, (step, span)) in steps.iter().enumerate() {
             let bad = |msg: &str| Err(self.err(RulesErrorKind::Invalid, span.clone(), &at("steps"), msg.to_string()));
             match step {
-                PlanStep::Restart => {
-                    if !matches!(kind, AlarmKind::DbCrash(_)) {
+                // In a plan, "the disk was freed" can only mean an earlier
+                // clean_logs step: the engine checks that step's outcome again.
+                PlanStep::Restart => match safety::restart_refusal(kind, cleaned) {
+                    None => {}
+                    Some(RestartRefusal::NotADatabaseCrash) => {
                         return bad("restart_database_risky is only for DB_CRASH");
                     }
-                    if kind.cause().is_some_and(RootCause::forbids_restart) {
+                    Some(RestartRefusal::CauseForbids(_)) => {
                         return bad("restarting on config error or data corruption is forbidden");
                     }
-                    if kind == AlarmKind::DbCrash(RootCause::DiskFull) && !cleaned {
+                    Some(RestartRefusal::DiskNotFreed) => {
                         return bad("on a full disk, clean_logs must come before restart_database_risky");
                     }
-                }
+                },
                 PlanStep::CleanLogs => cleaned = true,
                 PlanStep::PruneContainers if kind != AlarmKind::ZombieOutbreak => {
                     return bad("prune_containers is only for ZOMBIE_OUTBREAK");

@@ -4,9 +4,9 @@
 //! operator can read and change them; validation happens once, at load time,
 //! and every error names the file, the line and the field. What validation
 //! accepts can still never make the engine unsafe: the safety rules
-//! (no restart on config error or data corruption, clean before restart on a
-//! full disk, approval for risky actions) are enforced again in
-//! [`crate::engine`], whatever the rules say.
+//! ([`crate::safety`]: no restart on config error or data corruption, clean
+//! before restart on a full disk, narrow log paths) are checked here and
+//! again in [`crate::engine`] by the same functions, whatever the rules say.
 //!
 //! `schema` is the file as written, `compile` turns it into [`Rules`], and
 //! `error` says what was wrong and where; this module holds the compiled
@@ -333,49 +333,6 @@ impl Rules {
         }
         Ok(self.llm_diagnosis.action(diagnosis))
     }
-}
-
-/// Paths `clean_logs` may touch must be narrow: absolute, normalised, and
-/// never the root or a system directory.
-fn check_log_path(p: &str) -> Result<(), &'static str> {
-    if !p.starts_with('/') {
-        return Err("must be an absolute path");
-    }
-    if p.split('/').any(|c| c == ".." || c == ".") || p.contains("//") {
-        return Err("must be normalised (no `.`, `..` or `//`)");
-    }
-    let trimmed = p.trim_end_matches('/');
-    const TOO_WIDE: [&str; 9] =
-        ["", "/var", "/var/lib", "/etc", "/usr", "/bin", "/root", "/home", "/var/lib/postgresql"];
-    if TOO_WIDE.contains(&trimmed) {
-        return Err("too wide: cleaning there could destroy data");
-    }
-    Ok(())
-}
-
-/// Whether `path` lies strictly below the directory `dir` (a trailing `/`
-/// on `dir` is ignored); `dir` itself is not below itself.
-pub fn is_under(path: &str, dir: &str) -> bool {
-    let dir = dir.trim_end_matches('/');
-    path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
-}
-
-/// Where PostgreSQL keeps its data when nobody says otherwise (Debian's
-/// clusters and the official image's `PGDATA` both live below it).
-pub const DEFAULT_DATA_ROOT: &str = "/var/lib/postgresql";
-
-/// Whether the directory `outer` is `inner` or one of its parents.
-pub fn holds(outer: &str, inner: &str) -> bool {
-    let outer = outer.trim_end_matches('/');
-    inner.trim_end_matches('/') == outer || is_under(inner, outer)
-}
-
-/// The first log path that holds a database's data directory (one of
-/// `data_dirs`, or [`DEFAULT_DATA_ROOT`]), with that directory: cleaning
-/// there could destroy data, so it is refused.
-pub fn log_path_holding_data<'a>(log_paths: &'a [String], data_dirs: &[&str]) -> Option<(&'a str, String)> {
-    let dirs: Vec<&str> = data_dirs.iter().copied().filter(|d| d.starts_with('/')).chain([DEFAULT_DATA_ROOT]).collect();
-    log_paths.iter().find_map(|p| dirs.iter().find(|d| holds(p, d)).map(|d| (p.as_str(), d.to_string())))
 }
 
 #[cfg(test)]
