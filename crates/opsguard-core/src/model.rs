@@ -787,6 +787,35 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The one wording of this outcome, for the audit line, the post-mortem
+    /// and anything else that shows it to a human. Text that came from a
+    /// container, the host or a model is made printable.
+    pub fn describe(&self) -> String {
+        use crate::redact::printable;
+        match self {
+            Outcome::Cleaned { disk_used_pct, freed_bytes } => {
+                format!("disk at {disk_used_pct:.1} % after cleaning, {} MiB freed", freed_bytes / (1024 * 1024))
+            }
+            Outcome::Pruned { removed } => format!("{removed} containers removed"),
+            Outcome::ApprovalRejected => "not approved: not run".to_string(),
+            Outcome::Restarted => "restarted".to_string(),
+            Outcome::RestartNotNeeded => "not restarted: it came back on its own".to_string(),
+            Outcome::ApprovalVoided { reason } => format!("not restarted: approval void, {}", printable(reason)),
+            Outcome::Verified(Verification::Confirmed) => "confirmed Running".to_string(),
+            Outcome::Verified(Verification::NotConfirmed { last_state }) => {
+                format!("not confirmed (last seen {})", last_state.map_or("unreachable", ContainerState::as_str))
+            }
+            Outcome::LlmChose { choice, diagnosis: Some(d) } => {
+                format!("the LLM diagnosed {} (rules: {})", d.category, choice.name())
+            }
+            Outcome::LlmChose { choice, diagnosis: None } => format!("the LLM chose {}", choice.name()),
+            Outcome::LlmFailed => "the LLM gave no usable answer".to_string(),
+            Outcome::Failed { error } => format!("failed: {}", printable(error)),
+        }
+    }
+}
+
 /// One executed action and its outcome.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Step {
