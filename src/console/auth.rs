@@ -283,7 +283,7 @@ impl Console {
             if let Err(retry) = self.throttle().allow(peer, now) {
                 return Access::Refused(too_many(retry));
             }
-            if same_secret(given, &self.shared.token) {
+            if same_secret(given, &self.state.token) {
                 return Access::Granted;
             }
             self.throttle().failed(peer, now);
@@ -360,7 +360,7 @@ pub(super) async fn login(
         Ok(Form(f)) => f.token,
         Err(e) => return refuse_login(e.status(), &e.body_text()),
     };
-    if !same_secret(given.trim(), &console.shared.token) {
+    if !same_secret(given.trim(), &console.state.token) {
         console.throttle().failed(peer, now);
         return refuse_login(StatusCode::FORBIDDEN, "wrong token");
     }

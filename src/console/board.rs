@@ -53,7 +53,10 @@ pub struct OpenRequest {
     pub digest: String,
 }
 
-pub(super) struct Entry {
+/// An approval request as the console posted it: what answering it needs
+/// (the nonce and digest a form must carry, the expiry), where it stands,
+/// and the channel to the incident waiting for the answer.
+pub(super) struct PostedRequest {
     pub(super) request: ApprovalRequest,
     pub(super) nonce: String,
     pub(super) digest: String,
@@ -62,6 +65,7 @@ pub(super) struct Entry {
     pub(super) reply: Option<oneshot::Sender<Answer>>,
 }
 
+/// One incident as the audit log's tap reported it.
 #[derive(Default)]
 pub(super) struct IncidentView {
     pub(super) alarm: Option<Alarm>,
@@ -69,10 +73,12 @@ pub(super) struct IncidentView {
     pub(super) resolution: Option<Resolution>,
 }
 
+/// What the console shows: the incidents and the approval requests posted
+/// to it, each by its id.
 #[derive(Default)]
-pub(super) struct Board {
+pub(super) struct IncidentBoard {
     pub(super) incidents: BTreeMap<u64, IncidentView>,
-    pub(super) requests: BTreeMap<u64, Entry>,
+    pub(super) requests: BTreeMap<u64, PostedRequest>,
 }
 
 /// SHA-256 over what the human is shown, so an answer names the evidence it rests on.
@@ -146,11 +152,11 @@ impl Console {
         board.incidents.entry(request.incident).or_default().alarm.get_or_insert_with(|| request.alarm.clone());
         board.requests.insert(
             request.id,
-            Entry {
+            PostedRequest {
                 request: request.clone(),
                 nonce,
                 digest,
-                expires_at: Instant::now() + self.shared.approval_timeout,
+                expires_at: Instant::now() + self.state.approval_timeout,
                 status: RequestStatus::Pending,
                 reply: Some(tx),
             },
@@ -170,7 +176,7 @@ impl Console {
     /// Checks a form against the request it names and, when everything
     /// matches, hands the answer to the waiting incident loop.
     pub(super) fn take_answer(&self, form: &AnswerForm) -> Result<(), (StatusCode, String)> {
-        if !same_secret(&form.csrf, &self.shared.csrf) {
+        if !same_secret(&form.csrf, &self.state.csrf) {
             return Err((StatusCode::FORBIDDEN, "the form's CSRF token is wrong: reload the console".into()));
         }
         let approve = match form.decision.as_str() {

@@ -8,7 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use tokio::time::Instant;
 
-use super::board::{Entry, IncidentView, RequestStatus};
+use super::board::{IncidentView, PostedRequest, RequestStatus};
 use super::{Console, REFRESH_SECS};
 use crate::approval::{evidence_facts, evidence_lines};
 use crate::audit::{AuditEvent, Resolution};
@@ -83,7 +83,7 @@ impl Console {
             Some(id) => vec![id],
             None => board.incidents.keys().rev().copied().collect(),
         };
-        let csrf = &self.shared.csrf;
+        let csrf = &self.state.csrf;
         let page = html! {
             (DOCTYPE)
             html lang="en" {
@@ -111,7 +111,7 @@ impl Console {
                         }
                         @for id in ids {
                             @if let Some(view) = board.incidents.get(&id) {
-                                @let requests: Vec<&Entry> =
+                                @let requests: Vec<&PostedRequest> =
                                     board.requests.values().filter(|e| e.request.incident == id).collect();
                                 (incident(id, view, &requests, csrf, now))
                             }
@@ -124,7 +124,7 @@ impl Console {
     }
 }
 
-fn incident(id: u64, view: &IncidentView, requests: &[&Entry], csrf: &str, now: Instant) -> Markup {
+fn incident(id: u64, view: &IncidentView, requests: &[&PostedRequest], csrf: &str, now: Instant) -> Markup {
     let (class, badge) = match view.resolution {
         None => ("open", "OPEN"),
         Some(Resolution::Resolved) => ("resolved", "RESOLVED"),
@@ -218,7 +218,7 @@ fn evidence(alarm: &Alarm) -> Markup {
     }
 }
 
-fn request(e: &Entry, csrf: &str, now: Instant) -> Markup {
+fn request(e: &PostedRequest, csrf: &str, now: Instant) -> Markup {
     let r = &e.request;
     let status = match e.status {
         RequestStatus::Pending if now >= e.expires_at => RequestStatus::Expired,

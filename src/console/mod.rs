@@ -56,7 +56,7 @@ use crate::serve::Limits;
 
 use self::auth::{Sessions, Throttle, check_token, gate, login, login_page, logout, random_hex};
 pub use self::auth::{check_listen, generate_token, write_token_file};
-use self::board::{AnswerForm, Board};
+use self::board::{AnswerForm, IncidentBoard};
 pub use self::board::{OpenRequest, RequestStatus};
 pub use self::html::escape;
 use self::html::refuse;
@@ -95,8 +95,10 @@ const MAX_TIMELINE: usize = 300;
 #[error("web console: {0}")]
 pub struct ConsoleError(pub String);
 
-struct Shared {
-    board: Mutex<Board>,
+/// Everything a console and its clones share: the board, the secrets
+/// (CSRF and access tokens), the logins and the rate limits.
+struct ConsoleState {
+    board: Mutex<IncidentBoard>,
     csrf: String,
     token: String,
     sessions: Mutex<Sessions>,
@@ -118,12 +120,12 @@ pub struct ConsoleSettings {
 /// The console's state; clones share it.
 #[derive(Clone)]
 pub struct Console {
-    shared: Arc<Shared>,
+    state: Arc<ConsoleState>,
 }
 
 impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Console").field("approval_timeout", &self.shared.approval_timeout).finish_non_exhaustive()
+        f.debug_struct("Console").field("approval_timeout", &self.state.approval_timeout).finish_non_exhaustive()
     }
 }
 
@@ -140,8 +142,8 @@ impl Console {
         };
         let now = Instant::now();
         Ok(Console {
-            shared: Arc::new(Shared {
-                board: Mutex::new(Board::default()),
+            state: Arc::new(ConsoleState {
+                board: Mutex::new(IncidentBoard::default()),
                 csrf: random_hex(32)?,
                 token,
                 sessions: Mutex::new(Sessions { ttl: SESSION_TTL, live: HashMap::new() }),
@@ -159,20 +161,20 @@ impl Console {
 
     /// The token clients must present.
     pub fn token(&self) -> &str {
-        &self.shared.token
+        &self.state.token
     }
 
     fn sessions(&self) -> MutexGuard<'_, Sessions> {
-        self.shared.sessions.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn throttle(&self) -> MutexGuard<'_, Throttle> {
-        self.shared.throttle.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.throttle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn board(&self) -> MutexGuard<'_, Board> {
+    fn board(&self) -> MutexGuard<'_, IncidentBoard> {
         // The board is a view; a panic elsewhere cannot leave it unsafe to show.
-        self.shared.board.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.board.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The approver that puts requests on this console.
@@ -182,7 +184,7 @@ impl Console {
 
     /// The CSRF token every answer form must carry.
     pub fn csrf_token(&self) -> &str {
-        &self.shared.csrf
+        &self.state.csrf
     }
 
     /// The router: `GET /`, `GET /incidents/{id}`, `POST /answer`,
