@@ -42,7 +42,7 @@
 #![deny(missing_docs)]
 
 // The pure core, under the paths the shell and its users have always named.
-pub use opsguard_core::{alarm, classify, engine, explain, model, postmortem, redact, schedule};
+pub use opsguard_core::{alarm, classify, engine, explain, model, postmortem, redact, safety, schedule};
 
 pub mod approval;
 pub mod audit;

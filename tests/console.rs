@@ -140,7 +140,7 @@ async fn the_page_shows_the_evidence_and_the_pending_restart_with_hostile_logs_e
         "<dt>OOMKilled</dt><dd>false</dd>",
         "<dt>disk usage</dt><dd>100.0%</dd>",
         "No space left on device",
-        "restart_database_risky(&#39;db-prod&#39;)",
+        "restart_database_risky('db-prod')",
         "Approve</button>",
         "Reject</button>",
         "clean_logs",
@@ -150,7 +150,7 @@ async fn the_page_shows_the_evidence_and_the_pending_restart_with_hostile_logs_e
         assert!(page.contains(needle), "missing {needle:?} in\n{page}");
     }
     assert!(!page.contains("<script>"), "a log line's markup reached the page:\n{page}");
-    assert!(page.contains("&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;"), "{page}");
+    assert!(page.contains("&lt;script&gt;alert('pwned')&lt;/script&gt;"), "{page}");
     let (status, one, _) =
         send(&lab.console, get(&format!("/incidents/{}", lab.open.incident)).body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);

@@ -145,7 +145,7 @@ pub struct LogLine {
 // Pure path checks, shared with rules validation (the core may not use
 // the host module).
 pub use crate::classify::LogSink;
-pub use crate::rules::{DEFAULT_DATA_ROOT, holds, is_under, log_path_holding_data};
+pub use crate::safety::{DEFAULT_DATA_ROOT, holds, is_under, log_path_holding_data};
 
 /// Everything OpsGuard does to or learns from a host.
 #[cfg_attr(test, mockall::automock)]

@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Action, Alarm, ContainerState, Health, LlmChoice, LlmDiagnosis, Outcome, StopReason, Timestamp};
+use crate::model::{
+    Action, Alarm, ContainerState, Health, LlmChoice, LlmDiagnosis, Outcome, StopReason, Timestamp, Verification,
+};
 use crate::redact::printable;
 
 /// How an incident ended.
@@ -177,26 +179,21 @@ impl AuditEvent {
                 format!("🤖 LLM answer refused: {}", printable(reason))
             }
             AuditEvent::Executed { action, outcome } => {
-                let what = match outcome {
-                    Outcome::Cleaned { disk_used_pct, freed_bytes } => {
-                        format!("✅ disk now {disk_used_pct:.0}% ({} MiB freed)", freed_bytes / (1024 * 1024))
+                // The wording is the outcome's own (the post-mortem uses it
+                // too); the line adds only a mark for the eye.
+                let mark = match outcome {
+                    Outcome::Cleaned { .. } | Outcome::Pruned { .. } | Outcome::Verified(Verification::Confirmed) => {
+                        "✅ "
                     }
-                    Outcome::Pruned { removed } => format!("✅ {removed} containers removed"),
-                    Outcome::ApprovalRejected => "🛑 not approved".to_string(),
-                    Outcome::Restarted => "container restarted".to_string(),
-                    Outcome::RestartNotNeeded => "⏭  not restarted: it came back on its own".to_string(),
-                    Outcome::ApprovalVoided { reason } => {
-                        format!("⏭  not restarted: approval void, {}", crate::classify::printable(reason))
-                    }
-                    Outcome::Verified(crate::model::Verification::Confirmed) => "✅ confirmed Running".to_string(),
-                    Outcome::Verified(crate::model::Verification::NotConfirmed { last_state }) => {
-                        format!("not running (last seen {})", last_state.map_or("unreachable", ContainerState::as_str))
-                    }
-                    Outcome::LlmChose { choice, .. } => format!("LLM chose {}", choice.name()),
-                    Outcome::LlmFailed => "LLM gave no usable answer".to_string(),
-                    Outcome::Failed { error } => format!("❌ failed: {}", printable(error)),
+                    Outcome::ApprovalRejected => "🛑 ",
+                    Outcome::RestartNotNeeded | Outcome::ApprovalVoided { .. } => "⏭  ",
+                    Outcome::Failed { .. } => "❌ ",
+                    Outcome::Restarted
+                    | Outcome::Verified(Verification::NotConfirmed { .. })
+                    | Outcome::LlmChose { .. }
+                    | Outcome::LlmFailed => "",
                 };
-                format!("🔧 {} → {what}", action.tool_name())
+                format!("🔧 {} → {mark}{}", action.tool_name(), outcome.describe())
             }
             AuditEvent::WouldExecute { action } => format!("👻 SHADOW would run {}", shown(action)),
             AuditEvent::Checked { state, health, cleared, error } => match error {
@@ -311,6 +308,28 @@ mod tests {
                 raised_at: Timestamp(5),
             },
         }
+    }
+
+    /// Issue 9, item 6: the audit line words an outcome as the post-mortem
+    /// does ([`Outcome::describe`]), with only a mark in front.
+    #[test]
+    fn the_audit_line_words_an_outcome_as_the_outcome_does() {
+        let cases = [
+            (Outcome::Cleaned { disk_used_pct: 32.34, freed_bytes: 55 << 20 }, "✅ "),
+            (Outcome::ApprovalRejected, "🛑 "),
+            (Outcome::Restarted, ""),
+            (Outcome::Verified(Verification::NotConfirmed { last_state: Some(ContainerState::Exited) }), ""),
+            (Outcome::Failed { error: "no\nsuch container".into() }, "❌ "),
+        ];
+        for (outcome, mark) in cases {
+            let event = AuditEvent::Executed { action: Action::PruneContainers, outcome: outcome.clone() };
+            assert_eq!(event.render(), format!("🔧 prune_containers → {mark}{}", outcome.describe()));
+        }
+        assert_eq!(
+            Outcome::Cleaned { disk_used_pct: 32.34, freed_bytes: 55 << 20 }.describe(),
+            "disk at 32.3 % after cleaning, 55 MiB freed"
+        );
+        assert!(!Outcome::Failed { error: "a\nb".into() }.describe().contains('\n'), "container text stays one line");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! loop in [`crate::incident`] feeds it and carries its actions out.
 //!
 //! The rules' plan says what to try next; [`Engine::guard`] then applies the
-//! safety rules that no rules file, history or LLM answer can override.
+//! safety rules ([`crate::safety`], the functions rules validation uses too)
+//! that no rules file, history or LLM answer can override.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::model::{
     Verification,
 };
 use crate::rules::{PlanStep, Rules};
+use crate::safety::{self, RestartRefusal};
 
 /// What an LLM's choice expands to: the same steps a rule would run.
 const LLM_RESTART: &[PlanStep] = &[PlanStep::Restart, PlanStep::Verify];
@@ -123,28 +125,26 @@ impl Engine {
     }
 
     fn clean_succeeded(&self, disk_used_pct: f64) -> bool {
-        // NaN (a garbled measurement) is not a success.
-        disk_used_pct < self.rules.thresholds.clean_success_pct
+        safety::clean_freed_disk(disk_used_pct, &self.rules.thresholds)
     }
 
     /// The safety rules, applied to whatever the plan proposed. They hold
     /// whatever the rules file, the history or an LLM said.
     pub fn guard(&self, alarm: &Alarm, history: &History, now: Timestamp, proposed: Action) -> Action {
+        let rules = &self.rules;
         match &proposed {
             Action::RestartContainer { target, .. } => {
-                let AlarmKind::DbCrash(cause) = alarm.kind else {
-                    return stop(StopReason::SafetyRule);
-                };
-                if cause.forbids_restart() {
-                    return stop(stop_reason_for(alarm.kind));
+                match safety::restart_refusal(alarm.kind, safety::disk_freed(history, &rules.thresholds)) {
+                    Some(RestartRefusal::CauseForbids(_)) => return stop(stop_reason_for(alarm.kind)),
+                    Some(RestartRefusal::NotADatabaseCrash | RestartRefusal::DiskNotFreed) => {
+                        return stop(StopReason::SafetyRule);
+                    }
+                    None => {}
                 }
                 if *target != alarm.container {
                     return stop(StopReason::SafetyRule);
                 }
-                if cause == RootCause::DiskFull && !self.disk_freed(history) {
-                    return stop(StopReason::SafetyRule);
-                }
-                if self.restart_budget_spent(history, now) {
+                if safety::restart_budget_spent(rules.restart_budget, &history.restarts, now) {
                     return stop(StopReason::RestartBudgetExhausted);
                 }
                 proposed
@@ -152,31 +152,9 @@ impl Engine {
             Action::CleanLogs { target } | Action::Verify { target } if *target != alarm.container => {
                 stop(StopReason::SafetyRule)
             }
-            Action::Resolved
-                if !matches!(
-                    history.steps.last().map(|s| &s.outcome),
-                    Some(Outcome::Verified(Verification::Confirmed))
-                ) =>
-            {
-                stop(StopReason::VerificationFailed)
-            }
+            Action::Resolved if !safety::may_resolve(history) => stop(StopReason::VerificationFailed),
             _ => proposed,
         }
-    }
-
-    fn disk_freed(&self, history: &History) -> bool {
-        history
-            .steps
-            .iter()
-            .any(|s| matches!(s.outcome, Outcome::Cleaned { disk_used_pct, .. } if self.clean_succeeded(disk_used_pct)))
-    }
-
-    fn restart_budget_spent(&self, history: &History, now: Timestamp) -> bool {
-        let budget = self.rules.restart_budget;
-        let window_ms = budget.window_secs.saturating_mul(1000);
-        // Restarts stamped in the future (a clock step back) still count.
-        let recent = history.restarts.iter().filter(|t| **t > now || now.millis_since(**t) < window_ms).count();
-        recent >= budget.max_restarts as usize
     }
 }
 

@@ -1,7 +1,7 @@
 //! OpsGuard's pure core: everything that decides, and nothing that does.
 //!
-//! The model, the rules and their validation, the crash classifier, the
-//! decision engine, redaction, the audit records, `explain`, replay and the
+//! The model, the rules and their validation, the safety rules both of
+//! them apply, the crash classifier, the decision engine, redaction, the audit records, `explain`, replay and the
 //! post-mortem. Every function here is a function of its arguments: time
 //! comes in as a [`model::Timestamp`] the caller read, facts come in as data
 //! the shell observed. The crate has no async runtime, no Docker client, no
@@ -22,4 +22,5 @@ pub mod observe;
 pub mod postmortem;
 pub mod redact;
 pub mod rules;
+pub mod safety;
 pub mod schedule;

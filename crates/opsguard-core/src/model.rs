@@ -12,6 +12,39 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+/// Declares a fieldless enum together with `ALL`, every variant in
+/// declaration order, and `index`, a variant's place in `ALL`. Both come
+/// from the one list of variants, so a variant cannot be added and left out
+/// of `ALL`: a table sized `ALL.len()` and indexed by `index()` (the rules'
+/// plans, the LLM diagnosis actions) has a place for every variant without a
+/// number written by hand, and indexing it cannot go out of bounds.
+macro_rules! enum_with_all {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$variant_meta:meta])* $variant:ident, )+
+        }
+        $(#[$all_meta:meta])*
+        const ALL;
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $( $(#[$variant_meta])* $variant, )+
+        }
+
+        impl $name {
+            $(#[$all_meta])*
+            pub const ALL: [$name; [$(stringify!($variant)),+].len()] = [$($name::$variant),+];
+
+            /// This variant's place in [`Self::ALL`]: its declaration order,
+            /// which is the order of `ALL`.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
 /// Milliseconds since the Unix epoch.
 ///
 /// The engine never reads a clock: the caller passes the current time in, so
@@ -77,32 +110,27 @@ impl fmt::Display for ContainerName {
     }
 }
 
-/// Why a crashed database went down, as tagged by the classifier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RootCause {
-    /// `No space left on device`: the disk the database writes to is full.
-    DiskFull,
-    /// The server refused its configuration file.
-    ConfigError,
-    /// The kernel's OOM killer ended the container (`OOMKilled` is true).
-    OomKill,
-    /// Checksum failures, invalid pages, a PANIC that is not a full disk.
-    DataCorruption,
-    /// None of the signatures matched.
-    Unknown,
+enum_with_all! {
+    /// Why a crashed database went down, as tagged by the classifier.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum RootCause {
+        /// `No space left on device`: the disk the database writes to is full.
+        DiskFull,
+        /// The server refused its configuration file.
+        ConfigError,
+        /// The kernel's OOM killer ended the container (`OOMKilled` is true).
+        OomKill,
+        /// Checksum failures, invalid pages, a PANIC that is not a full disk.
+        DataCorruption,
+        /// None of the signatures matched.
+        Unknown,
+    }
+    /// Every root cause, in the specification's classification order.
+    const ALL;
 }
 
 impl RootCause {
-    /// Every root cause, in the specification's classification order.
-    pub const ALL: [RootCause; 5] = [
-        RootCause::DiskFull,
-        RootCause::ConfigError,
-        RootCause::OomKill,
-        RootCause::DataCorruption,
-        RootCause::Unknown,
-    ];
-
     /// The specification's label (`Disk Full`, `OOM Killer`, …).
     pub fn label(self) -> &'static str {
         match self {
@@ -625,42 +653,35 @@ impl FromIterator<LlmChoice> for ChoiceSet {
     }
 }
 
-/// The cause categories an LLM may diagnose for a crash the rules could
-/// not tag: a closed list. The model names one; the rules, not the model,
-/// say which action each leads to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Diagnosis {
-    /// Killed once from outside (SIGKILL, a daemon restart) with nothing
-    /// wrong in the logs: a restart is likely to fix it.
-    KilledOnce,
-    /// The disk is filling up with the server's own log output.
-    LogFlood,
-    /// Someone stopped it on purpose (a shutdown request).
-    DeliberateStop,
-    /// A setting, file, permission or image problem that a restart repeats.
-    Misconfiguration,
-    /// Out of a resource (memory, connections, file descriptors, disk for
-    /// data or WAL) for a reason a restart does not remove.
-    ResourceExhaustion,
-    /// Damaged or incompatible data files.
-    DataProblem,
-    /// The evidence does not say.
-    Unclear,
+enum_with_all! {
+    /// The cause categories an LLM may diagnose for a crash the rules could
+    /// not tag: a closed list. The model names one; the rules, not the model,
+    /// say which action each leads to.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum Diagnosis {
+        /// The evidence does not say.
+        Unclear,
+        /// Killed once from outside (SIGKILL, a daemon restart) with nothing
+        /// wrong in the logs: a restart is likely to fix it.
+        KilledOnce,
+        /// The disk is filling up with the server's own log output.
+        LogFlood,
+        /// Someone stopped it on purpose (a shutdown request).
+        DeliberateStop,
+        /// A setting, file, permission or image problem that a restart repeats.
+        Misconfiguration,
+        /// Out of a resource (memory, connections, file descriptors, disk for
+        /// data or WAL) for a reason a restart does not remove.
+        ResourceExhaustion,
+        /// Damaged or incompatible data files.
+        DataProblem,
+    }
+    /// Every category, in the order prompts and schemas list them.
+    const ALL;
 }
 
 impl Diagnosis {
-    /// Every category, in the order prompts and schemas list them.
-    pub const ALL: [Diagnosis; 7] = [
-        Diagnosis::Unclear,
-        Diagnosis::KilledOnce,
-        Diagnosis::LogFlood,
-        Diagnosis::DeliberateStop,
-        Diagnosis::Misconfiguration,
-        Diagnosis::ResourceExhaustion,
-        Diagnosis::DataProblem,
-    ];
-
     /// The name used in prompts, schemas and rules files.
     pub fn name(self) -> &'static str {
         match self {
@@ -766,6 +787,35 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The one wording of this outcome, for the audit line, the post-mortem
+    /// and anything else that shows it to a human. Text that came from a
+    /// container, the host or a model is made printable.
+    pub fn describe(&self) -> String {
+        use crate::redact::printable;
+        match self {
+            Outcome::Cleaned { disk_used_pct, freed_bytes } => {
+                format!("disk at {disk_used_pct:.1} % after cleaning, {} MiB freed", freed_bytes / (1024 * 1024))
+            }
+            Outcome::Pruned { removed } => format!("{removed} containers removed"),
+            Outcome::ApprovalRejected => "not approved: not run".to_string(),
+            Outcome::Restarted => "restarted".to_string(),
+            Outcome::RestartNotNeeded => "not restarted: it came back on its own".to_string(),
+            Outcome::ApprovalVoided { reason } => format!("not restarted: approval void, {}", printable(reason)),
+            Outcome::Verified(Verification::Confirmed) => "confirmed Running".to_string(),
+            Outcome::Verified(Verification::NotConfirmed { last_state }) => {
+                format!("not confirmed (last seen {})", last_state.map_or("unreachable", ContainerState::as_str))
+            }
+            Outcome::LlmChose { choice, diagnosis: Some(d) } => {
+                format!("the LLM diagnosed {} (rules: {})", d.category, choice.name())
+            }
+            Outcome::LlmChose { choice, diagnosis: None } => format!("the LLM chose {}", choice.name()),
+            Outcome::LlmFailed => "the LLM gave no usable answer".to_string(),
+            Outcome::Failed { error } => format!("failed: {}", printable(error)),
+        }
+    }
+}
+
 /// One executed action and its outcome.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Step {
@@ -815,4 +865,26 @@ pub struct ContainerStatus {
     pub started_at: Option<Timestamp>,
     /// When the last run ended.
     pub finished_at: Option<Timestamp>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `index` is a variant's place in `ALL`, so tables sized `ALL.len()`
+    /// (the rules' plans, the diagnosis actions) hold every variant once.
+    #[test]
+    fn every_variant_sits_at_its_index_in_all() {
+        for (i, cause) in RootCause::ALL.into_iter().enumerate() {
+            assert_eq!(cause.index(), i, "{cause:?}");
+            assert_eq!(RootCause::from_key(cause.key()), Some(cause));
+        }
+        for (i, diagnosis) in Diagnosis::ALL.into_iter().enumerate() {
+            assert_eq!(diagnosis.index(), i, "{diagnosis:?}");
+            assert_eq!(Diagnosis::from_name(diagnosis.name()), Some(diagnosis));
+        }
+        // The order the prompts and schemas have always listed.
+        assert_eq!(Diagnosis::ALL[0], Diagnosis::Unclear);
+        assert_eq!(RootCause::ALL[0], RootCause::DiskFull, "the specification's classification order");
+    }
 }

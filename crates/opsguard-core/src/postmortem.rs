@@ -14,9 +14,7 @@ use std::fmt::Write as _;
 
 use crate::audit::{AuditEvent, AuditRecord, IncidentTrail, Resolution};
 use crate::classify::printable;
-use crate::model::{
-    Action, Alarm, AlarmKind, ContainerState, Health, Outcome, RootCause, StopReason, Timestamp, Verification,
-};
+use crate::model::{Action, Alarm, AlarmKind, Health, Outcome, RootCause, StopReason, Timestamp};
 
 /// Why no report could be written.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -157,7 +155,7 @@ impl<'a> Postmortem<'a> {
         let done: Vec<String> = self
             .executed()
             .filter(|(_, a, _)| !matches!(a, Action::Verify { .. }))
-            .map(|(_, a, o)| format!("`{}` ({})", a.tool_name(), outcome_text(o)))
+            .map(|(_, a, o)| format!("`{}` ({})", a.tool_name(), o.describe()))
             .collect();
         let _ = writeln!(
             md,
@@ -277,7 +275,7 @@ impl<'a> Postmortem<'a> {
                         r.time,
                         cell(&action.to_string()),
                         cell(&approval),
-                        cell(&outcome_text(outcome)),
+                        cell(&outcome.describe()),
                     );
                 }
                 AuditEvent::WouldExecute { action } => {
@@ -330,7 +328,7 @@ impl<'a> Postmortem<'a> {
                 AuditEvent::Checked { .. } => checks.push(r),
                 AuditEvent::Executed { action: Action::Verify { target }, outcome } => {
                     any = true;
-                    let _ = writeln!(md, "`verify('{target}')`, ended {}: **{}**\n", r.time, outcome_text(outcome));
+                    let _ = writeln!(md, "`verify('{target}')`, ended {}: **{}**\n", r.time, outcome.describe());
                     for c in checks.drain(..) {
                         let _ = writeln!(md, "- {} {}", c.time, inline(&check_text(&c.event)));
                     }
@@ -584,29 +582,6 @@ fn config_file(lines: &[String]) -> Option<(String, Option<u64>)> {
         }
     }
     found
-}
-
-fn outcome_text(o: &Outcome) -> String {
-    match o {
-        Outcome::Cleaned { disk_used_pct, freed_bytes } => {
-            format!("disk at {disk_used_pct:.1} % after cleaning, {} MiB freed", freed_bytes / (1024 * 1024))
-        }
-        Outcome::Pruned { removed } => format!("{removed} containers removed"),
-        Outcome::ApprovalRejected => "not approved: not run".to_string(),
-        Outcome::Restarted => "restarted".to_string(),
-        Outcome::RestartNotNeeded => "not restarted: it was back on its own".to_string(),
-        Outcome::ApprovalVoided { reason } => format!("not restarted: approval void, {}", printable(reason)),
-        Outcome::Verified(Verification::Confirmed) => "confirmed Running".to_string(),
-        Outcome::Verified(Verification::NotConfirmed { last_state }) => {
-            format!("not confirmed (last seen {})", last_state.map_or("unreachable", ContainerState::as_str))
-        }
-        Outcome::LlmChose { choice, diagnosis } => match diagnosis {
-            Some(d) => format!("the LLM diagnosed {} (rules: {})", d.category, choice.name()),
-            None => format!("the LLM chose {}", choice.name()),
-        },
-        Outcome::LlmFailed => "the LLM gave no usable answer".to_string(),
-        Outcome::Failed { error } => format!("failed: {}", printable(error)),
-    }
 }
 
 fn check_text(e: &AuditEvent) -> String {

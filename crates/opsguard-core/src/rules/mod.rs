@@ -1,0 +1,535 @@
+//! Rules as data: loading, validating and compiling `rules/*.toml`.
+//!
+//! Thresholds, root-cause signatures and the decision table are data so an
+//! operator can read and change them; validation happens once, at load time,
+//! and every error names the file, the line and the field. What validation
+//! accepts can still never make the engine unsafe: the safety rules
+//! ([`crate::safety`]: no restart on config error or data corruption, clean
+//! before restart on a full disk, narrow log paths) are checked here and
+//! again in [`crate::engine`] by the same functions, whatever the rules say.
+//!
+//! `schema` is the file as written, `compile` turns it into [`Rules`], and
+//! `error` says what was wrong and where; this module holds the compiled
+//! types the engine reads.
+
+mod compile;
+mod error;
+mod schema;
+
+use std::path::Path;
+
+use regex::Regex;
+
+pub use self::error::{RulesError, RulesErrorKind};
+use crate::model::{AlarmKind, ChoiceSet, ContainerName, Diagnosis, Evidence, LlmChoice, RootCause};
+
+/// The default rules, compiled into the binary: the specification's
+/// decision tree.
+pub const DEFAULT_RULES: &str = include_str!("../../../../rules/default.toml");
+
+/// Longest plan accepted; keeps every incident bounded.
+pub const MAX_PLAN_STEPS: usize = 16;
+
+/// Thresholds from the specification.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Thresholds {
+    /// Web log disk usage that raises `WEB_LOG_SATURATION`, percent.
+    pub web_disk_pct: f64,
+    /// Disk usage below which `clean_logs` counts as a success, percent.
+    pub clean_success_pct: f64,
+    /// More exited containers than this raise `ZOMBIE_OUTBREAK`.
+    pub zombie_max: u32,
+}
+
+/// Observer cadence, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObserverSettings {
+    /// Normal polling interval.
+    pub interval_secs: u64,
+    /// Rapid-mode interval after a fix.
+    pub rapid_interval_secs: u64,
+    /// How long rapid mode lasts.
+    pub rapid_window_secs: u64,
+    /// How much log history before a crash the classifier reads.
+    pub log_window_secs: u64,
+    /// Consecutive Running checks that confirm a fix.
+    pub stable_checks: u32,
+}
+
+/// How many restarts a container may have in a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartBudget {
+    /// Restarts allowed in the window.
+    pub max_restarts: u32,
+    /// The window, in seconds.
+    pub window_secs: u64,
+}
+
+/// A watched service: its container and where its logs live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The container.
+    pub container: ContainerName,
+    /// Directories whose files `clean_logs` may truncate; nothing else is
+    /// ever touched.
+    pub log_paths: Vec<String>,
+    /// A path on the disk whose usage is watched.
+    pub disk_path: String,
+}
+
+/// The severities PostgreSQL writes before a message it reports itself.
+/// `DETAIL`, `HINT`, `CONTEXT`, `STATEMENT`, `QUERY` and `LOCATION` lines are
+/// deliberately absent: they quote client text (SQL, names) or context.
+pub const SERVER_SEVERITIES: [&str; 13] = [
+    "DEBUG", "DEBUG1", "DEBUG2", "DEBUG3", "DEBUG4", "DEBUG5", "LOG", "INFO", "NOTICE", "WARNING", "ERROR", "FATAL",
+    "PANIC",
+];
+
+/// One root-cause signature: every condition given must hold.
+#[derive(Clone, Debug)]
+pub struct Signature {
+    /// The cause it tags.
+    pub cause: RootCause,
+    /// Required exit code.
+    pub exit_code: Option<i64>,
+    /// Required `OOMKilled` flag.
+    pub oom_killed: Option<bool>,
+    /// Required usage of the database's disk, at or above this percentage:
+    /// the disk's own evidence, which a log line cannot fake.
+    pub min_disk_used_pct: Option<f64>,
+    /// A regex that the message of some line the server wrote about itself
+    /// ([`Rules::server_line`]), at one of [`Signature::severities`], must
+    /// match.
+    pub log_pattern: Option<Regex>,
+    /// The severities a line must carry for [`Signature::log_pattern`] to be
+    /// tried on it (empty without a pattern).
+    pub severities: Vec<&'static str>,
+}
+
+impl Signature {
+    /// A short human description of what this signature looks for.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(code) = self.exit_code {
+            parts.push(format!("exit code {code}"));
+        }
+        if let Some(oom) = self.oom_killed {
+            parts.push(format!("OOMKilled={oom}"));
+        }
+        if let Some(re) = &self.log_pattern {
+            parts.push(format!("a server {} line matches /{}/", self.severities.join("/"), re.as_str()));
+        }
+        if let Some(pct) = self.min_disk_used_pct {
+            parts.push(format!("disk usage at least {pct:.1}%"));
+        }
+        parts.join(" and ")
+    }
+
+    /// Whether a line of this severity is one the pattern is tried on.
+    pub fn wants_severity(&self, severity: &str) -> bool {
+        self.severities.contains(&severity)
+    }
+}
+
+/// One step of a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PlanStep {
+    /// `clean_logs`.
+    CleanLogs,
+    /// `prune_containers`.
+    PruneContainers,
+    /// `restart_database_risky`.
+    Restart,
+    /// `verify`.
+    Verify,
+    /// `consult_llm` (unknown causes only; last step).
+    ConsultLlm,
+    /// `stop` (last step).
+    Stop,
+}
+
+impl PlanStep {
+    const NAMES: [(&'static str, PlanStep); 6] = [
+        ("clean_logs", PlanStep::CleanLogs),
+        ("prune_containers", PlanStep::PruneContainers),
+        ("restart_database_risky", PlanStep::Restart),
+        ("verify", PlanStep::Verify),
+        ("consult_llm", PlanStep::ConsultLlm),
+        ("stop", PlanStep::Stop),
+    ];
+
+    fn from_name(name: &str) -> Option<PlanStep> {
+        Self::NAMES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+    }
+
+    /// The name used in rules files.
+    pub fn name(self) -> &'static str {
+        Self::NAMES.iter().find(|(_, s)| *s == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+}
+
+/// The steps for one alarm, and what an LLM may choose when consulted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Steps in order.
+    pub steps: Vec<PlanStep>,
+    /// The LLM's allowed choices (empty unless the plan consults it).
+    pub llm_choices: ChoiceSet,
+}
+
+/// Validated, compiled rules.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    /// Thresholds.
+    pub thresholds: Thresholds,
+    /// Observer cadence.
+    pub observer: ObserverSettings,
+    /// Restart budget.
+    pub restart_budget: RestartBudget,
+    /// Step budget per incident.
+    pub max_steps: u32,
+    /// Label (`key=value`) that scopes prunes.
+    pub scope_label: String,
+    /// The web service.
+    pub web: Target,
+    /// The database.
+    pub database: Target,
+    /// What a line the server wrote about itself looks like; its
+    /// `severity` and `message` groups are what signatures read.
+    pub server_line: Regex,
+    /// Root-cause signatures, in order.
+    pub signatures: Vec<Signature>,
+    plans: Plans,
+    /// What each LLM diagnosis leads to; escalate for all when the rules
+    /// consult no LLM.
+    pub llm_diagnosis: DiagnosisActions,
+}
+
+/// The action each cause category an LLM may diagnose leads to
+/// (`[llm_diagnosis]` in a rules file). The model names a category; this
+/// table, not the model, picks the action, which then goes through the
+/// plan's `llm_choices` and every safety rule like any other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiagnosisActions([LlmChoice; Diagnosis::ALL.len()]);
+
+impl DiagnosisActions {
+    /// Every category escalates.
+    pub const ESCALATE_ALL: DiagnosisActions = DiagnosisActions([LlmChoice::Escalate; Diagnosis::ALL.len()]);
+
+    /// The action for `diagnosis`.
+    pub fn action(&self, diagnosis: Diagnosis) -> LlmChoice {
+        self.0[diagnosis.index()]
+    }
+
+    /// The table with `diagnosis` leading to `choice`; `unclear` always
+    /// escalates, whatever is asked.
+    pub fn with(mut self, diagnosis: Diagnosis, choice: LlmChoice) -> DiagnosisActions {
+        if diagnosis != Diagnosis::Unclear {
+            self.0[diagnosis.index()] = choice;
+        }
+        self
+    }
+}
+
+impl Default for DiagnosisActions {
+    fn default() -> Self {
+        DiagnosisActions::ESCALATE_ALL
+    }
+}
+
+/// The plans, one place per alarm kind. A database crash's plan sits at its
+/// cause's [`RootCause::index`] in an array sized by [`RootCause::ALL`], and
+/// both come from the enum's one declaration, so every cause has a place and
+/// no slot number is written by hand; a new alarm kind fails to compile in
+/// [`Plans::slot`] until it is given one.
+#[derive(Clone, Debug, Default)]
+struct Plans {
+    web_log_saturation: Option<Plan>,
+    zombie_outbreak: Option<Plan>,
+    db_crash: [Option<Plan>; RootCause::ALL.len()],
+}
+
+impl Plans {
+    fn slot(&self, kind: AlarmKind) -> &Option<Plan> {
+        match kind {
+            AlarmKind::WebLogSaturation => &self.web_log_saturation,
+            AlarmKind::ZombieOutbreak => &self.zombie_outbreak,
+            AlarmKind::DbCrash(cause) => &self.db_crash[cause.index()],
+        }
+    }
+
+    fn slot_mut(&mut self, kind: AlarmKind) -> &mut Option<Plan> {
+        match kind {
+            AlarmKind::WebLogSaturation => &mut self.web_log_saturation,
+            AlarmKind::ZombieOutbreak => &mut self.zombie_outbreak,
+            AlarmKind::DbCrash(cause) => &mut self.db_crash[cause.index()],
+        }
+    }
+
+    /// Every plan the rules have.
+    fn iter(&self) -> impl Iterator<Item = &Plan> {
+        [&self.web_log_saturation, &self.zombie_outbreak].into_iter().chain(&self.db_crash).flatten()
+    }
+}
+
+impl Rules {
+    /// The built-in rules ([`DEFAULT_RULES`]).
+    pub fn default_rules() -> Rules {
+        // The default rules are covered by tests; failing here is a build bug.
+        Rules::from_toml_str(DEFAULT_RULES, Path::new("<default rules>")).expect("the built-in default rules are valid")
+    }
+
+    /// Parses and validates rules text; `file` names it in errors.
+    pub fn from_toml_str(text: &str, file: &Path) -> Result<Rules, RulesError> {
+        compile::parse(text, file)
+    }
+
+    /// The plan for an alarm, if the rules have one.
+    pub fn plan(&self, kind: AlarmKind) -> Option<&Plan> {
+        self.plans.slot(kind).as_ref()
+    }
+
+    /// The watched service whose container is `name`.
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        [&self.web, &self.database].into_iter().find(|t| t.container.as_str() == name)
+    }
+
+    /// The action an LLM's diagnosis of a crash leads to
+    /// ([`Rules::llm_diagnosis`]), unless OpsGuard's own facts contradict
+    /// the diagnosis: then why, and the incident escalates. A `log-flood`
+    /// needs the disk at or above `thresholds.web_disk_pct` (the level at
+    /// which a log disk counts as saturated); a `killed-once` needs a kill
+    /// from outside (exit 137 or 255), no OOM kill, and no PANIC or FATAL
+    /// line from the server. Other categories are taken as they come: they
+    /// lead to escalate by default.
+    pub fn llm_action(&self, diagnosis: Diagnosis, evidence: &Evidence) -> Result<LlmChoice, String> {
+        match diagnosis {
+            Diagnosis::LogFlood => match evidence.disk_used_pct.filter(|p| p.is_finite()) {
+                Some(p) if p >= self.thresholds.web_disk_pct => {}
+                Some(p) => {
+                    return Err(format!(
+                        "log-flood with the disk at {p:.0} %, below {:.0} %",
+                        self.thresholds.web_disk_pct
+                    ));
+                }
+                None => return Err("log-flood without a disk measurement".into()),
+            },
+            Diagnosis::KilledOnce => {
+                if !matches!(evidence.exit_code, Some(137 | 255)) {
+                    return Err(format!(
+                        "killed-once with exit code {}, not a kill from outside (137 or 255)",
+                        evidence.exit_code.map_or("unknown".to_string(), |c| c.to_string())
+                    ));
+                }
+                if evidence.oom_killed != Some(false) {
+                    return Err("killed-once but the OOM flag is set or unknown".into());
+                }
+                let severe = |l: &String| l.contains("PANIC:  ") || l.contains("FATAL:  ");
+                if evidence.log_tail.iter().chain(&evidence.log_lines).any(severe) {
+                    return Err("killed-once but the server logged a PANIC or FATAL".into());
+                }
+            }
+            _ => {}
+        }
+        Ok(self.llm_diagnosis.action(diagnosis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Rules, RulesError> {
+        Rules::from_toml_str(text, Path::new("test.toml"))
+    }
+
+    fn with(replace: &str, by: &str) -> String {
+        assert!(DEFAULT_RULES.contains(replace), "test fixture out of date: {replace}");
+        DEFAULT_RULES.replacen(replace, by, 1)
+    }
+
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    #[test]
+    fn default_rules_load_and_cover_every_alarm() {
+        let rules = Rules::default_rules();
+        assert_eq!(rules.thresholds.web_disk_pct, 85.0);
+        assert_eq!(rules.thresholds.clean_success_pct, 80.0);
+        assert_eq!(rules.thresholds.zombie_max, 5);
+        for cause in RootCause::ALL {
+            assert!(rules.plan(AlarmKind::DbCrash(cause)).is_some(), "{cause:?}");
+        }
+        assert!(rules.plan(AlarmKind::WebLogSaturation).is_some());
+        assert!(rules.plan(AlarmKind::ZombieOutbreak).is_some());
+        let order: Vec<_> = rules.signatures.iter().map(|s| s.cause).collect();
+        assert_eq!(order, [RootCause::DiskFull, RootCause::ConfigError, RootCause::OomKill, RootCause::DataCorruption]);
+    }
+
+    #[test]
+    fn unknown_field_names_line_and_field() {
+        let text = with("zombie_max = 5", "zombie_max = 5\nzombie_maximum = 7");
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.kind, RulesErrorKind::Syntax);
+        assert_eq!(e.field.as_deref(), Some("zombie_maximum"));
+        assert_eq!(e.line, Some(line_of(&text, "zombie_maximum")));
+        assert!(e.to_string().starts_with("test.toml:"), "{e}");
+    }
+
+    #[test]
+    fn bad_regex_names_line_and_field() {
+        let text = with("log_pattern = '^could not [a-z ]+ ", "log_pattern = 'No space (left");
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.kind, RulesErrorKind::BadRegex);
+        assert_eq!(e.field.as_deref(), Some("signature[0].log_pattern"));
+        assert_eq!(e.line, Some(line_of(&text, "No space (left")));
+    }
+
+    // Issue #8, item 1: signatures say which of the server's own lines they
+    // read, and a full disk needs the disk's evidence.
+    #[test]
+    fn a_log_pattern_needs_server_severities() {
+        let text = with("severities = [\"PANIC\", \"FATAL\"]\nmin_disk", "min_disk");
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("signature[0].severities"));
+        let text =
+            with("severities = [\"PANIC\", \"FATAL\"]\nmin_disk", "severities = [\"PANIC\", \"STATEMENT\"]\nmin_disk");
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.kind, RulesErrorKind::UnknownName);
+        assert!(e.message.contains("client text"), "{e}");
+        assert_eq!(e.line, Some(line_of(&text, "\"STATEMENT\"]")));
+    }
+
+    #[test]
+    fn disk_full_needs_the_disk_usage_condition() {
+        let text = with("min_disk_used_pct = 85.0\n", "");
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("signature[0].min_disk_used_pct"));
+        let text = with("min_disk_used_pct = 85.0", "min_disk_used_pct = 0.0");
+        assert_eq!(load(&text).unwrap_err().kind, RulesErrorKind::OutOfRange);
+    }
+
+    #[test]
+    fn server_line_needs_its_groups_and_an_anchor() {
+        let line = Rules::default_rules().server_line.as_str().to_string();
+        let text = with(&line, &line.replace("?P<message>", ""));
+        assert!(load(&text).unwrap_err().message.contains("(?P<message>"));
+        let text = with(&line, &line[1..]);
+        assert!(load(&text).unwrap_err().message.contains("anchored"));
+    }
+
+    #[test]
+    fn threshold_out_of_range_names_line_and_field() {
+        let text = with("web_disk_pct = 85.0", "web_disk_pct = 185.0");
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.kind, RulesErrorKind::OutOfRange);
+        assert_eq!(e.field.as_deref(), Some("thresholds.web_disk_pct"));
+        assert_eq!(e.line, Some(line_of(&text, "web_disk_pct")));
+    }
+
+    #[test]
+    fn unknown_action_names_line_and_field() {
+        let text = with(r#"steps = ["prune_containers", "verify"]"#, r#"steps = ["prune_containers", "rm_rf"]"#);
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.kind, RulesErrorKind::UnknownName);
+        assert_eq!(e.field.as_deref(), Some("plan[1].steps"));
+        assert_eq!(e.line, Some(line_of(&text, "rm_rf")));
+        assert!(e.message.contains("rm_rf"));
+    }
+
+    #[test]
+    fn restart_on_config_error_is_rejected() {
+        let text = with(
+            "cause = \"config_error\"\nsteps = [\"stop\"]",
+            "cause = \"config_error\"\nsteps = [\"restart_database_risky\", \"verify\"]",
+        );
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.kind, RulesErrorKind::Invalid);
+        assert!(e.message.contains("forbidden"), "{e}");
+    }
+
+    #[test]
+    fn restart_before_clean_on_disk_full_is_rejected() {
+        let text = with(
+            r#"steps = ["clean_logs", "verify", "restart_database_risky", "verify"]"#,
+            r#"steps = ["restart_database_risky", "clean_logs", "verify"]"#,
+        );
+        let e = load(&text).unwrap_err();
+        assert!(e.message.contains("clean_logs must come before"), "{e}");
+    }
+
+    #[test]
+    fn plan_must_end_verified() {
+        let text = with(r#"steps = ["prune_containers", "verify"]"#, r#"steps = ["prune_containers"]"#);
+        assert!(load(&text).unwrap_err().message.contains("ends with verify"));
+    }
+
+    #[test]
+    fn too_wide_log_path_is_rejected() {
+        let text = with(r#"log_paths = ["/var/log"]"#, r#"log_paths = ["/var/lib/postgresql"]"#);
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("database.log_paths"));
+        let text = with(r#"log_paths = ["/var/log/nginx"]"#, r#"log_paths = ["/var/log/../lib"]"#);
+        assert!(load(&text).is_err());
+    }
+
+    /// Issue 8 item 12: a log path holding the database's data directory is
+    /// refused at load; the lab's `/var/log` beside `/var/lib/postgresql/data`
+    /// stays valid.
+    #[test]
+    fn log_path_holding_the_data_directory_is_rejected() {
+        assert!(load(DEFAULT_RULES).is_ok());
+        let moved = with(r#"disk_path = "/var/lib/postgresql/data""#, r#"disk_path = "/srv/pg/data""#);
+        assert!(load(&moved).is_ok());
+        for bad in ["/srv/pg", "/srv/pg/data", "/srv"] {
+            let text =
+                moved.replacen(r#"log_paths = ["/var/log"]"#, &format!(r#"log_paths = ["/var/log", "{bad}"]"#), 1);
+            let e = load(&text).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("database.log_paths"), "{bad}: {e}");
+            assert!(e.message.contains("data directory"), "{bad}: {e}");
+        }
+        let text = with(r#"log_paths = ["/var/log"]"#, r#"log_paths = ["/var/lib/postgresql/data"]"#);
+        assert!(load(&text).unwrap_err().message.contains("data directory"));
+        // A log directory inside the data directory holds only logs.
+        let text = moved.replacen(r#"log_paths = ["/var/log"]"#, r#"log_paths = ["/srv/pg/data/log"]"#, 1);
+        assert!(load(&text).is_ok());
+    }
+
+    #[test]
+    fn missing_section_is_a_syntax_error() {
+        let text = DEFAULT_RULES.replace("[limits]\nmax_steps = 12", "");
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("limits"));
+    }
+
+    #[test]
+    fn not_toml_is_a_clear_error() {
+        let e = load("[thresholds\nweb = ").unwrap_err();
+        assert_eq!(e.kind, RulesErrorKind::Syntax);
+        assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn llm_diagnoses_the_facts_contradict_escalate() {
+        let rules = Rules::default_rules();
+        let killed = Evidence {
+            exit_code: Some(137),
+            oom_killed: Some(false),
+            disk_used_pct: Some(40.0),
+            ..Evidence::default()
+        };
+        assert_eq!(rules.llm_action(Diagnosis::KilledOnce, &killed), Ok(LlmChoice::Restart));
+        assert!(rules.llm_action(Diagnosis::LogFlood, &killed).is_err(), "disk at 40 %");
+        let full = Evidence { disk_used_pct: Some(96.0), ..killed.clone() };
+        assert_eq!(rules.llm_action(Diagnosis::LogFlood, &full), Ok(LlmChoice::CleanLogs));
+        let exit1 = Evidence { exit_code: Some(1), ..killed.clone() };
+        assert!(rules.llm_action(Diagnosis::KilledOnce, &exit1).is_err());
+        let panicked = Evidence { log_tail: vec!["PANIC:  could not fsync file".into()], ..killed.clone() };
+        assert!(rules.llm_action(Diagnosis::KilledOnce, &panicked).is_err());
+        let oom = Evidence { oom_killed: Some(true), ..killed.clone() };
+        assert!(rules.llm_action(Diagnosis::KilledOnce, &oom).is_err());
+        assert_eq!(rules.llm_action(Diagnosis::DeliberateStop, &full), Ok(LlmChoice::Escalate));
+        assert_eq!(rules.llm_action(Diagnosis::Unclear, &full), Ok(LlmChoice::Escalate));
+    }
+}

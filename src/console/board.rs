@@ -1,0 +1,236 @@
+//! The board: the incidents as the audit log's tap reports them and the
+//! approval requests put to the console, each with the nonce and the digest
+//! a form must carry to answer it. An answer is checked here against the
+//! request it names and handed to the waiting incident loop at most once.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use serde::Deserialize;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::auth::{random_hex, same_secret};
+use super::{Console, ConsoleError, MAX_INCIDENTS, MAX_TIMELINE};
+use crate::approval::{Answer, ApprovalError, ApprovalRequest};
+use crate::audit::{AuditEvent, AuditRecord, Resolution};
+use crate::model::Alarm;
+
+/// Where a request stands, as the console shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestStatus {
+    /// Waiting for a human.
+    Pending,
+    /// Approved here.
+    Approved,
+    /// Rejected here.
+    Rejected,
+    /// Not answered in time, or withdrawn by the incident loop: a rejection.
+    Expired,
+}
+
+impl RequestStatus {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "pending",
+            RequestStatus::Approved => "approved",
+            RequestStatus::Rejected => "rejected",
+            RequestStatus::Expired => "expired",
+        }
+    }
+}
+
+/// A request still open, with what a form must carry to answer it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenRequest {
+    /// The request id.
+    pub id: u64,
+    /// Its incident.
+    pub incident: u64,
+    /// The nonce issued for it.
+    pub nonce: String,
+    /// The digest of what was shown.
+    pub digest: String,
+}
+
+/// An approval request as the console posted it: what answering it needs
+/// (the nonce and digest a form must carry, the expiry), where it stands,
+/// and the channel to the incident waiting for the answer.
+pub(super) struct PostedRequest {
+    pub(super) request: ApprovalRequest,
+    pub(super) nonce: String,
+    pub(super) digest: String,
+    pub(super) expires_at: Instant,
+    pub(super) status: RequestStatus,
+    pub(super) reply: Option<oneshot::Sender<Answer>>,
+}
+
+/// One incident as the audit log's tap reported it.
+#[derive(Default)]
+pub(super) struct IncidentView {
+    pub(super) alarm: Option<Alarm>,
+    pub(super) timeline: Vec<AuditRecord>,
+    pub(super) resolution: Option<Resolution>,
+}
+
+/// What the console shows: the incidents and the approval requests posted
+/// to it, each by its id.
+#[derive(Default)]
+pub(super) struct IncidentBoard {
+    pub(super) incidents: BTreeMap<u64, IncidentView>,
+    pub(super) requests: BTreeMap<u64, PostedRequest>,
+}
+
+/// SHA-256 over what the human is shown, so an answer names the evidence it rests on.
+pub(super) fn digest(r: &ApprovalRequest) -> Result<String, ConsoleError> {
+    let bytes = serde_json::to_vec(&(r.id, r.incident, &r.action, &r.alarm))
+        .map_err(|e| ConsoleError(format!("cannot encode request {}: {e}", r.id)))?;
+    Ok(hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct AnswerForm {
+    pub(super) incident: u64,
+    pub(super) request: u64,
+    pub(super) nonce: String,
+    pub(super) digest: String,
+    pub(super) csrf: String,
+    pub(super) decision: String,
+}
+
+impl Console {
+    /// Takes one audit record into the incidents' timelines: pass it to
+    /// [`crate::audit::AuditLog::with_tap`].
+    pub fn record(&self, rec: &AuditRecord) {
+        let mut board = self.board();
+        let view = board.incidents.entry(rec.incident).or_default();
+        match &rec.event {
+            AuditEvent::IncidentOpened { alarm } => view.alarm = Some(alarm.clone()),
+            AuditEvent::IncidentClosed { resolution, .. } => view.resolution = Some(*resolution),
+            _ => {}
+        }
+        if view.timeline.len() >= MAX_TIMELINE {
+            view.timeline.remove(0);
+        }
+        view.timeline.push(rec.clone());
+        while board.incidents.len() > MAX_INCIDENTS {
+            let Some(oldest) = board.incidents.keys().next().copied() else { break };
+            board.incidents.remove(&oldest);
+            board.requests.retain(|_, e| e.request.incident != oldest || e.status == RequestStatus::Pending);
+        }
+    }
+
+    /// A request's status, if the console knows it.
+    pub fn request_status(&self, id: u64) -> Option<RequestStatus> {
+        self.board().requests.get(&id).map(|e| e.status)
+    }
+
+    /// The requests waiting for a human.
+    pub fn open_requests(&self) -> Vec<OpenRequest> {
+        self.board()
+            .requests
+            .values()
+            .filter(|e| e.status == RequestStatus::Pending)
+            .map(|e| OpenRequest {
+                id: e.request.id,
+                incident: e.request.incident,
+                nonce: e.nonce.clone(),
+                digest: e.digest.clone(),
+            })
+            .collect()
+    }
+
+    pub(super) fn publish(&self, request: &ApprovalRequest) -> Result<oneshot::Receiver<Answer>, ApprovalError> {
+        let err = |e: ConsoleError| ApprovalError(e.to_string());
+        let nonce = random_hex(16).map_err(err)?;
+        let digest = digest(request).map_err(err)?;
+        let (tx, rx) = oneshot::channel();
+        let mut board = self.board();
+        if board.requests.contains_key(&request.id) {
+            return Err(ApprovalError(format!("request {} was already put to the console", request.id)));
+        }
+        board.incidents.entry(request.incident).or_default().alarm.get_or_insert_with(|| request.alarm.clone());
+        board.requests.insert(
+            request.id,
+            PostedRequest {
+                request: request.clone(),
+                nonce,
+                digest,
+                expires_at: Instant::now() + self.state.approval_timeout,
+                status: RequestStatus::Pending,
+                reply: Some(tx),
+            },
+        );
+        Ok(rx)
+    }
+
+    pub(super) fn withdraw(&self, id: u64) {
+        if let Some(e) = self.board().requests.get_mut(&id)
+            && e.status == RequestStatus::Pending
+        {
+            e.status = RequestStatus::Expired;
+            e.reply = None;
+        }
+    }
+
+    /// Checks a form against the request it names and, when everything
+    /// matches, hands the answer to the waiting incident loop.
+    pub(super) fn take_answer(&self, form: &AnswerForm) -> Result<(), (StatusCode, String)> {
+        if !same_secret(&form.csrf, &self.state.csrf) {
+            return Err((StatusCode::FORBIDDEN, "the form's CSRF token is wrong: reload the console".into()));
+        }
+        let approve = match form.decision.as_str() {
+            "approve" => true,
+            "reject" => false,
+            _ => return Err((StatusCode::BAD_REQUEST, "the decision must be approve or reject".into())),
+        };
+        let mut board = self.board();
+        if !board.incidents.contains_key(&form.incident) {
+            return Err((StatusCode::NOT_FOUND, format!("no incident #{}", form.incident)));
+        }
+        let entry = match board.requests.get_mut(&form.request) {
+            Some(e) if e.request.incident == form.incident => e,
+            _ => {
+                return Err((
+                    StatusCode::NOT_FOUND,
+                    format!("incident #{} has no approval request {}", form.incident, form.request),
+                ));
+            }
+        };
+        if !same_secret(&form.nonce, &entry.nonce) {
+            return Err((StatusCode::FORBIDDEN, "this form was not issued for that request".into()));
+        }
+        if !same_secret(&form.digest, &entry.digest) {
+            return Err((StatusCode::CONFLICT, "the action or its evidence changed since the page was shown".into()));
+        }
+        match entry.status {
+            RequestStatus::Pending => {}
+            RequestStatus::Approved | RequestStatus::Rejected => {
+                return Err((
+                    StatusCode::CONFLICT,
+                    format!("request {} was already {}", form.request, entry.status.as_str()),
+                ));
+            }
+            RequestStatus::Expired => {
+                return Err((StatusCode::GONE, format!("request {} expired: it counts as rejected", form.request)));
+            }
+        }
+        if Instant::now() >= entry.expires_at {
+            entry.status = RequestStatus::Expired;
+            entry.reply = None;
+            return Err((StatusCode::GONE, format!("request {} expired: it counts as rejected", form.request)));
+        }
+        let answer = if approve { Answer::Approve { request: entry.request.id } } else { Answer::Reject };
+        match entry.reply.take().map(|tx| tx.send(answer)) {
+            Some(Ok(())) => {
+                entry.status = if approve { RequestStatus::Approved } else { RequestStatus::Rejected };
+                Ok(())
+            }
+            // The loop stopped waiting between the checks above and now.
+            _ => {
+                entry.status = RequestStatus::Expired;
+                Err((StatusCode::GONE, format!("request {} expired: it counts as rejected", form.request)))
+            }
+        }
+    }
+}
