@@ -47,7 +47,7 @@ fn chain_history() -> History {
                 Action::Verify { target: db.clone() },
                 Outcome::Verified(Verification::NotConfirmed { last_state: Some(ContainerState::Exited) }),
             ),
-            step(Action::RestartContainer { target: db.clone(), reason: RestartReason::DiskFreed }, Outcome::Restarted),
+            step(Action::Restart { target: db.clone(), reason: RestartReason::DiskFreed }, Outcome::Restarted),
         ],
         restarts: vec![Timestamp(1_000), Timestamp(2_000)],
     }

@@ -147,7 +147,7 @@ async fn main() -> ExitCode {
                 println!("Stopped for a human: {reason}.");
                 ExitCode::from(2)
             }
-            Ok(Resolution::Shadow) => ExitCode::FAILURE,
+            Ok(Resolution::Withheld) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("chain_reaction --docker: {e}");
                 ExitCode::FAILURE
@@ -186,6 +186,6 @@ async fn main() -> ExitCode {
             ExitCode::from(2)
         }
         // The example never turns shadow mode on.
-        Resolution::Shadow => ExitCode::FAILURE,
+        Resolution::Withheld => ExitCode::FAILURE,
     }
 }

@@ -118,7 +118,7 @@ async fn main() {
                     let end = match run.reports[0].resolution {
                         Resolution::Resolved => "resolved".to_string(),
                         Resolution::Stopped { reason } => format!("stopped ({reason:?})"),
-                        Resolution::Shadow => "shadow".to_string(),
+                        Resolution::Withheld => "shadow".to_string(),
                     };
                     eprintln!("{scenario} run {}: MTTD {d} ms, MTTR {r} ms, {end}", i + 1);
                     mttd.push(d);

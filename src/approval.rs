@@ -379,7 +379,7 @@ mod tests {
         ApprovalRequest {
             id,
             incident: 1,
-            action: Action::RestartContainer { target: "db-prod".into(), reason: RestartReason::OomKill },
+            action: Action::Restart { target: "db-prod".into(), reason: RestartReason::OomKill },
             alarm: Alarm {
                 kind: AlarmKind::DbCrash(RootCause::OomKill),
                 container: ContainerName::new("db-prod"),

@@ -272,7 +272,7 @@ pub fn resume(path: &Path) -> io::Result<Resume> {
         // re-check failed before it: the log cannot tell them apart, and
         // over-counting only escalates sooner.
         if let AuditEvent::Executed {
-            action: Action::RestartContainer { target, .. },
+            action: Action::Restart { target, .. },
             outcome: Outcome::Restarted | Outcome::Failed { .. },
         } = &r.event
         {
@@ -362,7 +362,7 @@ mod tests {
             log.record(id, Timestamp(id), AuditEvent::Decided { action: Action::PruneContainers }).unwrap();
         }
         let db = ContainerName::new("db-prod");
-        let restart = Action::RestartContainer { target: db.clone(), reason: crate::model::RestartReason::OomKill };
+        let restart = Action::Restart { target: db.clone(), reason: crate::model::RestartReason::OomKill };
         log.record(2, Timestamp(50), AuditEvent::Executed { action: restart.clone(), outcome: Outcome::Restarted })
             .unwrap();
         // A refused restart is not a restart.

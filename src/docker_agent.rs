@@ -16,7 +16,7 @@ use crate::clock::SystemClock;
 use crate::engine::Engine;
 use crate::host::ContainerEvent;
 use crate::host::docker::{DockerHost, StreamNotice, spawn_events};
-use crate::incident::{Agent, IncidentReport, Responder, Timeouts, Until};
+use crate::incident::{Agent, IncidentReport, Responder, Timeouts, WatchLimit};
 use crate::llm::{DynAdvisor, NoAdvisor};
 use crate::rules::Rules;
 
@@ -135,7 +135,7 @@ impl DockerAgent {
     }
 
     /// Watches until `until` ([`Agent::run`]); the event stream stops with it.
-    pub async fn run(mut self, until: Until) -> Vec<IncidentReport> {
+    pub async fn run(mut self, until: WatchLimit) -> Vec<IncidentReport> {
         let events = self.events.take();
         self.agent.run(events, until).await
     }

@@ -102,7 +102,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     /// Shadow mode: the observer and the engine run for real, but an action
     /// that would change the host (clean, prune, restart) is only recorded
     /// as [`AuditEvent::WouldExecute`] and the incident ends there as
-    /// [`Resolution::Shadow`]; no approval is asked. Verification and a
+    /// [`Resolution::Withheld`]; no approval is asked. Verification and a
     /// configured LLM still run: they look and advise, and touch nothing.
     pub fn with_shadow(mut self, shadow: bool) -> Self {
         self.shadow = shadow;
@@ -297,7 +297,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                     Err(e) => failed(e),
                 }
             }
-            Action::RestartContainer { target, .. } => {
+            Action::Restart { target, .. } => {
                 let result = self.host.restart(target.as_str()).await;
                 // Counted whatever the answer, as the machine counts it: a
                 // restart that timed out may still have happened.
@@ -406,7 +406,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     }
 }
 
-pub use opsguard_core::schedule::{Delays, Until};
+pub use opsguard_core::schedule::{Delays, WatchLimit};
 
 /// `app.py`: the observer and the responder together, polling at the
 /// observer's cadence and reacting to container events in between.
@@ -447,7 +447,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
     pub async fn run(
         &mut self,
         mut events: Option<mpsc::Receiver<ContainerEvent>>,
-        until: Until,
+        until: WatchLimit,
     ) -> Vec<IncidentReport> {
         let r = &self.responder;
         let mut scheduler = Scheduler::new(r.engine.rules().observer, self.delays, until, r.clock.now());

@@ -74,12 +74,12 @@ impl Progress {
                     Resolution::Resolved => self.resolved += 1,
                     Resolution::Stopped { .. } => self.stopped += 1,
                     // Shadow mode did nothing: neither resolved nor stopped.
-                    Resolution::Shadow => {}
+                    Resolution::Withheld => {}
                 }
                 self.last = Some(match resolution {
                     Resolution::Resolved => format!("#{} resolved", r.incident),
                     Resolution::Stopped { reason } => format!("#{} STOPPED: {}", r.incident, reason.key()),
-                    Resolution::Shadow => format!("#{} shadow: nothing done", r.incident),
+                    Resolution::Withheld => format!("#{} shadow: nothing done", r.incident),
                 });
             }
             _ => {}
@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(p.line(Timestamp(0)), "👁  watching, no incident open");
         p.observe(&rec(1, 0, AuditEvent::IncidentOpened { alarm }));
         assert_eq!(p.line(Timestamp(0)), "🔥 1 open: #1 DB_CRASH — Disk Full on db-prod");
-        let restart = Action::RestartContainer { target: db.clone(), reason: RestartReason::DiskFreed };
+        let restart = Action::Restart { target: db.clone(), reason: RestartReason::DiskFreed };
         p.observe(&rec(
             1,
             1_000,

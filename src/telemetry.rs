@@ -181,7 +181,7 @@ pub fn incident_closed(id: u64, alarm: &Alarm, resolution: Resolution, closed_at
     let outcome = match resolution {
         Resolution::Resolved => "resolved",
         Resolution::Stopped { reason } => reason.key(),
-        Resolution::Shadow => "shadow",
+        Resolution::Withheld => "shadow",
     };
     counter!(INCIDENTS, "outcome" => outcome, "root_cause" => cause_label(alarm.kind), "kind" => kind_label(alarm.kind))
         .increment(1);
@@ -196,7 +196,7 @@ pub fn incident_closed(id: u64, alarm: &Alarm, resolution: Resolution, closed_at
         Resolution::Stopped { reason } => {
             tracing::info!(incident = id, outcome, seconds = secs, "incident stopped for a human: {reason}")
         }
-        Resolution::Shadow => tracing::info!(incident = id, outcome, seconds = secs, "incident ended in shadow mode"),
+        Resolution::Withheld => tracing::info!(incident = id, outcome, seconds = secs, "incident ended in shadow mode"),
     }
 }
 

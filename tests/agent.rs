@@ -12,7 +12,7 @@ use opsguard::clock::SimClock;
 use opsguard::engine::Engine;
 use opsguard::host::sim::{SimFault, SimHost};
 use opsguard::host::{CleanReport, ContainerStatus, ContainerSummary, DiskUsage, Host, HostError, LogLine};
-use opsguard::incident::{Agent, Responder, Until};
+use opsguard::incident::{Agent, Responder, WatchLimit};
 use opsguard::llm::NoAdvisor;
 use opsguard::model::{AlarmKind, ContainerName, Outcome, Timestamp};
 use opsguard::rules::Rules;
@@ -65,7 +65,7 @@ async fn a_growing_zombie_outbreak_is_pruned_once_it_stops_growing() {
     let responder =
         Responder::new(Engine::new(rules), host, PolicyApprover::Deny, NoAdvisor, clock.clone(), AuditLog::in_memory());
     let mut agent = Agent::new(responder);
-    let reports = agent.run(None, Until { incidents: Some(1), deadline: None }).await;
+    let reports = agent.run(None, WatchLimit { incidents: Some(1), deadline: None }).await;
     assert_eq!(reports.len(), 1);
     let r = &reports[0];
     assert_eq!(r.alarm.kind, AlarmKind::ZombieOutbreak);
@@ -90,7 +90,7 @@ async fn a_deadline_ends_the_watch_without_waiting_out_the_sweep_interval() {
         Responder::new(Engine::new(rules), sim, PolicyApprover::Deny, NoAdvisor, clock.clone(), AuditLog::in_memory());
     let mut agent = Agent::new(responder);
     let start = clock.now();
-    let reports = agent.run(None, Until { incidents: None, deadline: Some(start.plus_millis(3_000)) }).await;
+    let reports = agent.run(None, WatchLimit { incidents: None, deadline: Some(start.plus_millis(3_000)) }).await;
     assert!(reports.is_empty());
     assert_eq!(clock.now().millis_since(start), 3_000, "the watch outlived its deadline");
 }
@@ -225,7 +225,7 @@ async fn other_containers_are_healed_while_a_database_approval_waits() {
         later.inject(SimFault::WebDiskFill);
     });
     let mut agent = Agent::new(responder);
-    let run = agent.run(None, Until { incidents: Some(3), deadline: Some(start.plus_millis(3_600_000)) });
+    let run = agent.run(None, WatchLimit { incidents: Some(3), deadline: Some(start.plus_millis(3_600_000)) });
     let (reports, pending) = tokio::join!(run, requests.recv());
     fill.await.unwrap();
     let pending = pending.expect("the database restart was put to a human");

@@ -19,7 +19,7 @@ use fantoccini::Locator;
 use opsguard::audit::{AuditLog, Resolution};
 use opsguard::console::{Console, ConsoleSettings};
 use opsguard::host::sim::{SimFault, SimHost, SimOp};
-use opsguard::incident::{Agent, IncidentReport, Timeouts, Until};
+use opsguard::incident::{Agent, IncidentReport, Timeouts, WatchLimit};
 use opsguard::llm::NoAdvisor;
 use opsguard::model::StopReason;
 use sim_lab::{SimLab, sim_lab_with_audit};
@@ -48,7 +48,7 @@ async fn lab() -> Lab {
     let server = tokio::spawn(console.clone().serve(listener));
     host.inject(SimFault::ChainReaction);
     let mut agent = Agent::new(responder);
-    let agent = tokio::spawn(async move { agent.run(None, Until { incidents: Some(1), deadline: None }).await });
+    let agent = tokio::spawn(async move { agent.run(None, WatchLimit { incidents: Some(1), deadline: None }).await });
     Lab { console, host, agent, url, server }
 }
 

@@ -517,7 +517,7 @@ async fn the_terminal_prompt_and_the_page_show_the_same_evidence() {
         diagnosis: None,
         id: 7,
         incident: 3,
-        action: Action::RestartContainer { target: alarm.container.clone(), reason: RestartReason::DiskFreed },
+        action: Action::Restart { target: alarm.container.clone(), reason: RestartReason::DiskFreed },
         alarm,
     };
     let console =

@@ -244,7 +244,7 @@ fn spawn_agent(
     let deadline = opsguard::clock::Clock::now(&opsguard::clock::SystemClock).plus_millis(within.as_millis() as u64);
     tokio::spawn(async move {
         opsguard::incident::Agent::new(responder)
-            .run(Some(events), opsguard::incident::Until { incidents: Some(1), deadline: Some(deadline) })
+            .run(Some(events), opsguard::incident::WatchLimit { incidents: Some(1), deadline: Some(deadline) })
             .await
     })
 }
@@ -395,7 +395,7 @@ fn e2e_chain_reaction() {
         let AuditEvent::Executed { action, .. } = &r.event else { unreachable!() };
         let row = md.lines().find(|l| l.starts_with("| ") && l.contains(&format!(" | {} | {action}", r.time)));
         assert!(row.is_some(), "no action row for {action} done at {}:\n{md}", r.time);
-        if matches!(action, Action::RestartContainer { .. }) {
+        if matches!(action, Action::Restart { .. }) {
             assert!(row.unwrap().contains("approved by policy:approve"), "{row:?}");
         }
     }

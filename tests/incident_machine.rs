@@ -162,7 +162,7 @@ fn outcome(action: &Action, r: &Reply) -> Outcome {
     match action {
         Action::CleanLogs { .. } => Outcome::Cleaned { disk_used_pct: r.pct, freed_bytes: 1 << 20 },
         Action::PruneContainers => Outcome::Pruned { removed: r.pick as u32 % 20 },
-        Action::RestartContainer { .. } => Outcome::Restarted,
+        Action::Restart { .. } => Outcome::Restarted,
         _ => Outcome::Failed { error: "not executable".into() },
     }
 }
@@ -275,7 +275,7 @@ impl Run {
                         let crash = request.crash.as_ref().unwrap();
                         prop_assert!(crash.void_reason(&seen).is_none(), "restart of another crash: {seen:?}");
                     }
-                    if let Action::RestartContainer { .. } = action {
+                    if let Action::Restart { .. } = action {
                         // Invariant 1.
                         prop_assert!(
                             !matches!(
@@ -370,7 +370,7 @@ impl Run {
             }
             Asked::Execute(ticket, action) => {
                 let outcome = outcome(&action, r);
-                if let Action::RestartContainer { .. } = action {
+                if let Action::Restart { .. } = action {
                     self.restarts.push(at);
                 }
                 if let Outcome::Cleaned { disk_used_pct, .. } = outcome
@@ -579,7 +579,7 @@ fn a_yes_after_the_deadline_restarts_nothing() {
         Input::Answered { request: request.id, at: run.at(), answer: Ok(Answer::Approve { request: request.id }) };
     run.feed(late).unwrap();
     run.finish().unwrap();
-    assert!(!run.outputs.iter().any(|o| matches!(o, Output::Execute { action: Action::RestartContainer { .. }, .. })));
+    assert!(!run.outputs.iter().any(|o| matches!(o, Output::Execute { action: Action::Restart { .. }, .. })));
     let answered = run.outputs.iter().find_map(|o| match o {
         Output::Audit(AuditEvent::ApprovalAnswered { approved, detail, .. }) => Some((*approved, detail.clone())),
         _ => None,

@@ -31,7 +31,7 @@ async fn killed_once_leads_to_a_restart_that_still_needs_approval() {
         reason: "SIGKILL with no OOM; data is intact".into(),
     };
     assert_eq!(report.steps[0].outcome, Outcome::LlmChose { choice: LlmChoice::Restart, diagnosis: Some(expected) });
-    assert!(matches!(report.steps[1].action, Action::RestartContainer { .. }));
+    assert!(matches!(report.steps[1].action, Action::Restart { .. }));
     assert_eq!(report.steps[1].outcome, Outcome::ApprovalRejected);
     let c = consultations(&audit);
     assert_eq!(c.len(), 1);

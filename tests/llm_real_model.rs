@@ -118,7 +118,7 @@ async fn real_model_incident_follows_the_safety_rules() {
             assert!(expected.contains(&reason), "{reason:?}, expected one of {expected:?}")
         }
         Resolution::Resolved => panic!("a killed database cannot resolve without a restart"),
-        Resolution::Shadow => panic!("shadow mode is off"),
+        Resolution::Withheld => panic!("shadow mode is off"),
     }
 
     // Only escalate allowed: whatever the model says, nothing else happens.

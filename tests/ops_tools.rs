@@ -296,5 +296,5 @@ async fn replay_rebuilds_the_restart_budget_across_incidents() {
     assert_eq!(differ, vec![4]);
     let d = larger[3].first_difference().unwrap();
     assert_eq!(d.number, 1);
-    assert!(matches!(d.today, Action::RestartContainer { .. }), "{d:?}");
+    assert!(matches!(d.today, Action::Restart { .. }), "{d:?}");
 }

@@ -19,7 +19,7 @@ use opsguard::host::sim::{SimFault, SimHost, SimKnobs, SimOp};
 use opsguard::host::{
     CleanReport, ContainerStatus, ContainerSummary, DiskUsage, Host, HostError, HostErrorKind, LogLine,
 };
-use opsguard::incident::{Agent, IncidentReport, Responder, Until};
+use opsguard::incident::{Agent, IncidentReport, Responder, WatchLimit};
 use opsguard::llm::{Advice, AdviceError, AdviceRequest, Advisor, prompt};
 use opsguard::model::*;
 use opsguard::rules::Rules;
@@ -87,7 +87,7 @@ fn any_action() -> impl Strategy<Value = Action> {
             any_name(),
             prop::sample::select(vec![RestartReason::OomKill, RestartReason::DiskFreed, RestartReason::LlmSuggested])
         )
-            .prop_map(|(target, reason)| Action::RestartContainer { target, reason }),
+            .prop_map(|(target, reason)| Action::Restart { target, reason }),
         any_name().prop_map(|target| Action::Verify { target }),
         Just(Action::ConsultLlm),
     ]
@@ -149,7 +149,7 @@ fn check_pure_decision(engine: &Engine, a: &Alarm, h: &History, now: Timestamp) 
         prop_assert_eq!(&action, &twin.decide(a, h, now));
     }
     match &action {
-        Action::RestartContainer { target, .. } => {
+        Action::Restart { target, .. } => {
             // 1. Never for config error or data corruption, never off-target.
             let cause = a.kind.cause();
             prop_assert!(cause.is_some_and(|c| !c.forbids_restart()), "restart for {:?}", a.kind);
@@ -315,7 +315,7 @@ proptest! {
             let window = budget.window_secs * 1000;
             let recent = h.restarts.iter().filter(|t| **t > now || now.millis_since(**t) < window).count();
             if recent < budget.max_restarts as usize {
-                prop_assert!(matches!(action, Action::RestartContainer { .. }), "{action:?} with {recent} recent restarts");
+                prop_assert!(matches!(action, Action::Restart { .. }), "{action:?} with {recent} recent restarts");
             } else {
                 prop_assert_eq!(action, Action::Stop { reason: StopReason::RestartBudgetExhausted });
             }
@@ -562,7 +562,7 @@ fn run_world(rt: &tokio::runtime::Runtime, w: &World) -> Run {
             // OpsGuard touches the host.
             let before = host.non_log_files(&log_paths);
             let deadline = clock.now().plus_millis(5 * 60 * 1000);
-            reports.extend(agent.run(None, Until { incidents: None, deadline: Some(deadline) }).await);
+            reports.extend(agent.run(None, WatchLimit { incidents: None, deadline: Some(deadline) }).await);
             let after = host.non_log_files(&log_paths);
             for (path, size) in &before {
                 if after.get(path) != Some(size) {
@@ -584,7 +584,7 @@ fn check_run(run: &Run) -> Result<(), TestCaseError> {
         // 5. Bounded.
         prop_assert!(r.steps.len() <= rules.max_steps as usize);
         for (i, s) in r.steps.iter().enumerate() {
-            if let Action::RestartContainer { target, .. } = &s.action {
+            if let Action::Restart { target, .. } = &s.action {
                 // 1. Never for config error or data corruption.
                 prop_assert!(cause.is_some_and(|c| !c.forbids_restart()), "restart attempted for {:?}", r.alarm.kind);
                 prop_assert_eq!(target, &r.alarm.container);
@@ -631,7 +631,7 @@ fn check_run(run: &Run) -> Result<(), TestCaseError> {
     prop_assert_eq!(host_restarts.len(), restarted_steps);
     prop_assert!(host_restarts.len() <= run.approved.len());
     for (i, rec) in run.audit.iter().enumerate() {
-        if let AuditEvent::Executed { action: action @ Action::RestartContainer { .. }, outcome: Outcome::Restarted } =
+        if let AuditEvent::Executed { action: action @ Action::Restart { .. }, outcome: Outcome::Restarted } =
             &rec.event
         {
             let answer = run.audit[..i].iter().rev().find_map(|p| match &p.event {
@@ -832,7 +832,7 @@ proptest! {
         prop_assert!(*restarts.lock().unwrap() <= approved);
         for r in &reports {
             prop_assert!(r.steps.len() <= rules.max_steps as usize);
-            let restarted = r.steps.iter().any(|s| matches!(s.action, Action::RestartContainer { .. }));
+            let restarted = r.steps.iter().any(|s| matches!(s.action, Action::Restart { .. }));
             if restarted {
                 prop_assert!(!r.alarm.kind.cause().is_some_and(RootCause::forbids_restart));
             }

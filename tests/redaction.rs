@@ -143,7 +143,7 @@ fn outputs(line: &str) -> Vec<(&'static str, String)> {
     let request = ApprovalRequest {
         id: 1,
         incident: 1,
-        action: Action::RestartContainer { target: alarm.container.clone(), reason: RestartReason::LlmSuggested },
+        action: Action::Restart { target: alarm.container.clone(), reason: RestartReason::LlmSuggested },
         alarm: alarm.clone(),
         crash: None,
         diagnosis: None,

@@ -10,7 +10,7 @@ use opsguard::approval::PolicyApprover;
 use opsguard::audit::{AuditEvent, AuditRecord, Resolution};
 use opsguard::clock::{Clock, SimClock};
 use opsguard::host::sim::{SimFault, SimHost};
-use opsguard::incident::{Agent, IncidentReport, Until};
+use opsguard::incident::{Agent, IncidentReport, WatchLimit};
 use opsguard::llm::NoAdvisor;
 use opsguard::model::Action;
 use sim_lab::{SimLab, sim_lab};
@@ -40,7 +40,7 @@ async fn watch(fault: SimFault, shadow: bool) -> Run {
     let mut agent = Agent::new(responder);
     host.inject(fault);
     let deadline = clock.now().plus_millis(10 * 60 * 1000);
-    let reports = agent.run(None, Until { incidents: None, deadline: Some(deadline) }).await;
+    let reports = agent.run(None, WatchLimit { incidents: None, deadline: Some(deadline) }).await;
     Run { reports, audit: audit.records(), host }
 }
 
@@ -81,7 +81,7 @@ async fn shadow_changes_nothing_and_records_what_a_real_run_does_first() {
             .collect();
         if first_real.changes_host() {
             assert_eq!(would, vec![&first_real], "{fault:?}");
-            assert_eq!(shadow.reports[0].resolution, Resolution::Shadow, "{fault:?}");
+            assert_eq!(shadow.reports[0].resolution, Resolution::Withheld, "{fault:?}");
             let line = shadow.audit.iter().find(|r| matches!(r.event, AuditEvent::WouldExecute { .. })).unwrap();
             assert_eq!(line.event.render(), format!("👻 SHADOW would run {first_real}"));
         } else {
@@ -99,7 +99,7 @@ async fn a_cleared_condition_is_observed_again_in_shadow_mode() {
     let responder = responder.with_shadow(true);
     let mut agent = Agent::new(responder);
     host.inject(SimFault::Zombies(15));
-    let until = |c: &SimClock| Until { incidents: None, deadline: Some(c.now().plus_millis(120_000)) };
+    let until = |c: &SimClock| WatchLimit { incidents: None, deadline: Some(c.now().plus_millis(120_000)) };
     assert_eq!(agent.run(None, until(&clock)).await.len(), 1);
     // An operator prunes by hand: the condition clears, and a new outbreak is a new incident.
     host.set_knobs(Default::default());
@@ -125,7 +125,7 @@ async fn shadow_consults_a_configured_llm_and_records_its_restart() {
     host.inject(SimFault::DbKilled);
     let alarm = responder.observer().check_database(responder.host(), clock.now()).await.unwrap().unwrap();
     let report = responder.handle(alarm).await;
-    assert_eq!(report.resolution, Resolution::Shadow);
+    assert_eq!(report.resolution, Resolution::Withheld);
     assert_eq!(host.ops(), vec![]);
     let events: Vec<String> = audit.records().iter().map(|r| r.event.render()).collect();
     assert!(

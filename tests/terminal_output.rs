@@ -124,7 +124,7 @@ fn hostile_alarm() -> Alarm {
 fn every_timeline_event_renders_as_inert_lines() {
     let alarm = hostile_alarm();
     let target = alarm.container.clone();
-    let restart = Action::RestartContainer { target: target.clone(), reason: RestartReason::LlmSuggested };
+    let restart = Action::Restart { target: target.clone(), reason: RestartReason::LlmSuggested };
     let events = [
         AuditEvent::Decided { action: Action::CleanLogs { target: target.clone() } },
         AuditEvent::ApprovalRequested { request: 1, action: restart.clone(), approver: HOSTILE.into() },
@@ -169,7 +169,7 @@ fn the_status_line_stays_one_line() {
     p.observe(&rec(AuditEvent::IncidentOpened { alarm: alarm.clone() }));
     p.observe(&rec(AuditEvent::ApprovalRequested {
         request: 1,
-        action: Action::RestartContainer { target: alarm.container.clone(), reason: RestartReason::OomKill },
+        action: Action::Restart { target: alarm.container.clone(), reason: RestartReason::OomKill },
         approver: HOSTILE.into(),
     }));
     assert_inert(&p.line(Timestamp(1000)), 1);
@@ -181,7 +181,7 @@ fn the_terminal_approval_prompt_cannot_be_forged() {
     let request = ApprovalRequest {
         id: 7,
         incident: 1,
-        action: Action::RestartContainer { target: alarm.container.clone(), reason: RestartReason::LlmSuggested },
+        action: Action::Restart { target: alarm.container.clone(), reason: RestartReason::LlmSuggested },
         alarm,
         crash: None,
         diagnosis: None,

@@ -744,7 +744,7 @@ pub async fn run_scenario<A: crate::approval::Approver + Send + 'static>(
     }
     let agent = agent.start();
     let deadline = SystemClock.now().plus_millis(settings.timeout.as_millis() as u64);
-    let until = crate::incident::Until { incidents: Some(settings.incidents), deadline: Some(deadline) };
+    let until = crate::incident::WatchLimit { incidents: Some(settings.incidents), deadline: Some(deadline) };
     // Dropping the agent (the task ends or is aborted) stops its event stream.
     let mut agent = tokio::spawn(agent.run(until));
     // Let the first sweep finish and the event stream connect.

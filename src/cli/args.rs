@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use opsguard::explain::AlarmSource;
 
 #[derive(Parser)]
 #[command(name = "opsguard", version, about = "A self-healing agent for Docker hosts")]
@@ -170,8 +171,8 @@ pub struct PostmortemArgs {
 #[command(group(clap::ArgGroup::new("source").required(true).args(["alarm", "from"])))]
 pub struct ExplainArgs {
     /// The alarm to explain.
-    #[arg(long, value_enum)]
-    pub alarm: Option<AlarmArg>,
+    #[arg(long, value_name = "KIND", value_parser = alarm_source())]
+    pub alarm: Option<AlarmSource>,
     /// The crashed container's exit code.
     #[arg(long)]
     pub exit_code: Option<i64>,
@@ -217,14 +218,11 @@ pub struct ReplayArgs {
     pub rules: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum AlarmArg {
-    /// `DB_CRASH`: the database is down; its cause is classified.
-    DbCrash,
-    /// `WEB_LOG_SATURATION`: the web log disk (with --disk-used).
-    WebDisk,
-    /// `ZOMBIE_OUTBREAK`: exited containers (with --exited).
-    Zombies,
+/// `--alarm`'s choices, one per alarm condition the core knows, with its help.
+fn alarm_source() -> impl clap::builder::TypedValueParser<Value = AlarmSource> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    let choices = AlarmSource::ALL.map(|s| PossibleValue::new(s.key()).help(s.describe()));
+    PossibleValuesParser::new(choices).try_map(|key| AlarmSource::from_key(&key).ok_or("not an alarm kind"))
 }
 
 /// How `watch` reports what it does.

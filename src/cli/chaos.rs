@@ -20,7 +20,7 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode, String> {
             let outcome = match e.resolution {
                 Resolution::Resolved => "resolved".to_string(),
                 Resolution::Stopped { reason } => format!("STOP: {reason}"),
-                Resolution::Shadow => "shadow".to_string(),
+                Resolution::Withheld => "shadow".to_string(),
             };
             let approval = if e.needs_approval { " (after approval)" } else { "" };
             println!("{:<22} {} → {outcome}{approval}", s.name(), e.alarm);

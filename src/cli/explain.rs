@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use opsguard::clock::{Clock, SystemClock};
 use opsguard::engine::Engine;
-use opsguard::explain::{AlarmFacts, AlarmSource};
+use opsguard::explain::AlarmFacts;
 
-use super::args::{AlarmArg, ExplainArgs};
+use super::args::ExplainArgs;
 
 /// Prints the explanation.
 pub fn run(args: ExplainArgs) -> Result<ExitCode, String> {
@@ -28,11 +28,7 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode, String> {
             let keep = lines.len().saturating_sub(opsguard::observer::MAX_LOG_LINES);
             lines.drain(..keep);
             AlarmFacts {
-                source: match kind {
-                    AlarmArg::DbCrash => AlarmSource::DbCrash,
-                    AlarmArg::WebDisk => AlarmSource::WebDisk,
-                    AlarmArg::Zombies => AlarmSource::Zombies,
-                },
+                source: kind,
                 exit_code,
                 oom_killed: oom.unwrap_or(false),
                 logs: lines,

@@ -14,7 +14,7 @@ use opsguard::clock::{Clock, SystemClock};
 use opsguard::console::Console;
 use opsguard::docker_agent::DockerAgentBuilder;
 use opsguard::host::docker::{DockerHost, StreamNotice};
-use opsguard::incident::{IncidentReport, Until};
+use opsguard::incident::{IncidentReport, WatchLimit};
 use opsguard::llm::config::LlmConfig;
 use opsguard::llm::openai::OpenAiAdvisor;
 use opsguard::llm::{DynAdvisor, NoAdvisor};
@@ -88,7 +88,7 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode, String> {
     };
     let session = Session {
         audit_path: &audit,
-        until: Until {
+        until: WatchLimit {
             incidents: max_incidents,
             deadline: timeout.map(|s| SystemClock.now().plus_millis(s.saturating_mul(1000))),
         },
@@ -138,7 +138,7 @@ fn exit_code(reports: &[IncidentReport]) -> ExitCode {
 /// How this watch runs, beside whom it asks and consults.
 struct Session<'a> {
     audit_path: &'a Path,
-    until: Until,
+    until: WatchLimit,
     approval_timeout: Duration,
     output: &'a OutputArgs,
     console: Option<Console>,
@@ -260,7 +260,7 @@ async fn watch(
         let end = match r.resolution {
             Resolution::Resolved => "✅ resolved".to_string(),
             Resolution::Stopped { reason } => format!("🛑 stopped: {reason}"),
-            Resolution::Shadow => "👻 shadow: nothing changed".to_string(),
+            Resolution::Withheld => "👻 shadow: nothing changed".to_string(),
         };
         println!("incident #{}: {} → {end} in {secs:.1}s ({} steps)", r.id, r.alarm, r.steps.len());
     }

@@ -129,7 +129,7 @@ fn incident(id: u64, view: &IncidentView, requests: &[&PostedRequest], csrf: &st
         None => ("open", "OPEN"),
         Some(Resolution::Resolved) => ("resolved", "RESOLVED"),
         Some(Resolution::Stopped { .. }) => ("stopped", "STOPPED"),
-        Some(Resolution::Shadow) => ("shadow", "SHADOW"),
+        Some(Resolution::Withheld) => ("shadow", "SHADOW"),
     };
     html! {
         section class={ "incident " (class) } id={ "incident-" (id) } {

@@ -2,11 +2,11 @@
 //! raises none), and from a fresh reading to whether an alarm's condition
 //! has cleared. The observer's sweep, the verification re-check and
 //! `explain` all come through here, so each threshold is compared in one
-//! place and a new alarm kind is one more [`Observed`] variant that every
-//! `match` below must handle.
+//! place and a new alarm kind is one more [`Observed`] variant (and
+//! [`AlarmSource`]) that every `match` below must handle.
 
-use crate::classify::Classification;
-use crate::model::{Alarm, AlarmKind, ContainerName, ContainerState, Evidence, Timestamp};
+use crate::classify::{self, CauseAnalysis, Classification, CrashFacts};
+use crate::model::{self, Alarm, AlarmKind, ContainerName, ContainerState, Evidence, Timestamp};
 use crate::redact::redact_evidence;
 use crate::rules::Rules;
 
@@ -29,6 +29,137 @@ pub enum Observed {
     },
     /// A database that is not running, its crash read and classified.
     DatabaseDown(Box<DatabaseCrash>),
+}
+
+model::enum_with_all! {
+    /// Which alarm condition a set of facts is about: one for each
+    /// [`Observed`] variant.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum AlarmSource {
+        /// The database is down (`DB_CRASH`); its cause is classified.
+        DbCrash,
+        /// The web server's log disk (`WEB_LOG_SATURATION`).
+        WebDisk,
+        /// Exited containers (`ZOMBIE_OUTBREAK`).
+        Zombies,
+    }
+    /// Every source, for the command line's choices.
+    const ALL;
+}
+
+impl AlarmSource {
+    /// The name `opsguard explain --alarm` takes.
+    pub fn key(self) -> &'static str {
+        match self {
+            AlarmSource::DbCrash => "db-crash",
+            AlarmSource::WebDisk => "web-disk",
+            AlarmSource::Zombies => "zombies",
+        }
+    }
+
+    /// The source named `key`.
+    pub fn from_key(key: &str) -> Option<AlarmSource> {
+        AlarmSource::ALL.into_iter().find(|s| s.key() == key)
+    }
+
+    /// What the facts must say, for the command line's help.
+    pub fn describe(self) -> &'static str {
+        match self {
+            AlarmSource::DbCrash => "DB_CRASH: the database is down; its cause is classified",
+            AlarmSource::WebDisk => "WEB_LOG_SATURATION: the web log disk (with --disk-used)",
+            AlarmSource::Zombies => "ZOMBIE_OUTBREAK: exited containers (with --exited)",
+        }
+    }
+
+    /// The condition that raised an alarm of `kind`.
+    pub fn of(kind: AlarmKind) -> AlarmSource {
+        match kind {
+            AlarmKind::DbCrash(_) => AlarmSource::DbCrash,
+            AlarmKind::WebLogSaturation => AlarmSource::WebDisk,
+            AlarmKind::ZombieOutbreak => AlarmSource::Zombies,
+        }
+    }
+}
+
+/// The facts an alarm is raised and classified from, given by hand or
+/// recorded, for `opsguard explain` and replays.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlarmFacts {
+    /// Which alarm.
+    pub source: AlarmSource,
+    /// The container's exit code (database).
+    pub exit_code: Option<i64>,
+    /// Docker's `OOMKilled` (database).
+    pub oom_killed: bool,
+    /// Log lines from before the crash, oldest first (database).
+    pub logs: Vec<String>,
+    /// Disk usage in percent.
+    pub disk_used_pct: Option<f64>,
+    /// Exited containers in scope (zombies).
+    pub exited_containers: Option<u32>,
+}
+
+impl AlarmFacts {
+    /// The facts a recorded alarm carries: its flags, its matching lines and
+    /// its log tail (tail first, as it is in log order, then any matching
+    /// line the tail does not hold).
+    pub fn from_alarm(alarm: &Alarm) -> AlarmFacts {
+        let e = &alarm.evidence;
+        let mut logs = e.log_tail.clone();
+        for l in &e.log_lines {
+            if !logs.contains(l) {
+                logs.push(l.clone());
+            }
+        }
+        AlarmFacts {
+            source: AlarmSource::of(alarm.kind),
+            exit_code: e.exit_code,
+            oom_killed: e.oom_killed.unwrap_or(false),
+            logs,
+            disk_used_pct: e.disk_used_pct,
+            exited_containers: e.exited_containers,
+        }
+    }
+
+    /// What these facts say was observed on the rules' own containers, for
+    /// [`assess`], with the classifier's reasons for a crash; or which fact
+    /// is missing.
+    pub fn observe(&self, rules: &Rules) -> Result<(Observed, Option<CauseAnalysis>), &'static str> {
+        match self.source {
+            AlarmSource::DbCrash => {
+                let analysis = classify::analyse(
+                    rules,
+                    CrashFacts {
+                        exit_code: self.exit_code,
+                        oom_killed: self.oom_killed,
+                        disk_used_pct: self.disk_used_pct,
+                        logs: &self.logs,
+                    },
+                );
+                let crash = DatabaseCrash {
+                    container: rules.database.container.clone(),
+                    state: None,
+                    fault_at: None,
+                    exit_code: self.exit_code,
+                    oom_killed: self.oom_killed,
+                    disk_used_pct: self.disk_used_pct,
+                    classification: analysis.classification.clone(),
+                    tail: Vec::new(),
+                };
+                Ok((Observed::DatabaseDown(Box::new(crash)), Some(analysis)))
+            }
+            AlarmSource::WebDisk => self
+                .disk_used_pct
+                .map(|used_pct| {
+                    (Observed::WebDisk { container: rules.web.container.clone(), used_pct, state: None }, None)
+                })
+                .ok_or("no disk usage given (--disk-used)"),
+            AlarmSource::Zombies => self
+                .exited_containers
+                .map(|exited| (Observed::Zombies { exited }, None))
+                .ok_or("no exited-container count given (--exited)"),
+        }
+    }
 }
 
 /// A database crash as the shell read it: the container's record and the

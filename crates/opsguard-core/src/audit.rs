@@ -21,10 +21,12 @@ pub enum Resolution {
         /// Why.
         reason: StopReason,
     },
-    /// Shadow mode: the first action that would change the host was
-    /// recorded ([`AuditEvent::WouldExecute`]) and not carried out; what
-    /// would follow depends on an outcome that did not happen.
-    Shadow,
+    /// The first action that would change the host was recorded
+    /// ([`AuditEvent::WouldExecute`]) and withheld, as shadow mode asks;
+    /// what would follow depends on an outcome that did not happen. Logs
+    /// written before the rename say `shadow`.
+    #[serde(alias = "shadow")]
+    Withheld,
 }
 
 /// What happened.
@@ -216,7 +218,7 @@ impl AuditEvent {
             AuditEvent::IncidentClosed { resolution: Resolution::Stopped { reason }, steps } => {
                 format!("🛑 STOP after {steps} steps: {reason}. Manual intervention needed.")
             }
-            AuditEvent::IncidentClosed { resolution: Resolution::Shadow, steps } => {
+            AuditEvent::IncidentClosed { resolution: Resolution::Withheld, steps } => {
                 format!("👻 shadow mode: nothing changed on the host ({steps} steps)")
             }
         }

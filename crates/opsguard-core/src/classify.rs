@@ -156,11 +156,11 @@ impl<'r> LogScan<'r> {
 
     /// The root cause from the lines read and the given facts.
     pub fn classify(&self, exit_code: Option<i64>, oom_killed: bool, disk_used_pct: Option<f64>) -> Classification {
-        self.explain(exit_code, oom_killed, disk_used_pct).classification
+        self.analyse(exit_code, oom_killed, disk_used_pct).classification
     }
 
     /// [`LogScan::classify`] with every signature's conditions, for a reader.
-    pub fn explain(&self, exit_code: Option<i64>, oom_killed: bool, disk_used_pct: Option<f64>) -> Explanation {
+    pub fn analyse(&self, exit_code: Option<i64>, oom_killed: bool, disk_used_pct: Option<f64>) -> CauseAnalysis {
         let checks = self.checks(exit_code, oom_killed, disk_used_pct);
         let decided = decide(self.rules, &checks);
         let matches = checks
@@ -183,7 +183,7 @@ impl<'r> LogScan<'r> {
             },
             None => Classification { cause: RootCause::Unknown, signature: None, lines: Vec::new(), matches },
         };
-        Explanation { checks, decided, classification }
+        CauseAnalysis { checks, decided, classification }
     }
 }
 
@@ -350,7 +350,7 @@ impl SignatureCheck {
 
 /// [`classify`]'s result with its reasons: every signature, in order.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Explanation {
+pub struct CauseAnalysis {
     /// Every signature, checked.
     pub checks: Vec<SignatureCheck>,
     /// The index of the signature that decided, if one did.
@@ -360,8 +360,8 @@ pub struct Explanation {
 }
 
 /// Classifies like [`classify`] and says why, for `opsguard explain`.
-pub fn explain<L: AsRef<str>>(rules: &Rules, facts: CrashFacts<'_, L>) -> Explanation {
-    scan(rules, facts.logs).explain(facts.exit_code, facts.oom_killed, facts.disk_used_pct)
+pub fn analyse<L: AsRef<str>>(rules: &Rules, facts: CrashFacts<'_, L>) -> CauseAnalysis {
+    scan(rules, facts.logs).analyse(facts.exit_code, facts.oom_killed, facts.disk_used_pct)
 }
 
 pub use crate::redact::printable;
@@ -650,7 +650,7 @@ mod tests {
     }
 
     #[test]
-    fn explain_agrees_with_classify_and_names_the_line() {
+    fn analyse_agrees_with_classify_and_names_the_line() {
         let rules = Rules::default_rules();
         let mut all: Vec<&str> = PG_CONTROL_CHECKSUM.to_vec();
         all.extend(PG_CONFIG);
@@ -664,7 +664,7 @@ mod tests {
             (137, true, &all[..]),
         ] {
             let facts = CrashFacts { exit_code: Some(exit), oom_killed: oom, disk_used_pct: FULL, logs };
-            let e = explain(&rules, facts);
+            let e = analyse(&rules, facts);
             assert_eq!(e.classification, classify(&rules, facts));
             assert_eq!(e.checks.len(), rules.signatures.len());
             match e.decided {
@@ -672,7 +672,7 @@ mod tests {
                 None => assert!(e.checks.iter().all(|c| !c.matched())),
             }
         }
-        let e = explain(
+        let e = analyse(
             &rules,
             CrashFacts { exit_code: Some(1), oom_killed: false, disk_used_pct: FULL, logs: PG_DISK_FULL },
         );

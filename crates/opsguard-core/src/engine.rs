@@ -114,9 +114,7 @@ impl Engine {
         match next {
             PlanStep::CleanLogs => Action::CleanLogs { target: target.clone() },
             PlanStep::PruneContainers => Action::PruneContainers,
-            PlanStep::Restart => {
-                Action::RestartContainer { target: target.clone(), reason: restart_reason(alarm.kind) }
-            }
+            PlanStep::Restart => Action::Restart { target: target.clone(), reason: restart_reason(alarm.kind) },
             PlanStep::Verify => Action::Verify { target: target.clone() },
             PlanStep::ConsultLlm if self.llm_available && plan.llm_choices != Default::default() => Action::ConsultLlm,
             PlanStep::ConsultLlm => stop(StopReason::UnknownCause),
@@ -133,7 +131,7 @@ impl Engine {
     pub fn guard(&self, alarm: &Alarm, history: &History, now: Timestamp, proposed: Action) -> Action {
         let rules = &self.rules;
         match &proposed {
-            Action::RestartContainer { target, .. } => {
+            Action::Restart { target, .. } => {
                 match safety::restart_refusal(alarm.kind, safety::disk_freed(history, &rules.thresholds)) {
                     Some(RestartRefusal::CauseForbids(_)) => return stop(stop_reason_for(alarm.kind)),
                     Some(RestartRefusal::NotADatabaseCrash | RestartRefusal::DiskNotFreed) => {
@@ -224,7 +222,7 @@ mod tests {
         assert_eq!(run(&e, &a, &[]), Action::CleanLogs { target: "db-prod".into() });
         assert_eq!(run(&e, &a, &[cleaned(15.0)]), Action::Verify { target: "db-prod".into() });
         let restart = run(&e, &a, &[cleaned(15.0), NOT_RUNNING]);
-        assert_eq!(restart, Action::RestartContainer { target: "db-prod".into(), reason: RestartReason::DiskFreed });
+        assert_eq!(restart, Action::Restart { target: "db-prod".into(), reason: RestartReason::DiskFreed });
         assert_eq!(restart.risk(), crate::model::Risk::Risky);
         assert_eq!(
             run(&e, &a, &[cleaned(15.0), NOT_RUNNING, Outcome::Restarted]),
@@ -268,7 +266,7 @@ mod tests {
         let chose = |choice| Outcome::LlmChose { choice, diagnosis: None };
         assert_eq!(
             run(&e, &a, &[chose(LlmChoice::Restart)]),
-            Action::RestartContainer { target: "db-prod".into(), reason: RestartReason::LlmSuggested }
+            Action::Restart { target: "db-prod".into(), reason: RestartReason::LlmSuggested }
         );
         assert_eq!(run(&e, &a, &[chose(LlmChoice::CleanLogs)]), Action::CleanLogs { target: "db-prod".into() });
         assert_eq!(run(&e, &a, &[chose(LlmChoice::Escalate)]), stop(StopReason::LlmEscalated));
@@ -286,9 +284,9 @@ mod tests {
         let mut h = History::with_restarts(vec![Timestamp(10_000), Timestamp(20_000), Timestamp(30_000)]);
         assert_eq!(e.decide(&a, &h, Timestamp(40_000)), stop(StopReason::RestartBudgetExhausted));
         // An hour after the first restart one slot is free again.
-        assert!(matches!(e.decide(&a, &h, Timestamp(3_600_000 + 10_000)), Action::RestartContainer { .. }));
+        assert!(matches!(e.decide(&a, &h, Timestamp(3_600_000 + 10_000)), Action::Restart { .. }));
         h.restarts.truncate(2);
-        assert!(matches!(e.decide(&a, &h, Timestamp(40_000)), Action::RestartContainer { .. }));
+        assert!(matches!(e.decide(&a, &h, Timestamp(40_000)), Action::Restart { .. }));
     }
 
     #[test]
@@ -296,7 +294,7 @@ mod tests {
         let e = engine();
         let a = db(RootCause::ConfigError);
         let h = History::default();
-        let forced = Action::RestartContainer { target: "db-prod".into(), reason: RestartReason::LlmSuggested };
+        let forced = Action::Restart { target: "db-prod".into(), reason: RestartReason::LlmSuggested };
         assert_eq!(e.guard(&a, &h, Timestamp(0), forced), stop(StopReason::ConfigError));
     }
 
@@ -333,7 +331,7 @@ mod tests {
         let mut h = History::default();
         for _ in 0..e.rules().max_steps {
             h.steps.push(step(
-                Action::RestartContainer { target: "db-prod".into(), reason: RestartReason::OomKill },
+                Action::Restart { target: "db-prod".into(), reason: RestartReason::OomKill },
                 Outcome::RestartNotNeeded,
             ));
         }

@@ -19,68 +19,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::alarm::{self, DatabaseCrash, Observed};
+use crate::alarm;
 use crate::audit::{AuditEvent, IncidentTrail};
-use crate::classify::{self, ConditionCheck, CrashFacts, printable};
+use crate::classify::{self, ConditionCheck, printable};
 use crate::engine::Engine;
-use crate::model::{Action, Alarm, AlarmKind, ContainerName, History, Outcome, Risk, RootCause, Step, Timestamp};
+use crate::model::{Action, Alarm, ContainerName, History, Outcome, Risk, RootCause, Step, Timestamp};
 use crate::rules::Rules;
 
-/// Which alarm the facts are about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AlarmSource {
-    /// The database is down (`DB_CRASH`); its cause is classified.
-    DbCrash,
-    /// The web server's log disk (`WEB_LOG_SATURATION`).
-    WebDisk,
-    /// Exited containers (`ZOMBIE_OUTBREAK`).
-    Zombies,
-}
-
-/// The facts an alarm is raised and classified from.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AlarmFacts {
-    /// Which alarm.
-    pub source: AlarmSource,
-    /// The container's exit code (database).
-    pub exit_code: Option<i64>,
-    /// Docker's `OOMKilled` (database).
-    pub oom_killed: bool,
-    /// Log lines from before the crash, oldest first (database).
-    pub logs: Vec<String>,
-    /// Disk usage in percent.
-    pub disk_used_pct: Option<f64>,
-    /// Exited containers in scope (zombies).
-    pub exited_containers: Option<u32>,
-}
-
-impl AlarmFacts {
-    /// The facts a recorded alarm carries: its flags, its matching lines and
-    /// its log tail (tail first, as it is in log order, then any matching
-    /// line the tail does not hold).
-    pub fn from_alarm(alarm: &Alarm) -> AlarmFacts {
-        let e = &alarm.evidence;
-        let source = match alarm.kind {
-            AlarmKind::DbCrash(_) => AlarmSource::DbCrash,
-            AlarmKind::WebLogSaturation => AlarmSource::WebDisk,
-            AlarmKind::ZombieOutbreak => AlarmSource::Zombies,
-        };
-        let mut logs = e.log_tail.clone();
-        for l in &e.log_lines {
-            if !logs.contains(l) {
-                logs.push(l.clone());
-            }
-        }
-        AlarmFacts {
-            source,
-            exit_code: e.exit_code,
-            oom_killed: e.oom_killed.unwrap_or(false),
-            logs,
-            disk_used_pct: e.disk_used_pct,
-            exited_containers: e.exited_containers,
-        }
-    }
-}
+pub use crate::alarm::{AlarmFacts, AlarmSource};
 
 /// Why an alarm is raised (or not) and what follows.
 #[derive(Clone, Debug)]
@@ -90,7 +36,7 @@ pub struct Explanation {
     /// Why it is raised or not (the threshold, or the crash).
     pub trigger: String,
     /// The classifier's reasons, for a database crash.
-    pub classification: Option<classify::Explanation>,
+    pub classification: Option<classify::CauseAnalysis>,
     /// The alarm's plan, by step name.
     pub plan: Vec<&'static str>,
     /// The engine's first action for the alarm (an empty history).
@@ -101,39 +47,9 @@ pub struct Explanation {
 /// the engine for its first action at `now`.
 pub fn explain(engine: &Engine, facts: &AlarmFacts, now: Timestamp) -> Explanation {
     let rules = engine.rules();
-    let mut classification = None;
-    let observed = match facts.source {
-        AlarmSource::DbCrash => {
-            let c = classify::explain(
-                rules,
-                CrashFacts {
-                    exit_code: facts.exit_code,
-                    oom_killed: facts.oom_killed,
-                    disk_used_pct: facts.disk_used_pct,
-                    logs: &facts.logs,
-                },
-            );
-            let crash = DatabaseCrash {
-                container: rules.database.container.clone(),
-                state: None,
-                fault_at: None,
-                exit_code: facts.exit_code,
-                oom_killed: facts.oom_killed,
-                disk_used_pct: facts.disk_used_pct,
-                classification: c.classification.clone(),
-                tail: Vec::new(),
-            };
-            classification = Some(c);
-            Ok(Observed::DatabaseDown(Box::new(crash)))
-        }
-        AlarmSource::WebDisk => facts
-            .disk_used_pct
-            .map(|used_pct| Observed::WebDisk { container: rules.web.container.clone(), used_pct, state: None })
-            .ok_or("no disk usage given (--disk-used)"),
-        AlarmSource::Zombies => facts
-            .exited_containers
-            .map(|exited| Observed::Zombies { exited })
-            .ok_or("no exited-container count given (--exited)"),
+    let (observed, classification) = match facts.observe(rules) {
+        Ok((observed, analysis)) => (Ok(observed), analysis),
+        Err(missing) => (Err(missing), None),
     };
     let (alarm, trigger) = match observed {
         Ok(observed) => {
@@ -376,6 +292,7 @@ pub fn replay(rules: Arc<Rules>, trails: &[IncidentTrail]) -> Vec<IncidentReplay
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::AlarmKind;
 
     #[test]
     fn explain_names_the_signature_the_line_and_the_next_action() {

@@ -398,7 +398,7 @@ impl Incident {
                 let Phase::Executing { action, .. } = std::mem::replace(&mut self.phase, Phase::Deciding) else {
                     return;
                 };
-                if matches!(action, Action::RestartContainer { .. }) {
+                if matches!(action, Action::Restart { .. }) {
                     // Counted whatever the answer: a restart that timed out
                     // or lost its connection may still have happened, and a
                     // budget that skipped it would let a crash loop run on.
@@ -497,7 +497,7 @@ impl Incident {
             Action::Stop { reason } => self.close(Resolution::Stopped { reason }),
             action if self.shadow && action.changes_host() => {
                 self.audit(AuditEvent::WouldExecute { action });
-                self.close(Resolution::Shadow);
+                self.close(Resolution::Withheld);
             }
             action if action.risk() == Risk::Risky => self.inspect(action, None),
             Action::Verify { .. } => {

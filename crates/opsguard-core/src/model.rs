@@ -44,6 +44,7 @@ macro_rules! enum_with_all {
         }
     };
 }
+pub(crate) use enum_with_all;
 
 /// Milliseconds since the Unix epoch.
 ///
@@ -187,6 +188,81 @@ pub enum AlarmKind {
 }
 
 impl AlarmKind {
+    /// Every alarm kind, a database crash once for each root cause, in
+    /// [`AlarmKind::index`] order. The rules read alarm codes from it and
+    /// size their table of plans by it, so a new kind needs no slot or
+    /// parser of its own; the test `alarm_kinds_are_listed_in_index_order`
+    /// fails if it is not listed here.
+    pub const ALL: [AlarmKind; 2 + RootCause::ALL.len()] = {
+        let mut all = [AlarmKind::WebLogSaturation; 2 + RootCause::ALL.len()];
+        all[1] = AlarmKind::ZombieOutbreak;
+        let mut i = 0;
+        while i < RootCause::ALL.len() {
+            all[2 + i] = AlarmKind::DbCrash(RootCause::ALL[i]);
+            i += 1;
+        }
+        all
+    };
+
+    /// This kind's place in [`AlarmKind::ALL`].
+    pub const fn index(self) -> usize {
+        match self {
+            AlarmKind::WebLogSaturation => 0,
+            AlarmKind::ZombieOutbreak => 1,
+            AlarmKind::DbCrash(cause) => 2 + cause.index(),
+        }
+    }
+
+    /// The kind a rules file names by its code and, for the codes that
+    /// take one, its cause.
+    pub fn from_code(code: &str, cause: Option<RootCause>) -> Option<AlarmKind> {
+        AlarmKind::ALL.into_iter().find(|k| k.code() == code && k.cause() == cause)
+    }
+
+    /// Whether alarms with this code are told apart by a root cause
+    /// (`None`: no kind has this code).
+    pub fn code_takes_cause(code: &str) -> Option<bool> {
+        AlarmKind::ALL.into_iter().find(|k| k.code() == code).map(|k| k.cause().is_some())
+    }
+
+    /// Every alarm code, for error messages.
+    pub fn codes() -> Vec<&'static str> {
+        let mut codes: Vec<_> = AlarmKind::ALL.iter().map(|k| k.code()).collect();
+        codes.dedup();
+        codes
+    }
+
+    /// What is wrong when this alarm is raised, in a post-mortem's words.
+    pub fn condition(self) -> &'static str {
+        match self {
+            AlarmKind::WebLogSaturation => "the web server's log disk is above its threshold",
+            AlarmKind::ZombieOutbreak => "too many exited containers in scope",
+            AlarmKind::DbCrash(_) => "the database is not running",
+        }
+    }
+
+    /// What keeps this alarm from coming back once the service is restored,
+    /// for the post-mortem; `c` is the alarmed container (shown printable).
+    pub fn prevention(self, c: &ContainerName) -> String {
+        match self {
+            AlarmKind::DbCrash(RootCause::DiskFull) => format!(
+                "Find what wrote so much log to {c}'s disk \
+                 and add log rotation or a size limit; a database and its logs on one disk will fill again."
+            ),
+            AlarmKind::DbCrash(RootCause::OomKill) => format!(
+                "{c} was killed for lack of memory: review its memory limit and what used the memory \
+                 before the kill; the restart only buys time."
+            ),
+            AlarmKind::DbCrash(_) => format!("Read {c}'s logs around the crash to confirm the cause."),
+            AlarmKind::WebLogSaturation => {
+                format!("Set up log rotation for {c}; find what produced the burst of log lines.")
+            }
+            AlarmKind::ZombieOutbreak => "Find what keeps creating containers that exit and are never removed \
+                 (a cron job, a CI runner, `docker run` without `--rm`)."
+                .to_string(),
+        }
+    }
+
     /// The specification's alarm code.
     pub fn code(self) -> &'static str {
         match self {
@@ -489,8 +565,13 @@ pub enum Action {
     },
     /// `prune_containers(reason)`: remove exited containers in scope.
     PruneContainers,
-    /// `restart_database_risky(reason)`: needs approval.
-    RestartContainer {
+    /// `restart_database_risky(reason)`: needs approval. One name in Rust
+    /// (`Restart` here, in [`PlanStep`](crate::rules::PlanStep) and in
+    /// [`LlmChoice`]) and one on the wire, the specification's tool name, in
+    /// rules, audit log and LLM answers alike; audit logs written before
+    /// it was renamed say `restart_container` and still replay.
+    #[serde(rename = "restart_database_risky", alias = "restart_container")]
+    Restart {
         /// The container to restart.
         target: ContainerName,
         /// What the approver is asked to accept.
@@ -519,7 +600,7 @@ impl Action {
         match self {
             Action::CleanLogs { .. } => "clean_logs",
             Action::PruneContainers => "prune_containers",
-            Action::RestartContainer { .. } => "restart_database_risky",
+            Action::Restart { .. } => "restart_database_risky",
             Action::Verify { .. } => "verify",
             Action::ConsultLlm => "consult_llm",
             Action::Stop { .. } => "stop",
@@ -533,7 +614,7 @@ impl Action {
     /// gates on this, not on the variant.
     pub fn risk(&self) -> Risk {
         match self {
-            Action::RestartContainer { .. } => Risk::Risky,
+            Action::Restart { .. } => Risk::Risky,
             Action::CleanLogs { .. }
             | Action::PruneContainers
             | Action::Verify { .. }
@@ -546,9 +627,7 @@ impl Action {
     /// The one container it acts on or watches, if it has one.
     pub fn target(&self) -> Option<&ContainerName> {
         match self {
-            Action::CleanLogs { target } | Action::RestartContainer { target, .. } | Action::Verify { target } => {
-                Some(target)
-            }
+            Action::CleanLogs { target } | Action::Restart { target, .. } | Action::Verify { target } => Some(target),
             Action::PruneContainers | Action::ConsultLlm | Action::Stop { .. } | Action::Resolved => None,
         }
     }
@@ -557,7 +636,7 @@ impl Action {
     /// as opposed to looking (verify) or asking (the LLM): what shadow mode
     /// records instead of doing.
     pub fn changes_host(&self) -> bool {
-        matches!(self, Action::CleanLogs { .. } | Action::PruneContainers | Action::RestartContainer { .. })
+        matches!(self, Action::CleanLogs { .. } | Action::PruneContainers | Action::Restart { .. })
     }
 
     /// Whether the incident ends with this action.
@@ -571,7 +650,7 @@ impl fmt::Display for Action {
         match self {
             Action::CleanLogs { target } => write!(f, "clean_logs('{target}')"),
             Action::PruneContainers => f.write_str("prune_containers()"),
-            Action::RestartContainer { target, reason } => {
+            Action::Restart { target, reason } => {
                 write!(f, "restart_database_risky('{target}') — {reason}")
             }
             Action::Verify { target } => write!(f, "verify('{target}')"),
@@ -886,5 +965,21 @@ mod tests {
         // The order the prompts and schemas have always listed.
         assert_eq!(Diagnosis::ALL[0], Diagnosis::Unclear);
         assert_eq!(RootCause::ALL[0], RootCause::DiskFull, "the specification's classification order");
+    }
+
+    /// The same for alarm kinds, whose `ALL` is written out: a kind left
+    /// out of it has no plan slot and no code a rules file can name (the
+    /// built-in rules then fail to load, see `rules::tests`).
+    #[test]
+    fn alarm_kinds_are_listed_in_index_order() {
+        for (i, kind) in AlarmKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.index(), i, "{kind:?}");
+            assert_eq!(AlarmKind::from_code(kind.code(), kind.cause()), Some(kind));
+            assert_eq!(AlarmKind::code_takes_cause(kind.code()), Some(kind.cause().is_some()));
+        }
+        assert_eq!(AlarmKind::codes(), ["WEB_LOG_SATURATION", "ZOMBIE_OUTBREAK", "DB_CRASH"]);
+        assert_eq!(AlarmKind::from_code("DB_CRASH", None), None, "a database crash always has a cause");
+        assert_eq!(AlarmKind::from_code("ZOMBIE_OUTBREAK", Some(RootCause::OomKill)), None);
+        assert_eq!(AlarmKind::code_takes_cause("NOPE"), None);
     }
 }

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 
 use crate::audit::{AuditEvent, AuditRecord, IncidentTrail, Resolution};
 use crate::classify::printable;
-use crate::model::{Action, Alarm, AlarmKind, Health, Outcome, RootCause, StopReason, Timestamp};
+use crate::model::{Action, Alarm, Health, Outcome, StopReason, Timestamp};
 
 /// Why no report could be written.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -132,7 +132,7 @@ impl<'a> Postmortem<'a> {
         match self.resolution {
             Some(Resolution::Resolved) => "✅ resolved: verified Running".to_string(),
             Some(Resolution::Stopped { reason }) => format!("🛑 stopped for a human: {reason}"),
-            Some(Resolution::Shadow) => {
+            Some(Resolution::Withheld) => {
                 let would = self.would_execute().map_or("nothing".to_string(), |a| a.to_string());
                 format!("👻 shadow mode: nothing was changed; a real run would have run {}", inline(&would))
             }
@@ -200,8 +200,8 @@ impl<'a> Postmortem<'a> {
     fn root_cause(&self, md: &mut String) {
         let e = &self.alarm.evidence;
         let _ = writeln!(md, "## Root cause and evidence\n");
-        match self.alarm.kind {
-            AlarmKind::DbCrash(cause) => {
+        match self.alarm.kind.cause() {
+            Some(cause) => {
                 let _ = writeln!(md, "- **Root cause:** {}", inline(cause.label()));
                 match &e.matched_signature {
                     Some(sig) => {
@@ -212,11 +212,8 @@ impl<'a> Postmortem<'a> {
                     }
                 }
             }
-            AlarmKind::WebLogSaturation => {
-                let _ = writeln!(md, "- **Cause:** the web server's log disk is above its threshold");
-            }
-            AlarmKind::ZombieOutbreak => {
-                let _ = writeln!(md, "- **Cause:** too many exited containers in scope");
+            None => {
+                let _ = writeln!(md, "- **Cause:** {}", self.alarm.kind.condition());
             }
         }
         if let Some(s) = e.state {
@@ -365,7 +362,7 @@ impl<'a> Postmortem<'a> {
         let end = match self.resolution {
             Some(Resolution::Resolved) => "resolved",
             Some(Resolution::Stopped { .. }) => "stopped",
-            Some(Resolution::Shadow) => "shadow end",
+            Some(Resolution::Withheld) => "shadow end",
             None => "",
         };
         match (t.ttr_ms(), t.closed_at) {
@@ -407,7 +404,7 @@ impl<'a> Postmortem<'a> {
     fn ttr_label(&self) -> &'static str {
         match self.resolution {
             Some(Resolution::Stopped { .. }) => "time to hand over (stopped, not fixed)",
-            Some(Resolution::Shadow) => "time to decide (shadow, nothing fixed)",
+            Some(Resolution::Withheld) => "time to decide (shadow, nothing fixed)",
             _ => "time to resolve",
         }
     }
@@ -419,32 +416,13 @@ impl<'a> Postmortem<'a> {
                 let _ = writeln!(md, "## What a human should still do\n");
                 let _ =
                     writeln!(md, "The service is back; nothing is needed to restore it. To keep it from recurring:\n");
-                let follow_up = match self.alarm.kind {
-                    AlarmKind::DbCrash(RootCause::DiskFull) => format!(
-                        "- Find what wrote so much log to {c}'s disk \
-                         and add log rotation or a size limit; a database and its logs on one disk will fill again."
-                    ),
-                    AlarmKind::DbCrash(RootCause::OomKill) => format!(
-                        "- {c} was killed for lack of memory: review its memory limit and what used the memory \
-                         before the kill; the restart only buys time."
-                    ),
-                    AlarmKind::DbCrash(_) => format!("- Read {c}'s logs around the crash to confirm the cause."),
-                    AlarmKind::WebLogSaturation => {
-                        format!("- Set up log rotation for {c}; find what produced the burst of log lines.")
-                    }
-                    AlarmKind::ZombieOutbreak => {
-                        "- Find what keeps creating containers that exit and are never removed (a cron job, a CI \
-                         runner, `docker run` without `--rm`)."
-                            .to_string()
-                    }
-                };
-                let _ = writeln!(md, "{follow_up}");
+                let _ = writeln!(md, "- {}", self.alarm.kind.prevention(c));
             }
             Some(Resolution::Stopped { reason }) => {
                 let _ = writeln!(md, "## What a human must do now\n");
                 let _ = writeln!(md, "{}", self.stop_advice(reason));
             }
-            Some(Resolution::Shadow) => {
+            Some(Resolution::Withheld) => {
                 let _ = writeln!(md, "## What a human must do now\n");
                 let would = self.would_execute().map_or("nothing".to_string(), |a| a.to_string());
                 let _ = writeln!(
@@ -653,6 +631,7 @@ fn longest_run(s: &str, c: char) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::AlarmKind;
 
     #[test]
     fn unfinished_and_headless_trails() {

@@ -41,7 +41,7 @@ impl AlarmKey {
 
 /// When the watch ends.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Until {
+pub struct WatchLimit {
     /// After this many incidents have ended.
     pub incidents: Option<usize>,
     /// At this time.
@@ -172,7 +172,7 @@ struct Settling {
 pub struct Scheduler {
     cadence: Cadence,
     delays: Delays,
-    until: Until,
+    until: WatchLimit,
     next_sweep: Timestamp,
     sweeping: bool,
     /// Alarms handed to a human and not yet cleared by a sweep.
@@ -189,7 +189,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// A scheduler that sweeps first at `now`.
-    pub fn new(settings: ObserverSettings, delays: Delays, until: Until, now: Timestamp) -> Scheduler {
+    pub fn new(settings: ObserverSettings, delays: Delays, until: WatchLimit, now: Timestamp) -> Scheduler {
         Scheduler {
             cadence: Cadence::new(settings),
             delays,
@@ -379,7 +379,7 @@ mod tests {
 
     const T0: Timestamp = Timestamp(1_000_000);
 
-    fn scheduler(until: Until) -> Scheduler {
+    fn scheduler(until: WatchLimit) -> Scheduler {
         Scheduler::new(Rules::default_rules().observer, Delays::default(), until, T0)
     }
 
@@ -402,7 +402,7 @@ mod tests {
 
     #[test]
     fn sweeps_at_start_then_at_the_interval_and_rapidly_after_a_fix() {
-        let mut s = scheduler(Until::default());
+        let mut s = scheduler(WatchLimit::default());
         s.handle(Input::Tick(T0));
         assert_eq!(drain(&mut s), [Output::Sweep]);
         // No second sweep while one is under way.
@@ -420,7 +420,7 @@ mod tests {
 
     #[test]
     fn one_incident_per_container_and_none_for_what_a_human_has_until_it_clears() {
-        let mut s = scheduler(Until::default());
+        let mut s = scheduler(WatchLimit::default());
         s.handle(Input::Tick(T0));
         drain(&mut s);
         s.handle(Input::Swept { at: T0, alarms: vec![crash()] });
@@ -446,7 +446,7 @@ mod tests {
 
     #[test]
     fn deaths_settle_and_the_last_one_of_a_container_wins() {
-        let mut s = scheduler(Until::default());
+        let mut s = scheduler(WatchLimit::default());
         s.handle(Input::Tick(T0));
         drain(&mut s);
         s.handle(Input::Swept { at: T0, alarms: vec![] });
@@ -465,7 +465,7 @@ mod tests {
 
     #[test]
     fn an_outbreak_is_opened_once_its_count_holds_still() {
-        let mut s = scheduler(Until::default());
+        let mut s = scheduler(WatchLimit::default());
         s.handle(Input::Tick(T0));
         drain(&mut s);
         let scope = "zombie-scope";
@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn an_outbreak_that_clears_while_settling_opens_nothing() {
-        let mut s = scheduler(Until::default());
+        let mut s = scheduler(WatchLimit::default());
         s.handle(Input::Tick(T0));
         drain(&mut s);
         let outbreak = alarm(AlarmKind::ZombieOutbreak, "zombie-scope", 6);
@@ -501,7 +501,7 @@ mod tests {
 
     #[test]
     fn the_watch_ends_after_its_incidents_and_lets_the_running_ones_finish() {
-        let mut s = scheduler(Until { incidents: Some(1), deadline: None });
+        let mut s = scheduler(WatchLimit { incidents: Some(1), deadline: None });
         s.handle(Input::Tick(T0));
         drain(&mut s);
         let web = alarm(AlarmKind::WebLogSaturation, "web-prod", 0);
@@ -520,7 +520,7 @@ mod tests {
 
     #[test]
     fn at_the_deadline_a_settling_outbreak_is_dropped_and_the_watch_ends() {
-        let mut s = scheduler(Until { incidents: None, deadline: Some(T0.plus_millis(500)) });
+        let mut s = scheduler(WatchLimit { incidents: None, deadline: Some(T0.plus_millis(500)) });
         s.handle(Input::Tick(T0));
         drain(&mut s);
         s.handle(Input::Swept { at: T0, alarms: vec![alarm(AlarmKind::ZombieOutbreak, "zombie-scope", 6)] });

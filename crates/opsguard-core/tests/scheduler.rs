@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use opsguard_core::model::{Alarm, AlarmKind, ContainerName, Evidence, RootCause, Timestamp};
 use opsguard_core::rules::Rules;
-use opsguard_core::schedule::{AlarmKey, Delays, Input, Output, Reread, Scheduler, Until};
+use opsguard_core::schedule::{AlarmKey, Delays, Input, Output, Reread, Scheduler, WatchLimit};
 use proptest::prelude::*;
 
 // The suite's own knob (as in the root package's suites), not the core reading its environment.
@@ -93,9 +93,9 @@ fn any_move() -> impl Strategy<Value = Move> {
     ]
 }
 
-fn any_until() -> impl Strategy<Value = Until> {
+fn any_until() -> impl Strategy<Value = WatchLimit> {
     (prop::option::of(1usize..4), prop::option::of(0u64..200_000))
-        .prop_map(|(incidents, d)| Until { incidents, deadline: d.map(|d| Timestamp(T0 + d)) })
+        .prop_map(|(incidents, d)| WatchLimit { incidents, deadline: d.map(|d| Timestamp(T0 + d)) })
 }
 
 /// What the environment knows, to judge the scheduler by.
@@ -116,7 +116,7 @@ struct World {
 }
 
 /// Runs `moves`; the trace of outputs, or the broken invariant.
-fn run(moves: &[Move], until: Until, delays: Delays) -> Result<Vec<Output>, String> {
+fn run(moves: &[Move], until: WatchLimit, delays: Delays) -> Result<Vec<Output>, String> {
     let settings = Rules::default_rules().observer;
     let mut s = Scheduler::new(settings, delays, until, Timestamp(T0));
     let mut w = World { now: T0, last_swept: T0, ..World::default() };

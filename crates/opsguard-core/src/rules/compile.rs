@@ -243,8 +243,7 @@ impl Source<'_> {
         let mut plans = Plans::default();
         for (i, p) in raw.plan.iter().enumerate() {
             let (kind, plan) = self.plan(p, i)?;
-            let slot = plans.slot_mut(kind);
-            if slot.is_some() {
+            if !plans.set(kind, plan) {
                 return Err(self.err(
                     RulesErrorKind::Invalid,
                     p.span(),
@@ -252,7 +251,6 @@ impl Source<'_> {
                     format!("a second plan for {kind}"),
                 ));
             }
-            *slot = Some(plan);
         }
         let consults = plans.iter().any(|p| p.steps.contains(&PlanStep::ConsultLlm));
         let llm_diagnosis = self.llm_diagnosis(raw.llm_diagnosis.as_ref(), consults)?;
@@ -497,34 +495,25 @@ impl Source<'_> {
                 )
             })?),
         };
-        let kind = match (r.alarm.get_ref().as_str(), cause) {
-            ("WEB_LOG_SATURATION", None) => AlarmKind::WebLogSaturation,
-            ("ZOMBIE_OUTBREAK", None) => AlarmKind::ZombieOutbreak,
-            ("DB_CRASH", Some(c)) => AlarmKind::DbCrash(c),
-            ("DB_CRASH", None) => {
-                return Err(self.err(
-                    RulesErrorKind::Invalid,
-                    r.alarm.span(),
-                    &at("cause"),
-                    "DB_CRASH plans need a cause".into(),
-                ));
-            }
-            ("WEB_LOG_SATURATION" | "ZOMBIE_OUTBREAK", Some(_)) => {
-                return Err(self.err(
-                    RulesErrorKind::Invalid,
-                    r.alarm.span(),
-                    &at("cause"),
-                    "only DB_CRASH plans take a cause".into(),
-                ));
-            }
-            (other, _) => {
-                return Err(self.err(
+        let code = r.alarm.get_ref().as_str();
+        let invalid = |message: String| self.err(RulesErrorKind::Invalid, r.alarm.span(), &at("cause"), message);
+        let Some(kind) = AlarmKind::from_code(code, cause) else {
+            return Err(match AlarmKind::code_takes_cause(code) {
+                Some(true) => invalid(format!("{code} plans need a cause")),
+                Some(false) => {
+                    let with_cause: Vec<_> = AlarmKind::codes()
+                        .into_iter()
+                        .filter(|c| AlarmKind::code_takes_cause(c) == Some(true))
+                        .collect();
+                    invalid(format!("only {} plans take a cause", or_list(&with_cause)))
+                }
+                None => self.err(
                     RulesErrorKind::UnknownName,
                     r.alarm.span(),
                     &at("alarm"),
-                    format!("unknown alarm {other:?} (expected WEB_LOG_SATURATION, ZOMBIE_OUTBREAK or DB_CRASH)"),
-                ));
-            }
+                    format!("unknown alarm {code:?} (expected {})", or_list(&AlarmKind::codes())),
+                ),
+            });
         };
         let raw_steps = r.steps.get_ref();
         if raw_steps.is_empty() || raw_steps.len() > MAX_PLAN_STEPS {
@@ -662,5 +651,14 @@ fn valid_label(label: &str) -> bool {
     match label.split_once('=') {
         Some((k, v)) => !k.is_empty() && !v.is_empty() && !label.chars().any(char::is_whitespace),
         None => false,
+    }
+}
+
+/// `a, b or c`, for the names an error message says were expected.
+fn or_list(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
     }
 }

@@ -237,38 +237,31 @@ impl Default for DiagnosisActions {
     }
 }
 
-/// The plans, one place per alarm kind. A database crash's plan sits at its
-/// cause's [`RootCause::index`] in an array sized by [`RootCause::ALL`], and
-/// both come from the enum's one declaration, so every cause has a place and
-/// no slot number is written by hand; a new alarm kind fails to compile in
-/// [`Plans::slot`] until it is given one.
+/// The plans, one place per alarm kind, at its [`AlarmKind::index`] in an
+/// array sized by [`AlarmKind::ALL`] (a database crash once per cause): a
+/// new alarm kind has its place without a slot written by hand.
 #[derive(Clone, Debug, Default)]
-struct Plans {
-    web_log_saturation: Option<Plan>,
-    zombie_outbreak: Option<Plan>,
-    db_crash: [Option<Plan>; RootCause::ALL.len()],
-}
+struct Plans([Option<Plan>; AlarmKind::ALL.len()]);
 
 impl Plans {
-    fn slot(&self, kind: AlarmKind) -> &Option<Plan> {
-        match kind {
-            AlarmKind::WebLogSaturation => &self.web_log_saturation,
-            AlarmKind::ZombieOutbreak => &self.zombie_outbreak,
-            AlarmKind::DbCrash(cause) => &self.db_crash[cause.index()],
-        }
+    fn slot(&self, kind: AlarmKind) -> Option<&Plan> {
+        self.0.get(kind.index()).and_then(Option::as_ref)
     }
 
-    fn slot_mut(&mut self, kind: AlarmKind) -> &mut Option<Plan> {
-        match kind {
-            AlarmKind::WebLogSaturation => &mut self.web_log_saturation,
-            AlarmKind::ZombieOutbreak => &mut self.zombie_outbreak,
-            AlarmKind::DbCrash(cause) => &mut self.db_crash[cause.index()],
+    /// Sets `kind`'s plan; `false` when it already had one.
+    fn set(&mut self, kind: AlarmKind, plan: Plan) -> bool {
+        match self.0.get_mut(kind.index()) {
+            Some(slot @ None) => {
+                *slot = Some(plan);
+                true
+            }
+            _ => false,
         }
     }
 
     /// Every plan the rules have.
     fn iter(&self) -> impl Iterator<Item = &Plan> {
-        [&self.web_log_saturation, &self.zombie_outbreak].into_iter().chain(&self.db_crash).flatten()
+        self.0.iter().flatten()
     }
 }
 
@@ -286,7 +279,7 @@ impl Rules {
 
     /// The plan for an alarm, if the rules have one.
     pub fn plan(&self, kind: AlarmKind) -> Option<&Plan> {
-        self.plans.slot(kind).as_ref()
+        self.plans.slot(kind)
     }
 
     /// The watched service whose container is `name`.
