@@ -301,6 +301,23 @@ mod tests {
     use super::*;
     use crate::model::{AlarmKind, ContainerName, Evidence, RootCause};
 
+    /// Logs written before the renames (`restart_container`, `shadow`)
+    /// still read; new ones use the specification's tool name.
+    #[test]
+    fn old_names_in_logs_still_parse() {
+        let old: AuditEvent = serde_json::from_str(
+            r#"{"event":"decided","action":{"action":"restart_container","target":"db-prod","reason":"disk_freed"}}"#,
+        )
+        .unwrap();
+        let AuditEvent::Decided { action } = &old else { panic!("{old:?}") };
+        assert!(matches!(action, Action::Restart { .. }), "{action:?}");
+        let json = serde_json::to_string(action).unwrap();
+        assert!(json.contains(r#""action":"restart_database_risky""#), "{json}");
+        let shadow: Resolution = serde_json::from_str(r#"{"status":"shadow"}"#).unwrap();
+        assert_eq!(shadow, Resolution::Withheld);
+        assert_eq!(serde_json::to_string(&shadow).unwrap(), r#"{"status":"withheld"}"#);
+    }
+
     fn opened() -> AuditEvent {
         AuditEvent::IncidentOpened {
             alarm: Alarm {
