@@ -187,29 +187,121 @@ pub enum AlarmKind {
     DbCrash(RootCause),
 }
 
+enum_with_all! {
+    /// The specification's alarm codes, one for each [`AlarmKind`] variant;
+    /// a database crash is one code told apart by its cause.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum AlarmCode {
+        /// `WEB_LOG_SATURATION`.
+        WebLogSaturation,
+        /// `ZOMBIE_OUTBREAK`.
+        ZombieOutbreak,
+        /// `DB_CRASH`, with a root cause.
+        DbCrash,
+    }
+    /// Every code, in the order of [`AlarmKind::ALL`].
+    const ALL;
+}
+
+impl AlarmCode {
+    /// The code as the specification, the rules and the audit log write it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AlarmCode::WebLogSaturation => "WEB_LOG_SATURATION",
+            AlarmCode::ZombieOutbreak => "ZOMBIE_OUTBREAK",
+            AlarmCode::DbCrash => "DB_CRASH",
+        }
+    }
+
+    /// The code written `code`.
+    pub fn parse(code: &str) -> Option<AlarmCode> {
+        AlarmCode::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+
+    /// Whether alarms with this code are told apart by a root cause.
+    pub const fn takes_cause(self) -> bool {
+        match self {
+            AlarmCode::DbCrash => true,
+            AlarmCode::WebLogSaturation | AlarmCode::ZombieOutbreak => false,
+        }
+    }
+
+    /// The kind with this code and, for a code that takes one, `cause`.
+    const fn kind(self, cause: RootCause) -> AlarmKind {
+        match self {
+            AlarmCode::WebLogSaturation => AlarmKind::WebLogSaturation,
+            AlarmCode::ZombieOutbreak => AlarmKind::ZombieOutbreak,
+            AlarmCode::DbCrash => AlarmKind::DbCrash(cause),
+        }
+    }
+
+    /// How many alarm kinds there are: the length of [`AlarmKind::ALL`].
+    const KINDS: usize = {
+        let mut i = 0;
+        let mut n = 0;
+        while i < AlarmCode::ALL.len() {
+            n += AlarmCode::ALL[i].width();
+            i += 1;
+        }
+        n
+    };
+
+    /// How many kinds have this code.
+    const fn width(self) -> usize {
+        if self.takes_cause() { RootCause::ALL.len() } else { 1 }
+    }
+
+    /// Where this code's kinds start in [`AlarmKind::ALL`].
+    const fn first_index(self) -> usize {
+        let mut i = 0;
+        let mut at = 0;
+        while i < self.index() {
+            at += AlarmCode::ALL[i].width();
+            i += 1;
+        }
+        at
+    }
+}
+
 impl AlarmKind {
     /// Every alarm kind, a database crash once for each root cause, in
-    /// [`AlarmKind::index`] order. The rules read alarm codes from it and
-    /// size their table of plans by it, so a new kind needs no slot or
-    /// parser of its own; the test `alarm_kinds_are_listed_in_index_order`
-    /// fails if it is not listed here.
-    pub const ALL: [AlarmKind; 2 + RootCause::ALL.len()] = {
-        let mut all = [AlarmKind::WebLogSaturation; 2 + RootCause::ALL.len()];
-        all[1] = AlarmKind::ZombieOutbreak;
-        let mut i = 0;
-        while i < RootCause::ALL.len() {
-            all[2 + i] = AlarmKind::DbCrash(RootCause::ALL[i]);
-            i += 1;
+    /// [`AlarmKind::index`] order, built from [`AlarmCode::ALL`]. A new
+    /// variant cannot be left out: [`AlarmKind::alarm_code`] must give it a
+    /// code, and [`AlarmCode`]'s matches must then construct it. The rules
+    /// read alarm codes from here and size their table of plans by it, so a
+    /// new kind needs no slot or parser of its own.
+    pub const ALL: [AlarmKind; AlarmCode::KINDS] = {
+        let mut all = [AlarmKind::WebLogSaturation; AlarmCode::KINDS];
+        let mut n = 0;
+        let mut c = 0;
+        while c < AlarmCode::ALL.len() {
+            let code = AlarmCode::ALL[c];
+            let mut j = 0;
+            while j < code.width() {
+                all[n] = code.kind(RootCause::ALL[j]);
+                n += 1;
+                j += 1;
+            }
+            c += 1;
         }
         all
     };
 
     /// This kind's place in [`AlarmKind::ALL`].
     pub const fn index(self) -> usize {
+        let within = match self {
+            AlarmKind::DbCrash(cause) => cause.index(),
+            AlarmKind::WebLogSaturation | AlarmKind::ZombieOutbreak => 0,
+        };
+        self.alarm_code().first_index() + within
+    }
+
+    /// This kind's code.
+    pub const fn alarm_code(self) -> AlarmCode {
         match self {
-            AlarmKind::WebLogSaturation => 0,
-            AlarmKind::ZombieOutbreak => 1,
-            AlarmKind::DbCrash(cause) => 2 + cause.index(),
+            AlarmKind::WebLogSaturation => AlarmCode::WebLogSaturation,
+            AlarmKind::ZombieOutbreak => AlarmCode::ZombieOutbreak,
+            AlarmKind::DbCrash(_) => AlarmCode::DbCrash,
         }
     }
 
@@ -222,14 +314,12 @@ impl AlarmKind {
     /// Whether alarms with this code are told apart by a root cause
     /// (`None`: no kind has this code).
     pub fn code_takes_cause(code: &str) -> Option<bool> {
-        AlarmKind::ALL.into_iter().find(|k| k.code() == code).map(|k| k.cause().is_some())
+        AlarmCode::parse(code).map(AlarmCode::takes_cause)
     }
 
     /// Every alarm code, for error messages.
     pub fn codes() -> Vec<&'static str> {
-        let mut codes: Vec<_> = AlarmKind::ALL.iter().map(|k| k.code()).collect();
-        codes.dedup();
-        codes
+        AlarmCode::ALL.iter().map(|c| c.as_str()).collect()
     }
 
     /// What is wrong when this alarm is raised, in a post-mortem's words.
@@ -265,11 +355,7 @@ impl AlarmKind {
 
     /// The specification's alarm code.
     pub fn code(self) -> &'static str {
-        match self {
-            AlarmKind::WebLogSaturation => "WEB_LOG_SATURATION",
-            AlarmKind::ZombieOutbreak => "ZOMBIE_OUTBREAK",
-            AlarmKind::DbCrash(_) => "DB_CRASH",
-        }
+        self.alarm_code().as_str()
     }
 
     /// The root cause, for a database crash.
@@ -967,9 +1053,7 @@ mod tests {
         assert_eq!(RootCause::ALL[0], RootCause::DiskFull, "the specification's classification order");
     }
 
-    /// The same for alarm kinds, whose `ALL` is written out: a kind left
-    /// out of it has no plan slot and no code a rules file can name (the
-    /// built-in rules then fail to load, see `rules::tests`).
+    /// The same for alarm kinds, whose `ALL` is built from the codes'.
     #[test]
     fn alarm_kinds_are_listed_in_index_order() {
         for (i, kind) in AlarmKind::ALL.into_iter().enumerate() {
