@@ -134,6 +134,11 @@ impl DockerAgent {
         self.agent.responder()
     }
 
+    /// What stops [`DockerAgent::run`] gracefully (SIGTERM).
+    pub fn shutdown_handle(&self) -> crate::incident::ShutdownHandle {
+        self.agent.shutdown_handle()
+    }
+
     /// Watches until `until` ([`Agent::run`]); the event stream stops with it.
     pub async fn run(mut self, until: WatchLimit) -> Vec<IncidentReport> {
         let events = self.events.take();

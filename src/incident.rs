@@ -12,14 +12,14 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::approval::Approver;
 use crate::audit::{AuditEvent, AuditLog, Resolution};
@@ -40,6 +40,42 @@ pub use opsguard_core::incident::{
 /// LLM past its deadline).
 type Pending<'a> = Pin<Box<dyn Future<Output = Input> + Send + 'a>>;
 
+/// Tells a running [`Agent`] (and its [`Responder`]) to stop: every open
+/// incident closes at once for a human ([`Input::Shutdown`]: a pending
+/// approval withdrawn and recorded as unanswered, nothing started after
+/// it), no new incident opens, and [`Agent::run`] returns once they have
+/// closed. Clones stop the same agent.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+
+impl ShutdownHandle {
+    fn new() -> ShutdownHandle {
+        ShutdownHandle(Arc::new(watch::Sender::new(false)))
+    }
+
+    /// Stops the agent; later calls change nothing.
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether [`ShutdownHandle::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once the agent is told to stop.
+    async fn requested(mut rx: watch::Receiver<bool>) {
+        // The sender lives as long as the responder that awaits this.
+        if rx.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    fn subscribe(&self) -> watch::Receiver<bool> {
+        self.0.subscribe()
+    }
+}
+
 /// Runs incidents to their end against one host.
 pub struct Responder<H, A, L, C> {
     host: H,
@@ -58,6 +94,7 @@ pub struct Responder<H, A, L, C> {
     restarts: Mutex<BTreeMap<ContainerName, Vec<Timestamp>>>,
     next_incident: AtomicU64,
     requests: RequestIds,
+    shutdown: ShutdownHandle,
 }
 
 impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
@@ -78,7 +115,13 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
             restarts: Mutex::new(BTreeMap::new()),
             next_incident: AtomicU64::new(1),
             requests: RequestIds::default(),
+            shutdown: ShutdownHandle::new(),
         }
+    }
+
+    /// What stops this responder's incidents (and the agent around it).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
     }
 
     /// Changes the timeouts.
@@ -169,6 +212,9 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
         );
         let mut pending: Option<Pending<'_>> = None;
         let mut wake: Option<Timestamp> = None;
+        let stop = self.shutdown.subscribe();
+        let stopping = ShutdownHandle::requested(stop);
+        tokio::pin!(stopping);
         loop {
             while let Some(output) = incident.poll() {
                 match output {
@@ -187,6 +233,10 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                     // Someone else is acting: give them the time.
                     let timer = self.until(wake, true);
                     tokio::select! {
+                        biased;
+                        // Before the operation: nothing new starts after the
+                        // signal, and one under way is abandoned.
+                        () = &mut stopping => Input::Shutdown { at: self.clock.now() },
                         input = &mut op => input,
                         now = timer => {
                             // The operation stays under way unless the
@@ -197,10 +247,11 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                         }
                     }
                 }
-                None => {
-                    let now = self.until(wake.take(), false).await;
-                    Input::Tick(now)
-                }
+                None => tokio::select! {
+                    biased;
+                    () = &mut stopping => Input::Shutdown { at: self.clock.now() },
+                    now = self.until(wake.take(), false) => Input::Tick(now),
+                },
             };
             incident.handle(input);
         }
@@ -441,6 +492,11 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
         &self.responder
     }
 
+    /// What stops [`Agent::run`]: see [`ShutdownHandle`].
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.responder.shutdown_handle()
+    }
+
     /// Watches until `until`; returns every finished incident, in the order
     /// they ended. `events` (e.g. Docker's event stream, as it comes: the
     /// scheduler debounces deaths) triggers checks between sweeps.
@@ -454,7 +510,15 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
         let mut reports = Vec::new();
         // One future per open incident, polled together in this task.
         let mut running = FuturesUnordered::new();
+        // The incidents hear it too, from the same handle, and close.
+        let mut draining = false;
+        let stopping = ShutdownHandle::requested(r.shutdown.subscribe());
+        tokio::pin!(stopping);
         scheduler.handle(schedule::Input::Tick(r.clock.now()));
+        if r.shutdown.is_shut_down() {
+            scheduler.handle(schedule::Input::Drain);
+            draining = true;
+        }
         loop {
             while let Some(output) = scheduler.poll() {
                 let input = match output {
@@ -503,6 +567,10 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                 }
             };
             tokio::select! {
+                () = &mut stopping, if !draining => {
+                    draining = true;
+                    scheduler.handle(schedule::Input::Drain);
+                }
                 _ = sleep => scheduler.handle(schedule::Input::Tick(r.clock.now())),
                 Some((key, report)) = running.next(), if !running.is_empty() => {
                     scheduler.handle(schedule::Input::Finished {

@@ -265,23 +265,7 @@ mod tests {
 
     #[test]
     fn stop_reason_keys_are_their_audit_names() {
-        let all = [
-            StopReason::ConfigError,
-            StopReason::DataCorruption,
-            StopReason::CleanDidNotFreeDisk,
-            StopReason::ApprovalRejected,
-            StopReason::RestartBudgetExhausted,
-            StopReason::VerificationFailed,
-            StopReason::ActionFailed,
-            StopReason::UnknownCause,
-            StopReason::LlmFailed,
-            StopReason::LlmEscalated,
-            StopReason::LlmChoiceRefused,
-            StopReason::SafetyRule,
-            StopReason::StepLimit,
-            StopReason::NoPlan,
-        ];
-        for r in all {
+        for r in StopReason::ALL {
             assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.key()));
         }
     }

@@ -250,3 +250,90 @@ async fn other_containers_are_healed_while_a_database_approval_waits() {
         assert!(r.closed_at < answered, "{} waited for the database's approval: {r:#?}", r.alarm);
     }
 }
+
+/// An approver that tells the agent to stop (the SIGTERM of `docker stop`)
+/// when it is asked, and never answers.
+struct StopsWhileAsked(Arc<std::sync::OnceLock<opsguard::incident::ShutdownHandle>>);
+
+impl opsguard::approval::Approver for StopsWhileAsked {
+    fn name(&self) -> &str {
+        "test:stops-while-asked"
+    }
+    async fn review(
+        &self,
+        _: &opsguard::approval::ApprovalRequest,
+    ) -> Result<opsguard::approval::Answer, opsguard::approval::ApprovalError> {
+        if let Some(stop) = self.0.get() {
+            stop.shutdown();
+        }
+        std::future::pending().await
+    }
+}
+
+// Issue 11, item 4: a stop while a human is asked withdraws the request,
+// records it as unanswered, restarts nothing and ends the watch.
+#[tokio::test]
+async fn a_stop_while_an_approval_is_pending_closes_the_incident_and_restarts_nothing() {
+    use opsguard::audit::AuditEvent;
+    use opsguard::host::sim::SimOp;
+    use opsguard::model::StopReason;
+
+    let clock = SimClock::new(Timestamp(1_795_766_400_000));
+    let sim = SimHost::lab(clock.clone());
+    sim.inject(SimFault::DbOomKill);
+    let handle = Arc::new(std::sync::OnceLock::new());
+    let rules = Arc::new(Rules::default_rules());
+    let responder = Responder::new(
+        Engine::new(rules),
+        sim.clone(),
+        StopsWhileAsked(handle.clone()),
+        NoAdvisor,
+        clock.clone(),
+        AuditLog::in_memory(),
+    );
+    let mut agent = Agent::new(responder);
+    handle.set(agent.shutdown_handle()).unwrap();
+    // No limit: only the stop can end this watch (the guard below keeps a
+    // broken stop from hanging the suite).
+    let run = agent.run(None, WatchLimit { incidents: None, deadline: None });
+    let reports =
+        tokio::time::timeout(std::time::Duration::from_secs(120), run).await.expect("the stop ended the watch");
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].resolution, Resolution::Stopped { reason: StopReason::Interrupted });
+    assert!(!sim.ops().iter().any(|op| matches!(op, SimOp::Restart { .. })), "{:?}", sim.ops());
+    let records = agent.responder().audit().records();
+    let unanswered = records.iter().any(|r| {
+        matches!(&r.event, AuditEvent::ApprovalAnswered { approved: false, detail, .. } if detail.contains("unanswered"))
+    });
+    assert!(unanswered, "{records:#?}");
+    let closed_for_a_human = records.iter().any(|r| {
+        matches!(
+            r.event,
+            AuditEvent::IncidentClosed { resolution: Resolution::Stopped { reason: StopReason::Interrupted }, .. }
+        )
+    });
+    assert!(closed_for_a_human, "{records:#?}");
+}
+
+#[tokio::test]
+async fn a_watch_told_to_stop_before_it_starts_opens_nothing() {
+    let clock = SimClock::new(Timestamp(1_795_766_400_000));
+    let sim = SimHost::lab(clock.clone());
+    sim.inject(SimFault::DbOomKill);
+    let rules = Arc::new(Rules::default_rules());
+    let responder = Responder::new(
+        Engine::new(rules),
+        sim.clone(),
+        PolicyApprover::ApproveAll,
+        NoAdvisor,
+        clock.clone(),
+        AuditLog::in_memory(),
+    );
+    let mut agent = Agent::new(responder);
+    agent.shutdown_handle().shutdown();
+    let run = agent.run(None, WatchLimit { incidents: None, deadline: None });
+    let reports =
+        tokio::time::timeout(std::time::Duration::from_secs(120), run).await.expect("the stop ended the watch");
+    assert!(reports.is_empty(), "{reports:?}");
+    assert!(sim.ops().iter().all(|op| !matches!(op, opsguard::host::sim::SimOp::Restart { .. })));
+}

@@ -63,6 +63,8 @@ enum Move {
     Again,
     /// Time passes.
     Tick(u64),
+    /// OpsGuard is told to stop.
+    Shutdown,
 }
 
 fn any_reply() -> impl Strategy<Value = Reply> {
@@ -77,6 +79,7 @@ fn any_move() -> impl Strategy<Value = Move> {
         1 => any_reply().prop_map(Move::Foreign),
         1 => Just(Move::Again),
         2 => prop_oneof![0u64..3_000, 0u64..400_000].prop_map(Move::Tick),
+        1 => Just(Move::Shutdown),
     ]
 }
 
@@ -203,6 +206,8 @@ struct Run {
     cleaned_below: bool,
     last_check_good: bool,
     pending_clean: bool,
+    /// A shutdown was fed.
+    shut: bool,
 }
 
 impl Run {
@@ -236,6 +241,7 @@ impl Run {
             cleaned_below: false,
             last_check_good: false,
             pending_clean: false,
+            shut: false,
         };
         run.drain().expect("opening");
         run
@@ -247,6 +253,9 @@ impl Run {
         while let Some(out) = self.machine.poll() {
             n += 1;
             prop_assert!(self.report.is_none(), "output after the closing: {out:?}");
+            // After a shutdown nothing starts: records, a withdrawal, the closing.
+            let winding_down = matches!(out, Output::Audit(_) | Output::Withdraw { .. } | Output::Closed(_));
+            prop_assert!(!self.shut || winding_down, "{out:?} after the shutdown");
             let alarm = self.machine.alarm().clone();
             match &out {
                 Output::Inspect { ticket, container } => {
@@ -491,7 +500,31 @@ impl Run {
             Move::Foreign(r) => self.foreign(r),
             Move::Again => self.again(),
             Move::Tick(ms) => self.tick(*ms),
+            Move::Shutdown => self.shutdown(),
         }
+    }
+
+    /// The incident closes at once, for a human, whatever it was doing.
+    fn shutdown(&mut self) -> Result<(), TestCaseError> {
+        let approving = match &self.asked {
+            Some(Asked::Approval(r)) => Some(r.id),
+            _ => None,
+        };
+        self.shut = true;
+        let from = self.outputs.len();
+        self.feed(Input::Shutdown { at: self.at() })?;
+        let resolution = self.report.as_ref().map(|r| r.resolution);
+        prop_assert_eq!(resolution, Some(Resolution::Stopped { reason: StopReason::Interrupted }));
+        if let Some(id) = approving {
+            let withdrawn =
+                self.outputs[from..].iter().any(|o| matches!(o, Output::Withdraw { request } if *request == id));
+            prop_assert!(withdrawn, "request {id} was pending and not withdrawn");
+            let unanswered = self.outputs[from..].iter().any(|o| {
+                matches!(o, Output::Audit(AuditEvent::ApprovalAnswered { request, approved: false, .. }) if *request == id)
+            });
+            prop_assert!(unanswered, "request {id} not recorded as unanswered");
+        }
+        Ok(())
     }
 }
 

@@ -126,6 +126,23 @@ fn llm_advisor(flags: [(&str, Option<String>); 6], allow_http: bool) -> Result<B
     }
 }
 
+/// How long open incidents have to close after SIGTERM or ^C: under the
+/// 10 s Docker and systemd give before SIGKILL.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// Resolves with the signal's name at the first SIGTERM or SIGINT.
+fn terminate_signals() -> std::io::Result<impl std::future::Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    })
+}
+
 /// 0 when every incident resolved, 2 when any stopped for a human.
 fn exit_code(reports: &[IncidentReport]) -> ExitCode {
     if reports.iter().any(|r| matches!(r.resolution, Resolution::Stopped { .. })) {
@@ -236,12 +253,33 @@ async fn watch(
             "👻 shadow mode: deciding for real, executing nothing (would-be actions go to the audit log)",
         );
     }
-    // Dropping the agent (at the end, or on ^C) stops the event stream.
+    // SIGTERM (`docker stop`, systemd) and ^C end the watch gracefully:
+    // open incidents close for a human, a pending approval is withdrawn and
+    // recorded as unanswered, nothing is started after the signal. The
+    // audit log is synced record by record. Dropping the agent stops the
+    // event stream.
+    let stop = agent.shutdown_handle();
+    let signals = terminate_signals().map_err(|e| format!("cannot listen for signals: {e}"))?;
+    let run = agent.run(until);
+    tokio::pin!(run);
     let reports = tokio::select! {
-        r = agent.run(until) => r,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("opsguard: interrupted");
-            Vec::new()
+        r = &mut run => r,
+        signal = signals => {
+            announce(
+                output.log_format,
+                &format!("🛑 {signal}: stopping; open incidents close for a human, nothing new starts"),
+            );
+            stop.shutdown();
+            // Every incident closes at its next await; a Docker call under
+            // way has its own timeout, but the stop must not outlast
+            // `docker stop`'s 10 s.
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut run).await {
+                Ok(reports) => reports,
+                Err(_) => {
+                    tracing::error!("incidents did not close within {SHUTDOWN_GRACE:?} of the signal; exiting");
+                    Vec::new()
+                }
+            }
         }
     };
     notice_task.abort();

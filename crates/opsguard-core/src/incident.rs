@@ -27,8 +27,8 @@ use crate::approval::{Answer, ApprovalRequest, CrashBinding};
 use crate::audit::{AuditEvent, Resolution};
 use crate::engine::Engine;
 use crate::model::{
-    Action, Alarm, ChoiceSet, ContainerName, ContainerState, ContainerStatus, History, Outcome, Risk, Step, Timestamp,
-    Verification,
+    Action, Alarm, ChoiceSet, ContainerName, ContainerState, ContainerStatus, History, Outcome, Risk, Step, StopReason,
+    Timestamp, Verification,
 };
 use crate::observe::Check;
 
@@ -167,6 +167,15 @@ pub enum Input {
         /// The alarm the host raises now (`None`: it is up), or why it
         /// could not be looked at.
         alarm: Result<Option<Alarm>, String>,
+    },
+    /// OpsGuard is stopping: the incident closes now, for a human, and
+    /// nothing more is started. A pending approval is withdrawn and
+    /// recorded as unanswered; an operation under way is recorded as
+    /// interrupted (a restart still counts against the budget, as it may
+    /// have happened).
+    Shutdown {
+        /// When the signal came.
+        at: Timestamp,
     },
 }
 
@@ -435,6 +444,10 @@ impl Incident {
                 }
                 self.advance();
             }
+            Input::Shutdown { at } => {
+                self.at(at);
+                self.on_shutdown();
+            }
         }
     }
 
@@ -486,6 +499,41 @@ impl Incident {
             }
             _ => {}
         }
+    }
+
+    fn on_shutdown(&mut self) {
+        const INTERRUPTED: &str = "interrupted: OpsGuard was stopped while it was under way; it may have happened";
+        match std::mem::replace(&mut self.phase, Phase::Deciding) {
+            Phase::Approving { request, action, .. } => {
+                self.out.push_back(Output::Withdraw { request });
+                self.audit(AuditEvent::ApprovalAnswered {
+                    request,
+                    approved: false,
+                    approver: self.approver.clone(),
+                    detail: "unanswered: OpsGuard is stopping".to_string(),
+                });
+                self.record_step(action, Outcome::ApprovalRejected);
+            }
+            Phase::Inspecting { action, bound: Some(_), .. } => {
+                let error = "not started: OpsGuard is stopping".to_string();
+                self.record_step(action, Outcome::Failed { error });
+            }
+            Phase::Executing { action: Action::ConsultLlm, .. } => {
+                self.record_step(Action::ConsultLlm, Outcome::LlmFailed);
+            }
+            Phase::Executing { action, .. } => {
+                if matches!(action, Action::Restart { .. }) {
+                    self.history.restarts.push(self.now);
+                }
+                self.record_step(action, Outcome::Failed { error: INTERRUPTED.to_string() });
+            }
+            Phase::Verifying(v) => {
+                let verdict = Verification::NotConfirmed { last_state: v.last_state };
+                self.record_step(v.action, Outcome::Verified(verdict));
+            }
+            Phase::Deciding | Phase::Inspecting { bound: None, .. } | Phase::Reassessing { .. } | Phase::Closed => {}
+        }
+        self.close(Resolution::Stopped { reason: StopReason::Interrupted });
     }
 
     /// Decides and starts the next action, or closes.
@@ -666,9 +714,8 @@ impl Incident {
     /// Records a finished action and goes on: decides again, or first looks
     /// again at a crash that changed under the approver.
     fn finish_step(&mut self, action: Action, outcome: Outcome) {
-        self.audit(AuditEvent::Executed { action: action.clone(), outcome: outcome.clone() });
         let voided = matches!(outcome, Outcome::ApprovalVoided { .. });
-        self.history.steps.push(Step { action, outcome, at: self.now });
+        self.record_step(action, outcome);
         // A new crash is a new decision, from its own facts (a config error
         // now forbids the restart approved for an OOM kill). Bounded.
         if voided
@@ -682,6 +729,12 @@ impl Incident {
         }
         self.phase = Phase::Deciding;
         self.advance();
+    }
+
+    /// Audits a finished action and adds it to the history.
+    fn record_step(&mut self, action: Action, outcome: Outcome) {
+        self.audit(AuditEvent::Executed { action: action.clone(), outcome: outcome.clone() });
+        self.history.steps.push(Step { action, outcome, at: self.now });
     }
 
     fn close(&mut self, resolution: Resolution) {

@@ -554,39 +554,45 @@ impl fmt::Display for RestartReason {
     }
 }
 
-/// Why an incident stopped and went to a human.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    /// Config error: manual intervention needed.
-    ConfigError,
-    /// Data corruption: manual intervention needed.
-    DataCorruption,
-    /// Cleaning logs left the disk above the success threshold: non-log data
-    /// is blocking the disk.
-    CleanDidNotFreeDisk,
-    /// The human rejected (or did not answer) the approval request.
-    ApprovalRejected,
-    /// The container was restarted too often recently.
-    RestartBudgetExhausted,
-    /// After the last fix the service never came back as Running.
-    VerificationFailed,
-    /// An action failed on the host.
-    ActionFailed,
-    /// Unknown root cause and no LLM configured.
-    UnknownCause,
-    /// The LLM could not be consulted or gave an invalid answer.
-    LlmFailed,
-    /// The LLM itself chose to escalate.
-    LlmEscalated,
-    /// The LLM chose an action the rules do not allow here.
-    LlmChoiceRefused,
-    /// A safety rule refused the action the plan asked for.
-    SafetyRule,
-    /// The incident used up its step budget.
-    StepLimit,
-    /// The rules have no plan for this alarm.
-    NoPlan,
+enum_with_all! {
+    /// Why an incident stopped and went to a human.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum StopReason {
+        /// Config error: manual intervention needed.
+        ConfigError,
+        /// Data corruption: manual intervention needed.
+        DataCorruption,
+        /// Cleaning logs left the disk above the success threshold: non-log data
+        /// is blocking the disk.
+        CleanDidNotFreeDisk,
+        /// The human rejected (or did not answer) the approval request.
+        ApprovalRejected,
+        /// The container was restarted too often recently.
+        RestartBudgetExhausted,
+        /// After the last fix the service never came back as Running.
+        VerificationFailed,
+        /// An action failed on the host.
+        ActionFailed,
+        /// Unknown root cause and no LLM configured.
+        UnknownCause,
+        /// The LLM could not be consulted or gave an invalid answer.
+        LlmFailed,
+        /// The LLM itself chose to escalate.
+        LlmEscalated,
+        /// The LLM chose an action the rules do not allow here.
+        LlmChoiceRefused,
+        /// A safety rule refused the action the plan asked for.
+        SafetyRule,
+        /// The incident used up its step budget.
+        StepLimit,
+        /// The rules have no plan for this alarm.
+        NoPlan,
+        /// OpsGuard was stopped (SIGTERM, ^C) before the incident ended.
+        Interrupted,
+    }
+    /// Every reason, for metrics and tests.
+    const ALL;
 }
 
 impl StopReason {
@@ -607,6 +613,7 @@ impl StopReason {
             StopReason::SafetyRule => "safety_rule",
             StopReason::StepLimit => "step_limit",
             StopReason::NoPlan => "no_plan",
+            StopReason::Interrupted => "interrupted",
         }
     }
 
@@ -627,6 +634,7 @@ impl StopReason {
             StopReason::SafetyRule => "a safety rule refused the planned action",
             StopReason::StepLimit => "the incident ran out of steps",
             StopReason::NoPlan => "no rule covers this alarm",
+            StopReason::Interrupted => "OpsGuard was stopped before the incident ended",
         }
     }
 }

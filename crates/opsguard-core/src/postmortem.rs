@@ -530,6 +530,13 @@ impl<'a> Postmortem<'a> {
                  to do, and if the cause can recur, add a signature for it to the rules file so that OpsGuard \
                  recognises it next time (`opsguard explain` shows what a rules file decides)."
             ),
+            StopReason::Interrupted => format!(
+                "OpsGuard was stopped (SIGTERM or ^C) before this incident ended: what it had started is in the \
+                 Actions table, an approval it was waiting for was withdrawn, and nothing was started after \
+                 the signal. Check {c}'s state (`docker ps -a`) and its logs: if it is still down, the next \
+                 OpsGuard to start opens a new incident for it; a restart under way may have happened and \
+                 counts against the budget."
+            ),
             StopReason::SafetyRule | StopReason::StepLimit | StopReason::NoPlan => format!(
                 "OpsGuard stopped ({reason}) without fixing {c}. Check its state (`docker ps -a`) and its logs, \
                  and finish by hand; then check the rules file's plan for this alarm."
