@@ -617,4 +617,25 @@ mod tests {
         assert_eq!(rules.llm_action(Diagnosis::DeliberateStop, &full), Ok(LlmChoice::Escalate));
         assert_eq!(rules.llm_action(Diagnosis::Unclear, &full), Ok(LlmChoice::Escalate));
     }
+
+    // Issue 12, item 5: the literals rule out the lines the default
+    // signatures cannot match, and only where a match could not start there.
+    #[test]
+    fn log_patterns_rule_out_lines_without_their_literals() {
+        let noise = "2026-11-27 08:00:00.000 UTC [1000] LOG:  duration: 0.042 ms  statement: SELECT 1";
+        let rules = Rules::default_rules();
+        for p in rules.signatures.iter().filter_map(|s| s.log_pattern.as_ref()) {
+            assert!(!p.may_match_within(noise), "{}", p.as_str());
+        }
+        let corruption = rules.signatures[3].log_pattern.as_ref().unwrap();
+        assert!(corruption.may_match_within("x ERROR:  could not access status of transaction 7"));
+        assert!(corruption.may_match_within("PANIC:  invalid secondary checkpoint record"));
+        // Case-insensitive: every folding of the literal.
+        let folded = LogPattern::new("(?i)no space").unwrap();
+        assert!(folded.may_match_within("FATAL:  NO SPACE") && !folded.may_match_within("FATAL:  no room"));
+        // A match may start with any text: nothing is ruled out.
+        for anywhere in [r"^\w+ failed", r"^.{3}ld not", r"x*\b"] {
+            assert!(LogPattern::new(anywhere).unwrap().may_match_within(noise), "{anywhere}");
+        }
+    }
 }
