@@ -16,7 +16,7 @@ use opsguard::host::sim::SimFault;
 use opsguard::llm::NoAdvisor;
 use opsguard::model::{Action, AlarmKind, RootCause, StopReason, Timestamp};
 use opsguard::postmortem::{Postmortem, format_ms};
-use opsguard::rules::{DEFAULT_RULES, Rules};
+use opsguard::rules::{DEFAULT_RULES, LogPattern, Rules};
 
 mod sim_lab;
 
@@ -156,7 +156,7 @@ async fn another_signature_reclassifies_and_differs_at_the_first_step() {
     // dangerous cause decides whatever else matched.
     let mut rules = Rules::default_rules();
     assert_eq!(rules.signatures[3].cause, RootCause::DataCorruption);
-    rules.signatures[3].log_pattern = Some(regex::Regex::new("No space left on device$").unwrap());
+    rules.signatures[3].log_pattern = Some(LogPattern::new("No space left on device$").unwrap());
     let r = &replay(Arc::new(rules), &incident_trails(&records))[0];
     assert_eq!(r.today.as_ref().unwrap().kind, AlarmKind::DbCrash(RootCause::DataCorruption));
     let d = r.first_difference().unwrap();

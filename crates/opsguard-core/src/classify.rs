@@ -10,7 +10,9 @@
 //! restart can only make them worse) decides whatever else matched; text
 //! alone can never make a crash look safe. A full disk also needs the disk's
 //! own usage. Lines are matched with the `regex` crate (linear time, no
-//! backtracking blow-up).
+//! backtracking blow-up), after a search for the literals a signature's
+//! matches start with has ruled most lines out
+//! ([`crate::rules::LogPattern`]).
 //!
 //! [`LogScan`] reads the window line by line and keeps only what can decide
 //! (the first matching lines of each signature) and a short tail, so however
@@ -106,6 +108,15 @@ impl<'r> LogScan<'r> {
             self.tail.push_back(truncate(line, MAX_EVIDENCE_LINE).to_string());
         }
         if line.len() > MAX_SCANNED_LINE {
+            return;
+        }
+        // Finding the message costs a regex search of the whole line; a line
+        // that holds none of the literals a still-wanted signature's match
+        // starts with cannot add a hit, and most lines are such.
+        let may_hit = self.rules.signatures.iter().zip(&self.hits).any(|(sig, hits)| {
+            hits.len() < MAX_EVIDENCE_LINES && sig.log_pattern.as_ref().is_some_and(|p| p.may_match_within(line))
+        });
+        if !may_hit {
             return;
         }
         if self.rules.server_line.captures_read(&mut self.locs, line).is_none() {

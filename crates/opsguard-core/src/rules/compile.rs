@@ -12,8 +12,8 @@ use toml::Spanned;
 use super::error::{RulesError, RulesErrorKind};
 use super::schema::{RawPlan, RawRules, RawSignature, RawTarget};
 use super::{
-    DiagnosisActions, MAX_PLAN_STEPS, ObserverSettings, Plan, PlanStep, Plans, RestartBudget, Rules, SERVER_SEVERITIES,
-    Signature, Target, Thresholds,
+    DiagnosisActions, LogPattern, MAX_PLAN_STEPS, ObserverSettings, Plan, PlanStep, Plans, RestartBudget, Rules,
+    SERVER_SEVERITIES, Signature, Target, Thresholds, build_regex,
 };
 use crate::model::{AlarmKind, ChoiceSet, ContainerName, Diagnosis, LlmChoice, RootCause};
 use crate::safety::{self, RestartRefusal};
@@ -350,9 +350,7 @@ impl Source<'_> {
         if p.get_ref().is_empty() {
             return Err(self.err(RulesErrorKind::BadRegex, p.span(), field, "empty pattern matches every line".into()));
         }
-        let re = regex::RegexBuilder::new(p.get_ref())
-            .size_limit(1 << 20)
-            .build()
+        let re = build_regex(p.get_ref())
             .map_err(|e| self.err(RulesErrorKind::BadRegex, p.span(), field, regex_error(&e)))?;
         if re.is_match("") {
             return Err(self.err(
@@ -407,7 +405,7 @@ impl Source<'_> {
         })?;
         let log_pattern = match &r.log_pattern {
             None => None,
-            Some(p) => Some(self.regex(p, &format!("signature[{i}].log_pattern"))?),
+            Some(p) => Some(LogPattern::from_built(self.regex(p, &format!("signature[{i}].log_pattern"))?)),
         };
         let severities = match (&r.severities, &log_pattern) {
             (None, None) => Vec::new(),

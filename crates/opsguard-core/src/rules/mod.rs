@@ -16,9 +16,11 @@ mod compile;
 mod error;
 mod schema;
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use regex::Regex;
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 pub use self::error::{RulesError, RulesErrorKind};
 use crate::model::{AlarmKind, ChoiceSet, ContainerName, Diagnosis, Evidence, LlmChoice, RootCause};
@@ -100,7 +102,7 @@ pub struct Signature {
     /// A regex that the message of some line the server wrote about itself
     /// ([`Rules::server_line`]), at one of [`Signature::severities`], must
     /// match.
-    pub log_pattern: Option<Regex>,
+    pub log_pattern: Option<LogPattern>,
     /// The severities a line must carry for [`Signature::log_pattern`] to be
     /// tried on it (empty without a pattern).
     pub severities: Vec<&'static str>,
@@ -129,6 +131,89 @@ impl Signature {
     pub fn wants_severity(&self, severity: &str) -> bool {
         self.severities.contains(&severity)
     }
+}
+
+/// A signature's regex, with the literals every match of it starts with.
+///
+/// Most log lines are nothing a signature looks for, and finding a line's
+/// message ([`Rules::server_line`]) costs a regex search over the whole
+/// line; a search for these literals is several times cheaper and rules most
+/// lines out. The two are built together from one pattern text with the
+/// regex crate's default syntax, so the literals cannot disagree with the
+/// regex (a `Regex` built elsewhere, say with case-insensitivity turned on
+/// in its builder, would not show that in its text).
+#[derive(Clone, Debug)]
+pub struct LogPattern {
+    regex: Regex,
+    /// `None` when some match may start with any text (the literals would
+    /// rule nothing out).
+    starts: Option<regex::bytes::Regex>,
+}
+
+impl LogPattern {
+    /// Compiles `pattern` as the rules do.
+    pub fn new(pattern: &str) -> Result<LogPattern, regex::Error> {
+        build_regex(pattern).map(LogPattern::from_built)
+    }
+
+    /// `regex` must come from [`build_regex`] (the default syntax).
+    pub(super) fn from_built(regex: Regex) -> LogPattern {
+        LogPattern { starts: match_starts(regex.as_str()), regex }
+    }
+
+    /// The regex.
+    pub fn regex(&self) -> &Regex {
+        &self.regex
+    }
+
+    /// The pattern's text.
+    pub fn as_str(&self) -> &str {
+        self.regex.as_str()
+    }
+
+    /// Whether the regex matches `message`.
+    pub fn is_match(&self, message: &str) -> bool {
+        self.regex.is_match(message)
+    }
+
+    /// False only when no part of `text` can match: `text` holds none of
+    /// the literals a match starts with.
+    pub fn may_match_within(&self, text: &str) -> bool {
+        self.starts.as_ref().is_none_or(|starts| starts.is_match(text.as_bytes()))
+    }
+}
+
+/// Every regex of the rules is built here: the default syntax, with a cap
+/// on its compiled size.
+pub(super) fn build_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern).size_limit(1 << 20).build()
+}
+
+/// A search for the literals every match of `pattern` starts with
+/// (regex-syntax's prefix extraction, the one the regex crate's own
+/// prefilters use); `None` when there is no such finite set of non-empty
+/// literals. The literals go back into a regex of their own, an alternation
+/// the regex crate searches with its SIMD multi-literal searcher; they are
+/// written byte by byte since one cut at the extractor's length limit may
+/// end inside a character.
+fn match_starts(pattern: &str) -> Option<regex::bytes::Regex> {
+    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let literals = seq.literals()?;
+    if literals.is_empty() || literals.iter().any(|l| l.as_bytes().is_empty()) {
+        return None;
+    }
+    let mut alternation = String::from("(?-u:");
+    for (i, l) in literals.iter().enumerate() {
+        if i > 0 {
+            alternation.push('|');
+        }
+        for b in l.as_bytes() {
+            let _ = write!(alternation, "\\x{b:02x}");
+        }
+    }
+    alternation.push(')');
+    regex::bytes::RegexBuilder::new(&alternation).size_limit(1 << 20).build().ok()
 }
 
 /// One step of a plan.
@@ -524,5 +609,26 @@ mod tests {
         assert!(rules.llm_action(Diagnosis::KilledOnce, &oom).is_err());
         assert_eq!(rules.llm_action(Diagnosis::DeliberateStop, &full), Ok(LlmChoice::Escalate));
         assert_eq!(rules.llm_action(Diagnosis::Unclear, &full), Ok(LlmChoice::Escalate));
+    }
+
+    // Issue 12, item 5: the literals rule out the lines the default
+    // signatures cannot match, and only where a match could not start there.
+    #[test]
+    fn log_patterns_rule_out_lines_without_their_literals() {
+        let noise = "2026-11-27 08:00:00.000 UTC [1000] LOG:  duration: 0.042 ms  statement: SELECT 1";
+        let rules = Rules::default_rules();
+        for p in rules.signatures.iter().filter_map(|s| s.log_pattern.as_ref()) {
+            assert!(!p.may_match_within(noise), "{}", p.as_str());
+        }
+        let corruption = rules.signatures[3].log_pattern.as_ref().unwrap();
+        assert!(corruption.may_match_within("x ERROR:  could not access status of transaction 7"));
+        assert!(corruption.may_match_within("PANIC:  invalid secondary checkpoint record"));
+        // Case-insensitive: every folding of the literal.
+        let folded = LogPattern::new("(?i)no space").unwrap();
+        assert!(folded.may_match_within("FATAL:  NO SPACE") && !folded.may_match_within("FATAL:  no room"));
+        // A match may start with any text: nothing is ruled out.
+        for anywhere in [r"^\w+ failed", r"^.{3}ld not", r"x*\b"] {
+            assert!(LogPattern::new(anywhere).unwrap().may_match_within(noise), "{anywhere}");
+        }
     }
 }
