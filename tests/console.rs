@@ -549,8 +549,14 @@ async fn the_terminal_prompt_and_the_page_show_the_same_evidence() {
 }
 
 fn opsguard_watch_web(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_opsguard"))
-        .args(["watch", "--approve", "web"])
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_opsguard"));
+    // Every watch flag also reads OPSGUARD_*; test.sh exports some (the model URL).
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OPSGUARD_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.args(["watch", "--approve", "web"])
         .args(args)
         .env_remove(opsguard::console::TOKEN_ENV)
         // Never the real lab: the watch stops at "no Docker" after the console started.

@@ -9,7 +9,14 @@ fn a_second_watch_on_the_same_endpoint_exits_1_with_a_clear_error() {
     // Nothing listens there: the lock is taken before Docker is reached.
     let endpoint = "tcp://127.0.0.1:9";
     let _first = InstanceLock::acquire(dir.path(), endpoint).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_opsguard"))
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_opsguard"));
+    // Every watch flag also reads OPSGUARD_*; test.sh exports some (the model URL).
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OPSGUARD_") {
+            cmd.env_remove(&key);
+        }
+    }
+    let out = cmd
         .args(["watch", "--approve", "deny", "--max-incidents", "1"])
         .arg("--audit")
         .arg(dir.path().join("audit.jsonl"))

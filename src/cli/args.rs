@@ -74,76 +74,76 @@ pub struct ChaosArgs {
 #[derive(clap::Args)]
 pub struct WatchArgs {
     /// Rules file (default: the built-in rules/default.toml).
-    #[arg(long)]
+    #[arg(long, env = "OPSGUARD_RULES")]
     pub rules: Option<PathBuf>,
     /// Overrides the rules' scope label (`key=value`).
-    #[arg(long)]
+    #[arg(long, env = "OPSGUARD_SCOPE_LABEL")]
     pub scope_label: Option<String>,
     /// How risky actions are approved.
-    #[arg(long, value_enum, default_value_t = ApproveMode::Prompt)]
+    #[arg(long, env = "OPSGUARD_APPROVE", value_enum, default_value_t = ApproveMode::Prompt)]
     pub approve: ApproveMode,
     /// Audit log (JSON lines, appended).
-    #[arg(long, default_value = "opsguard-audit.jsonl")]
+    #[arg(long, env = "OPSGUARD_AUDIT", default_value = "opsguard-audit.jsonl")]
     pub audit: PathBuf,
     /// Exit after this many incidents ended.
-    #[arg(long)]
+    #[arg(long, env = "OPSGUARD_MAX_INCIDENTS")]
     pub max_incidents: Option<usize>,
     /// Exit after this many seconds.
-    #[arg(long)]
+    #[arg(long, env = "OPSGUARD_TIMEOUT")]
     pub timeout: Option<u64>,
     /// How long a human has to answer an approval request (`300` seconds,
     /// `5m`, `90s`); silence is a rejection.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "OPSGUARD_APPROVAL_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub approval_timeout: Duration,
     /// With `--approve web`: where the console listens. Beyond loopback
     /// TLS is required (`--tls-cert`, `--tls-key`) unless `--insecure-http`.
-    #[arg(long, default_value = opsguard::console::DEFAULT_LISTEN)]
+    #[arg(long, env = "OPSGUARD_LISTEN", default_value = opsguard::console::DEFAULT_LISTEN)]
     pub listen: String,
     /// With `--approve web`: the token every client must present (else
     /// the OPSGUARD_CONSOLE_TOKEN environment variable, which `ps` does
     /// not show; else a random one written to `--token-file`).
-    #[arg(long)]
+    #[arg(long, env = "OPSGUARD_CONSOLE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// With `--approve web` and no token given: where the generated
     /// token is written (mode 0600, replaced at each start).
-    #[arg(long, default_value = "opsguard-console.token")]
+    #[arg(long, env = "OPSGUARD_TOKEN_FILE", default_value = "opsguard-console.token")]
     pub token_file: PathBuf,
     /// With `--approve web`: serve the console over TLS with this
     /// certificate chain (PEM, leaf first).
-    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    #[arg(long, env = "OPSGUARD_TLS_CERT", requires = "tls_key", value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) of `--tls-cert`.
-    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    #[arg(long, env = "OPSGUARD_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
     /// With `--approve web`: allow plain HTTP beyond loopback (the token
     /// and the session cookie then cross the network in the clear).
-    #[arg(long, conflicts_with = "tls_cert")]
+    #[arg(long, env = "OPSGUARD_INSECURE_HTTP", conflicts_with = "tls_cert")]
     pub insecure_http: bool,
     /// LLM for unknown root causes: an `llm.toml` with an `[llm]` table.
-    #[arg(long)]
+    #[arg(long, env = "OPSGUARD_LLM_CONFIG")]
     pub llm_config: Option<PathBuf>,
     /// LLM endpoint (OpenAI-compatible base URL, e.g. http://127.0.0.1:11434 for Ollama).
-    #[arg(long)]
+    #[arg(long, env = "OPSGUARD_LLM_URL")]
     pub llm_url: Option<String>,
     /// LLM model name.
-    #[arg(long)]
+    #[arg(long, env = "OPSGUARD_LLM_MODEL")]
     pub llm_model: Option<String>,
     /// Environment variable holding the LLM's API key (never logged).
-    #[arg(long)]
+    #[arg(long, env = "OPSGUARD_LLM_API_KEY_ENV")]
     pub llm_api_key_env: Option<String>,
     /// Seconds to wait for the LLM.
-    #[arg(long)]
+    #[arg(long, env = "OPSGUARD_LLM_TIMEOUT")]
     pub llm_timeout: Option<u64>,
     /// Most tokens the LLM may answer with.
-    #[arg(long)]
+    #[arg(long, env = "OPSGUARD_LLM_MAX_TOKENS")]
     pub llm_max_tokens: Option<u64>,
     /// Allow plain http to an LLM host that is not loopback (evidence
     /// and any API key then cross the network unencrypted).
-    #[arg(long)]
+    #[arg(long, env = "OPSGUARD_LLM_ALLOW_HTTP")]
     pub llm_allow_http: bool,
     /// Observe and decide for real, execute nothing: record what would
     /// be done (exit code 0 whatever was decided).
-    #[arg(long)]
+    #[arg(long, env = "OPSGUARD_SHADOW")]
     pub shadow: bool,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -231,10 +231,10 @@ pub struct OutputArgs {
     /// `text`: a timeline for humans (with a progress line on a terminal)
     /// and warnings on stderr; `json`: every incident step as a JSON line on
     /// stdout, from `tracing` (filter with RUST_LOG).
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = "OPSGUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, env = "OPSGUARD_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
@@ -254,7 +254,7 @@ pub enum LabAction {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ApproveMode {
-    /// Ask at the terminal (no terminal: reject).
+    /// Ask at the terminal (`watch` refuses to start without one).
     Prompt,
     /// Approve every risky action.
     Auto,

@@ -3,6 +3,7 @@
 //! Exits 0 when every incident resolved, 2 when any stopped for a human
 //! (shadow mode: 0 whatever was decided).
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -52,6 +53,13 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode, String> {
         output,
     } = args;
     init_logging(output.log_format);
+    // A service (systemd, a container) has no terminal: asking there would
+    // reject every approval in silence. Shadow mode never asks.
+    if approve == ApproveMode::Prompt && !shadow && !std::io::stdin().is_terminal() {
+        return Err("--approve prompt needs a terminal, and standard input is not one: \
+                    use --approve web (the approval console) or deny, or set OPSGUARD_APPROVE"
+            .into());
+    }
     let advisor = llm_advisor(
         [
             ("--llm-config", llm_config.map(|p| p.display().to_string())),
