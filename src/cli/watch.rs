@@ -247,6 +247,10 @@ async fn watch(
 ) -> Result<Vec<IncidentReport>, String> {
     let Session { rules_path, scope_label, audit_path, until, approval_timeout, output, console, prompts, shadow } =
         session;
+    // Listened for from the start: a SIGHUP while Docker is still being
+    // reached waits for the watch instead of killing it.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| format!("cannot listen for signals: {e}"))?;
     // One acting watch per Docker endpoint: a second would keep a restart
     // budget of its own. Shadow mode changes nothing, so it may run beside one.
     let _instance = if shadow {
@@ -331,8 +335,6 @@ async fn watch(
     }
     // SIGHUP reloads the rules and reopens the audit log (logrotate); it
     // never ends the watch.
-    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(|e| format!("cannot listen for signals: {e}"))?;
     let reload = Reload { rules: agent.rules_handle(), rules_path, scope_label, audit, format: output.log_format };
     let reload_task = tokio::spawn(reload.on_hangups(hangups));
     // SIGTERM (`docker stop`, systemd) and ^C end the watch gracefully:
