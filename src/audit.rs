@@ -16,6 +16,10 @@
 //!
 //! The file is created `0600` and never through a symbolic link: it holds
 //! log lines from the containers (redacted, but still the host's business).
+//!
+//! [`AuditLog::reopen`] (SIGHUP in `watch`) opens the path again, so that
+//! logrotate can move the file away: a failed reopen leaves the log where
+//! it was.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -127,6 +131,21 @@ fn open_private(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// [`open_private`], and whether the file ends mid-line (a partial record
+/// left by a crash): the next record then starts on a fresh line.
+fn open_for_append(path: &Path) -> io::Result<(File, bool)> {
+    let mut file = open_private(path)?;
+    let len = file.metadata()?.len();
+    let mut mid_line = false;
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::Start(len - 1))?;
+        file.read_exact(&mut last)?;
+        mid_line = last[0] != b'\n';
+    }
+    Ok((file, mid_line))
+}
+
 struct Inner {
     file: Option<FileSink>,
     memory: Option<Vec<AuditRecord>>,
@@ -151,16 +170,28 @@ impl AuditLog {
     /// file ends in a partial record. A symbolic link or anything but a
     /// regular file at `path` is refused.
     pub fn to_file(path: &Path) -> io::Result<AuditLog> {
-        let mut file = open_private(path)?;
-        let len = file.metadata()?.len();
-        let mut mid_line = false;
-        if len > 0 {
-            let mut last = [0u8; 1];
-            file.seek(SeekFrom::Start(len - 1))?;
-            file.read_exact(&mut last)?;
-            mid_line = last[0] != b'\n';
-        }
+        let (file, mid_line) = open_for_append(path)?;
         Ok(AuditLog::to_sink(path, Box::new(file), mid_line))
+    }
+
+    /// Opens a file log's path again and writes the next records there
+    /// (SIGHUP after logrotate moved the file away: the records before stay
+    /// in the moved file, the ones after go to a new one at the path), with
+    /// the same checks as [`AuditLog::to_file`]. On error the log goes on
+    /// writing where it did and the error says why. Returns the path
+    /// reopened, `None` for a log that keeps no file.
+    pub fn reopen(&self) -> io::Result<Option<PathBuf>> {
+        let Some(path) = self.lock().file.as_ref().map(|f| f.path.clone()) else {
+            return Ok(None);
+        };
+        // Opened outside the lock: records go on meanwhile, to the old file.
+        let (file, mid_line) =
+            open_for_append(&path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        if let Some(sink) = &mut self.lock().file {
+            sink.out = Box::new(file);
+            sink.mid_line = mid_line;
+        }
+        Ok(Some(path))
     }
 
     fn to_sink(path: &Path, out: Box<dyn Sink>, mid_line: bool) -> AuditLog {
@@ -544,6 +575,81 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:x:0:0\n");
         // So is a directory or a device.
         assert!(AuditLog::to_file(dir.path()).is_err());
+    }
+
+    #[test]
+    fn reopening_after_logrotate_writes_the_next_records_to_a_new_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let rotated = dir.path().join("audit.jsonl.1");
+        let log = AuditLog::to_file(&path).unwrap();
+        log.record(1, Timestamp(1), opened()).unwrap();
+        std::fs::rename(&path, &rotated).unwrap();
+        // Until the reopen, records follow the moved file.
+        log.record(2, Timestamp(2), opened()).unwrap();
+        assert_eq!(log.reopen().unwrap(), Some(path.clone()));
+        log.record(3, Timestamp(3), opened()).unwrap();
+        let ids = |p: &Path| read_audit(p).unwrap().records.iter().map(|r| r.incident).collect::<Vec<_>>();
+        assert_eq!(ids(&rotated), vec![1, 2]);
+        assert_eq!(ids(&path), vec![3]);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // Reopening a path that was not moved appends to the same file.
+        log.reopen().unwrap();
+        log.record(4, Timestamp(4), opened()).unwrap();
+        assert_eq!(ids(&path), vec![3, 4]);
+    }
+
+    #[test]
+    fn reopening_starts_on_a_fresh_line_and_refuses_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::to_file(&path).unwrap();
+        log.record(1, Timestamp(1), opened()).unwrap();
+        // Something else left half a record at the path.
+        std::fs::rename(&path, dir.path().join("old")).unwrap();
+        std::fs::write(&path, br#"{"ts":11,"incident":9"#).unwrap();
+        log.reopen().unwrap();
+        log.record(2, Timestamp(2), opened()).unwrap();
+        let read = read_audit(&path).unwrap();
+        assert_eq!(read.records.len(), 1);
+        assert_eq!(read.records[0].incident, 2);
+        assert_eq!(read.bad_lines.len(), 1);
+        // A link planted at the path: refused, the log goes on where it was.
+        std::fs::rename(&path, dir.path().join("older")).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "x\n").unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let err = log.reopen().unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        log.record(3, Timestamp(3), opened()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "x\n");
+        let ids: Vec<u64> = read_audit(&dir.path().join("older")).unwrap().records.iter().map(|r| r.incident).collect();
+        assert_eq!(ids, vec![2, 3]);
+    }
+
+    #[test]
+    fn a_reopen_that_fails_keeps_recording_to_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let path = logs.join("audit.jsonl");
+        let moved = dir.path().join("audit.jsonl.1");
+        let log = AuditLog::to_file(&path).unwrap().keep_in_memory();
+        log.record(1, Timestamp(1), opened()).unwrap();
+        // The directory is gone (a read-only one stops no root): the path
+        // cannot be opened again.
+        std::fs::rename(&path, &moved).unwrap();
+        std::fs::remove_dir(&logs).unwrap();
+        let err = log.reopen().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("audit.jsonl"), "{err}");
+        log.record(2, Timestamp(2), opened()).unwrap();
+        let ids: Vec<u64> = read_audit(&moved).unwrap().records.iter().map(|r| r.incident).collect();
+        assert_eq!(ids, vec![1, 2]);
+        assert_eq!(log.records().len(), 2);
+        // A log without a file has nothing to reopen.
+        assert_eq!(AuditLog::in_memory().reopen().unwrap(), None);
     }
 
     #[test]

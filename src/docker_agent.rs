@@ -134,6 +134,11 @@ impl DockerAgent {
         self.agent.responder()
     }
 
+    /// What replaces the rules while [`DockerAgent::run`] runs (SIGHUP).
+    pub fn rules_handle(&self) -> crate::incident::RulesHandle {
+        self.agent.rules_handle()
+    }
+
     /// What stops [`DockerAgent::run`] gracefully (SIGTERM).
     pub fn shutdown_handle(&self) -> crate::incident::ShutdownHandle {
         self.agent.shutdown_handle()

@@ -5,6 +5,10 @@
 //! back results and the clock's time; [`Agent`] is the watch loop that
 //! feeds it alarms from the observer, one incident per container.
 //!
+//! The rules can be replaced while the agent runs ([`RulesHandle`], on
+//! SIGHUP): new incidents and the observer use the new ones, an incident
+//! already open finishes under the rules it opened with.
+//!
 //! Every step is audited. Every failure (a host error, a silent approver, a
 //! garbled LLM answer) becomes an input that the machine turns into an
 //! escalation; nothing here decides what to do next.
@@ -13,7 +17,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -29,6 +33,7 @@ use crate::host::{ContainerEvent, ContainerEventKind, Host};
 use crate::llm::{AdviceRequest, Advisor, CrashFacts, prompt};
 use crate::model::{Action, Alarm, ChoiceSet, ContainerName, LlmChoice, Outcome, Timestamp};
 use crate::observer::Observer;
+use crate::rules::Rules;
 use opsguard_core::schedule::{self, AlarmKey, Reread, Scheduler};
 
 pub use opsguard_core::incident::{
@@ -76,14 +81,123 @@ impl ShutdownHandle {
     }
 }
 
+/// The rules a new incident opens with, as the engine that decides by them
+/// and the observer that looks for their alarms.
+#[derive(Debug)]
+struct InForce {
+    engine: Engine,
+    observer: Observer,
+}
+
+impl InForce {
+    fn new(engine: Engine) -> Arc<InForce> {
+        let observer = Observer::new(engine.shared_rules());
+        Arc::new(InForce { engine, observer })
+    }
+}
+
+/// Replaces the rules of a running [`Agent`] (and its [`Responder`]),
+/// e.g. on SIGHUP. Incidents opened after it, and the observer's sweeps and
+/// checks, use the new rules; an incident already open keeps the rules it
+/// opened with to its end (its plan, budget and targets do not change under
+/// it). The sweep cadence stays as the watch started with it: the
+/// scheduler's `[observer]` interval_secs, rapid_interval_secs and
+/// rapid_window_secs take effect at the next watch (log_window_secs, read by
+/// the observer, and stable_checks, by new incidents, take effect at once).
+/// Clones replace the same rules.
+#[derive(Clone, Debug)]
+pub struct RulesHandle {
+    // Read once per incident and per sweep, written on SIGHUP: a guard
+    // is held only to clone the Arc, never across an await.
+    current: Arc<RwLock<Arc<InForce>>>,
+    /// Whether the engine may consult an LLM (the advisor is configured).
+    llm: bool,
+}
+
+/// Why a reload kept the rules in force.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReloadError {
+    /// The rules file does not load or is not valid (its file and line
+    /// are in the error).
+    Invalid(crate::rules::RulesError),
+    /// The new rules watch another scope: the host's checks and the event
+    /// stream are bound to the scope the watch started with.
+    ScopeChanged {
+        /// The scope label in force.
+        from: String,
+        /// The scope label of the refused rules.
+        to: String,
+    },
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadError::Invalid(e) => e.fmt(f),
+            ReloadError::ScopeChanged { from, to } => write!(
+                f,
+                "the scope label changed from {from:?} to {to:?}; a running watch keeps its scope (restart it to change scope)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ReloadError {}
+
+impl RulesHandle {
+    fn new(rules: Arc<Rules>, llm: bool) -> RulesHandle {
+        let engine = Engine::new(rules).with_llm(llm);
+        RulesHandle { current: Arc::new(RwLock::new(InForce::new(engine))), llm }
+    }
+
+    fn current(&self) -> Arc<InForce> {
+        // A panic elsewhere cannot leave an Arc half-written.
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> Arc<Rules> {
+        self.current().engine.shared_rules()
+    }
+
+    /// Loads and validates the rules file at `path` ([`crate::rules::load`],
+    /// as `watch` does at start; `scope_label`: the `--scope-label` that
+    /// overrides the file's) and puts it in force ([`RulesHandle::replace`]).
+    /// On error the rules in force stay.
+    pub fn reload(&self, path: &std::path::Path, scope_label: Option<&str>) -> Result<Arc<Rules>, ReloadError> {
+        let mut rules = crate::rules::load(path).map_err(ReloadError::Invalid)?;
+        if let Some(label) = scope_label {
+            rules.scope_label = label.to_string();
+        }
+        let rules = Arc::new(rules);
+        self.replace(rules.clone())?;
+        Ok(rules)
+    }
+
+    /// Puts `rules` (validated: they come from [`crate::rules::load`] or
+    /// [`Rules::from_toml_str`]) in force for new incidents and the
+    /// observer; the engine keeps consulting the LLM or not as before.
+    /// Refused, with the old rules kept, if they would change the scope
+    /// label.
+    pub fn replace(&self, rules: Arc<Rules>) -> Result<(), ReloadError> {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let old = current.engine.rules();
+        if old.scope_label != rules.scope_label {
+            return Err(ReloadError::ScopeChanged { from: old.scope_label.clone(), to: rules.scope_label.clone() });
+        }
+        let engine = Engine::new(rules).with_llm(self.llm);
+        *current = InForce::new(engine);
+        Ok(())
+    }
+}
+
 /// Runs incidents to their end against one host.
 pub struct Responder<H, A, L, C> {
     host: H,
     approver: A,
     advisor: L,
     clock: C,
-    engine: Engine,
-    observer: Observer,
+    rules: RulesHandle,
     audit: AuditLog,
     timeouts: Timeouts,
     /// Shadow mode: decide for real, change nothing on the host.
@@ -100,15 +214,13 @@ pub struct Responder<H, A, L, C> {
 impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     /// A responder; the engine consults the LLM only if `advisor` is configured.
     pub fn new(engine: Engine, host: H, approver: A, advisor: L, clock: C, audit: AuditLog) -> Self {
-        let engine = engine.with_llm(advisor.is_configured());
-        let observer = Observer::new(engine.shared_rules());
+        let rules = RulesHandle::new(engine.shared_rules(), advisor.is_configured());
         Responder {
             host,
             approver,
             advisor,
             clock,
-            engine,
-            observer,
+            rules,
             audit,
             timeouts: Timeouts::default(),
             shadow: false,
@@ -122,6 +234,11 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     /// What stops this responder's incidents (and the agent around it).
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
+    }
+
+    /// What replaces this responder's rules while it runs.
+    pub fn rules_handle(&self) -> RulesHandle {
+        self.rules.clone()
     }
 
     /// Changes the timeouts.
@@ -157,9 +274,9 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
         &self.host
     }
 
-    /// The observer, built from the same rules.
-    pub fn observer(&self) -> &Observer {
-        &self.observer
+    /// The observer, applying the rules in force.
+    pub fn observer(&self) -> Observer {
+        self.rules.current().observer.clone()
     }
 
     /// The clock.
@@ -197,8 +314,10 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     /// feeds back the result and the time.
     pub async fn respond(&self, opening: Alarm) -> IncidentReport {
         let id = self.next_incident.fetch_add(1, Ordering::SeqCst);
+        // The incident keeps these rules to its end, whatever a reload does.
+        let rules = self.rules.current();
         let mut incident = Incident::open(
-            self.engine.clone(),
+            rules.engine.clone(),
             Opening {
                 id,
                 alarm: opening.clone(),
@@ -225,7 +344,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                         pending = None;
                     }
                     Output::Closed(report) => return report,
-                    op => pending = self.start(id, op),
+                    op => pending = self.start(id, &rules, op),
                 }
             }
             let input = match pending.take() {
@@ -274,7 +393,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     }
 
     /// Starts the operation `op` asks for, as the input its result becomes.
-    fn start<'a>(&'a self, id: u64, op: Output) -> Option<Pending<'a>> {
+    fn start<'a>(&'a self, id: u64, rules: &'a InForce, op: Output) -> Option<Pending<'a>> {
         let err = |e: crate::host::HostError| e.to_string();
         Some(match op {
             Output::Inspect { ticket, container } => Box::pin(async move {
@@ -286,19 +405,19 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                 Input::Answered { request: request.id, at: self.clock.now(), answer }
             }),
             Output::Execute { ticket, action } => Box::pin(async move {
-                let outcome = self.execute(&action).await;
+                let outcome = self.execute(rules, &action).await;
                 Input::Executed { ticket, at: self.clock.now(), outcome }
             }),
             Output::Consult { ticket, alarm, allowed } => Box::pin(async move {
-                let outcome = self.consult(id, &alarm, allowed).await;
+                let outcome = self.consult(rules, id, &alarm, allowed).await;
                 Input::Executed { ticket, at: self.clock.now(), outcome }
             }),
             Output::Check { ticket, alarm } => Box::pin(async move {
-                let check = self.observer.recheck(&self.host, &alarm).await.map_err(err);
+                let check = rules.observer.recheck(&self.host, &alarm).await.map_err(err);
                 Input::Checked { ticket, at: self.clock.now(), check }
             }),
             Output::Reassess { ticket, alarm } => Box::pin(async move {
-                let alarm = self.reassess(&alarm).await.map_err(err);
+                let alarm = self.reassess(rules, &alarm).await.map_err(err);
                 Input::Reassessed { ticket, at: self.clock.now(), alarm }
             }),
             Output::Audit(_) | Output::WakeAt(_) | Output::Withdraw { .. } | Output::Closed(_) => return None,
@@ -307,11 +426,11 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
 
     /// After a voided approval: the alarm as the host shows it now, if the
     /// container is down again (`None` when it is up: verification follows).
-    async fn reassess(&self, alarm: &Alarm) -> Result<Option<Alarm>, crate::host::HostError> {
-        if alarm.container != self.engine.rules().database.container {
+    async fn reassess(&self, rules: &InForce, alarm: &Alarm) -> Result<Option<Alarm>, crate::host::HostError> {
+        if alarm.container != rules.engine.rules().database.container {
             return Ok(None);
         }
-        self.observer.check_database(&self.host, self.clock.now()).await
+        rules.observer.check_database(&self.host, self.clock.now()).await
     }
 
     fn restarts(&self) -> std::sync::MutexGuard<'_, BTreeMap<ContainerName, Vec<Timestamp>>> {
@@ -325,11 +444,11 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
 
     /// Carries out an action the machine let through: a restart only
     /// after its approval and the re-check of the crash approved.
-    async fn execute(&self, action: &Action) -> Outcome {
+    async fn execute(&self, rules: &InForce, action: &Action) -> Outcome {
         let failed = |e: crate::host::HostError| Outcome::Failed { error: e.to_string() };
         match action {
             Action::CleanLogs { target } => {
-                let Some(t) = self.engine.rules().target(target.as_str()).cloned() else {
+                let Some(t) = rules.engine.rules().target(target.as_str()).cloned() else {
                     return Outcome::Failed { error: format!("{target} is not a watched service") };
                 };
                 let report = match self.host.clean_logs(target.as_str(), &t.log_paths).await {
@@ -342,8 +461,8 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
                 }
             }
             Action::PruneContainers => {
-                let protect = self.observer.protected();
-                match self.host.prune_exited(&self.engine.rules().scope_label, &protect).await {
+                let protect = rules.observer.protected();
+                match self.host.prune_exited(&rules.engine.rules().scope_label, &protect).await {
                     Ok(removed) => Outcome::Pruned { removed: removed.len() as u32 },
                     Err(e) => failed(e),
                 }
@@ -369,9 +488,9 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     /// Asks the LLM to diagnose the crash, and turns its diagnosis into a
     /// choice among `allowed` by the rules; the machine applies the deadline
     /// (a late answer is dropped with this future).
-    async fn consult(&self, id: u64, alarm: &Alarm, allowed: ChoiceSet) -> Outcome {
-        let rules = self.engine.rules();
-        let facts = self.crash_facts(alarm).await;
+    async fn consult(&self, rules: &InForce, id: u64, alarm: &Alarm, allowed: ChoiceSet) -> Outcome {
+        let facts = self.crash_facts(rules.engine.rules(), alarm).await;
+        let rules = rules.engine.rules();
         let request = AdviceRequest { alarm: alarm.clone(), allowed, facts };
         let answer = self.advisor.advise(&request).await;
         let refused = |reason: String, model, latency_ms, raw| {
@@ -435,8 +554,8 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
 
     /// What OpsGuard measured about the crash, for the model: how long the
     /// run lasted (if the host says) and the restart budget spent.
-    async fn crash_facts(&self, alarm: &Alarm) -> CrashFacts {
-        let budget = self.engine.rules().restart_budget;
+    async fn crash_facts(&self, rules: &Rules, alarm: &Alarm) -> CrashFacts {
+        let budget = rules.restart_budget;
         let now = self.clock.now();
         let window_ms = budget.window_secs.saturating_mul(1000);
         let recent = self.restarts_of(&alarm.container).iter().filter(|t| now.millis_since(**t) < window_ms).count();
@@ -492,6 +611,11 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
         &self.responder
     }
 
+    /// What replaces the rules while [`Agent::run`] runs: see [`RulesHandle`].
+    pub fn rules_handle(&self) -> RulesHandle {
+        self.responder.rules_handle()
+    }
+
     /// What stops [`Agent::run`]: see [`ShutdownHandle`].
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.responder.shutdown_handle()
@@ -506,7 +630,8 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
         until: WatchLimit,
     ) -> Vec<IncidentReport> {
         let r = &self.responder;
-        let mut scheduler = Scheduler::new(r.engine.rules().observer, self.delays, until, r.clock.now());
+        // The cadence stays as the watch started (see RulesHandle).
+        let mut scheduler = Scheduler::new(r.rules.rules().observer, self.delays, until, r.clock.now());
         let mut reports = Vec::new();
         // One future per open incident, polled together in this task.
         let mut running = FuturesUnordered::new();
@@ -523,7 +648,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
             while let Some(output) = scheduler.poll() {
                 let input = match output {
                     schedule::Output::Sweep => {
-                        let sweep = r.observer.sweep(&r.host, r.clock.now()).await;
+                        let sweep = r.observer().sweep(&r.host, r.clock.now()).await;
                         for e in &sweep.errors {
                             tracing::warn!(error = %e, "check failed");
                         }
@@ -531,7 +656,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                     }
                     schedule::Output::CheckDeath(container) => {
                         let died = ContainerEvent { container, kind: ContainerEventKind::Die, at: r.clock.now() };
-                        match r.observer.check_event(&r.host, &died, r.clock.now()).await {
+                        match r.observer().check_event(&r.host, &died, r.clock.now()).await {
                             Ok(Some(alarm)) => schedule::Input::Raised { at: r.clock.now(), alarm },
                             Ok(None) => continue,
                             Err(e) => {
@@ -541,7 +666,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                         }
                     }
                     schedule::Output::RereadZombies => {
-                        let reread = match r.observer.check_zombies(&r.host, r.clock.now()).await {
+                        let reread = match r.observer().check_zombies(&r.host, r.clock.now()).await {
                             Ok(Some(alarm)) => Reread::Raised(alarm),
                             Ok(None) => Reread::Cleared,
                             Err(_) => Reread::Failed,
@@ -588,7 +713,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                     Some(ev) if ev.kind == ContainerEventKind::Die => {
                         scheduler.handle(schedule::Input::Died { at: r.clock.now(), container: ev.container });
                     }
-                    Some(ev) => match r.observer.check_event(&r.host, &ev, r.clock.now()).await {
+                    Some(ev) => match r.observer().check_event(&r.host, &ev, r.clock.now()).await {
                         Ok(Some(alarm)) => scheduler.handle(schedule::Input::Raised { at: r.clock.now(), alarm }),
                         Ok(None) => {}
                         Err(e) => tracing::warn!(error = %e, "check failed"),

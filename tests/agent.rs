@@ -337,3 +337,130 @@ async fn a_watch_told_to_stop_before_it_starts_opens_nothing() {
     assert!(reports.is_empty(), "{reports:?}");
     assert!(sim.ops().iter().all(|op| !matches!(op, opsguard::host::sim::SimOp::Restart { .. })));
 }
+
+/// The built-in rules with `from` replaced by `to` (checked to be there).
+fn rules_text_with(from: &str, to: &str) -> String {
+    let text = opsguard::rules::DEFAULT_RULES;
+    assert!(text.contains(from), "the default rules no longer contain {from:?}");
+    text.replacen(from, to, 1)
+}
+
+const OOM_PLAN: &str = "cause = \"oom_kill\"\nsteps = [\"restart_database_risky\", \"verify\"]";
+
+// Issue 11, item 4: SIGHUP reloads the rules. A rules file that does not
+// load changes nothing (the error names its line); a valid one decides
+// the next incident; one that changes the scope is refused.
+#[tokio::test]
+async fn reloaded_rules_decide_the_next_incident_and_bad_ones_change_nothing() {
+    use opsguard::host::sim::SimOp;
+    use opsguard::incident::ReloadError;
+    use opsguard::model::{RootCause, StopReason};
+
+    let clock = SimClock::new(Timestamp(1_795_766_400_000));
+    let sim = SimHost::lab(clock.clone());
+    let responder = Responder::new(
+        Engine::new(Arc::new(Rules::default_rules())),
+        sim.clone(),
+        PolicyApprover::ApproveAll,
+        NoAdvisor,
+        clock.clone(),
+        AuditLog::in_memory(),
+    );
+    let mut agent = Agent::new(responder);
+    let handle = agent.rules_handle();
+    let started_with = handle.rules();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.toml");
+    let restarts = || sim.ops().iter().filter(|op| matches!(op, SimOp::Restart { .. })).count();
+    let one = WatchLimit { incidents: Some(1), deadline: None };
+
+    // A step no plan knows: refused with its line, the old rules stay.
+    std::fs::write(&path, rules_text_with(OOM_PLAN, "cause = \"oom_kill\"\nsteps = [\"reboot_host\", \"verify\"]"))
+        .unwrap();
+    let err = handle.reload(&path, None).unwrap_err();
+    let ReloadError::Invalid(e) = &err else { panic!("{err}") };
+    assert_eq!(e.file, path);
+    assert!(e.line.is_some(), "{err}");
+    assert!(Arc::ptr_eq(&handle.rules(), &started_with));
+    // And the watch goes on under them: an OOM kill is restarted.
+    sim.inject(SimFault::DbOomKill);
+    let first = agent.run(None, one).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].alarm.kind, AlarmKind::DbCrash(RootCause::OomKill));
+    assert_eq!(first[0].resolution, Resolution::Resolved);
+    assert_eq!(restarts(), 1, "{:?}", sim.ops());
+
+    // Valid rules where an OOM kill goes straight to a human.
+    std::fs::write(&path, rules_text_with(OOM_PLAN, "cause = \"oom_kill\"\nsteps = [\"stop\"]")).unwrap();
+    let reloaded = handle.reload(&path, None).unwrap();
+    assert!(Arc::ptr_eq(&handle.rules(), &reloaded));
+    sim.inject(SimFault::DbOomKill);
+    let second = agent.run(None, one).await;
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_eq!(second[0].alarm.kind, AlarmKind::DbCrash(RootCause::OomKill));
+    assert!(matches!(second[0].resolution, Resolution::Stopped { .. }), "{:?}", second[0].resolution);
+    assert_ne!(second[0].resolution, Resolution::Stopped { reason: StopReason::RestartBudgetExhausted });
+    assert_eq!(restarts(), 1, "the new plan restarts nothing: {:?}", sim.ops());
+
+    // Another scope: refused (the host is bound to the old one), unless
+    // --scope-label keeps the one in force.
+    std::fs::write(&path, rules_text_with("label = \"opsguard.lab=true\"", "label = \"team=other\"")).unwrap();
+    let err = handle.reload(&path, None).unwrap_err();
+    assert!(matches!(err, ReloadError::ScopeChanged { .. }), "{err}");
+    assert!(Arc::ptr_eq(&handle.rules(), &reloaded));
+    let kept = handle.reload(&path, Some("opsguard.lab=true")).unwrap();
+    assert_eq!(kept.scope_label, "opsguard.lab=true");
+}
+
+/// An approver that reloads the rules (a SIGHUP) while it is asked, then
+/// approves.
+struct ReloadsWhileAsked {
+    handle: Arc<std::sync::OnceLock<opsguard::incident::RulesHandle>>,
+    rules: Arc<Rules>,
+}
+
+impl opsguard::approval::Approver for ReloadsWhileAsked {
+    fn name(&self) -> &str {
+        "test:reloads-while-asked"
+    }
+    async fn review(
+        &self,
+        request: &opsguard::approval::ApprovalRequest,
+    ) -> Result<opsguard::approval::Answer, opsguard::approval::ApprovalError> {
+        self.handle.get().expect("the handle is set before the watch").replace(self.rules.clone()).unwrap();
+        Ok(opsguard::approval::Answer::Approve { request: request.id })
+    }
+}
+
+// An incident already open keeps the rules it opened with: a reload that
+// no longer watches the database under that name does not strand the
+// restart's verification.
+#[tokio::test]
+async fn an_open_incident_keeps_the_rules_it_opened_with() {
+    use opsguard::host::sim::SimOp;
+
+    let clock = SimClock::new(Timestamp(1_795_766_400_000));
+    let sim = SimHost::lab(clock.clone());
+    sim.inject(SimFault::DbOomKill);
+    let renamed = rules_text_with("container = \"db-prod\"", "container = \"db-replica\"");
+    let renamed = Arc::new(Rules::from_toml_str(&renamed, std::path::Path::new("renamed.toml")).unwrap());
+    let handle = Arc::new(std::sync::OnceLock::new());
+    let approver = ReloadsWhileAsked { handle: handle.clone(), rules: renamed.clone() };
+    let responder = Responder::new(
+        Engine::new(Arc::new(Rules::default_rules())),
+        sim.clone(),
+        approver,
+        NoAdvisor,
+        clock.clone(),
+        AuditLog::in_memory(),
+    );
+    let mut agent = Agent::new(responder);
+    handle.set(agent.rules_handle()).unwrap();
+    let reports = agent.run(None, WatchLimit { incidents: Some(1), deadline: None }).await;
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].resolution, Resolution::Resolved, "{:#?}", reports[0].steps);
+    assert!(sim.ops().iter().any(|op| matches!(op, SimOp::Restart { .. })), "{:?}", sim.ops());
+    // The reload took: the observer now looks for the renamed database.
+    assert!(Arc::ptr_eq(&agent.rules_handle().rules(), &renamed));
+    assert_eq!(agent.responder().observer().rules().database.container.as_str(), "db-replica");
+}

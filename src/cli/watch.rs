@@ -1,10 +1,11 @@
 //! `opsguard watch`: the agent on the local Docker host, with the approver
 //! and advisor the flags choose, until its incidents or its time run out.
 //! Exits 0 when every incident resolved, 2 when any stopped for a human
-//! (shadow mode: 0 whatever was decided).
+//! (shadow mode: 0 whatever was decided). SIGTERM and ^C stop it
+//! gracefully; SIGHUP reloads the rules and reopens the audit log.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use opsguard::clock::{Clock, SystemClock};
 use opsguard::console::Console;
 use opsguard::docker_agent::DockerAgentBuilder;
 use opsguard::host::docker::{DockerHost, StreamNotice};
-use opsguard::incident::{IncidentReport, WatchLimit};
+use opsguard::incident::{IncidentReport, ReloadError, RulesHandle, WatchLimit};
 use opsguard::llm::config::LlmConfig;
 use opsguard::llm::openai::OpenAiAdvisor;
 use opsguard::llm::{DynAdvisor, NoAdvisor};
@@ -29,7 +30,7 @@ use super::output::{StatusLine, announce, init_logging, serve_metrics};
 /// Turns the flags into rules, an approver and an advisor, then watches.
 pub async fn run(args: WatchArgs) -> Result<ExitCode, String> {
     let WatchArgs {
-        rules,
+        rules: rules_path,
         scope_label,
         approve,
         audit,
@@ -71,15 +72,15 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode, String> {
         ],
         llm_allow_http,
     )?;
-    let mut rules = match rules {
-        Some(path) => opsguard::rules::load(&path).map_err(|e| e.to_string())?,
+    let mut rules = match &rules_path {
+        Some(path) => opsguard::rules::load(path).map_err(|e| e.to_string())?,
         None => Rules::default_rules(),
     };
-    if let Some(label) = scope_label {
+    if let Some(label) = &scope_label {
         if !label.contains('=') {
             return Err(format!("--scope-label must be key=value, not {label:?}"));
         }
-        rules.scope_label = label;
+        rules.scope_label = label.clone();
     }
     let console = match approve {
         ApproveMode::Web => {
@@ -95,6 +96,8 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode, String> {
         (ApproveMode::Deny | ApproveMode::Web, _) => Box::new(PolicyApprover::Deny),
     };
     let session = Session {
+        rules_path,
+        scope_label,
         audit_path: &audit,
         until: WatchLimit {
             incidents: max_incidents,
@@ -151,6 +154,74 @@ fn terminate_signals() -> std::io::Result<impl std::future::Future<Output = &'st
     })
 }
 
+/// What SIGHUP reloads and reopens.
+struct Reload {
+    rules: RulesHandle,
+    rules_path: Option<PathBuf>,
+    scope_label: Option<String>,
+    audit: AuditLog,
+    format: LogFormat,
+}
+
+impl Reload {
+    /// At every SIGHUP, [`Reload::hangup`], said in one line.
+    async fn on_hangups(self, mut hangups: tokio::signal::unix::Signal) {
+        while hangups.recv().await.is_some() {
+            announce(self.format, &self.hangup());
+        }
+    }
+
+    /// Reloads the rules (validated; the old ones stay on error) and
+    /// reopens the audit log at its path (the old file stays in use on
+    /// error); returns what happened.
+    fn hangup(&self) -> String {
+        let rules = self.reload_rules();
+        let audit = self.reopen_audit();
+        format!("🔄 SIGHUP: {rules}; {audit}")
+    }
+
+    fn reload_rules(&self) -> String {
+        let Some(path) = &self.rules_path else {
+            return "built-in rules, nothing to reload".to_string();
+        };
+        match self.rules.reload(path, self.scope_label.as_deref()) {
+            Ok(rules) => format!(
+                "rules reloaded from {} (watching {} and {}; open incidents keep their rules)",
+                path.display(),
+                rules.web.container,
+                rules.database.container
+            ),
+            Err(e) => {
+                match &e {
+                    ReloadError::Invalid(r) => tracing::error!(
+                        file = %r.file.display(),
+                        line = r.line,
+                        column = r.column,
+                        field = r.field.as_deref(),
+                        error = %printable(&r.message),
+                        "rules not reloaded; the old rules stay"
+                    ),
+                    ReloadError::ScopeChanged { .. } => {
+                        tracing::error!(file = %path.display(), error = %e, "rules not reloaded; the old rules stay")
+                    }
+                }
+                format!("rules NOT reloaded, the old rules stay: {}", printable(&e.to_string()))
+            }
+        }
+    }
+
+    fn reopen_audit(&self) -> String {
+        match self.audit.reopen() {
+            Ok(Some(path)) => format!("audit log reopened at {}", path.display()),
+            Ok(None) => "no audit file to reopen".to_string(),
+            Err(e) => {
+                tracing::error!(error = %e, "audit log not reopened; records still go to the old file");
+                format!("audit log NOT reopened, still writing to the old file: {e}")
+            }
+        }
+    }
+}
+
 /// 0 when every incident resolved, 2 when any stopped for a human.
 fn exit_code(reports: &[IncidentReport]) -> ExitCode {
     if reports.iter().any(|r| matches!(r.resolution, Resolution::Stopped { .. })) {
@@ -162,6 +233,10 @@ fn exit_code(reports: &[IncidentReport]) -> ExitCode {
 
 /// How this watch runs, beside whom it asks and consults.
 struct Session<'a> {
+    /// Read again on SIGHUP (`None`: the built-in rules, nothing to reload).
+    rules_path: Option<PathBuf>,
+    /// `--scope-label`, applied again to reloaded rules.
+    scope_label: Option<String>,
     audit_path: &'a Path,
     until: WatchLimit,
     approval_timeout: Duration,
@@ -178,7 +253,13 @@ async fn watch(
     advisor: Box<dyn DynAdvisor>,
     session: Session<'_>,
 ) -> Result<Vec<IncidentReport>, String> {
-    let Session { audit_path, until, approval_timeout, output, console, prompts, shadow } = session;
+    let Session { rules_path, scope_label, audit_path, until, approval_timeout, output, console, prompts, shadow } =
+        session;
+    // Listened for from the start: a signal while Docker is still being
+    // reached waits for the watch instead of killing it.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| format!("cannot listen for signals: {e}"))?;
+    let signals = terminate_signals().map_err(|e| format!("cannot listen for signals: {e}"))?;
     // One acting watch per Docker endpoint: a second would keep a restart
     // budget of its own. Shadow mode changes nothing, so it may run beside one.
     let _instance = if shadow {
@@ -204,7 +285,7 @@ async fn watch(
     }
     let audit = AuditLog::to_file(audit_path).map_err(|e| format!("{}: {e}", audit_path.display()))?;
     let configured = advisor.is_configured_dyn();
-    let mut agent = DockerAgentBuilder::new(rules.clone(), host, audit)
+    let mut agent = DockerAgentBuilder::new(rules.clone(), host, audit.clone())
         .approver(approver)
         .advisor(advisor)
         .approval_timeout(approval_timeout)
@@ -261,13 +342,16 @@ async fn watch(
             "👻 shadow mode: deciding for real, executing nothing (would-be actions go to the audit log)",
         );
     }
+    // SIGHUP reloads the rules and reopens the audit log (logrotate); it
+    // never ends the watch.
+    let reload = Reload { rules: agent.rules_handle(), rules_path, scope_label, audit, format: output.log_format };
+    let reload_task = tokio::spawn(reload.on_hangups(hangups));
     // SIGTERM (`docker stop`, systemd) and ^C end the watch gracefully:
     // open incidents close for a human, a pending approval is withdrawn and
     // recorded as unanswered, nothing is started after the signal. The
     // audit log is synced record by record. Dropping the agent stops the
     // event stream.
     let stop = agent.shutdown_handle();
-    let signals = terminate_signals().map_err(|e| format!("cannot listen for signals: {e}"))?;
     let run = agent.run(until);
     tokio::pin!(run);
     let reports = tokio::select! {
@@ -291,6 +375,7 @@ async fn watch(
         }
     };
     notice_task.abort();
+    reload_task.abort();
     if let Some(status) = status {
         status.finish();
     }
@@ -311,4 +396,69 @@ async fn watch(
         println!("incident #{}: {} → {end} in {secs:.1}s ({} steps)", r.id, r.alarm, r.steps.len());
     }
     Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opsguard::approval::PolicyApprover;
+    use opsguard::clock::SimClock;
+    use opsguard::engine::Engine;
+    use opsguard::host::sim::SimHost;
+    use opsguard::incident::Responder;
+    use opsguard::llm::NoAdvisor;
+    use opsguard::model::Timestamp;
+    use opsguard::rules::DEFAULT_RULES;
+
+    fn reload(dir: &Path, rules_path: Option<PathBuf>) -> (Reload, AuditLog) {
+        let audit = AuditLog::to_file(&dir.join("audit.jsonl")).unwrap();
+        let clock = SimClock::new(Timestamp(1_795_766_400_000));
+        let responder = Responder::new(
+            Engine::new(Arc::new(Rules::default_rules())),
+            SimHost::lab(clock.clone()),
+            PolicyApprover::Deny,
+            NoAdvisor,
+            clock,
+            audit.clone(),
+        );
+        let rules = responder.rules_handle();
+        (Reload { rules, rules_path, scope_label: None, audit: audit.clone(), format: LogFormat::Text }, audit)
+    }
+
+    #[test]
+    fn a_hangup_reloads_the_rules_file_and_reopens_the_audit_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules_path = dir.path().join("rules.toml");
+        std::fs::write(&rules_path, DEFAULT_RULES.replacen("web-prod", "web-blue", 1)).unwrap();
+        let (reload, audit) = reload(dir.path(), Some(rules_path.clone()));
+        let earlier = opsguard::audit::AuditEvent::Decided { action: opsguard::model::Action::PruneContainers };
+        audit.record(1, Timestamp(1), earlier.clone()).unwrap();
+        std::fs::rename(dir.path().join("audit.jsonl"), dir.path().join("audit.jsonl.1")).unwrap();
+        let said = reload.hangup();
+        assert!(said.contains("rules reloaded") && said.contains("web-blue"), "{said}");
+        assert!(said.contains("audit log reopened"), "{said}");
+        assert_eq!(reload.rules.rules().web.container.as_str(), "web-blue");
+        audit.record(2, Timestamp(2), earlier).unwrap();
+        let ids = |name: &str| -> Vec<u64> {
+            let read = opsguard::audit::read_audit(&dir.path().join(name)).unwrap();
+            read.records.iter().map(|r| r.incident).collect()
+        };
+        assert_eq!((ids("audit.jsonl.1"), ids("audit.jsonl")), (vec![1], vec![2]));
+
+        // A broken file: said, and the rules stay.
+        std::fs::write(&rules_path, "[thresholds\n").unwrap();
+        let said = reload.hangup();
+        assert!(said.contains("NOT reloaded") && said.contains("rules.toml:1"), "{said}");
+        assert_eq!(reload.rules.rules().web.container.as_str(), "web-blue");
+    }
+
+    #[test]
+    fn without_a_rules_file_a_hangup_only_reopens_the_audit_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (reload, _audit) = reload(dir.path(), None);
+        let before = reload.rules.rules();
+        let said = reload.hangup();
+        assert!(said.contains("nothing to reload") && said.contains("audit log reopened"), "{said}");
+        assert!(Arc::ptr_eq(&before, &reload.rules.rules()));
+    }
 }
