@@ -38,6 +38,7 @@ pub struct DockerAgentBuilder {
     shadow: bool,
     resume: Option<Resume>,
     notices: Option<mpsc::UnboundedSender<StreamNotice>>,
+    health: Option<crate::health::Health>,
 }
 
 impl DockerAgentBuilder {
@@ -55,6 +56,7 @@ impl DockerAgentBuilder {
             shadow: false,
             resume: None,
             notices: None,
+            health: None,
         }
     }
 
@@ -103,11 +105,20 @@ impl DockerAgentBuilder {
         self
     }
 
+    /// Where the agent reports its sweeps and its stop (`/healthz`,
+    /// `/readyz`); the event stream's state is reported by whoever reads
+    /// [`DockerAgentBuilder::notices`].
+    pub fn health(mut self, health: crate::health::Health) -> Self {
+        self.health = Some(health);
+        self
+    }
+
     /// Subscribes to Docker's events (within the rules' scope) and builds
     /// the agent. Needs a tokio runtime: the stream runs in tasks of its own
     /// until the agent is dropped.
     pub fn start(self) -> DockerAgent {
-        let DockerAgentBuilder { rules, host, audit, approver, advisor, timeouts, shadow, resume, notices } = self;
+        let DockerAgentBuilder { rules, host, audit, approver, advisor, timeouts, shadow, resume, notices, health } =
+            self;
         let (events, pump) =
             spawn_events(host.client().clone(), rules.scope_label.clone(), EVENT_CAPACITY, notices, SystemClock);
         let mut responder = Responder::new(Engine::new(rules), host, approver, advisor, SystemClock, audit)
@@ -116,7 +127,11 @@ impl DockerAgentBuilder {
         if let Some(resume) = resume {
             responder = responder.resuming(resume);
         }
-        DockerAgent { agent: Agent::new(responder), events: Some(events), pump }
+        let mut agent = Agent::new(responder);
+        if let Some(health) = health {
+            agent = agent.with_health(health);
+        }
+        DockerAgent { agent, events: Some(events), pump }
     }
 }
 

@@ -29,6 +29,7 @@ use crate::approval::Approver;
 use crate::audit::{AuditEvent, AuditLog, Resolution};
 use crate::clock::Clock;
 use crate::engine::Engine;
+use crate::health::Health;
 use crate::host::{ContainerEvent, ContainerEventKind, Host};
 use crate::llm::{AdviceRequest, Advisor, CrashFacts, prompt};
 use crate::model::{Action, Alarm, ChoiceSet, ContainerName, LlmChoice, Outcome, Timestamp};
@@ -592,12 +593,27 @@ pub use opsguard_core::schedule::{Delays, WatchLimit};
 pub struct Agent<H, A, L, C> {
     responder: Responder<H, A, L, C>,
     delays: Delays,
+    health: Health,
 }
 
 impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
     /// An agent around `responder`, with the default settle delays.
     pub fn new(responder: Responder<H, A, L, C>) -> Self {
-        Agent { responder, delays: Delays::default() }
+        let interval = Duration::from_secs(responder.rules.rules().observer.interval_secs);
+        let health = Health::new(responder.clock.now(), interval);
+        Agent { responder, delays: Delays::default(), health }
+    }
+
+    /// Reports into `health` (its sweeps, its stop) instead of a health of
+    /// its own.
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// What this agent reports its health into (`/healthz`, `/readyz`).
+    pub fn health(&self) -> Health {
+        self.health.clone()
     }
 
     /// Changes how long deaths and outbreaks settle.
@@ -640,8 +656,10 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
         let stopping = ShutdownHandle::requested(r.shutdown.subscribe());
         tokio::pin!(stopping);
         scheduler.handle(schedule::Input::Tick(r.clock.now()));
+        let health = self.health.clone();
         if r.shutdown.is_shut_down() {
             scheduler.handle(schedule::Input::Drain);
+            health.stopping();
             draining = true;
         }
         loop {
@@ -649,6 +667,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                 let input = match output {
                     schedule::Output::Sweep => {
                         let sweep = r.observer().sweep(&r.host, r.clock.now()).await;
+                        health.swept(r.clock.now());
                         for e in &sweep.errors {
                             tracing::warn!(error = %e, "check failed");
                         }
@@ -694,6 +713,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
             tokio::select! {
                 () = &mut stopping, if !draining => {
                     draining = true;
+                    health.stopping();
                     scheduler.handle(schedule::Input::Drain);
                 }
                 _ = sleep => scheduler.handle(schedule::Input::Tick(r.clock.now())),

@@ -50,6 +50,7 @@ pub mod chaos;
 pub mod clock;
 pub mod console;
 pub mod docker_agent;
+pub mod health;
 pub mod host;
 pub mod incident;
 pub mod instance;

@@ -49,6 +49,7 @@ pub fn announce(format: LogFormat, line: &str) {
 pub async fn serve_metrics(
     addr: std::net::SocketAddr,
     format: LogFormat,
+    health: Option<opsguard::health::Health>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     let recorder = PrometheusBuilder::new()
@@ -65,7 +66,8 @@ pub async fn serve_metrics(
         );
     }
     let at = listener.local_addr().map_err(|e| e.to_string())?;
-    announce(format, &format!("📈 metrics at http://{at}/metrics"));
+    let also = if health.is_some() { ", /healthz and /readyz" } else { "" };
+    announce(format, &format!("📈 metrics at http://{at}/metrics{also}"));
     let upkeep = handle.clone();
     Ok(tokio::spawn(async move {
         // Histograms are drained into the exporter's buckets on upkeep.
@@ -76,7 +78,11 @@ pub async fn serve_metrics(
             }
         });
         let render = move || handle.render();
-        if let Err(e) = opsguard::telemetry::serve_metrics(listener, render, opsguard::serve::Limits::METRICS).await {
+        let mut app = opsguard::telemetry::metrics_router(render);
+        if let Some(health) = health {
+            app = app.merge(opsguard::health::router(health));
+        }
+        if let Err(e) = opsguard::serve::serve(listener, app, opsguard::serve::Limits::METRICS, None).await {
             tracing::error!(error = %e, "metrics server stopped");
         }
         upkeep.abort();

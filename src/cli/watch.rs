@@ -15,6 +15,7 @@ use opsguard::audit::{AuditLog, Resolution};
 use opsguard::clock::{Clock, SystemClock};
 use opsguard::console::Console;
 use opsguard::docker_agent::DockerAgentBuilder;
+use opsguard::health::Health;
 use opsguard::host::docker::{DockerHost, StreamNotice};
 use opsguard::incident::{IncidentReport, ReloadError, RulesHandle, WatchLimit};
 use opsguard::llm::config::LlmConfig;
@@ -272,8 +273,11 @@ async fn watch(
         )
     };
     let host = DockerHost::connect(&rules.scope_label).await.map_err(|e| e.to_string())?;
+    // /healthz and /readyz beside /metrics: the loop's sweeps, the event
+    // stream, the stop.
+    let health = Health::new(SystemClock.now(), Duration::from_secs(rules.observer.interval_secs));
     let metrics = match output.metrics_listen {
-        Some(addr) => Some(serve_metrics(addr, output.log_format).await?),
+        Some(addr) => Some(serve_metrics(addr, output.log_format, Some(health.clone())).await?),
         None => None,
     };
     let mut resume = opsguard::audit::resume(audit_path).map_err(|e| format!("{}: {e}", audit_path.display()))?;
@@ -290,7 +294,8 @@ async fn watch(
         .advisor(advisor)
         .approval_timeout(approval_timeout)
         .shadow(shadow)
-        .resuming(resume);
+        .resuming(resume)
+        .health(health.clone());
     let status = match output.log_format {
         LogFormat::Text => {
             let status = StatusLine::start(Duration::from_secs(rules.observer.rapid_window_secs), prompts);
@@ -308,6 +313,7 @@ async fn watch(
     let agent = agent.notices(notices_tx).start();
     let notice_task = tokio::spawn(async move {
         while let Some(n) = notices.recv().await {
+            health.events(matches!(n, StreamNotice::Connected { .. }));
             match n {
                 StreamNotice::Connected { since: None } => tracing::info!("watching Docker events"),
                 StreamNotice::Connected { since: Some(t) } => {
