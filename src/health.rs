@@ -39,16 +39,27 @@ struct Inner {
     stopping: AtomicBool,
 }
 
-/// [`Health::check`]'s verdict.
+/// [`Health::check`]'s verdict: what is wrong, one line each, split by
+/// which endpoint it fails.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthReport {
-    /// `/healthz`: the loop sweeps on time and the event stream (if any) is
-    /// connected.
-    pub live: bool,
-    /// `/readyz`: live, a first sweep done, and not stopping.
-    pub ready: bool,
-    /// What is wrong, one line each (empty when ready).
-    pub problems: Vec<String>,
+    /// What fails `/healthz` (and `/readyz`): the loop no longer sweeps on
+    /// time, or the event stream (if any) is lost.
+    pub unhealthy: Vec<String>,
+    /// What fails `/readyz` only: no first sweep yet, or a stop begun.
+    pub unready: Vec<String>,
+}
+
+impl HealthReport {
+    /// `/healthz`: nothing unhealthy.
+    pub fn live(&self) -> bool {
+        self.unhealthy.is_empty()
+    }
+
+    /// `/readyz`: live, and nothing else in the way.
+    pub fn ready(&self) -> bool {
+        self.live() && self.unready.is_empty()
+    }
 }
 
 impl Health {
@@ -81,46 +92,41 @@ impl Health {
     /// The verdict at `now`.
     pub fn check(&self, now: Timestamp) -> HealthReport {
         let i = &self.0;
-        let mut problems = Vec::new();
+        let mut report = HealthReport { unhealthy: Vec::new(), unready: Vec::new() };
         let allowed = (i.sweep_interval.as_millis() as u64).saturating_mul(STALE_INTERVALS).max(1_000);
         let last = i.last_sweep.load(Ordering::Relaxed);
         let swept_once = last != 0;
         // Before the first sweep the start is the reference: a watch that
         // never manages one is as stuck as one that stopped sweeping.
         let since = now.millis_since(if swept_once { Timestamp(last) } else { i.started_at });
-        let mut live = true;
         if since > allowed {
-            live = false;
-            problems.push(match swept_once {
+            report.unhealthy.push(match swept_once {
                 true => format!("the last sweep was {} s ago (allowed {} s)", since / 1000, allowed / 1000),
                 false => format!("no sweep in the {} s since the start (allowed {} s)", since / 1000, allowed / 1000),
             });
         }
         if i.events.load(Ordering::Relaxed) == EVENTS_LOST {
-            live = false;
-            problems.push("the Docker event stream is lost (reconnecting)".to_string());
+            report.unhealthy.push("the Docker event stream is lost (reconnecting)".to_string());
         }
-        let mut ready = live;
-        if !swept_once {
-            ready = false;
-            if live {
-                problems.push("no sweep yet".to_string());
-            }
+        // A stuck start already says there was no sweep.
+        if !swept_once && report.unhealthy.is_empty() {
+            report.unready.push("no sweep yet".to_string());
         }
         if i.stopping.load(Ordering::Relaxed) {
-            ready = false;
-            problems.push("stopping".to_string());
+            report.unready.push("stopping".to_string());
         }
-        HealthReport { live, ready, problems }
+        report
     }
 }
 
 /// `/healthz` and `/readyz` for `health`, judged at the system clock's now:
 /// 200 `ok`, or 503 with one line per problem.
 pub fn router(health: Health) -> axum::Router {
-    let answer = |ok: bool, report: HealthReport| {
-        let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-        let body = if report.problems.is_empty() { "ok\n".to_string() } else { report.problems.join("\n") + "\n" };
+    let answer = |problems: Vec<String>| {
+        let (status, body) = match problems.is_empty() {
+            true => (StatusCode::OK, "ok\n".to_string()),
+            false => (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n") + "\n"),
+        };
         (status, [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], body)
     };
     let live = health.clone();
@@ -128,24 +134,18 @@ pub fn router(health: Health) -> axum::Router {
         .route(
             "/healthz",
             axum::routing::get(move || {
-                let report = live.check(SystemClock.now());
-                // Readiness problems (no sweep yet, stopping) do not make
-                // the process unhealthy: say only what liveness checked.
-                let report = HealthReport { problems: live_problems(&report), ..report };
-                async move { answer(report.live, report) }
+                let problems = live.check(SystemClock.now()).unhealthy;
+                async move { answer(problems) }
             }),
         )
         .route(
             "/readyz",
             axum::routing::get(move || {
-                let report = health.check(SystemClock.now());
-                async move { answer(report.ready, report) }
+                let HealthReport { mut unhealthy, unready } = health.check(SystemClock.now());
+                unhealthy.extend(unready);
+                async move { answer(unhealthy) }
             }),
         )
-}
-
-fn live_problems(report: &HealthReport) -> Vec<String> {
-    report.problems.iter().filter(|p| *p != "no sweep yet" && *p != "stopping").cloned().collect()
 }
 
 #[cfg(test)]
@@ -162,24 +162,24 @@ mod tests {
     fn ready_after_the_first_sweep_and_live_while_sweeps_stay_recent() {
         let h = health();
         let r = h.check(T0.plus_millis(1_000));
-        assert!(r.live && !r.ready, "{r:?}");
-        assert_eq!(r.problems, ["no sweep yet"]);
+        assert!(r.live() && !r.ready(), "{r:?}");
+        assert!(r.unhealthy.is_empty() && r.unready == ["no sweep yet"], "{r:?}");
         h.swept(T0.plus_millis(2_000));
         let r = h.check(T0.plus_millis(3_000));
-        assert!(r.live && r.ready && r.problems.is_empty(), "{r:?}");
+        assert!(r.live() && r.ready() && r.unhealthy.is_empty() && r.unready.is_empty(), "{r:?}");
         // Three intervals without a sweep: stuck.
         let r = h.check(T0.plus_millis(2_000 + 90_000));
-        assert!(r.live, "{r:?}");
+        assert!(r.live(), "{r:?}");
         let r = h.check(T0.plus_millis(2_000 + 90_001));
-        assert!(!r.live && !r.ready, "{r:?}");
-        assert!(r.problems[0].starts_with("the last sweep was 90 s ago"), "{r:?}");
+        assert!(!r.live() && !r.ready(), "{r:?}");
+        assert!(r.unhealthy[0].starts_with("the last sweep was 90 s ago"), "{r:?}");
     }
 
     #[test]
     fn a_watch_that_never_sweeps_is_not_live() {
         let r = health().check(T0.plus_millis(91_000));
-        assert!(!r.live && !r.ready, "{r:?}");
-        assert!(r.problems[0].starts_with("no sweep in the 91 s since the start"), "{r:?}");
+        assert!(!r.live() && !r.ready(), "{r:?}");
+        assert!(r.unhealthy[0].starts_with("no sweep in the 91 s since the start"), "{r:?}");
     }
 
     #[test]
@@ -187,13 +187,14 @@ mod tests {
         let h = health();
         h.swept(T0);
         h.events(true);
-        assert!(h.check(T0).ready);
+        assert!(h.check(T0).ready());
         h.events(false);
         let r = h.check(T0);
-        assert!(!r.live && !r.ready, "{r:?}");
-        assert_eq!(r.problems, ["the Docker event stream is lost (reconnecting)"]);
+        assert!(!r.live() && !r.ready(), "{r:?}");
+        assert_eq!(r.unhealthy, ["the Docker event stream is lost (reconnecting)"]);
+        assert!(r.unready.is_empty(), "{r:?}");
         h.events(true);
-        assert!(h.check(T0).ready);
+        assert!(h.check(T0).ready());
     }
 
     #[test]
@@ -202,8 +203,8 @@ mod tests {
         h.swept(T0);
         h.stopping();
         let r = h.check(T0);
-        assert!(r.live && !r.ready, "{r:?}");
-        assert!(live_problems(&r).is_empty());
+        assert!(r.live() && !r.ready(), "{r:?}");
+        assert!(r.unhealthy.is_empty() && r.unready == ["stopping"], "{r:?}");
     }
 
     #[test]
@@ -211,6 +212,6 @@ mod tests {
         let h = health();
         h.swept(T0.plus_millis(10_000));
         h.swept(T0.plus_millis(5_000));
-        assert!(h.check(T0.plus_millis(9_000)).ready);
+        assert!(h.check(T0.plus_millis(9_000)).ready());
     }
 }

@@ -52,16 +52,16 @@ async fn an_agent_reports_its_sweeps_and_its_stop() {
         Responder::new(Engine::new(rules), sim, PolicyApprover::Deny, NoAdvisor, clock.clone(), AuditLog::in_memory());
     let mut agent = Agent::new(responder);
     let health = agent.health();
-    assert!(!health.check(clock.now()).ready, "ready before any sweep");
+    assert!(!health.check(clock.now()).ready(), "ready before any sweep");
     let start = clock.now();
     agent.run(None, WatchLimit { incidents: None, deadline: Some(start.plus_millis(65_000)) }).await;
     let report = health.check(clock.now());
-    assert!(report.live && report.ready, "{report:?}");
+    assert!(report.live() && report.ready(), "{report:?}");
     // Long after the watch ended, its last sweep is stale.
-    assert!(!health.check(clock.now().plus_millis(10 * 60_000)).live);
+    assert!(!health.check(clock.now().plus_millis(10 * 60_000)).live());
     agent.shutdown_handle().shutdown();
     agent.run(None, WatchLimit { incidents: None, deadline: None }).await;
     let report = health.check(clock.now());
-    assert!(report.live && !report.ready, "{report:?}");
-    assert_eq!(report.problems, ["stopping"]);
+    assert!(report.live() && !report.ready(), "{report:?}");
+    assert!(report.unhealthy.is_empty() && report.unready == ["stopping"], "{report:?}");
 }
