@@ -17,12 +17,16 @@
 //!                                       which rule, which evidence, which action; no host touched
 //! opsguard replay AUDIT [--incident N] [--rules FILE]
 //!                                       recorded incidents through today's rules
+//! opsguard approvals list | approve ID | reject ID [--url URL] [--token TOKEN]
+//!                                       answer a running console's approvals
+//! opsguard completions SHELL | man      shell completions, the man page
 //! ```
 //!
 //! `watch` exits 0 when every incident resolved, 2 when any stopped for a
 //! human, 1 on error; `watch --shadow` exits 0 unless on error. `replay`
 //! exits 0 when today's rules decide every step the same, 3 when any
-//! differs, 1 on error.
+//! differs, 1 on error. `approvals` exits 0 when the console did what was
+//! asked, 1 otherwise.
 
 mod cli;
 
@@ -68,5 +72,8 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Postmortem(args) => cli::postmortem::run(args),
         Command::Explain(args) => cli::explain::run(args),
         Command::Replay(args) => cli::replay::run(args),
+        Command::Approvals(args) => cli::approvals::run(args).await,
+        Command::Completions(args) => cli::docs::completions(args.shell),
+        Command::Man => cli::docs::man(),
     }
 }

@@ -1,9 +1,11 @@
 //! The `opsguard` binary's commands, one module each, over the grammar in
 //! [`args`]. They parse, wire and print; every decision is the library's.
 
+pub mod approvals;
 pub mod args;
 pub mod chaos;
 mod console;
+pub mod docs;
 pub mod explain;
 pub mod lab;
 mod output;
