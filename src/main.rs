@@ -5,6 +5,7 @@
 //! opsguard chaos SCENARIO               inject a fault into the lab
 //! opsguard chaos reset [--full]         put the lab back to healthy
 //! opsguard chaos list                   the scenarios and what OpsGuard must do
+//!                                       (lab and chaos: the default `lab` feature)
 //! opsguard watch [--rules FILE] [--approve prompt|auto|deny|web] [--audit FILE]
 //!                [--max-incidents N] [--timeout SECS] [--approval-timeout 5m]
 //!                [--listen 127.0.0.1:8990] [--token TOKEN | --token-file FILE]
@@ -66,7 +67,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
+        #[cfg(feature = "lab")]
         Command::Lab(args) => cli::lab::run(args).await,
+        #[cfg(feature = "lab")]
         Command::Chaos(args) => cli::chaos::run(args).await,
         Command::Watch(args) => cli::watch::run(args).await,
         Command::Postmortem(args) => cli::postmortem::run(args),

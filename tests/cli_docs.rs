@@ -44,3 +44,19 @@ fn the_man_page_is_roff_naming_every_subcommand() {
         assert!(page.contains(&format!("opsguard\\-{sub}")) || page.contains(sub), "no {sub} in\n{page}");
     }
 }
+
+/// `lab` and `chaos` break things on purpose: they exist only with the
+/// `lab` feature (on by default), so `cargo install --no-default-features`
+/// ships an agent without them.
+#[test]
+fn lab_and_chaos_come_with_the_lab_feature_only() {
+    let out = opsguard(&["--help"]);
+    assert!(out.status.success(), "{out:?}");
+    let help = String::from_utf8(out.stdout).unwrap();
+    let listed = |name: &str| help.lines().any(|l| l.trim_start().starts_with(&format!("{name} ")));
+    assert!(listed("watch") && listed("approvals"), "{help}");
+    assert_eq!(listed("lab"), cfg!(feature = "lab"), "{help}");
+    assert_eq!(listed("chaos"), cfg!(feature = "lab"), "{help}");
+    let out = opsguard(&["chaos", "list"]);
+    assert_eq!(out.status.success(), cfg!(feature = "lab"), "{out:?}");
+}

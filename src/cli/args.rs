@@ -23,8 +23,10 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Start or stop the Docker lab.
+    #[cfg(feature = "lab")]
     Lab(LabArgs),
     /// Inject a fault into the lab, or reset it.
+    #[cfg(feature = "lab")]
     Chaos(ChaosArgs),
     /// Watch the Docker host and respond to incidents.
     Watch(WatchArgs),
@@ -111,6 +113,7 @@ pub struct CompletionsArgs {
 }
 
 // `opsguard lab`.
+#[cfg(feature = "lab")]
 #[derive(clap::Args)]
 pub struct LabArgs {
     /// `up` or `down`.
@@ -122,6 +125,7 @@ pub struct LabArgs {
 }
 
 // `opsguard chaos`.
+#[cfg(feature = "lab")]
 #[derive(clap::Args)]
 pub struct ChaosArgs {
     /// A scenario (`web-disk-fill`, `zombies`, `db-garbage-flood`,
@@ -318,6 +322,7 @@ pub enum LogFormat {
     Json,
 }
 
+#[cfg(feature = "lab")]
 #[derive(Clone, Copy, ValueEnum)]
 pub enum LabAction {
     Up,
