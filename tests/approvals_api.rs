@@ -445,3 +445,32 @@ fn the_cli_refuses_to_send_the_token_in_the_clear_beyond_loopback() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("in the clear"), "{}", text(&out).1);
 }
+
+/// Over TLS the CLI trusts the console's self-signed certificate only when
+/// told to (`--cacert`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reaches_a_tls_console_that_it_was_told_to_trust() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let tls = opsguard::serve::tls_acceptor(&cert_path, &key_path).unwrap();
+    let console =
+        Console::new(ConsoleSettings { token: Some(TOKEN.into()), approval_timeout: Duration::from_secs(60) }).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let server = tokio::spawn(console.serve_with(listener, opsguard::serve::Limits::CONSOLE, Some(tls)));
+    let args = |extra: &[&str]| {
+        let mut a: Vec<String> = ["list", "--url", &url, "--token", TOKEN].map(String::from).to_vec();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let out = cli(args(&[]), dir.path().into()).await;
+    assert_eq!(out.status.code(), Some(1), "an unknown certificate is not trusted: {out:?}");
+    assert!(text(&out).1.contains("cannot reach the console"), "{}", text(&out).1);
+    let out = cli(args(&["--cacert", cert_path.to_str().unwrap()]), dir.path().into()).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(text(&out).0, "No approval request is waiting.\n");
+    server.abort();
+}

@@ -61,10 +61,7 @@ fn check_url(url: &Url, insecure_http: bool) -> Result<(), String> {
     match url.scheme() {
         "https" => Ok(()),
         "http" => {
-            let host = url.host_str().unwrap_or("");
-            let ip = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>();
-            let loopback = ip.map_or(host.eq_ignore_ascii_case("localhost"), |ip| ip.is_loopback());
-            if loopback || insecure_http {
+            if is_loopback(url) || insecure_http {
                 Ok(())
             } else {
                 Err(format!(
@@ -77,6 +74,12 @@ fn check_url(url: &Url, insecure_http: bool) -> Result<(), String> {
     }
 }
 
+fn is_loopback(url: &Url) -> bool {
+    let host = url.host_str().unwrap_or("");
+    let ip = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>();
+    ip.map_or(host.eq_ignore_ascii_case("localhost"), |ip| ip.is_loopback())
+}
+
 impl ConsoleClient {
     fn new(args: &ApprovalsArgs) -> Result<ConsoleClient, String> {
         let base = Url::parse(&args.url).map_err(|e| format!("--url {:?}: {e}", args.url))?;
@@ -86,6 +89,11 @@ impl ConsoleClient {
         let mut http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(args.http_timeout.max(1)));
+        // A console on this host is reached directly, never through a
+        // proxy the environment names (which would see a plain-HTTP token).
+        if is_loopback(&base) {
+            http = http.no_proxy();
+        }
         if let Some(path) = &args.cacert {
             let pem = std::fs::read(path).map_err(|e| format!("--cacert {}: {e}", path.display()))?;
             let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("--cacert {}: {e}", path.display()))?;
