@@ -20,7 +20,8 @@
 //!                                       recorded incidents through today's rules
 //! opsguard approvals list | approve ID | reject ID [--url URL] [--token TOKEN]
 //!                                       answer a running console's approvals
-//! opsguard completions SHELL | man      shell completions, the man page
+//! opsguard completions SHELL | man [--out-dir DIR]
+//!                                       shell completions, the man pages
 //! ```
 //!
 //! `watch` exits 0 when every incident resolved, 2 when any stopped for a
@@ -77,6 +78,6 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Replay(args) => cli::replay::run(args),
         Command::Approvals(args) => cli::approvals::run(args).await,
         Command::Completions(args) => cli::docs::completions(args.shell),
-        Command::Man => cli::docs::man(),
+        Command::Man(args) => cli::docs::man(args.out_dir.as_deref()),
     }
 }

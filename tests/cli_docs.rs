@@ -45,6 +45,19 @@ fn the_man_page_is_roff_naming_every_subcommand() {
     }
 }
 
+#[test]
+fn man_out_dir_writes_a_page_per_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = opsguard(&["man", "--out-dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    for page in ["opsguard.1", "opsguard-watch.1", "opsguard-approvals.1", "opsguard-approvals-approve.1"] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".TH opsguard"), "{page}: {text}");
+    }
+    let approve = std::fs::read_to_string(dir.path().join("opsguard-approvals-approve.1")).unwrap();
+    assert!(approve.contains("digest"), "{approve}");
+}
+
 /// `lab` and `chaos` break things on purpose: they exist only with the
 /// `lab` feature (on by default), so `cargo install --no-default-features`
 /// ships an agent without them.

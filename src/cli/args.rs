@@ -43,8 +43,18 @@ pub enum Command {
     Approvals(ApprovalsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
-    /// Print the man page (roff) on standard output.
-    Man,
+    /// Print the man page (roff) on standard output, or write one page per
+    /// command into a directory.
+    Man(ManArgs),
+}
+
+// `opsguard man`.
+#[derive(clap::Args)]
+pub struct ManArgs {
+    /// Write opsguard.1 and a page per command (opsguard-watch.1, …) here
+    /// instead of printing opsguard.1.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 // `opsguard approvals`.

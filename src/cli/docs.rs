@@ -16,8 +16,13 @@ pub fn completions(shell: clap_complete::Shell) -> Result<ExitCode, String> {
     print(&out)
 }
 
-/// Prints the man page, in roff.
-pub fn man() -> Result<ExitCode, String> {
+/// Prints the man page, in roff; with `out_dir`, writes it and one page per
+/// command there instead (the main page's SEE ALSO names them).
+pub fn man(out_dir: Option<&std::path::Path>) -> Result<ExitCode, String> {
+    if let Some(dir) = out_dir {
+        clap_mangen::generate_to(Cli::command(), dir).map_err(|e| format!("--out-dir {}: {e}", dir.display()))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut out = Vec::new();
     clap_mangen::Man::new(Cli::command()).render(&mut out).map_err(|e| format!("man page: {e}"))?;
     print(&out)
