@@ -59,5 +59,7 @@ export OPSGUARD_LLM_URL OPSGUARD_E2E=1
 say "running the tests"
 cargo test --all-targets --locked
 cargo test --doc --locked
+say "the agent as --no-default-features builds it: no lab or chaos command"
+cargo test --locked --no-default-features --test cli_docs
 say "running the end-to-end, real-model and browser tests"
 cargo test --locked --test e2e --test clean_logs_docker --test browser --test llm_real_model -- --include-ignored --test-threads=1

@@ -31,6 +31,12 @@ pub const INCIDENTS_OPEN: &str = "opsguard_incidents_open";
 pub const ACTIONS: &str = "opsguard_actions_total";
 /// `opsguard_approvals_total{answer}`: answers to approval requests.
 pub const APPROVALS: &str = "opsguard_approvals_total";
+/// `opsguard_approvals_pending`: approval requests waiting for a human on
+/// the web console.
+pub const APPROVALS_PENDING: &str = "opsguard_approvals_pending";
+/// `opsguard_approval_oldest_pending_seconds`: how long the oldest of
+/// them has waited (0 when none waits).
+pub const APPROVAL_OLDEST_PENDING: &str = "opsguard_approval_oldest_pending_seconds";
 /// `opsguard_time_to_detect_seconds{kind}`: from the fault (a crashed
 /// container's exit) to its alarm; only where the host tells the fault time.
 pub const TIME_TO_DETECT: &str = "opsguard_time_to_detect_seconds";
@@ -55,12 +61,19 @@ pub const TIME_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30
 pub fn describe() {
     gauge!(INCIDENTS_OPEN).set(0.0);
     gauge!(AUDIT_FAILING).set(0.0);
+    approvals_pending(0, 0.0);
     describe_counter!(ALARMS, "Alarms that opened an incident, by alarm code.");
     describe_counter!(INCIDENTS, "Incidents ended, by outcome (resolved or the stop reason) and root cause.");
     describe_gauge!(INCIDENTS_OPEN, "Incidents under way.");
     describe_counter!(ACTIONS, "Actions carried out, by tool name and result.");
     describe_counter!(APPROVALS, "Answers to approval requests: approved, rejected or no_answer.");
     describe_counter!(AUDIT_WRITE_FAILURES, "Audit records the audit file missed; healing went on without them.");
+    describe_gauge!(APPROVALS_PENDING, "Approval requests waiting for a human on the web console.");
+    describe_gauge!(
+        APPROVAL_OLDEST_PENDING,
+        Unit::Seconds,
+        "How long the oldest approval request still pending has waited (0 when none)."
+    );
     describe_gauge!(AUDIT_FAILING, "1 while writes to the audit log are failing.");
     describe_histogram!(TIME_TO_DETECT, Unit::Seconds, "Time from a container's crash to its alarm.");
     describe_histogram!(TIME_TO_RESOLVE, Unit::Seconds, "Time from the fault (or alarm) to verified resolution.");
@@ -112,6 +125,12 @@ pub fn audit_tap() -> impl Fn(&AuditRecord) + Send + Sync + 'static {
             | AuditEvent::Checked { .. } => {}
         }
     }
+}
+
+/// `count` approval requests are waiting, the oldest for `oldest_secs`.
+pub fn approvals_pending(count: usize, oldest_secs: f64) {
+    gauge!(APPROVALS_PENDING).set(count as f64);
+    gauge!(APPROVAL_OLDEST_PENDING).set(oldest_secs);
 }
 
 /// An incident opened for `alarm`.

@@ -58,6 +58,20 @@ pub async fn start_console(
     if tls.is_none() && !addr.ip().is_loopback() {
         eprintln!("opsguard: --insecure-http: the console's token and session cookie cross the network in the clear");
     }
-    let server = tokio::spawn(console.clone().serve_with(listener, opsguard::serve::Limits::CONSOLE, tls));
+    let serving = console.clone().serve_with(listener, opsguard::serve::Limits::CONSOLE, tls);
+    // The oldest pending request's age grows between changes to the board.
+    let gauges = console.clone();
+    let server = tokio::spawn(async move {
+        let ticking = async move {
+            loop {
+                gauges.publish_metrics();
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        };
+        tokio::select! {
+            served = serving => served,
+            () = ticking => Ok(()),
+        }
+    });
     Ok((console, server))
 }
