@@ -8,7 +8,7 @@
 //! opsguard watch [--rules FILE] [--approve prompt|auto|deny|web] [--audit FILE]
 //!                [--max-incidents N] [--timeout SECS] [--approval-timeout 5m]
 //!                [--listen 127.0.0.1:8990] [--token TOKEN | --token-file FILE]
-//!                [--tls-cert PEM --tls-key PEM | --insecure-http] [--shadow]
+//!                [--tls-cert PEM --tls-key PEM | --insecure-http] [--shadow] [--notify FILE]
 //! opsguard postmortem INCIDENT [--audit FILE] [-o FILE]
 //!                                       an incident's post-mortem in Markdown
 //! opsguard explain --alarm db-crash|web-disk|zombies [--exit-code N] [--oom BOOL]
@@ -17,12 +17,13 @@
 //!                                       which rule, which evidence, which action; no host touched
 //! opsguard replay AUDIT [--incident N] [--rules FILE]
 //!                                       recorded incidents through today's rules
+//! opsguard notify test [--notify FILE]  a test notification to every destination
 //! ```
 //!
 //! `watch` exits 0 when every incident resolved, 2 when any stopped for a
 //! human, 1 on error; `watch --shadow` exits 0 unless on error. `replay`
 //! exits 0 when today's rules decide every step the same, 3 when any
-//! differs, 1 on error.
+//! differs, 1 on error. `notify test` exits 1 if any destination failed.
 
 mod cli;
 
@@ -68,5 +69,6 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Postmortem(args) => cli::postmortem::run(args),
         Command::Explain(args) => cli::explain::run(args),
         Command::Replay(args) => cli::replay::run(args),
+        Command::Notify(args) => cli::notify::run(args).await,
     }
 }

@@ -36,6 +36,8 @@ pub enum Command {
     /// Run recorded incidents through today's rules and show where they
     /// would decide differently (exit 0: the same, 3: different, 1: error).
     Replay(ReplayArgs),
+    /// Check the notification destinations of a notify file.
+    Notify(NotifyArgs),
 }
 
 // `opsguard lab`.
@@ -145,6 +147,10 @@ pub struct WatchArgs {
     /// be done (exit code 0 whatever was decided).
     #[arg(long, env = "OPSGUARD_SHADOW")]
     pub shadow: bool,
+    /// Notify humans (webhook, Slack, Alertmanager) as this file's
+    /// `[[notify]]` tables say; validated before the watch starts.
+    #[arg(long, env = "OPSGUARD_NOTIFY", value_name = "FILE")]
+    pub notify: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -216,6 +222,24 @@ pub struct ReplayArgs {
     /// Today's rules file (default: the built-in rules/default.toml).
     #[arg(long)]
     pub rules: Option<PathBuf>,
+}
+
+// `opsguard notify`.
+#[derive(clap::Args)]
+pub struct NotifyArgs {
+    #[command(subcommand)]
+    pub command: NotifyCommand,
+}
+
+#[derive(Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test notification to every destination and say how each
+    /// went (exit 1 if any failed).
+    Test {
+        /// The notify file.
+        #[arg(long, env = "OPSGUARD_NOTIFY", value_name = "FILE")]
+        notify: PathBuf,
+    },
 }
 
 /// `--alarm`'s choices, one per alarm condition the core knows, with its help.

@@ -6,6 +6,7 @@ pub mod chaos;
 mod console;
 pub mod explain;
 pub mod lab;
+pub mod notify;
 mod output;
 pub mod postmortem;
 pub mod replay;
