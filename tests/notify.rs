@@ -88,6 +88,21 @@ fn parse(text: &str) -> NotifyConfig {
     config::parse(text, Path::new("notify.toml"), |_| None).unwrap()
 }
 
+/// The Prometheus text of this test binary's metrics (a global recorder,
+/// installed by the first test that asks; destination names are unique
+/// per test, so tests running side by side do not mix their counts).
+fn metrics() -> String {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).expect("no other recorder in this test binary");
+            handle
+        })
+        .render()
+}
+
 fn counts(n: &Notifier, name: &str) -> Counts {
     n.counts().into_iter().find(|(d, _)| d == name).unwrap().1
 }
@@ -191,6 +206,7 @@ events = ["incident_opened", "stopped_for_human"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_receiver_is_retried_with_backoff_until_the_tries_run_out() {
+    metrics();
     // Two server errors, then success: three tries, one notification sent.
     let flaky = Receiver::start(&[500, 503], true).await;
     // Always failing: given up after `attempts`.
@@ -237,10 +253,19 @@ backoff = "10ms"
     assert_eq!(down.seen()[0].body[0]["labels"]["alertname"], "OpsGuardDegraded");
     assert_eq!(counts(&notifier, "refusing"), Counts { sent: 0, failed: 1, dropped: 0 });
     assert_eq!(refusing.seen().len(), 1, "a 400 is not retried");
+    let text = metrics();
+    for line in [
+        r#"opsguard_notifications_total{destination="flaky",result="sent"} 1"#,
+        r#"opsguard_notifications_total{destination="down",result="failed"} 1"#,
+        r#"opsguard_notifications_total{destination="refusing",result="failed"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} not in\n{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_receiver_fills_only_its_own_queue_and_never_holds_up_the_caller() {
+    metrics();
     let hanging = Receiver::start(&[], false).await;
     let fine = Receiver::start(&[], true).await;
     let config = parse(&format!(
@@ -279,6 +304,14 @@ queue = 100
     assert_eq!(counts(&notifier, "hanging"), Counts { sent: 3, failed: 0, dropped: 8 });
     let ids: Vec<u64> = hanging.seen().iter().map(|s| s.body["incident"].as_u64().unwrap()).collect();
     assert_eq!(ids, [1, 2, 3]);
+    let text = metrics();
+    for line in [
+        r#"opsguard_notifications_dropped_total{destination="hanging"} 8"#,
+        r#"opsguard_notifications_total{destination="hanging",result="sent"} 3"#,
+        r#"opsguard_notifications_total{destination="fine",result="sent"} 11"#,
+    ] {
+        assert!(text.contains(line), "{line} not in\n{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
