@@ -388,6 +388,22 @@ async fn notify_test_reports_each_destination_and_fails_if_any_did() {
     assert_eq!(broken.seen()[0].body["event"], "test");
     assert_eq!(broken.seen().len(), 1, "one try");
 
+    // Nothing listens: the error says why, and never the URL (a secret for Slack).
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    std::fs::write(
+        &file,
+        format!("[[notify]]\nname = \"gone\"\nkind = \"slack\"\nurl = \"http://127.0.0.1:{port}/T0/SECRET\"\n"),
+    )
+    .unwrap();
+    let file_arg = file.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || opsguard(&["notify", "test", "--notify", &file_arg])).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("❌ gone (slack): error sending request") && stdout.contains("refused"), "{stdout}");
+    assert!(!stdout.contains("SECRET"), "{stdout}");
+
     // Every destination answers: exit 0.
     std::fs::write(&file, format!("[[notify]]\nkind = \"webhook\"\nurl = \"{}\"\n", ok.url)).unwrap();
     let file_arg = file.to_str().unwrap().to_string();

@@ -282,8 +282,24 @@ async fn post(client: &reqwest::Client, d: &Destination, body: &Value) -> Result
             let text = payload::line(&text, 200);
             Err(TryError { message: format!("HTTP {status}: {text}"), retry })
         }
-        Err(e) => Err(TryError { message: e.without_url().to_string(), retry: true }),
+        Err(e) => Err(TryError { message: describe(e), retry: true }),
     }
+}
+
+/// A request error with its causes (`error sending request: … Connection
+/// refused`), without the URL.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 struct Worker {
