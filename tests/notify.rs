@@ -451,3 +451,45 @@ fn watch_refuses_a_broken_notify_file_before_it_starts() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("notify.toml:4: unknown variant `everything`"), "{stderr}");
 }
+
+/// The whole incident loop on the simulated host, with the notifier as
+/// `watch` wires it (a tap on the audit log): a receiver that never
+/// answers holds up no incident, and the other receiver gets one payload
+/// per transition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_on_the_simulated_host_ends_while_a_receiver_hangs() {
+    use opsguard::approval::PolicyApprover;
+    use opsguard::clock::SimClock;
+    use opsguard::engine::Engine;
+    use opsguard::host::sim::{SimFault, SimHost};
+    use opsguard::incident::{Agent, Responder, WatchLimit};
+    use opsguard::llm::NoAdvisor;
+    use opsguard::rules::Rules;
+
+    let stuck = Receiver::start(&[], false).await;
+    let hook = Receiver::start(&[], true).await;
+    let config = parse(&format!(
+        "[[notify]]\nname = \"stuck\"\nkind = \"webhook\"\nurl = \"{}\"\nqueue = 2\ntimeout = \"10m\"\n\
+         [[notify]]\nname = \"sim-hook\"\nkind = \"webhook\"\nurl = \"{}\"\n",
+        stuck.url, hook.url
+    ));
+    let notifier = Notifier::start(&config, None);
+    let clock = SimClock::new(Timestamp(T0));
+    let sim = SimHost::lab(clock.clone());
+    sim.inject(SimFault::DbOomKill);
+    let audit = AuditLog::in_memory().with_tap(notifier.audit_tap());
+    let rules = Arc::new(Rules::default_rules());
+    let responder = Responder::new(Engine::new(rules), sim, PolicyApprover::ApproveAll, NoAdvisor, clock, audit);
+    let reports = Agent::new(responder).run(None, WatchLimit { incidents: Some(1), deadline: None }).await;
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].resolution, Resolution::Resolved, "{:?}", reports[0].steps);
+    until("the opening and the resolution", || hook.seen().len() == 2).await;
+    let told: Vec<Value> = hook.seen().iter().map(|s| s.body["event"].clone()).collect();
+    assert_eq!(told, ["incident_opened", "resolved"], "a policy approval is not told");
+    assert_eq!(hook.seen()[1].body["root_cause"], "oom_kill");
+    // The stuck receiver holds the opening; the resolution waits in its
+    // queue (room for both, whenever the worker takes the first).
+    until("the stuck receiver's one request", || stuck.seen().len() == 1).await;
+    assert_eq!(counts(&notifier, "stuck"), Counts { sent: 0, failed: 0, dropped: 0 });
+    assert!(!notifier.flush(Duration::from_millis(50)).await, "still pending: the flush gives up at its grace");
+}
