@@ -50,6 +50,14 @@ pub const AUDIT_WRITE_FAILURES: &str = "opsguard_audit_write_failures_total";
 /// `opsguard_audit_failing`: 1 while audit writes are failing, else 0.
 pub const AUDIT_FAILING: &str = "opsguard_audit_failing";
 
+/// `opsguard_notifications_total{destination, result}`: notifications a
+/// destination accepted (`sent`) or that were given up on after every try
+/// (`failed`).
+pub const NOTIFICATIONS: &str = "opsguard_notifications_total";
+/// `opsguard_notifications_dropped_total{destination}`: notifications
+/// dropped because the destination's queue was full.
+pub const NOTIFICATIONS_DROPPED: &str = "opsguard_notifications_dropped_total";
+
 /// Histogram buckets, in seconds, for the two time histograms: detection
 /// is sub-second to a sweep (30 s); resolution spans a prune (seconds) to
 /// a restart waiting for a human (minutes).
@@ -75,6 +83,8 @@ pub fn describe() {
         "How long the oldest approval request still pending has waited (0 when none)."
     );
     describe_gauge!(AUDIT_FAILING, "1 while writes to the audit log are failing.");
+    describe_counter!(NOTIFICATIONS, "Notifications by destination and result: sent, or failed after every try.");
+    describe_counter!(NOTIFICATIONS_DROPPED, "Notifications dropped because the destination's queue was full.");
     describe_histogram!(TIME_TO_DETECT, Unit::Seconds, "Time from a container's crash to its alarm.");
     describe_histogram!(TIME_TO_RESOLVE, Unit::Seconds, "Time from the fault (or alarm) to verified resolution.");
 }

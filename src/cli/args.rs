@@ -46,6 +46,8 @@ pub enum Command {
     /// Print the man page (roff) on standard output, or write one page per
     /// command into a directory.
     Man(ManArgs),
+    /// Check the notification destinations of a notify file.
+    Notify(NotifyArgs),
 }
 
 // `opsguard man`.
@@ -231,6 +233,10 @@ pub struct WatchArgs {
     /// be done (exit code 0 whatever was decided).
     #[arg(long, env = "OPSGUARD_SHADOW")]
     pub shadow: bool,
+    /// Notify humans (webhook, Slack, Alertmanager) as this file's
+    /// `[[notify]]` tables say; validated before the watch starts.
+    #[arg(long, env = "OPSGUARD_NOTIFY", value_name = "FILE")]
+    pub notify: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -302,6 +308,24 @@ pub struct ReplayArgs {
     /// Today's rules file (default: the built-in rules/default.toml).
     #[arg(long)]
     pub rules: Option<PathBuf>,
+}
+
+// `opsguard notify`.
+#[derive(clap::Args)]
+pub struct NotifyArgs {
+    #[command(subcommand)]
+    pub command: NotifyCommand,
+}
+
+#[derive(Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test notification to every destination and say how each
+    /// went (exit 1 if any failed).
+    Test {
+        /// The notify file.
+        #[arg(long, env = "OPSGUARD_NOTIFY", value_name = "FILE")]
+        notify: PathBuf,
+    },
 }
 
 /// `--alarm`'s choices, one per alarm condition the core knows, with its help.

@@ -10,6 +10,7 @@ pub mod docs;
 pub mod explain;
 #[cfg(feature = "lab")]
 pub mod lab;
+pub mod notify;
 mod output;
 pub mod postmortem;
 pub mod replay;
