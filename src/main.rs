@@ -17,12 +17,15 @@
 //!                                       which rule, which evidence, which action; no host touched
 //! opsguard replay AUDIT [--incident N] [--rules FILE]
 //!                                       recorded incidents through today's rules
+//! opsguard rules check FILE             validate a (partial) rules file over the defaults
+//! opsguard rules show [--rules FILE]    the effective rules, as a complete TOML file
 //! ```
 //!
 //! `watch` exits 0 when every incident resolved, 2 when any stopped for a
 //! human, 1 on error; `watch --shadow` exits 0 unless on error. `replay`
 //! exits 0 when today's rules decide every step the same, 3 when any
-//! differs, 1 on error.
+//! differs, 1 on error. `rules check` exits 0 when the file is valid, 1
+//! when not.
 
 mod cli;
 
@@ -68,5 +71,6 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Postmortem(args) => cli::postmortem::run(args),
         Command::Explain(args) => cli::explain::run(args),
         Command::Replay(args) => cli::replay::run(args),
+        Command::Rules(cmd) => cli::rules::run(cmd),
     }
 }

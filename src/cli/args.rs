@@ -36,6 +36,28 @@ pub enum Command {
     /// Run recorded incidents through today's rules and show where they
     /// would decide differently (exit 0: the same, 3: different, 1: error).
     Replay(ReplayArgs),
+    /// Check a rules file, or show the effective rules. A rules file names
+    /// only what it changes; the built-in defaults give the rest.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+// `opsguard rules`.
+#[derive(Subcommand)]
+pub enum RulesCommand {
+    /// Validate a rules file over the built-in defaults (exit 0 with a
+    /// summary; 1 with FILE:LINE:COL: field: what is wrong).
+    Check {
+        /// The rules file.
+        file: PathBuf,
+    },
+    /// Print the effective rules (a file over the built-in defaults) as a
+    /// complete rules file.
+    Show {
+        /// Rules file (default: the built-in rules alone).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
 }
 
 // `opsguard lab`.

@@ -9,6 +9,7 @@ pub mod lab;
 mod output;
 pub mod postmortem;
 pub mod replay;
+pub mod rules;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
