@@ -65,7 +65,7 @@ use futures_util::StreamExt;
 
 use crate::host::{
     CleanReport, ContainerStatus, ContainerSummary, DiskUsage, Host, HostError, HostErrorKind, LogLine, LogSink,
-    is_under, log_path_holding_data,
+    PRUNE_LABEL, is_under, log_path_holding_data,
 };
 use crate::model::{ContainerName, ContainerState, Health, Timestamp};
 
@@ -601,8 +601,9 @@ impl Host for DockerHost {
         if !label.contains('=') || label.starts_with('=') {
             return Err(HostError::new(HostErrorKind::OutOfScope, op, "label must be key=value"));
         }
+        // Docker ANDs the label filters: the scope and the prune mark.
         let filters: HashMap<String, Vec<String>> = HashMap::from([
-            ("label".to_string(), vec![label.to_string()]),
+            ("label".to_string(), vec![label.to_string(), PRUNE_LABEL.to_string()]),
             ("status".to_string(), vec!["exited".to_string()]),
         ]);
         let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
@@ -613,10 +614,11 @@ impl Host for DockerHost {
             else {
                 continue;
             };
-            // Check again on our side: the label, the state, the protected names.
+            // Check again on our side: the labels, the state, the protected names.
             let labels = c.labels.clone().unwrap_or_default();
             if summary_state(c.state) != ContainerState::Exited
                 || !labels_match(&labels, label)
+                || !labels_match(&labels, PRUNE_LABEL)
                 || protect.iter().any(|p| p.as_str() == name)
             {
                 continue;
