@@ -1,5 +1,7 @@
 //! Validates rules files and prints what is wrong with each, the way an
-//! operator would check an edit before deploying it.
+//! operator would check an edit before deploying it (`opsguard rules check
+//! FILE` does the same for one file). A file may be partial: the built-in
+//! defaults give what it does not name.
 //!
 //! ```text
 //! cargo run --example check_rules -- rules/default.toml my-rules.toml

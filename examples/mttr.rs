@@ -120,7 +120,13 @@ async fn main() {
                         Resolution::Stopped { reason } => format!("stopped ({reason:?})"),
                         Resolution::Withheld => "shadow".to_string(),
                     };
-                    eprintln!("{scenario} run {}: MTTD {d} ms, MTTR {r} ms, {end}", i + 1);
+                    // When the first action was done (zombies: pruned).
+                    let acted = run
+                        .audit
+                        .iter()
+                        .find(|r| matches!(r.event, opsguard::audit::AuditEvent::Executed { .. }))
+                        .map_or("-".to_string(), |r| format!("{} ms", r.ts.millis_since(run.fault_at)));
+                    eprintln!("{scenario} run {}: MTTD {d} ms, first action done {acted}, MTTR {r} ms, {end}", i + 1);
                     mttd.push(d);
                     mttr.push(r);
                     outcomes.push(end);

@@ -28,7 +28,7 @@ ALL_FAULTS="web-disk-fill zombies db-garbage-flood db-config-corruption db-oom-k
 # Short-lived helper: same mounts as CONTAINER (running or not), lab image.
 helper() {
     local c=$1; shift
-    docker run --rm --label "$LAB_LABEL" --label opsguard.role=helper --volumes-from "$c" "$IMG" "$@"
+    docker run --rm --label "$LAB_LABEL" --label opsguard.role=helper --label opsguard.prune=true --volumes-from "$c" "$IMG" "$@"
 }
 log_dir() { case $1 in web-prod) echo /var/log/nginx ;; db-prod) echo /var/log ;; *) die "no lab disk for $1" ;; esac; }
 container_of() { case $1 in web|web-prod) echo web-prod ;; db|db-prod) echo db-prod ;; *) die "web or db, not $1" ;; esac; }
@@ -85,7 +85,7 @@ inject_zombies() {
     local i
     for i in $(seq 1 "${ZOMBIES:-15}"); do
         docker rm -f "opsguard-zombie-$i" >/dev/null 2>&1 || true
-        docker run -d --name "opsguard-zombie-$i" --label "$LAB_LABEL" --label opsguard.role=zombie "$IMG" true >/dev/null
+        docker run -d --name "opsguard-zombie-$i" --label "$LAB_LABEL" --label opsguard.role=zombie --label opsguard.prune=true "$IMG" true >/dev/null
     done
     # `run -d` returns while `true` may still be running: wait for all to exit.
     # shellcheck disable=SC2046

@@ -23,6 +23,8 @@
 //! opsguard completions SHELL | man [--out-dir DIR]
 //!                                       shell completions, the man pages
 //! opsguard notify test [--notify FILE]  a test notification to every destination
+//! opsguard rules check FILE             validate a (partial) rules file over the defaults
+//! opsguard rules show [--rules FILE]    the effective rules, as a complete TOML file
 //! ```
 //!
 //! `watch` exits 0 when every incident resolved, 2 when any stopped for a
@@ -30,6 +32,7 @@
 //! exits 0 when today's rules decide every step the same, 3 when any
 //! differs, 1 on error. `approvals` exits 0 when the console did what was
 //! asked, 1 otherwise. `notify test` exits 1 if any destination failed.
+//! `rules check` exits 0 when the file is valid, 1 when not.
 
 mod cli;
 
@@ -81,5 +84,6 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Completions(args) => cli::docs::completions(args.shell),
         Command::Man(args) => cli::docs::man(args.out_dir.as_deref()),
         Command::Notify(args) => cli::notify::run(args).await,
+        Command::Rules(cmd) => cli::rules::run(cmd),
     }
 }

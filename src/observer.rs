@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::alarm::{self, Clears, DatabaseCrash, Observed, Reading};
 use crate::classify::LogScan;
 use crate::host::{ContainerEvent, ContainerEventKind, ContainerSummary, Host, HostError};
-use crate::model::{Alarm, ContainerName, ContainerState, Health, RootCause, Timestamp};
+use crate::model::{Alarm, ContainerName, Health, RootCause, Timestamp};
 use crate::rules::Rules;
 pub use opsguard_core::observe::{Cadence, Check};
 
@@ -116,7 +116,7 @@ impl Observer {
         Ok(alarm::assess(&self.rules, Observed::DatabaseDown(Box::new(crash)), now).alarm)
     }
 
-    /// `ZOMBIE_OUTBREAK` when more exited containers in scope than allowed.
+    /// `ZOMBIE_OUTBREAK` when more prunable exited containers than allowed.
     pub async fn check_zombies<H: Host>(&self, host: &H, now: Timestamp) -> Result<Option<Alarm>, HostError> {
         let exited = self.zombie_count(&host.list_containers().await?);
         Ok(alarm::assess(&self.rules, Observed::Zombies { exited }, now).alarm)
@@ -171,16 +171,13 @@ impl Observer {
         [self.rules.web.container.clone(), self.rules.database.container.clone()]
     }
 
+    /// The exited containers a prune would remove: in scope, marked
+    /// `opsguard.prune=true`, not a watched service. Any other exited
+    /// container (a one-shot job without the mark) is not a zombie: it
+    /// neither raises the alarm nor could be pruned to clear it.
     fn zombie_count(&self, containers: &[ContainerSummary]) -> u32 {
         let protected = self.protected();
-        containers
-            .iter()
-            .filter(|c| {
-                c.state == ContainerState::Exited
-                    && c.has_label(&self.rules.scope_label)
-                    && !protected.contains(&c.name)
-            })
-            .count() as u32
+        containers.iter().filter(|c| c.prunable(&self.rules.scope_label) && !protected.contains(&c.name)).count() as u32
     }
 }
 
@@ -189,7 +186,7 @@ mod tests {
     use super::*;
     use crate::clock::{Clock, SimClock};
     use crate::host::sim::{SimFault, SimHost};
-    use crate::model::AlarmKind;
+    use crate::model::{AlarmKind, ContainerState};
     use std::time::Duration;
 
     fn setup() -> (Observer, SimHost) {
@@ -235,6 +232,59 @@ mod tests {
         assert!(sweep_kinds(&o, &h).await.is_empty());
         h.inject(SimFault::Zombies(1));
         assert_eq!(sweep_kinds(&o, &h).await, vec![AlarmKind::ZombieOutbreak]);
+    }
+
+    // Issue 10, item 6: an exited container in scope without
+    // `opsguard.prune=true` (a one-shot job) is no zombie: it neither counts
+    // toward the outbreak nor is pruned; nor is one marked prunable outside
+    // the scope.
+    #[tokio::test]
+    async fn only_prunable_containers_are_zombies_and_pruned() {
+        let (o, h) = setup();
+        h.add_exited("migrate", &["opsguard.lab=true", "opsguard.role=oneshot"]);
+        h.add_exited("elsewhere", &["opsguard.prune=true"]);
+        h.inject(SimFault::Zombies(5));
+        assert!(sweep_kinds(&o, &h).await.is_empty(), "a one-shot without the prune label counted");
+        h.inject(SimFault::Zombies(1));
+        assert_eq!(sweep_kinds(&o, &h).await, vec![AlarmKind::ZombieOutbreak]);
+        let removed = h.prune_exited(&o.rules.scope_label, &o.protected()).await.unwrap();
+        assert_eq!(removed.len(), 6);
+        assert_eq!(h.state("migrate"), Some(ContainerState::Exited));
+        assert_eq!(h.state("elsewhere"), Some(ContainerState::Exited));
+        assert!(sweep_kinds(&o, &h).await.is_empty());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, failure_persistence: None, ..Default::default() })]
+
+        /// Whatever the mix, the outbreak is decided by the prunable
+        /// containers alone and a prune removes those and only those.
+        #[test]
+        fn the_outbreak_and_the_prune_see_only_prunable_containers(
+            zombies in 0u32..12,
+            kept in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(&["opsguard.lab=true"][..]),
+                proptest::strategy::Just(&["opsguard.lab=true", "opsguard.prune=false"][..]),
+                proptest::strategy::Just(&["opsguard.prune=true"][..]),
+                proptest::strategy::Just(&["opsguard.lab=false", "opsguard.prune=true"][..]),
+            ], 0..8),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let (o, h) = setup();
+                for (i, labels) in kept.iter().enumerate() {
+                    h.add_exited(&format!("kept-{i}"), labels);
+                }
+                h.inject(SimFault::Zombies(zombies));
+                let raised = sweep_kinds(&o, &h).await.contains(&AlarmKind::ZombieOutbreak);
+                assert_eq!(raised, zombies > o.rules.thresholds.zombie_max);
+                let removed = h.prune_exited(&o.rules.scope_label, &o.protected()).await.unwrap();
+                assert_eq!(removed.len() as u32, zombies);
+                for i in 0..kept.len() {
+                    assert_eq!(h.state(&format!("kept-{i}")), Some(ContainerState::Exited));
+                }
+            });
+        }
     }
 
     #[tokio::test]

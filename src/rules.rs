@@ -5,17 +5,30 @@ use std::path::Path;
 
 pub use opsguard_core::rules::*;
 
-/// Loads and validates a rules file.
+/// Loads a rules file, lays it over the built-in defaults and validates
+/// the result.
 pub fn load(path: &Path) -> Result<Rules, RulesError> {
-    let text = std::fs::read_to_string(path).map_err(|e| RulesError {
+    Rules::from_toml_str(&read(path)?, path)
+}
+
+/// The effective rules: the file at `path` over the built-in defaults, or
+/// the defaults alone; what `opsguard rules check` and `rules show` report.
+pub fn effective(path: Option<&Path>) -> Result<EffectiveRules, RulesError> {
+    match path {
+        Some(path) => EffectiveRules::from_toml_str(&read(path)?, path),
+        None => EffectiveRules::from_toml_str("", Path::new("<default rules>")),
+    }
+}
+
+fn read(path: &Path) -> Result<String, RulesError> {
+    std::fs::read_to_string(path).map_err(|e| RulesError {
         kind: RulesErrorKind::Io,
         file: path.to_path_buf(),
         line: None,
         column: None,
         field: None,
         message: e.to_string(),
-    })?;
-    Rules::from_toml_str(&text, path)
+    })
 }
 
 #[cfg(test)]
@@ -38,5 +51,10 @@ mod tests {
         assert_eq!(e.file, path);
         std::fs::write(&path, DEFAULT_RULES).unwrap();
         assert!(load(&path).is_ok());
+        // Issue 10, item 5: a partial file, the rest from the defaults.
+        std::fs::write(&path, "[limits]\nmax_steps = 20\n").unwrap();
+        assert_eq!(load(&path).unwrap().max_steps, 20);
+        assert_eq!(effective(Some(&path)).unwrap().from_file, ["limits.max_steps"]);
+        assert_eq!(effective(None).unwrap().rules.max_steps, 12);
     }
 }

@@ -280,10 +280,23 @@ fn fixable(scenario: Scenario) {
 }
 
 fn fixable_audited(scenario: Scenario, audit_file: Option<&Path>) -> ScenarioRun {
+    fixable_around(scenario, audit_file, || {}, || {})
+}
+
+/// [`fixable_audited`], with `before` run on the prepared lab just before
+/// the fault and `after` once the incident is over, before the lab is put
+/// back.
+fn fixable_around(
+    scenario: Scenario,
+    audit_file: Option<&Path>,
+    before_fault: impl FnOnce(),
+    after: impl FnOnce(),
+) -> ScenarioRun {
     let _lab = lab_lock();
     rt().block_on(async {
         let chaos = chaos().await;
         let before = prepare(&chaos).await;
+        before_fault();
         let run = run_audited(&chaos, scenario, true, audit_file).await;
         let e = scenario.expected();
         check_expected(&run, scenario, e.resolution);
@@ -301,6 +314,7 @@ fn fixable_audited(scenario: Scenario, audit_file: Option<&Path>) -> ScenarioRun
         let db_ready = chaos.wait_healthy(Duration::from_secs(30)).await;
         assert!(db_ready.is_ok(), "{scenario}: lab not healthy after the fix: {db_ready:?}");
         assert_eq!(fingerprint(&chaos).await, before, "{scenario}: the canary table changed");
+        after();
         finish(&chaos).await;
         run
     })
@@ -337,7 +351,37 @@ fn e2e_web_disk_fill() {
 #[test]
 #[ignore = "needs the lab: OPSGUARD_E2E=1, as root (scripts/test.sh runs it)"]
 fn e2e_zombies() {
-    fixable(Scenario::Zombies);
+    // Issue 10, item 6: an exited one-shot job in scope without
+    // `opsguard.prune=true` is no zombie and outlives the prune.
+    const ONESHOT: &str = "opsguard-oneshot-migrate";
+    let create = || {
+        let image = docker(&["inspect", "-f", "{{.Config.Image}}", DB]);
+        let labels = ["--label", "opsguard.lab=true", "--label", "opsguard.role=oneshot"];
+        let mut args = vec!["run", "--name", ONESHOT, "--network", "none"];
+        args.extend(labels);
+        args.extend([image.trim(), "true"]);
+        docker(&args);
+        assert_eq!(docker(&["inspect", "-f", "{{.State.Status}}", ONESHOT]).trim(), "exited");
+    };
+    let survived = || {
+        let status = std::process::Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Status}}", ONESHOT])
+            .output()
+            .expect("the docker CLI");
+        assert!(status.status.success(), "{ONESHOT} was removed: {}", String::from_utf8_lossy(&status.stderr));
+        assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "exited");
+    };
+    let run = fixable_around(Scenario::Zombies, None, create, survived);
+    let pruned: u32 = run.reports[0]
+        .steps
+        .iter()
+        .filter_map(|s| match s.outcome {
+            Outcome::Pruned { removed } => Some(removed),
+            _ => None,
+        })
+        .sum();
+    // The chaos zombies, and a helper of OpsGuard's that had just exited.
+    assert!(pruned >= opsguard::chaos::docker::ZOMBIES, "only {pruned} pruned");
 }
 
 #[test]

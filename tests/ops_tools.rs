@@ -1,4 +1,5 @@
-//! `opsguard postmortem`, `explain` and `replay` (issue #5, items 3 and 4):
+//! `opsguard postmortem`, `explain`, `replay` (issue #5, items 3 and 4) and
+//! `rules check` / `rules show` (issue #10, item 5):
 //! on incidents recorded on the simulated host, and through the CLI,
 //! including bad input (an unknown incident, a garbled audit line: a clear
 //! error and exit code 1, never a panic).
@@ -297,4 +298,40 @@ async fn replay_rebuilds_the_restart_budget_across_incidents() {
     let d = larger[3].first_difference().unwrap();
     assert_eq!(d.number, 1);
     assert!(matches!(d.today, Action::Restart { .. }), "{d:?}");
+}
+
+/// Issue 10, item 5: `rules check` validates a partial file over the
+/// defaults, and what `rules show` prints checks as the same rules.
+#[test]
+fn cli_rules_check_and_show_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("mine.toml");
+    std::fs::write(&mine, "# stricter\n[thresholds]\nzombie_max = 9\n").unwrap();
+    let m = mine.to_str().unwrap();
+    let (code, out, err) = opsguard(&["rules", "check", m]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with(&format!("{m}: ok: sets thresholds.zombie_max;")), "{out}");
+
+    let (code, shown, err) = opsguard(&["rules", "show", "--rules", m]);
+    assert_eq!(code, 0, "{err}");
+    assert!(shown.contains("zombie_max = 9") && shown.contains("web_disk_pct = 85.0"), "{shown}");
+    let again = dir.path().join("shown.toml");
+    std::fs::write(&again, &shown).unwrap();
+    let (code, out, err) = opsguard(&["rules", "check", again.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, reshown, _) = opsguard(&["rules", "show", "--rules", again.to_str().unwrap()]);
+    let body = |s: &str| s.lines().skip_while(|l| l.starts_with('#')).collect::<Vec<_>>().join("\n");
+    assert_eq!(body(&reshown), body(&shown));
+    let (code, defaults, _) = opsguard(&["rules", "show"]);
+    assert_eq!(code, 0);
+    assert_eq!(body(&defaults), body(&shown).replace("zombie_max = 9", "zombie_max = 5"));
+
+    std::fs::write(&mine, "[thresholds]\n\nzombie_max = \"nine\"\n").unwrap();
+    let (code, out, err) = opsguard(&["rules", "check", m]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(err.starts_with(&format!("{m}:3:14: field `thresholds.zombie_max`: ")), "{err}");
+    let (code, _, err) = opsguard(&["rules", "check", dir.path().join("none.toml").to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("none.toml"), "{err}");
 }

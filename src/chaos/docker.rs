@@ -9,7 +9,8 @@
 //! each action first passes [`DockerHost::inspect_in_scope`], the healing
 //! tools' check, then acts on the id it inspected, and a scenario whose
 //! target is out of scope is refused before anything is done. The zombies
-//! it creates carry the label too, with `opsguard.role=zombie`.
+//! it creates carry the label too, with `opsguard.role=zombie` and
+//! `opsguard.prune=true` (only such containers are pruned).
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -27,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::chaos::{Expected, Scenario};
 use crate::clock::{Clock, SystemClock};
 use crate::host::docker::{CommandOutput, DockerHost, ROLE_LABEL, labels_match, map_error};
-use crate::host::{Host, HostError, HostErrorKind};
+use crate::host::{Host, HostError, HostErrorKind, PRUNE_LABEL};
 use crate::model::{ContainerState, Timestamp};
 
 /// The lab's web container.
@@ -460,8 +461,12 @@ impl DockerChaos {
         self.remove_zombies().await?;
         let docker = self.host.client();
         let mut labels = HashMap::from([(ROLE_LABEL.to_string(), ZOMBIE_ROLE.to_string())]);
-        if let Some((k, v)) = self.host.scope_label().split_once('=') {
-            labels.insert(k.to_string(), v.to_string());
+        // In scope and marked prunable: what a batch job's leftovers carry
+        // when their owner lets OpsGuard clean them up.
+        for label in [self.host.scope_label(), PRUNE_LABEL] {
+            if let Some((k, v)) = label.split_once('=') {
+                labels.insert(k.to_string(), v.to_string());
+            }
         }
         // Create and start them all sleeping, then kill them all at once: the
         // host goes from 0 to n exited containers within a few milliseconds,

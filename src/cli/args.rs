@@ -48,6 +48,10 @@ pub enum Command {
     Man(ManArgs),
     /// Check the notification destinations of a notify file.
     Notify(NotifyArgs),
+    /// Check a rules file, or show the effective rules. A rules file names
+    /// only what it changes; the built-in defaults give the rest.
+    #[command(subcommand)]
+    Rules(RulesCommand),
 }
 
 // `opsguard man`.
@@ -122,6 +126,24 @@ pub struct CompletionsArgs {
     /// The shell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+// `opsguard rules`.
+#[derive(Subcommand)]
+pub enum RulesCommand {
+    /// Validate a rules file over the built-in defaults (exit 0 with a
+    /// summary; 1 with FILE:LINE:COL: field: what is wrong).
+    Check {
+        /// The rules file.
+        file: PathBuf,
+    },
+    /// Print the effective rules (a file over the built-in defaults) as a
+    /// complete rules file.
+    Show {
+        /// Rules file (default: the built-in rules alone).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
 }
 
 // `opsguard lab`.

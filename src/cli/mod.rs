@@ -14,6 +14,7 @@ pub mod notify;
 mod output;
 pub mod postmortem;
 pub mod replay;
+pub mod rules;
 pub mod watch;
 
 use std::path::Path;

@@ -95,7 +95,20 @@ pub struct ContainerSummary {
     pub labels: BTreeMap<String, String>,
 }
 
+/// The label that marks a container prunable once exited (issue #10): a
+/// prune removes an exited container only when it carries this label as
+/// well as the scope label, so a one-shot job that exited (a migration, a
+/// backup) is kept unless its owner said it may go.
+pub const PRUNE_LABEL: &str = "opsguard.prune=true";
+
 impl ContainerSummary {
+    /// Whether the container is an exited one a prune scoped by `scope`
+    /// may remove (a zombie): exited, with `scope` and [`PRUNE_LABEL`].
+    /// The watched services are kept apart by the caller.
+    pub fn prunable(&self, scope: &str) -> bool {
+        self.state == ContainerState::Exited && self.has_label(scope) && self.has_label(PRUNE_LABEL)
+    }
+
     /// Whether the container carries `key=value`.
     pub fn has_label(&self, label: &str) -> bool {
         match label.split_once('=') {
@@ -190,9 +203,10 @@ pub trait Host: Sync {
     async fn clean_logs(&self, container: &str, log_paths: &[String]) -> Result<CleanReport, HostError>;
     /// Restarts (or starts) the container.
     async fn restart(&self, container: &str) -> Result<(), HostError>;
-    /// Removes exited containers carrying `label` (`key=value`), except those
-    /// named in `protect` (the watched services), and nothing else; returns
-    /// their names.
+    /// Removes exited containers carrying both `label` (`key=value`) and
+    /// [`PRUNE_LABEL`], except those named in `protect` (the watched
+    /// services), and nothing else, keeping their volumes; returns their
+    /// names.
     async fn prune_exited(&self, label: &str, protect: &[ContainerName]) -> Result<Vec<ContainerName>, HostError>;
 }
 

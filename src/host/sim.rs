@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::clock::{Clock, SimClock};
 use crate::host::{
-    CleanReport, ContainerStatus, ContainerSummary, DiskUsage, Host, HostError, HostErrorKind, LogLine, is_under,
-    log_path_holding_data,
+    CleanReport, ContainerStatus, ContainerSummary, DiskUsage, Host, HostError, HostErrorKind, LogLine, PRUNE_LABEL,
+    is_under, log_path_holding_data,
 };
 use crate::model::{ContainerName, ContainerState, Health, Timestamp};
 
@@ -181,6 +181,33 @@ fn lab_labels(role: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// A container that ran at `now` and exited 0 at once.
+fn exited(id: String, labels: BTreeMap<String, String>, now: Timestamp) -> SimContainer {
+    SimContainer {
+        id,
+        role: Role::Other,
+        state: ContainerState::Exited,
+        health: Health::None,
+        exit_code: Some(0),
+        oom_killed: false,
+        labels,
+        logs: Vec::new(),
+        mounts: Vec::new(),
+        started_at: Some(now),
+        finished_at: Some(now),
+        pending_crash: None,
+    }
+}
+
+/// A chaos zombie's: in the lab's scope, and prunable.
+fn zombie_labels() -> BTreeMap<String, String> {
+    let mut labels = lab_labels("zombie");
+    if let Some((k, v)) = PRUNE_LABEL.split_once('=') {
+        labels.insert(k.to_string(), v.to_string());
+    }
+    labels
+}
+
 impl SimHost {
     /// The specification's lab, healthy: `web-prod` with a 2.5 GiB log disk
     /// and `db-prod` with a 4 GiB disk holding its data and its logs.
@@ -323,6 +350,14 @@ impl SimHost {
         self.world().start(container, now);
     }
 
+    /// Adds an exited one-shot container (a migration job that ran, say)
+    /// named `name`, with `labels` (`key=value` each), beside the lab's.
+    pub fn add_exited(&self, name: &str, labels: &[&str]) {
+        let now = self.clock.now();
+        let labels = labels.iter().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect();
+        self.world().containers.insert(name.to_string(), exited(format!("sim-{name}-{}", now.0), labels, now));
+    }
+
     /// Injects one of the specification's faults.
     pub fn inject(&self, fault: SimFault) {
         let now = self.clock.now();
@@ -335,23 +370,7 @@ impl SimHost {
             SimFault::Zombies(n) => {
                 for i in 0..n {
                     let name = format!("zombie-{}", w.containers.len() + i as usize);
-                    w.containers.insert(
-                        name,
-                        SimContainer {
-                            id: format!("sim-zombie-{i}-{}", now.0),
-                            role: Role::Other,
-                            state: ContainerState::Exited,
-                            health: Health::None,
-                            exit_code: Some(0),
-                            oom_killed: false,
-                            labels: lab_labels("zombie"),
-                            logs: Vec::new(),
-                            mounts: Vec::new(),
-                            started_at: Some(now),
-                            finished_at: Some(now),
-                            pending_crash: None,
-                        },
-                    );
+                    w.containers.insert(name, exited(format!("sim-zombie-{i}-{}", now.0), zombie_labels(), now));
                 }
             }
             SimFault::DbGarbageFlood => {
@@ -632,16 +651,16 @@ impl Host for SimHost {
         if w.knobs.prune_fails {
             return Err(HostError::new(HostErrorKind::Conflict, op, "a prune operation is already running"));
         }
-        let (k, v) = label
-            .split_once('=')
-            .ok_or_else(|| HostError::new(HostErrorKind::OutOfScope, "prune", "label must be key=value"))?;
+        if !label.contains('=') {
+            return Err(HostError::new(HostErrorKind::OutOfScope, "prune", "label must be key=value"));
+        }
         let doomed: Vec<String> = w
             .containers
             .iter()
             .filter(|(n, c)| {
-                c.state == ContainerState::Exited
-                    && c.labels.get(k).is_some_and(|x| x == v)
-                    && !protect.iter().any(|p| p.as_str() == n.as_str())
+                let summary =
+                    ContainerSummary { name: ContainerName::new(n), state: c.state, labels: c.labels.clone() };
+                summary.prunable(label) && !protect.iter().any(|p| p.as_str() == n.as_str())
             })
             .map(|(n, _)| n.clone())
             .collect();

@@ -55,10 +55,12 @@ pub struct Delays {
     /// on: a batch of containers exits over a second or more on a loaded
     /// host, and pruning half of them leaves the rest above the threshold,
     /// so the verification fails and a routine clean-up is escalated (seen
-    /// in CI). Zero acts at once.
+    /// in CI). Measured from the last container death heard of (each death
+    /// while it settles starts it again), or from the alarm when no death
+    /// was heard of; then the count is read once more. Zero acts at once.
     pub zombie_settle: Duration,
-    /// At most this many settle periods, so a host where containers keep
-    /// dying still gets its clean-up.
+    /// At most this many settle periods from the alarm, so a host where
+    /// containers keep dying still gets its clean-up.
     pub zombie_settle_rounds: u32,
     /// How long a container's death is held before it is checked, the
     /// later death of the same container replacing it: `docker restart`
@@ -165,6 +167,9 @@ struct Settling {
     rounds: u32,
     /// When to read again; `None` while a read is under way.
     due: Option<Timestamp>,
+    /// The latest a read may be put off to by deaths: however long
+    /// containers keep dying, the clean-up comes.
+    latest: Timestamp,
 }
 
 /// The scheduler of one watch. See the module doc.
@@ -182,6 +187,8 @@ pub struct Scheduler {
     settling: Option<Settling>,
     /// Deaths waiting to settle, by container: when each is due.
     deaths: BTreeMap<ContainerName, Timestamp>,
+    /// When the last container death was heard of.
+    last_death: Option<Timestamp>,
     finished: usize,
     draining: bool,
     out: VecDeque<Output>,
@@ -200,6 +207,7 @@ impl Scheduler {
             busy: BTreeSet::new(),
             settling: None,
             deaths: BTreeMap::new(),
+            last_death: None,
             finished: 0,
             draining: false,
             out: VecDeque::new(),
@@ -224,11 +232,25 @@ impl Scheduler {
                 if !self.draining {
                     // A later death of the same container replaces the earlier.
                     self.deaths.insert(container, at.plus_millis(millis(self.delays.death_settle)));
+                    self.last_death = Some(self.last_death.map_or(at, |d| d.max(at)));
+                    // The count is not holding still: read it once the
+                    // deaths have stopped for a settle period.
+                    let settle = millis(self.delays.zombie_settle);
+                    if let Some(s) = self.settling.as_mut()
+                        && let Some(due) = s.due
+                    {
+                        s.due = Some(due.max(at.plus_millis(settle)).min(s.latest));
+                    }
                 }
                 self.tick(at);
             }
             Input::Raised { at, alarm } => {
-                self.consider(alarm, at);
+                match self.settling.as_mut() {
+                    // A later count of the outbreak that is settling (another
+                    // death checked): the read that follows compares with it.
+                    Some(s) if s.alarm.kind == alarm.kind && s.alarm.container == alarm.container => s.alarm = alarm,
+                    _ => self.consider(alarm, at),
+                }
                 self.tick(at);
             }
             Input::Reread { at, reread } => {
@@ -314,8 +336,16 @@ impl Scheduler {
         }
         self.busy.insert(alarm.container.clone());
         if alarm.kind == AlarmKind::ZombieOutbreak && !self.delays.zombie_settle.is_zero() {
-            let due = Some(at.plus_millis(millis(self.delays.zombie_settle)));
-            self.settling = Some(Settling { alarm, rounds: 0, due });
+            let settle = millis(self.delays.zombie_settle);
+            let latest = at.plus_millis(settle.saturating_mul(u64::from(self.delays.zombie_settle_rounds.max(1))));
+            // Measured from the last death heard of, when one was: the
+            // count has held still since then. Without any (deaths found
+            // by a sweep, no event stream) a whole period from now.
+            let due = match self.last_death {
+                Some(d) => d.plus_millis(settle).max(at),
+                None => at.plus_millis(settle),
+            };
+            self.settling = Some(Settling { alarm, rounds: 0, due: Some(due), latest });
         } else {
             self.out.push_back(Output::Open(alarm));
         }
@@ -480,6 +510,62 @@ mod tests {
         assert_eq!(drain(&mut s), [Output::RereadZombies]);
         s.handle(Input::Reread { at: T0.plus_millis(2_200), reread: Reread::Raised(grown.clone()) });
         assert_eq!(drain(&mut s), [Output::Open(grown)]);
+    }
+
+    // Issue 12, item 3: the settle is measured from the last death heard
+    // of, a death while settling puts the read off (never past the cap),
+    // and the counts of the deaths checked meanwhile are what the read is
+    // compared with.
+    #[test]
+    fn an_outbreak_settles_from_its_last_death() {
+        let mut s = scheduler(WatchLimit::default());
+        s.handle(Input::Tick(T0));
+        drain(&mut s);
+        let scope = "zombie-scope";
+        for (i, dt) in [0u64, 40, 90].into_iter().enumerate() {
+            s.handle(Input::Died { at: T0.plus_millis(dt), container: ContainerName::new(&format!("z{i}")) });
+        }
+        s.handle(Input::Tick(T0.plus_millis(500)));
+        assert_eq!(drain(&mut s), [Output::CheckDeath(ContainerName::new("z0"))]);
+        s.handle(Input::Raised { at: T0.plus_millis(520), alarm: alarm(AlarmKind::ZombieOutbreak, scope, 6) });
+        assert_eq!(s.next_wake(), Some(T0.plus_millis(540)), "z1's check");
+        s.handle(Input::Tick(T0.plus_millis(590)));
+        assert_eq!(
+            drain(&mut s),
+            [Output::CheckDeath(ContainerName::new("z1")), Output::CheckDeath(ContainerName::new("z2"))]
+        );
+        let whole = alarm(AlarmKind::ZombieOutbreak, scope, 9);
+        s.handle(Input::Raised { at: T0.plus_millis(600), alarm: whole.clone() });
+        assert_eq!(s.next_wake(), Some(T0.plus_millis(1_090)), "a settle period after the last death");
+        s.handle(Input::Tick(T0.plus_millis(1_090)));
+        assert_eq!(drain(&mut s), [Output::RereadZombies]);
+        s.handle(Input::Reread { at: T0.plus_millis(1_100), reread: Reread::Raised(whole.clone()) });
+        assert_eq!(drain(&mut s), [Output::Open(whole)], "the count of the last check held still");
+    }
+
+    #[test]
+    fn deaths_while_settling_put_the_read_off_up_to_a_cap() {
+        let mut s = scheduler(WatchLimit::default());
+        s.handle(Input::Tick(T0));
+        drain(&mut s);
+        s.handle(Input::Swept { at: T0, alarms: vec![alarm(AlarmKind::ZombieOutbreak, "zombie-scope", 6)] });
+        assert_eq!(s.next_wake(), Some(T0.plus_millis(1_000)), "no death heard of: a whole period");
+        s.handle(Input::Died { at: T0.plus_millis(700), container: ContainerName::new("z") });
+        s.handle(Input::Tick(T0.plus_millis(1_000)));
+        assert_eq!(drain(&mut s), [], "still dying");
+        let cap = T0.plus_millis(10 * 1_000);
+        let mut at = T0.plus_millis(1_000);
+        while at < cap {
+            s.handle(Input::Died { at, container: ContainerName::new("z") });
+            at = at.plus_millis(900);
+            s.handle(Input::Tick(at.min(cap)));
+            let out = drain(&mut s);
+            if out.contains(&Output::RereadZombies) {
+                break;
+            }
+            assert!(out.iter().all(|o| matches!(o, Output::CheckDeath(_))), "{out:?}");
+        }
+        assert!(at >= cap, "read at {at:?}, before the cap");
     }
 
     #[test]

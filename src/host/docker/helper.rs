@@ -3,8 +3,10 @@
 //!
 //! A helper runs from the container's own image with `volumes_from` the
 //! target (the same volumes and binds, read-only when asked), no network,
-//! labelled with the scope label and `opsguard.role=helper`, and is removed
-//! afterwards whatever happened.
+//! labelled with the scope label, `opsguard.role=helper` and
+//! `opsguard.prune=true` (one left behind, say by a crash of OpsGuard, is
+//! then a zombie the next prune removes), and is removed afterwards
+//! whatever happened.
 
 use std::collections::HashMap;
 
@@ -16,7 +18,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use super::{CommandOutput, DockerHost, map_error, timed};
-use crate::host::{HostError, HostErrorKind, is_under};
+use crate::host::{HostError, HostErrorKind, PRUNE_LABEL, is_under};
 
 /// The label key marking what a container is for (`helper`, `zombie`, …).
 pub const ROLE_LABEL: &str = "opsguard.role";
@@ -26,8 +28,9 @@ pub const HELPER_ROLE: &str = "helper";
 impl DockerHost {
     /// Runs `cmd` in a short-lived helper container from `image` that mounts
     /// the volumes and binds of `volumes_from` (read-only when `read_only`),
-    /// with no network, labelled with the scope label and
-    /// `opsguard.role=helper`; removes it afterwards.
+    /// with no network, labelled with the scope label,
+    /// `opsguard.role=helper` and `opsguard.prune=true`; removes it
+    /// afterwards.
     pub async fn run_helper(
         &self,
         image: &str,
@@ -44,6 +47,9 @@ impl DockerHost {
             labels.insert(self.scope_label.clone(), String::new());
         }
         labels.insert(ROLE_LABEL.to_string(), HELPER_ROLE.to_string());
+        if let Some((k, v)) = PRUNE_LABEL.split_once('=') {
+            labels.insert(k.to_string(), v.to_string());
+        }
         for (k, v) in extra_labels {
             labels.insert(k.to_string(), v.to_string());
         }

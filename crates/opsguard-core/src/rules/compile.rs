@@ -7,33 +7,38 @@ use std::ops::Range;
 use std::path::Path;
 
 use regex::Regex;
+use serde::Deserialize as _;
 use toml::Spanned;
 
 use super::error::{RulesError, RulesErrorKind};
+use super::merge::{self, Layers, Merged};
 use super::schema::{RawPlan, RawRules, RawSignature, RawTarget};
 use super::{
-    DiagnosisActions, LogPattern, MAX_PLAN_STEPS, ObserverSettings, Plan, PlanStep, Plans, RestartBudget, Rules,
-    SERVER_SEVERITIES, Signature, Target, Thresholds, build_regex,
+    DEFAULT_RULES, DiagnosisActions, LogPattern, MAX_PLAN_STEPS, ObserverSettings, Plan, PlanStep, Plans,
+    RestartBudget, Rules, SERVER_SEVERITIES, Signature, Target, Thresholds, build_regex,
 };
 use crate::model::{AlarmKind, ChoiceSet, ContainerName, Diagnosis, LlmChoice, RootCause};
 use crate::safety::{self, RestartRefusal};
 
-/// Parses and validates rules text; `file` names it in errors.
-pub(super) fn parse(text: &str, file: &Path) -> Result<Rules, RulesError> {
-    let source = Source { text, file };
-    let raw: RawRules = toml::from_str(text).map_err(|e| {
-        let (line, column) = e.span().map(|s| source.line_col(s.start)).unzip();
-        let field = field_from_message(e.message()).or_else(|| e.span().and_then(|s| source.key_at(s.start)));
-        RulesError {
-            kind: RulesErrorKind::Syntax,
-            file: file.to_path_buf(),
-            line,
-            column,
-            field,
-            message: e.message().trim().to_string(),
-        }
-    })?;
-    source.compile(raw)
+/// Parses `text` laid over the built-in defaults ([`super::merge`]) and
+/// validates the result; `file` names `text` in errors.
+pub(super) fn parse(text: &str, file: &Path) -> Result<Compiled, RulesError> {
+    let layers = Layers { user: text };
+    let source = Source { text, file, layers };
+    let merged = merge::merge(text, DEFAULT_RULES).map_err(|e| source.toml_error(&e))?;
+    let Merged { doc, named } = merged;
+    let raw = RawRules::deserialize(toml::de::Deserializer::from(doc.clone())).map_err(|e| source.toml_error(&e))?;
+    let effective = toml::Table::deserialize(toml::de::Deserializer::from(doc)).map_err(|e| source.toml_error(&e))?;
+    Ok(Compiled { rules: source.compile(raw)?, effective, named })
+}
+
+/// Rules compiled from a file, with the document they came from.
+pub(super) struct Compiled {
+    pub(super) rules: Rules,
+    /// The effective document: the file over the defaults.
+    pub(super) effective: toml::Table,
+    /// The settings the file names, dotted.
+    pub(super) named: Vec<String>,
 }
 
 fn field_from_message(msg: &str) -> Option<String> {
@@ -47,6 +52,7 @@ fn field_from_message(msg: &str) -> Option<String> {
 struct Source<'a> {
     text: &'a str,
     file: &'a Path,
+    layers: Layers<'a>,
 }
 
 impl Source<'_> {
@@ -56,6 +62,22 @@ impl Source<'_> {
         let line = before.iter().filter(|b| **b == b'\n').count() + 1;
         let col = offset - before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
         (line, col)
+    }
+
+    /// A TOML error (syntax, unknown or missing key, wrong type) as a
+    /// rules error, at its place in the user's file.
+    fn toml_error(&self, e: &toml::de::Error) -> RulesError {
+        let at = e.span().and_then(|s| self.layers.in_user(&s));
+        let (line, column) = at.as_ref().map(|s| self.line_col(s.start)).unzip();
+        let field = field_from_message(e.message()).or_else(|| at.and_then(|s| self.key_at(s.start)));
+        RulesError {
+            kind: RulesErrorKind::Syntax,
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            field,
+            message: e.message().trim().to_string(),
+        }
     }
 
     /// The dotted key (`section.key`) written on the line holding `offset`,
@@ -80,16 +102,26 @@ impl Source<'_> {
         })
     }
 
+    /// An error at `span`. A span outside the user's file is a built-in
+    /// default the file left alone (a check across two settings, one of
+    /// them the file's): the error names the file and the field, without a
+    /// line, and says so.
     fn err(&self, kind: RulesErrorKind, span: Range<usize>, field: &str, message: String) -> RulesError {
-        let (line, column) = self.line_col(span.start);
-        RulesError {
-            kind,
-            file: self.file.to_path_buf(),
-            line: Some(line),
-            column: Some(column),
-            field: Some(field.to_string()),
-            message,
-        }
+        let (line, column, message) = match self.layers.in_user(&span) {
+            Some(s) => {
+                let (line, column) = self.line_col(s.start);
+                (Some(line), Some(column), message)
+            }
+            None => (None, None, format!("{message} (`{field}` is a built-in default this file does not set)")),
+        };
+        RulesError { kind, file: self.file.to_path_buf(), line, column, field: Some(field.to_string()), message }
+    }
+
+    /// Of two settings checked against each other, the one the user's file
+    /// sets (the first when it sets both or neither), for the error to
+    /// point at.
+    fn users<'s>(&self, a: (&'s str, Range<usize>), b: (&'s str, Range<usize>)) -> (&'s str, Range<usize>) {
+        if self.layers.in_user(&a.1).is_none() && self.layers.in_user(&b.1).is_some() { b } else { a }
     }
 
     fn pct(&self, v: &Spanned<f64>, field: &str) -> Result<f64, RulesError> {
@@ -147,10 +179,13 @@ impl Source<'_> {
         // that holds it (or PostgreSQL's default data root) could destroy data.
         let data: &[&str] = if section == "database" { &[disk.as_str()] } else { &[] };
         if let Some((p, d)) = safety::log_path_holding_data(raw.log_paths.get_ref(), data) {
+            let disk_field = format!("{section}.disk_path");
+            let (field, span) =
+                self.users((field.as_str(), raw.log_paths.span()), (disk_field.as_str(), raw.disk_path.span()));
             return Err(self.err(
                 RulesErrorKind::Invalid,
-                raw.log_paths.span(),
-                &field,
+                span,
+                field,
                 format!("{p:?} holds the database's data directory {d}: cleaning there could destroy data"),
             ));
         }
@@ -169,10 +204,14 @@ impl Source<'_> {
             zombie_max: self.int(&t.zombie_max, "thresholds.zombie_max", 0, 100_000)? as u32,
         };
         if thresholds.clean_success_pct > thresholds.web_disk_pct {
+            let (field, span) = self.users(
+                ("thresholds.clean_success_pct", t.clean_success_pct.span()),
+                ("thresholds.web_disk_pct", t.web_disk_pct.span()),
+            );
             return Err(self.err(
                 RulesErrorKind::Invalid,
-                t.clean_success_pct.span(),
-                "thresholds.clean_success_pct",
+                span,
+                field,
                 format!(
                     "{} is above web_disk_pct {}: a successful clean would leave the alarm raised",
                     thresholds.clean_success_pct, thresholds.web_disk_pct
@@ -189,10 +228,14 @@ impl Source<'_> {
             stable_checks: self.int(&o.stable_checks, "observer.stable_checks", 1, 100)? as u32,
         };
         if observer.rapid_interval_secs > observer.rapid_window_secs {
+            let (field, span) = self.users(
+                ("observer.rapid_interval_secs", o.rapid_interval_secs.span()),
+                ("observer.rapid_window_secs", o.rapid_window_secs.span()),
+            );
             return Err(self.err(
                 RulesErrorKind::Invalid,
-                o.rapid_interval_secs.span(),
-                "observer.rapid_interval_secs",
+                span,
+                field,
                 "rapid interval is longer than the rapid window".into(),
             ));
         }
@@ -211,17 +254,17 @@ impl Source<'_> {
             ));
         }
         let scope_label = label.clone();
+        let names = (raw.database.container.span(), raw.web.container.span());
         let web = self.target(raw.web, "web")?;
         let database = self.target(raw.database, "database")?;
         if web.container == database.container {
-            return Err(RulesError {
-                kind: RulesErrorKind::Invalid,
-                file: self.file.to_path_buf(),
-                line: None,
-                column: None,
-                field: Some("database.container".into()),
-                message: "web and database name the same container".into(),
-            });
+            let (field, span) = self.users(("database.container", names.0), ("web.container", names.1));
+            return Err(self.err(
+                RulesErrorKind::Invalid,
+                span,
+                field,
+                "web and database name the same container".into(),
+            ));
         }
 
         let server_line = self.server_line(&raw.server_log.line)?;

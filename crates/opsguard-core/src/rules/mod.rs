@@ -8,12 +8,18 @@
 //! before restart on a full disk, narrow log paths) are checked here and
 //! again in [`crate::engine`] by the same functions, whatever the rules say.
 //!
-//! `schema` is the file as written, `compile` turns it into [`Rules`], and
-//! `error` says what was wrong and where; this module holds the compiled
-//! types the engine reads.
+//! A rules file is partial: it names what it changes and the built-in
+//! defaults ([`DEFAULT_RULES`]) give the rest (`merge`: tables merge key by
+//! key, arrays replace as a whole). A complete file is a partial file that
+//! names everything.
+//!
+//! `schema` is the file as written, `merge` lays it over the defaults,
+//! `compile` turns the result into [`Rules`], and `error` says what was
+//! wrong and where; this module holds the compiled types the engine reads.
 
 mod compile;
 mod error;
+mod merge;
 mod schema;
 
 use std::fmt::Write as _;
@@ -273,7 +279,8 @@ pub struct Rules {
     pub restart_budget: RestartBudget,
     /// Step budget per incident.
     pub max_steps: u32,
-    /// Label (`key=value`) that scopes prunes.
+    /// Label (`key=value`) that scopes every change; a prune also needs
+    /// `opsguard.prune=true` on the container.
     pub scope_label: String,
     /// The web service.
     pub web: Target,
@@ -322,6 +329,60 @@ impl Default for DiagnosisActions {
     }
 }
 
+/// Rules from a file laid over the built-in defaults, with the document
+/// they came from: what `opsguard rules check` and `rules show` report.
+#[derive(Clone, Debug)]
+pub struct EffectiveRules {
+    /// The compiled rules.
+    pub rules: Rules,
+    /// The settings the file names, dotted (`thresholds.zombie_max`); an
+    /// array such as `plan` is one setting.
+    pub from_file: Vec<String>,
+    document: toml::Table,
+}
+
+/// The top-level sections, in the order the defaults write them.
+const SECTIONS: [&str; 11] = [
+    "thresholds",
+    "observer",
+    "restart_budget",
+    "limits",
+    "scope",
+    "web",
+    "database",
+    "server_log",
+    "signature",
+    "plan",
+    "llm_diagnosis",
+];
+
+impl EffectiveRules {
+    /// Lays `text` over the built-in defaults and validates the result, as
+    /// [`Rules::from_toml_str`] does.
+    pub fn from_toml_str(text: &str, file: &Path) -> Result<EffectiveRules, RulesError> {
+        let c = compile::parse(text, file)?;
+        Ok(EffectiveRules { rules: c.rules, from_file: c.named, document: c.effective })
+    }
+
+    /// The effective rules as a complete rules file, sections in the
+    /// defaults' order (keys within a section sorted); loaded again it gives
+    /// the same rules.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        let known = SECTIONS.iter().filter_map(|k| self.document.get_key_value(*k));
+        let others = self.document.iter().filter(|(k, _)| !SECTIONS.contains(&k.as_str()));
+        let mut out = String::new();
+        for (key, value) in known.chain(others) {
+            let mut one = toml::Table::new();
+            one.insert(key.clone(), value.clone());
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&toml::to_string(&one)?);
+        }
+        Ok(out)
+    }
+}
+
 /// The plans, one place per alarm kind, at its [`AlarmKind::index`] in an
 /// array sized by [`AlarmKind::ALL`] (a database crash once per cause): a
 /// new alarm kind has its place without a slot written by hand.
@@ -357,9 +418,10 @@ impl Rules {
         Rules::from_toml_str(DEFAULT_RULES, Path::new("<default rules>")).expect("the built-in default rules are valid")
     }
 
-    /// Parses and validates rules text; `file` names it in errors.
+    /// Parses rules text, lays it over the built-in defaults and validates
+    /// the result; `file` names the text in errors.
     pub fn from_toml_str(text: &str, file: &Path) -> Result<Rules, RulesError> {
-        compile::parse(text, file)
+        compile::parse(text, file).map(|c| c.rules)
     }
 
     /// The plan for an alarm, if the rules have one.
@@ -584,11 +646,165 @@ mod tests {
         assert!(load(&text).is_ok());
     }
 
+    // Issue 10, item 5: a file without a section takes the defaults' one.
     #[test]
-    fn missing_section_is_a_syntax_error() {
+    fn a_missing_section_comes_from_the_defaults() {
         let text = DEFAULT_RULES.replace("[limits]\nmax_steps = 12", "");
-        let e = load(&text).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("limits"));
+        assert_eq!(load(&text).unwrap().max_steps, 12);
+    }
+
+    fn effective(text: &str) -> EffectiveRules {
+        EffectiveRules::from_toml_str(text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The defaults as `rules show` prints them, with the setting at `path`
+    /// (dotted through tables) replaced by its value in `file`.
+    fn defaults_with(file: &str, path: &[&str]) -> String {
+        let file: toml::Table = toml::from_str(file).unwrap();
+        let mut document = effective(DEFAULT_RULES).document;
+        let (last, tables) = path.split_last().unwrap();
+        let (mut from, mut to) = (&file, &mut document);
+        for k in tables {
+            from = from[*k].as_table().unwrap();
+            to = to.get_mut(*k).unwrap().as_table_mut().unwrap();
+        }
+        to.insert(last.to_string(), from[*last].clone());
+        EffectiveRules { rules: Rules::default_rules(), from_file: Vec::new(), document }.to_toml().unwrap()
+    }
+
+    // Issue 10, item 5: a user file overrides only what it names.
+    #[test]
+    fn a_partial_file_changes_one_threshold_and_nothing_else() {
+        let text = "# only this\n[thresholds]\nzombie_max = 9\n";
+        let e = effective(text);
+        let d = Rules::default_rules();
+        assert_eq!(e.rules.thresholds, Thresholds { zombie_max: 9, ..d.thresholds });
+        assert_eq!(e.from_file, ["thresholds.zombie_max"]);
+        assert_eq!(e.to_toml().unwrap(), defaults_with(text, &["thresholds", "zombie_max"]));
+        assert_eq!((e.rules.observer, e.rules.restart_budget, e.rules.max_steps), (d.observer, d.restart_budget, 12));
+        assert_eq!((&e.rules.scope_label, &e.rules.web, &e.rules.database), (&d.scope_label, &d.web, &d.database));
+        assert_eq!(e.rules.server_line.as_str(), d.server_line.as_str());
+        let described = |r: &Rules| r.signatures.iter().map(|s| (s.cause, s.describe())).collect::<Vec<_>>();
+        assert_eq!(described(&e.rules), described(&d));
+        for kind in AlarmKind::ALL {
+            assert_eq!(e.rules.plan(kind), d.plan(kind), "{kind}");
+        }
+        assert_eq!(e.rules.llm_diagnosis, d.llm_diagnosis);
+    }
+
+    #[test]
+    fn an_empty_file_is_the_defaults() {
+        let defaults = effective(DEFAULT_RULES).to_toml().unwrap();
+        for empty in ["", "\n\n", "# nothing to change\n"] {
+            let e = effective(empty);
+            assert!(e.from_file.is_empty(), "{:?}", e.from_file);
+            assert_eq!(e.to_toml().unwrap(), defaults);
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_partial_file_names_its_line() {
+        let text = "# mine\n[observer]\ninterval_secs = 10\nrapid_intervall_secs = 1\n";
+        let e = load(text).unwrap_err();
+        assert_eq!(
+            (&e.kind, e.line, e.field.as_deref()),
+            (&RulesErrorKind::Syntax, Some(4), Some("rapid_intervall_secs"))
+        );
+        assert!(e.to_string().starts_with("test.toml:4:1: "), "{e}");
+        let e = load("\n[thresholdz]\nzombie_max = 1\n").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (Some(2), Some("thresholdz")), "{e}");
+        let e = load("[[plan]]\nalarm = \"ZOMBIE_OUTBREAK\"\nsteps = [\"prune_containers\", \"verify\"]\nstep = 1\n")
+            .unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (Some(4), Some("step")), "{e}");
+    }
+
+    #[test]
+    fn a_type_error_in_a_partial_file_names_its_line() {
+        let e = load("[restart_budget]\n\nmax_restarts = \"three\"\n").unwrap_err();
+        assert_eq!((&e.kind, e.line), (&RulesErrorKind::Syntax, Some(3)), "{e}");
+        assert_eq!(e.field.as_deref(), Some("restart_budget.max_restarts"));
+        let e = load("\nthresholds = 5\n").unwrap_err();
+        assert_eq!((&e.kind, e.line), (&RulesErrorKind::Syntax, Some(2)), "{e}");
+        let e = load("[web]\nlog_paths = \"/var/log/nginx\"\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn a_check_across_settings_points_at_the_files_one() {
+        let e = load("[thresholds]\nweb_disk_pct = 70.0\n").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (Some(2), Some("thresholds.web_disk_pct")), "{e}");
+        let e = load("[web]\ncontainer = \"db-prod\"\n").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (Some(2), Some("web.container")), "{e}");
+        let e = load("[database]\ndisk_path = \"/var/log/pg\"\n").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (Some(2), Some("database.disk_path")), "{e}");
+        assert!(e.message.contains("data directory"), "{e}");
+    }
+
+    #[test]
+    fn arrays_replace_as_a_whole() {
+        let e = effective("[[signature]]\ncause = \"oom_kill\"\nexit_code = 137\noom_killed = true\n");
+        assert_eq!(e.rules.signatures.iter().map(|s| s.cause).collect::<Vec<_>>(), [RootCause::OomKill]);
+        assert_eq!(e.from_file, ["signature"]);
+        // Plans that consult no LLM: the defaults' [llm_diagnosis] stays out,
+        // and one the file writes itself is still refused.
+        let plans = "[[plan]]\nalarm = \"ZOMBIE_OUTBREAK\"\nsteps = [\"prune_containers\", \"verify\"]\n";
+        let e = effective(plans);
+        assert!(e.rules.plan(AlarmKind::WebLogSaturation).is_none());
+        assert_eq!(e.rules.llm_diagnosis, DiagnosisActions::ESCALATE_ALL);
+        assert!(!e.to_toml().unwrap().contains("llm_diagnosis"));
+        let e = load(&format!("{plans}[llm_diagnosis]\nunclear = \"escalate\"\n")).unwrap_err();
+        assert!(e.message.contains("without a plan that consults"), "{e}");
+    }
+
+    /// Every top-level section: as the defaults write it, alone in a file,
+    /// it changes nothing; with one setting changed, it changes exactly
+    /// that setting.
+    #[test]
+    fn each_section_alone_overrides_only_itself() {
+        let cases: [(&str, &[&str]); 11] = [
+            ("[thresholds]\nzombie_max = 9\n", &["thresholds", "zombie_max"]),
+            ("[observer]\ninterval_secs = 10\n", &["observer", "interval_secs"]),
+            ("[restart_budget]\nmax_restarts = 1\n", &["restart_budget", "max_restarts"]),
+            ("[limits]\nmax_steps = 20\n", &["limits", "max_steps"]),
+            ("[scope]\nlabel = \"team=ops\"\n", &["scope", "label"]),
+            ("[web]\ncontainer = \"nginx-1\"\n", &["web", "container"]),
+            ("[database]\nlog_paths = [\"/var/log/postgresql\"]\n", &["database", "log_paths"]),
+            ("[server_log]\nline = '^(?P<severity>[A-Z]+):  (?P<message>.*)$'\n", &["server_log", "line"]),
+            ("[[signature]]\ncause = \"oom_kill\"\nexit_code = 137\noom_killed = true\n", &["signature"]),
+            (
+                "[[plan]]\nalarm = \"DB_CRASH\"\ncause = \"unknown\"\nsteps = [\"consult_llm\"]\nllm_choices = [\"escalate\"]\n",
+                &["plan"],
+            ),
+            ("[llm_diagnosis]\nkilled-once = \"escalate\"\n", &["llm_diagnosis", "killed-once"]),
+        ];
+        let defaults = effective(DEFAULT_RULES);
+        let shown = defaults.to_toml().unwrap();
+        let mut sections: Vec<&str> = defaults.document.keys().map(String::as_str).collect();
+        let mut covered: Vec<&str> = cases.iter().map(|(_, path)| path[0]).collect();
+        assert_eq!(covered, SECTIONS);
+        sections.sort_unstable();
+        covered.sort_unstable();
+        assert_eq!(sections, covered, "a section of the defaults without a case here");
+        for (file, path) in cases {
+            let section = path[0];
+            let mut alone = toml::Table::new();
+            alone.insert(section.to_string(), defaults.document[section].clone());
+            let alone = toml::to_string(&alone).unwrap();
+            assert_eq!(effective(&alone).to_toml().unwrap(), shown, "{section} as the defaults write it");
+            let e = effective(file);
+            assert_eq!(e.to_toml().unwrap(), defaults_with(file, path), "{file}");
+            assert_eq!(e.from_file, [path.join(".")]);
+        }
+    }
+
+    #[test]
+    fn the_effective_rules_load_back_as_themselves() {
+        for text in ["", DEFAULT_RULES, "[thresholds]\nzombie_max = 9\n", "[web]\nlog_paths = ['/srv/log']\n"] {
+            let shown = effective(text).to_toml().unwrap();
+            let again = effective(&shown);
+            assert_eq!(again.to_toml().unwrap(), shown, "{text}");
+            assert_eq!(again.rules.web, effective(text).rules.web);
+        }
     }
 
     #[test]
