@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The end-to-end, real-model and browser tests need the lab, a local model
-# or Chromium. They must never read as passed when they did not run:
+# The end-to-end, real-model, browser and Alertmanager tests need the lab, a
+# local model, Chromium or Alertmanager. They must never read as passed when they did not run:
 #   - a plain `cargo test` lists every one of them as ignored;
 #   - run with --include-ignored but without their variable, every one of
 #     them fails and says which variable is missing.
@@ -20,7 +20,7 @@ check() {
         say "FAIL: tests/$bin.rs: $ignored of $all tests are #[ignore]d (all must be)"
         return 1
     fi
-    if out=$(env -u OPSGUARD_E2E -u OPSGUARD_BROWSER -u OPSGUARD_LLM_URL \
+    if out=$(env -u OPSGUARD_E2E -u OPSGUARD_BROWSER -u OPSGUARD_LLM_URL -u OPSGUARD_ALERTMANAGER_URL \
         cargo test --locked -q --test "$bin" -- --include-ignored --test-threads=1 2>&1); then
         say "FAIL: tests/$bin.rs passed without $var:"
         tail -n 5 <<<"$out" >&2
@@ -43,3 +43,4 @@ check clean_logs_docker OPSGUARD_E2E
 check e2e_service OPSGUARD_E2E
 check browser OPSGUARD_BROWSER
 check llm_real_model OPSGUARD_LLM_URL
+check notify_alertmanager OPSGUARD_ALERTMANAGER_URL

@@ -11,6 +11,9 @@
 #     notify socket; the systemd unit and compose file verified;
 #   - the real-model LLM test against a local llama.cpp server with
 #     SmolLM2-135M from PyPI (OPSGUARD_LLM_URL), stopped afterwards;
+#   - notifications against Debian's prometheus-alertmanager, installed if
+#     missing and started on loopback by scripts/alertmanager.sh
+#     (OPSGUARD_ALERTMANAGER_URL), stopped afterwards;
 #   - the web console in headless Chromium (tests/browser.rs), with
 #     Debian's chromium and chromium-driver, installed if missing
 #     (OPSGUARD_BROWSER=1: a browser that does not start is a failure).
@@ -27,8 +30,9 @@ export PROPTEST_CASES="${PROPTEST_CASES:-10000}"
 
 cleanup() {
     local rc=$?
-    say "stopping the model server and tearing the lab down"
+    say "stopping the model server and Alertmanager, tearing the lab down"
     bash llm/stop.sh >/dev/null 2>&1 || true
+    bash scripts/alertmanager.sh stop >/dev/null 2>&1 || true
     bash lab/down.sh >/dev/null 2>&1 || true
     say "finished in $(( $(date +%s) - T0 ))s (exit $rc)"
     exit "$rc"
@@ -60,8 +64,19 @@ case "$OPSGUARD_LLM_URL" in
 esac
 export OPSGUARD_LLM_URL OPSGUARD_E2E=1
 
+say "starting Alertmanager for the notification test"
+OPSGUARD_ALERTMANAGER_URL="$(bash scripts/alertmanager.sh start)"
+case "$OPSGUARD_ALERTMANAGER_URL" in
+    http://127.0.0.1:*) ;;
+    *) say "refusing a non-loopback Alertmanager URL: $OPSGUARD_ALERTMANAGER_URL"; exit 1 ;;
+esac
+export OPSGUARD_ALERTMANAGER_URL
+
 say "running the tests"
 cargo test --all-targets --locked
 cargo test --doc --locked
-say "running the end-to-end, real-model and browser tests"
-cargo test --locked --test e2e --test e2e_service --test clean_logs_docker --test browser --test llm_real_model -- --include-ignored --test-threads=1
+say "the agent as --no-default-features builds it: no lab or chaos command"
+cargo test --locked --no-default-features --test cli_docs
+say "running the end-to-end, real-model, browser and Alertmanager tests"
+cargo test --locked --test e2e --test e2e_service --test clean_logs_docker --test browser --test llm_real_model \
+    --test notify_alertmanager -- --include-ignored --test-threads=1

@@ -34,6 +34,10 @@ pub use opsguard_core::audit::*;
 /// A callback that sees every record as it is written (live timelines).
 pub type Tap = Box<dyn Fn(&AuditRecord) + Send + Sync>;
 
+/// A callback told when writes to the audit file start failing (`Err`
+/// with the error, at `ts`) and when they succeed again (`Ok`).
+pub type WriteWatch = Box<dyn Fn(Timestamp, Result<(), String>) + Send + Sync>;
+
 /// Where a file log's bytes go: the audit file, or in tests a writer that
 /// fails like a full disk.
 trait Sink: Write + Send {
@@ -150,6 +154,7 @@ struct Inner {
     file: Option<FileSink>,
     memory: Option<Vec<AuditRecord>>,
     taps: Vec<Tap>,
+    watches: Vec<WriteWatch>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -199,12 +204,18 @@ impl AuditLog {
             file: Some(FileSink { path: path.to_path_buf(), out, mid_line, lost: 0 }),
             memory: None,
             taps: Vec::new(),
+            watches: Vec::new(),
         })))
     }
 
     /// Keeps records in memory only.
     pub fn in_memory() -> AuditLog {
-        AuditLog(Arc::new(Mutex::new(Inner { file: None, memory: Some(Vec::new()), taps: Vec::new() })))
+        AuditLog(Arc::new(Mutex::new(Inner {
+            file: None,
+            memory: Some(Vec::new()),
+            taps: Vec::new(),
+            watches: Vec::new(),
+        })))
     }
 
     /// Also keeps the records in memory (a file log read back by [`AuditLog::records`]).
@@ -215,13 +226,21 @@ impl AuditLog {
 
     /// Keeps records nowhere (benchmarks).
     pub fn discard() -> AuditLog {
-        AuditLog(Arc::new(Mutex::new(Inner { file: None, memory: None, taps: Vec::new() })))
+        AuditLog(Arc::new(Mutex::new(Inner { file: None, memory: None, taps: Vec::new(), watches: Vec::new() })))
     }
 
     /// Also calls `tap` with every record, after the taps added before it
     /// (the terminal timeline, the web console and the metrics each add one).
     pub fn with_tap(self, tap: impl Fn(&AuditRecord) + Send + Sync + 'static) -> AuditLog {
         self.lock().taps.push(Box::new(tap));
+        self
+    }
+
+    /// Also tells `watch` when writes to the file start failing and when
+    /// they work again (once per failure streak, like the stderr warning):
+    /// the notifier's "audit log failing" degradation.
+    pub fn with_write_watch(self, watch: impl Fn(Timestamp, Result<(), String>) + Send + Sync + 'static) -> AuditLog {
+        self.lock().watches.push(Box::new(watch));
         self
     }
 
@@ -244,10 +263,21 @@ impl AuditLog {
         for tap in &inner.taps {
             tap(&rec);
         }
+        let was_failing = inner.file.as_ref().is_some_and(|f| f.lost > 0);
         let written = match &mut inner.file {
             Some(sink) => sink.write(&rec),
             None => Ok(()),
         };
+        let change = match (&written, was_failing) {
+            (Err(e), false) => Some(Err(e.to_string())),
+            (Ok(()), true) => Some(Ok(())),
+            _ => None,
+        };
+        if let Some(change) = change {
+            for watch in &inner.watches {
+                watch(ts, change.clone());
+            }
+        }
         if let Some(mem) = &mut inner.memory {
             mem.push(rec);
         }
@@ -529,6 +559,25 @@ mod tests {
         disk.room.store(usize::MAX, Ordering::SeqCst);
         metrics::with_local_recorder(&recorder, || log.record(1, Timestamp(9), decided()).unwrap());
         assert!(handle.render().contains("opsguard_audit_failing 0"));
+    }
+
+    #[test]
+    fn a_write_watch_hears_the_first_failure_and_the_recovery_only() {
+        use std::sync::atomic::Ordering;
+        let disk = FullDisk::default();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let ear = heard.clone();
+        let log = AuditLog::to_sink(Path::new("audit.jsonl"), Box::new(disk.clone()), false).with_write_watch(
+            move |ts, change| ear.lock().unwrap().push((ts.0, change.map_err(|e| e.contains("audit.jsonl")))),
+        );
+        let decided = || AuditEvent::Decided { action: Action::PruneContainers };
+        for t in 1..=3 {
+            assert!(log.record(1, Timestamp(t), decided()).is_err());
+        }
+        disk.room.store(usize::MAX, Ordering::SeqCst);
+        log.record(1, Timestamp(4), decided()).unwrap();
+        log.record(1, Timestamp(5), decided()).unwrap();
+        assert_eq!(*heard.lock().unwrap(), vec![(1, Err(true)), (4, Ok(()))]);
     }
 
     #[test]

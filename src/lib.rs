@@ -55,6 +55,7 @@ pub mod host;
 pub mod incident;
 pub mod instance;
 pub mod llm;
+pub mod notify;
 pub mod observer;
 pub mod progress;
 pub mod rules;

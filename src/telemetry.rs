@@ -31,6 +31,12 @@ pub const INCIDENTS_OPEN: &str = "opsguard_incidents_open";
 pub const ACTIONS: &str = "opsguard_actions_total";
 /// `opsguard_approvals_total{answer}`: answers to approval requests.
 pub const APPROVALS: &str = "opsguard_approvals_total";
+/// `opsguard_approvals_pending`: approval requests waiting for a human on
+/// the web console.
+pub const APPROVALS_PENDING: &str = "opsguard_approvals_pending";
+/// `opsguard_approval_oldest_pending_seconds`: how long the oldest of
+/// them has waited (0 when none waits).
+pub const APPROVAL_OLDEST_PENDING: &str = "opsguard_approval_oldest_pending_seconds";
 /// `opsguard_time_to_detect_seconds{kind}`: from the fault (a crashed
 /// container's exit) to its alarm; only where the host tells the fault time.
 pub const TIME_TO_DETECT: &str = "opsguard_time_to_detect_seconds";
@@ -44,6 +50,14 @@ pub const AUDIT_WRITE_FAILURES: &str = "opsguard_audit_write_failures_total";
 /// `opsguard_audit_failing`: 1 while audit writes are failing, else 0.
 pub const AUDIT_FAILING: &str = "opsguard_audit_failing";
 
+/// `opsguard_notifications_total{destination, result}`: notifications a
+/// destination accepted (`sent`) or that were given up on after every try
+/// (`failed`).
+pub const NOTIFICATIONS: &str = "opsguard_notifications_total";
+/// `opsguard_notifications_dropped_total{destination}`: notifications
+/// dropped because the destination's queue was full.
+pub const NOTIFICATIONS_DROPPED: &str = "opsguard_notifications_dropped_total";
+
 /// Histogram buckets, in seconds, for the two time histograms: detection
 /// is sub-second to a sweep (30 s); resolution spans a prune (seconds) to
 /// a restart waiting for a human (minutes).
@@ -55,13 +69,22 @@ pub const TIME_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30
 pub fn describe() {
     gauge!(INCIDENTS_OPEN).set(0.0);
     gauge!(AUDIT_FAILING).set(0.0);
+    approvals_pending(0, 0.0);
     describe_counter!(ALARMS, "Alarms that opened an incident, by alarm code.");
     describe_counter!(INCIDENTS, "Incidents ended, by outcome (resolved or the stop reason) and root cause.");
     describe_gauge!(INCIDENTS_OPEN, "Incidents under way.");
     describe_counter!(ACTIONS, "Actions carried out, by tool name and result.");
     describe_counter!(APPROVALS, "Answers to approval requests: approved, rejected or no_answer.");
     describe_counter!(AUDIT_WRITE_FAILURES, "Audit records the audit file missed; healing went on without them.");
+    describe_gauge!(APPROVALS_PENDING, "Approval requests waiting for a human on the web console.");
+    describe_gauge!(
+        APPROVAL_OLDEST_PENDING,
+        Unit::Seconds,
+        "How long the oldest approval request still pending has waited (0 when none)."
+    );
     describe_gauge!(AUDIT_FAILING, "1 while writes to the audit log are failing.");
+    describe_counter!(NOTIFICATIONS, "Notifications by destination and result: sent, or failed after every try.");
+    describe_counter!(NOTIFICATIONS_DROPPED, "Notifications dropped because the destination's queue was full.");
     describe_histogram!(TIME_TO_DETECT, Unit::Seconds, "Time from a container's crash to its alarm.");
     describe_histogram!(TIME_TO_RESOLVE, Unit::Seconds, "Time from the fault (or alarm) to verified resolution.");
 }
@@ -112,6 +135,12 @@ pub fn audit_tap() -> impl Fn(&AuditRecord) + Send + Sync + 'static {
             | AuditEvent::Checked { .. } => {}
         }
     }
+}
+
+/// `count` approval requests are waiting, the oldest for `oldest_secs`.
+pub fn approvals_pending(count: usize, oldest_secs: f64) {
+    gauge!(APPROVALS_PENDING).set(count as f64);
+    gauge!(APPROVAL_OLDEST_PENDING).set(oldest_secs);
 }
 
 /// An incident opened for `alarm`.

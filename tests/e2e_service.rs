@@ -24,6 +24,9 @@ static LAB: Mutex<()> = Mutex::new(());
 
 const METRICS: &str = "127.0.0.1:9464";
 const AGENT: &str = "opsguard";
+/// The agent's console, as docker-compose.yml has it listen.
+const CONSOLE: &str = "http://127.0.0.1:8090";
+const TOKEN: &str = "e2e-service-token";
 
 fn lab_lock() -> std::sync::MutexGuard<'static, ()> {
     assert!(
@@ -56,7 +59,7 @@ fn compose(args: &str) -> String {
         .arg("-c")
         .arg(format!(". lab/lib.sh && compose --profile agent {args}"))
         .current_dir(repo())
-        .env("OPSGUARD_CONSOLE_TOKEN", "e2e-service-token")
+        .env("OPSGUARD_CONSOLE_TOKEN", TOKEN)
         .env("OPSGUARD_APPROVE", "web"))
 }
 
@@ -139,6 +142,17 @@ async fn chaos() -> DockerChaos {
     DockerChaos::new(host, None, Some(repo().join("lab")))
 }
 
+/// `opsguard approvals ARGS` against the agent's console; its stdout.
+fn approvals_cli(args: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsguard"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("OPSGUARD_") {
+            cmd.env_remove(k);
+        }
+    }
+    run(cmd.arg("approvals").args(args).env("OPSGUARD_CONSOLE_URL", CONSOLE).env("OPSGUARD_CONSOLE_TOKEN", TOKEN))
+}
+
 fn approvals_requested(audit: &[AuditRecord]) -> Vec<u64> {
     audit.iter().filter(|r| matches!(r.event, AuditEvent::ApprovalRequested { .. })).map(|r| r.incident).collect()
 }
@@ -148,7 +162,8 @@ fn approvals_requested(audit: &[AuditRecord]) -> Vec<u64> {
 /// SIGKILL's 137), the audit log records the approval unanswered and the
 /// incident interrupted, nothing was restarted; the agent started again
 /// picks the crashed database up again and asks again, still without
-/// restarting it unasked.
+/// restarting it unasked; approved with `opsguard approvals approve`, it
+/// restarts the database once and the incident resolves.
 #[test]
 #[ignore = "needs the lab: OPSGUARD_E2E=1, as root (scripts/test.sh runs it)"]
 fn e2e_agent_container_stops_gracefully_with_an_approval_pending_and_carries_on() {
@@ -221,6 +236,26 @@ fn e2e_agent_container_stops_gracefully_with_an_approval_pending_and_carries_on(
         .await;
         let again = chaos.host().inspect(DB).await.expect("inspect db-prod");
         assert_eq!((again.state, again.started_at), (crashed.state, crashed.started_at), "db-prod was restarted unasked");
+
+        // Answered from the command line, through the console's JSON API.
+        let listed = approvals_cli(&["list", "--json"]);
+        let list: serde_json::Value = serde_json::from_str(&listed).unwrap_or_else(|e| panic!("{e}: {listed}"));
+        let pending = list["approvals"].as_array().expect("approvals");
+        assert_eq!(pending.len(), 1, "{listed}");
+        assert_eq!(pending[0]["container"], DB, "{listed}");
+        let id = pending[0]["id"].as_u64().expect("id").to_string();
+        approvals_cli(&["approve", &id, "--approver", "e2e"]);
+        wait_for("the approved restart resolves the incident", Duration::from_secs(180), || async {
+            agent_audit(dir.path()).iter().any(|r| {
+                matches!(r.event, AuditEvent::IncidentClosed { resolution: Resolution::Resolved, .. })
+            })
+        })
+        .await;
+        let audit = agent_audit(dir.path());
+        let restarts =
+            audit.iter().filter(|r| matches!(r.event, AuditEvent::Executed { outcome: Outcome::Restarted, .. })).count();
+        assert_eq!(restarts, 1, "one restart, the approved one: {audit:#?}");
+        assert_eq!(chaos.host().inspect(DB).await.expect("inspect db-prod").state, ContainerState::Running);
         docker(&["stop", "--time", "10", AGENT]);
     });
 }

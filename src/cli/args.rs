@@ -23,8 +23,10 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Start or stop the Docker lab.
+    #[cfg(feature = "lab")]
     Lab(LabArgs),
     /// Inject a fault into the lab, or reset it.
+    #[cfg(feature = "lab")]
     Chaos(ChaosArgs),
     /// Watch the Docker host and respond to incidents.
     Watch(WatchArgs),
@@ -36,9 +38,94 @@ pub enum Command {
     /// Run recorded incidents through today's rules and show where they
     /// would decide differently (exit 0: the same, 3: different, 1: error).
     Replay(ReplayArgs),
+    /// List, approve or reject the approval requests waiting on a running
+    /// `watch --approve web`, through its console's JSON API.
+    Approvals(ApprovalsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on standard output, or write one page per
+    /// command into a directory.
+    Man(ManArgs),
+    /// Check the notification destinations of a notify file.
+    Notify(NotifyArgs),
+}
+
+// `opsguard man`.
+#[derive(clap::Args)]
+pub struct ManArgs {
+    /// Write opsguard.1 and a page per command (opsguard-watch.1, …) here
+    /// instead of printing opsguard.1.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+// `opsguard approvals`.
+#[derive(clap::Args)]
+pub struct ApprovalsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ApprovalsAction,
+    /// The console's URL, as `watch --approve web` announced it.
+    #[arg(long, global = true, env = "OPSGUARD_CONSOLE_URL", default_value = "http://127.0.0.1:8990")]
+    pub url: String,
+    /// The console's token (else the OPSGUARD_CONSOLE_TOKEN environment
+    /// variable, which `ps` does not show; else the token file).
+    #[arg(long, global = true, env = "OPSGUARD_CONSOLE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// With no token given: the file `watch` wrote its generated token to.
+    #[arg(long, global = true, env = "OPSGUARD_TOKEN_FILE", default_value = "opsguard-console.token")]
+    pub token_file: PathBuf,
+    /// Trust this CA certificate (PEM) for a console served over TLS with
+    /// a certificate the system does not know (a self-signed one).
+    #[arg(long, global = true, env = "OPSGUARD_CONSOLE_CA", value_name = "PEM")]
+    pub cacert: Option<PathBuf>,
+    /// Send the token over plain HTTP to a console that is not on
+    /// loopback (it then crosses the network in the clear).
+    #[arg(long, global = true)]
+    pub insecure_http: bool,
+    /// Seconds to wait for the console.
+    #[arg(long, global = true, default_value_t = 30)]
+    pub http_timeout: u64,
+}
+
+#[derive(Subcommand)]
+pub enum ApprovalsAction {
+    /// The requests waiting for a human, with their evidence.
+    List {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve request ID (its current digest is fetched first, unless
+    /// `--digest` names the one you reviewed).
+    Approve(AnswerArgs),
+    /// Reject request ID.
+    Reject(AnswerArgs),
+}
+
+#[derive(clap::Args)]
+pub struct AnswerArgs {
+    /// The request id, as `approvals list` shows it.
+    pub id: u64,
+    /// The digest of the request as you reviewed it: refused if the
+    /// action or its evidence changed since.
+    #[arg(long)]
+    pub digest: Option<String>,
+    /// Your name, recorded with the answer (default: $USER).
+    #[arg(long, env = "OPSGUARD_APPROVER")]
+    pub approver: Option<String>,
+}
+
+// `opsguard completions`.
+#[derive(clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 // `opsguard lab`.
+#[cfg(feature = "lab")]
 #[derive(clap::Args)]
 pub struct LabArgs {
     /// `up` or `down`.
@@ -50,6 +137,7 @@ pub struct LabArgs {
 }
 
 // `opsguard chaos`.
+#[cfg(feature = "lab")]
 #[derive(clap::Args)]
 pub struct ChaosArgs {
     /// A scenario (`web-disk-fill`, `zombies`, `db-garbage-flood`,
@@ -145,6 +233,10 @@ pub struct WatchArgs {
     /// be done (exit code 0 whatever was decided).
     #[arg(long, env = "OPSGUARD_SHADOW")]
     pub shadow: bool,
+    /// Notify humans (webhook, Slack, Alertmanager) as this file's
+    /// `[[notify]]` tables say; validated before the watch starts.
+    #[arg(long, env = "OPSGUARD_NOTIFY", value_name = "FILE")]
+    pub notify: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -218,6 +310,24 @@ pub struct ReplayArgs {
     pub rules: Option<PathBuf>,
 }
 
+// `opsguard notify`.
+#[derive(clap::Args)]
+pub struct NotifyArgs {
+    #[command(subcommand)]
+    pub command: NotifyCommand,
+}
+
+#[derive(Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test notification to every destination and say how each
+    /// went (exit 1 if any failed).
+    Test {
+        /// The notify file.
+        #[arg(long, env = "OPSGUARD_NOTIFY", value_name = "FILE")]
+        notify: PathBuf,
+    },
+}
+
 /// `--alarm`'s choices, one per alarm condition the core knows, with its help.
 fn alarm_source() -> impl clap::builder::TypedValueParser<Value = AlarmSource> {
     use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
@@ -246,6 +356,7 @@ pub enum LogFormat {
     Json,
 }
 
+#[cfg(feature = "lab")]
 #[derive(Clone, Copy, ValueEnum)]
 pub enum LabAction {
     Up,

@@ -19,13 +19,17 @@ pub struct WebConsole<'a> {
     pub insecure_http: bool,
 }
 
+/// The console as started: its state, its server task and the base URL
+/// it answers at (for the notifications' approval links).
+pub type StartedConsole = (Console, tokio::task::JoinHandle<std::io::Result<()>>, String);
+
 /// Starts the web approval console; returns it and its server task. Every
 /// check (the address, TLS, the token) is made before anything listens.
 pub async fn start_console(
     web: WebConsole<'_>,
     approval_timeout: Duration,
     format: LogFormat,
-) -> Result<(Console, tokio::task::JoinHandle<std::io::Result<()>>), String> {
+) -> Result<StartedConsole, String> {
     use opsguard::console::{TOKEN_ENV, check_listen, generate_token, write_token_file};
     let addr: std::net::SocketAddr = web.listen.parse().map_err(|e| format!("--listen {:?}: {e}", web.listen))?;
     let tls = match (&web.tls_cert, &web.tls_key) {
@@ -58,6 +62,26 @@ pub async fn start_console(
     if tls.is_none() && !addr.ip().is_loopback() {
         eprintln!("opsguard: --insecure-http: the console's token and session cookie cross the network in the clear");
     }
-    let server = tokio::spawn(console.clone().serve_with(listener, opsguard::serve::Limits::CONSOLE, tls));
-    Ok((console, server))
+    let serving = console.clone().serve_with(listener, opsguard::serve::Limits::CONSOLE, tls);
+    // The oldest pending request's age grows between changes to the board.
+    let gauges = console.clone();
+    let server = tokio::spawn(async move {
+        let ticking = async move {
+            loop {
+                gauges.publish_metrics();
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        };
+        tokio::select! {
+            served = serving => served,
+            () = ticking => Ok(()),
+        }
+    });
+    // A console on every interface has no one address a human can use: the
+    // host's name stands in (the notify file's console_url overrides it).
+    let base = match local.ip().is_unspecified() {
+        true => format!("{scheme}://{}:{}", opsguard::notify::system_host_name(), local.port()),
+        false => format!("{scheme}://{local}"),
+    };
+    Ok((console, server, base))
 }

@@ -1,22 +1,30 @@
 //! The `opsguard` binary's commands, one module each, over the grammar in
 //! [`args`]. They parse, wire and print; every decision is the library's.
 
+pub mod approvals;
 pub mod args;
+#[cfg(feature = "lab")]
 pub mod chaos;
 mod console;
+pub mod docs;
 pub mod explain;
+#[cfg(feature = "lab")]
 pub mod lab;
+pub mod notify;
 mod output;
 pub mod postmortem;
 pub mod replay;
 pub mod watch;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(feature = "lab")]
+use std::path::PathBuf;
 
 use opsguard::rules::Rules;
 
 /// The lab scripts: `--lab-dir`, else `OPSGUARD_LAB_SCRIPTS`, else ./lab when
 /// it holds them, else the source tree's.
+#[cfg(feature = "lab")]
 fn lab_dir(given: Option<PathBuf>) -> PathBuf {
     if let Some(d) = given {
         return d;

@@ -21,6 +21,8 @@ use opsguard::incident::{IncidentReport, ReloadError, RulesHandle, WatchLimit};
 use opsguard::llm::config::LlmConfig;
 use opsguard::llm::openai::OpenAiAdvisor;
 use opsguard::llm::{DynAdvisor, NoAdvisor};
+use opsguard::notify::event::Component;
+use opsguard::notify::{Notifier, config};
 use opsguard::redact::printable;
 use opsguard::rules::Rules;
 
@@ -52,9 +54,15 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode, String> {
         llm_max_tokens,
         llm_allow_http,
         shadow,
+        notify,
         output,
     } = args;
     init_logging(output.log_format);
+    // A broken notify file is an error now, not a notification lost later.
+    let notify = match &notify {
+        Some(path) => Some(config::load(path, |var| std::env::var(var).ok()).map_err(|e| e.to_string())?),
+        None => None,
+    };
     // A service (systemd, a container) has no terminal: asking there would
     // reject every approval in silence. Shadow mode never asks.
     if approve == ApproveMode::Prompt && !shadow && !std::io::stdin().is_terminal() {
@@ -91,7 +99,7 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode, String> {
         _ => None,
     };
     let approver: Box<dyn DynApprover> = match (approve, &console) {
-        (ApproveMode::Web, Some((c, _))) => Box::new(c.approver()),
+        (ApproveMode::Web, Some((c, _, _))) => Box::new(c.approver()),
         (ApproveMode::Prompt, _) => Box::new(TerminalApprover),
         (ApproveMode::Auto, _) => Box::new(PolicyApprover::ApproveAll),
         (ApproveMode::Deny | ApproveMode::Web, _) => Box::new(PolicyApprover::Deny),
@@ -106,12 +114,13 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode, String> {
         },
         approval_timeout,
         output: &output,
-        console: console.as_ref().map(|(c, _)| c.clone()),
+        console: console.as_ref().map(|(c, _, _)| c.clone()),
+        notify: notify.map(|n| (n, console.as_ref().map(|(_, _, url)| url.clone()))),
         prompts: approve == ApproveMode::Prompt,
         shadow,
     };
     let reports = watch(Arc::new(rules), approver, advisor, session).await;
-    if let Some((_, server)) = console {
+    if let Some((_, server, _)) = console {
         server.abort();
     }
     let reports = reports?;
@@ -141,6 +150,11 @@ fn llm_advisor(flags: [(&str, Option<String>); 6], allow_http: bool) -> Result<B
 /// How long open incidents have to close after SIGTERM or ^C: under the
 /// 10 s Docker and systemd give before SIGKILL.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// How long the end of a watch waits for queued notifications.
+const NOTIFY_FLUSH: Duration = Duration::from_secs(5);
+/// The same after SIGTERM: [`SHUTDOWN_GRACE`] plus this stays under 10 s.
+const NOTIFY_FLUSH_AFTER_SIGNAL: Duration = Duration::from_secs(1);
 
 /// Resolves with the signal's name at the first SIGTERM or SIGINT.
 fn terminate_signals() -> std::io::Result<impl std::future::Future<Output = &'static str>> {
@@ -246,6 +260,8 @@ struct Session<'a> {
     /// Approvals are asked at this terminal.
     prompts: bool,
     shadow: bool,
+    /// `--notify`'s destinations, and the console's URL if it is on.
+    notify: Option<(config::NotifyConfig, Option<String>)>,
 }
 
 async fn watch(
@@ -254,8 +270,18 @@ async fn watch(
     advisor: Box<dyn DynAdvisor>,
     session: Session<'_>,
 ) -> Result<Vec<IncidentReport>, String> {
-    let Session { rules_path, scope_label, audit_path, until, approval_timeout, output, console, prompts, shadow } =
-        session;
+    let Session {
+        rules_path,
+        scope_label,
+        audit_path,
+        until,
+        approval_timeout,
+        output,
+        console,
+        prompts,
+        shadow,
+        notify,
+    } = session;
     // Listened for from the start: a signal while Docker is still being
     // reached waits for the watch instead of killing it.
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -288,6 +314,16 @@ async fn watch(
         times.retain(|t| now.millis_since(*t) < window);
     }
     let audit = AuditLog::to_file(audit_path).map_err(|e| format!("{}: {e}", audit_path.display()))?;
+    // Notifications: a tap like the others, and the audit file's and the
+    // event stream's health for the "degraded" event.
+    let notifier = notify.map(|(config, console_url)| {
+        let notifier = Notifier::start(&config, console_url);
+        let names: Vec<&str> = config.destinations.iter().map(|d| d.name.as_str()).collect();
+        announce(output.log_format, &format!("📣 notifying {} as {}", names.join(", "), printable(notifier.host())));
+        let n = notifier.clone();
+        let _ = audit.clone().with_write_watch(move |ts, change| n.component(Component::AuditLog, ts, change));
+        notifier
+    });
     let configured = advisor.is_configured_dyn();
     let mut agent = DockerAgentBuilder::new(rules.clone(), host, audit.clone())
         .approver(approver)
@@ -309,6 +345,9 @@ async fn watch(
     if let Some(c) = console {
         agent = agent.tap(move |r| c.record(r));
     }
+    if let Some(n) = &notifier {
+        agent = agent.tap(n.audit_tap());
+    }
     let (notices_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let agent = agent.notices(notices_tx).start();
     // Under systemd: READY=1 after the first sweep, the watchdog fed while
@@ -317,9 +356,17 @@ async fn watch(
     let service_task = tokio::spawn(opsguard::service::notify_service_manager(health.clone(), async move {
         let _ = stopping_rx.await;
     }));
+    let stream_notifier = notifier.clone();
     let notice_task = tokio::spawn(async move {
         while let Some(n) = notices.recv().await {
             health.events(matches!(n, StreamNotice::Connected { .. }));
+            if let Some(notifier) = &stream_notifier {
+                let state = match &n {
+                    StreamNotice::Connected { .. } => Ok(()),
+                    StreamNotice::Lost { error } => Err(error.clone()),
+                };
+                notifier.component(Component::EventStream, SystemClock.now(), state);
+            }
             match n {
                 StreamNotice::Connected { since: None } => tracing::info!("watching Docker events"),
                 StreamNotice::Connected { since: Some(t) } => {
@@ -367,9 +414,11 @@ async fn watch(
     let run = agent.run(until);
     tokio::pin!(run);
     let mut stopping = Some(stopping_tx);
+    let mut signalled = false;
     let reports = tokio::select! {
         r = &mut run => r,
         signal = signals => {
+            signalled = true;
             announce(
                 output.log_format,
                 &format!("🛑 {signal}: stopping; open incidents close for a human, nothing new starts"),
@@ -397,6 +446,14 @@ async fn watch(
     let _ = tokio::time::timeout(Duration::from_secs(1), service_task).await;
     notice_task.abort();
     reload_task.abort();
+    // What the last incidents said still goes out, within what is left of
+    // `docker stop`'s 10 s after a signal.
+    if let Some(n) = &notifier {
+        let grace = if signalled { NOTIFY_FLUSH_AFTER_SIGNAL } else { NOTIFY_FLUSH };
+        if !n.flush(grace).await {
+            tracing::warn!("some notifications were still unsent when the watch ended");
+        }
+    }
     if let Some(status) = status {
         status.finish();
     }

@@ -271,6 +271,44 @@ enum Access {
 }
 
 impl Console {
+    /// The API's door: the token in `Authorization: Bearer` only, checked
+    /// and throttled as the page's, every refusal in JSON. A session cookie
+    /// does not open it: a cookie rides along with any request a browser is
+    /// tricked into sending, and the API takes no CSRF token.
+    fn api_access(&self, req: &Request) -> Access {
+        let refused = |status, code, why: &str| Access::Refused(super::api::error(status, code, why));
+        let Some(auth) = req.headers().get(header::AUTHORIZATION) else {
+            let why = if cookie_value(req.headers(), SESSION_COOKIE).is_some() {
+                "the API takes the console's token as Authorization: Bearer, not a session cookie"
+            } else {
+                "send the console's token as Authorization: Bearer TOKEN"
+            };
+            return refused(StatusCode::UNAUTHORIZED, "unauthorized", why);
+        };
+        let Some(given) = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim) else {
+            return refused(StatusCode::UNAUTHORIZED, "unauthorized", "only Bearer tokens are accepted");
+        };
+        let now = Instant::now();
+        let peer = peer_ip(req.extensions());
+        // While the peer is limited its guess is not even compared.
+        if let Err(retry) = self.throttle().allow(peer, now) {
+            let mut resp = super::api::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "too many wrong tokens: wait and try again",
+            );
+            if let Ok(v) = HeaderValue::from_str(&(retry.as_secs() + 1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Access::Refused(resp);
+        }
+        if same_secret(given, &self.state.token) {
+            return Access::Granted;
+        }
+        self.throttle().failed(peer, now);
+        refused(StatusCode::UNAUTHORIZED, "unauthorized", "wrong token")
+    }
+
     fn access(&self, req: &Request) -> Access {
         let now = Instant::now();
         let secure = req.extensions().get::<OverTls>().is_some();
@@ -308,6 +346,11 @@ impl Console {
 pub(super) async fn gate(State(console): State<Console>, req: Request, next: Next) -> Response {
     let mut resp = if req.uri().path() == "/login" {
         next.run(req).await
+    } else if req.uri().path().starts_with("/api/") {
+        match console.api_access(&req) {
+            Access::Granted => next.run(req).await,
+            Access::Refused(resp) => resp,
+        }
     } else {
         match console.access(&req) {
             Access::Granted => next.run(req).await,

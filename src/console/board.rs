@@ -61,6 +61,12 @@ pub(super) struct PostedRequest {
     pub(super) nonce: String,
     pub(super) digest: String,
     pub(super) expires_at: Instant,
+    /// When it was posted, on the wall clock (for API clients).
+    pub(super) requested_at: std::time::SystemTime,
+    /// When it was posted, for its age in the metrics.
+    pub(super) posted: Instant,
+    /// Who answered it, and how (`page`, or the API client's approver).
+    pub(super) answered_by: Option<String>,
     pub(super) status: RequestStatus,
     pub(super) reply: Option<oneshot::Sender<Answer>>,
 }
@@ -150,27 +156,40 @@ impl Console {
             return Err(ApprovalError(format!("request {} was already put to the console", request.id)));
         }
         board.incidents.entry(request.incident).or_default().alarm.get_or_insert_with(|| request.alarm.clone());
+        let now = Instant::now();
         board.requests.insert(
             request.id,
             PostedRequest {
                 request: request.clone(),
                 nonce,
                 digest,
-                expires_at: Instant::now() + self.state.approval_timeout,
+                expires_at: now + self.state.approval_timeout,
+                requested_at: std::time::SystemTime::now(),
+                posted: now,
+                answered_by: None,
                 status: RequestStatus::Pending,
                 reply: Some(tx),
             },
         );
+        board.publish_metrics(now);
         Ok(rx)
     }
 
     pub(super) fn withdraw(&self, id: u64) {
-        if let Some(e) = self.board().requests.get_mut(&id)
+        let mut board = self.board();
+        if let Some(e) = board.requests.get_mut(&id)
             && e.status == RequestStatus::Pending
         {
             e.status = RequestStatus::Expired;
             e.reply = None;
         }
+        board.publish_metrics(Instant::now());
+    }
+
+    /// Sets the pending-approvals gauges from the board: call it now and
+    /// then, so the oldest request's age keeps growing between changes.
+    pub fn publish_metrics(&self) {
+        self.board().publish_metrics(Instant::now());
     }
 
     /// Checks a form against the request it names and, when everything
@@ -203,34 +222,81 @@ impl Console {
         if !same_secret(&form.digest, &entry.digest) {
             return Err((StatusCode::CONFLICT, "the action or its evidence changed since the page was shown".into()));
         }
-        match entry.status {
-            RequestStatus::Pending => {}
-            RequestStatus::Approved | RequestStatus::Rejected => {
-                return Err((
-                    StatusCode::CONFLICT,
-                    format!("request {} was already {}", form.request, entry.status.as_str()),
-                ));
-            }
-            RequestStatus::Expired => {
-                return Err((StatusCode::GONE, format!("request {} expired: it counts as rejected", form.request)));
-            }
+        let settled = settle(entry, approve, "page".into());
+        board.publish_metrics(Instant::now());
+        settled.map_err(|r| (r.status, r.message))
+    }
+}
+
+/// Why an answer was not passed on: the HTTP status, a stable code for API
+/// clients and a sentence for humans.
+#[derive(Debug)]
+pub(super) struct Refusal {
+    pub(super) status: StatusCode,
+    pub(super) code: &'static str,
+    pub(super) message: String,
+}
+
+impl Refusal {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal { status, code, message: message.into() }
+    }
+}
+
+/// Hands `approve` (or a rejection) to the incident waiting on `entry`, if
+/// it is still pending and unexpired: the one way an answer leaves the
+/// console, whether it came from the page or the API. The caller has
+/// checked the digest (and, for the page, the nonce and CSRF token).
+pub(super) fn settle(entry: &mut PostedRequest, approve: bool, by: String) -> Result<(), Refusal> {
+    let id = entry.request.id;
+    let expired = || Refusal::new(StatusCode::GONE, "expired", format!("request {id} expired: it counts as rejected"));
+    match entry.status {
+        RequestStatus::Pending => {}
+        RequestStatus::Approved | RequestStatus::Rejected => {
+            return Err(Refusal::new(
+                StatusCode::CONFLICT,
+                "already_answered",
+                format!("request {id} was already {}", entry.status.as_str()),
+            ));
         }
-        if Instant::now() >= entry.expires_at {
+        RequestStatus::Expired => return Err(expired()),
+    }
+    if Instant::now() >= entry.expires_at {
+        entry.status = RequestStatus::Expired;
+        entry.reply = None;
+        return Err(expired());
+    }
+    let answer = if approve { Answer::Approve { request: id } } else { Answer::Reject };
+    match entry.reply.take().map(|tx| tx.send(answer)) {
+        Some(Ok(())) => {
+            entry.status = if approve { RequestStatus::Approved } else { RequestStatus::Rejected };
+            tracing::info!(
+                incident = entry.request.incident,
+                request = id,
+                approved = approve,
+                by = by.as_str(),
+                digest = entry.digest.as_str(),
+                "approval answered on the console"
+            );
+            entry.answered_by = Some(by);
+            Ok(())
+        }
+        // The loop stopped waiting between the checks above and now.
+        _ => {
             entry.status = RequestStatus::Expired;
-            entry.reply = None;
-            return Err((StatusCode::GONE, format!("request {} expired: it counts as rejected", form.request)));
+            Err(expired())
         }
-        let answer = if approve { Answer::Approve { request: entry.request.id } } else { Answer::Reject };
-        match entry.reply.take().map(|tx| tx.send(answer)) {
-            Some(Ok(())) => {
-                entry.status = if approve { RequestStatus::Approved } else { RequestStatus::Rejected };
-                Ok(())
-            }
-            // The loop stopped waiting between the checks above and now.
-            _ => {
-                entry.status = RequestStatus::Expired;
-                Err((StatusCode::GONE, format!("request {} expired: it counts as rejected", form.request)))
-            }
-        }
+    }
+}
+
+impl IncidentBoard {
+    /// The pending requests' count and the oldest one's age, as gauges.
+    pub(super) fn publish_metrics(&self, now: Instant) {
+        let pending = self.requests.values().filter(|e| e.status == RequestStatus::Pending && now < e.expires_at);
+        let (count, oldest) = pending.fold((0usize, None::<Instant>), |(n, oldest), e| {
+            (n + 1, Some(oldest.map_or(e.posted, |o| o.min(e.posted))))
+        });
+        let age = oldest.map_or(0.0, |o| now.saturating_duration_since(o).as_secs_f64());
+        crate::telemetry::approvals_pending(count, age);
     }
 }

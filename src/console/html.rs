@@ -248,7 +248,10 @@ fn request(e: &PostedRequest, csrf: &str, now: Instant) -> Markup {
                 }
             }
             @if !pending {
-                p class="answer" { (status.as_str().to_uppercase()) }
+                p class="answer" {
+                    (status.as_str().to_uppercase())
+                    @if let Some(by) = &e.answered_by { " (" (by) ")" }
+                }
             } @else {
                 p class="expiry" {
                     "Expires in " (left / 60) "m " (format!("{:02}", left % 60)) "s; no answer by then is a rejection."

@@ -34,6 +34,7 @@
 //! [`html`] (every page, written with maud templates that escape every
 //! value by default; log lines are hostile input and are tested as such).
 
+pub mod api;
 mod auth;
 mod board;
 mod html;
@@ -188,9 +189,13 @@ impl Console {
     }
 
     /// The router: `GET /`, `GET /incidents/{id}`, `POST /answer`,
-    /// `GET|POST /login`, `POST /logout`.
+    /// `GET|POST /login`, `POST /logout`, and the JSON API ([`api`]):
+    /// `GET /api/v1/approvals`, `POST /api/v1/approvals/{id}`.
     pub fn router(&self) -> Router {
         Router::new()
+            .route("/api/v1/approvals", get(api::list).fallback(api_method_not_allowed))
+            .route("/api/v1/approvals/{id}", post(api::answer).fallback(api_method_not_allowed))
+            .route("/api/{*rest}", axum::routing::any(api_not_found))
             .route("/", get(index))
             .route("/incidents/{id}", get(incident_page))
             .route("/answer", post(answer))
@@ -249,6 +254,14 @@ impl Approver for WebApprover {
         let _withdraw = Withdraw { console: &self.console, id: request.id };
         rx.await.map_err(|_| ApprovalError("the request expired on the web console".into()))
     }
+}
+
+async fn api_method_not_allowed() -> Response {
+    api::error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "GET lists the approvals, POST answers one")
+}
+
+async fn api_not_found() -> Response {
+    api::error(StatusCode::NOT_FOUND, "not_found", "no such API endpoint: see GET /api/v1/approvals")
 }
 
 async fn not_found() -> Response {

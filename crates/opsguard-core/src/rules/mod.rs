@@ -377,8 +377,8 @@ impl Rules {
     /// the diagnosis: then why, and the incident escalates. A `log-flood`
     /// needs the disk at or above `thresholds.web_disk_pct` (the level at
     /// which a log disk counts as saturated); a `killed-once` needs a kill
-    /// from outside (exit 137 or 255), no OOM kill, and no PANIC or FATAL
-    /// line from the server. Other categories are taken as they come: they
+    /// from outside (exit 137 or 255), no OOM kill, the disk below that
+    /// level, and no ERROR, FATAL or PANIC line from the server. Other categories are taken as they come: they
     /// lead to escalate by default.
     pub fn llm_action(&self, diagnosis: Diagnosis, evidence: &Evidence) -> Result<LlmChoice, String> {
         match diagnosis {
@@ -402,9 +402,19 @@ impl Rules {
                 if evidence.oom_killed != Some(false) {
                     return Err("killed-once but the OOM flag is set or unknown".into());
                 }
-                let severe = |l: &String| l.contains("PANIC:  ") || l.contains("FATAL:  ");
+                // A kill with a full disk, or after the server reported
+                // errors, may have a cause a restart brings back: a human
+                // looks. A safe miss (escalate) rather than a blind restart.
+                if let Some(p) = evidence.disk_used_pct.filter(|p| p.is_finite() && *p >= self.thresholds.web_disk_pct)
+                {
+                    return Err(format!(
+                        "killed-once with the disk at {p:.0} %, at or above {:.0} %",
+                        self.thresholds.web_disk_pct
+                    ));
+                }
+                let severe = |l: &String| l.contains("PANIC:  ") || l.contains("FATAL:  ") || l.contains("ERROR:  ");
                 if evidence.log_tail.iter().chain(&evidence.log_lines).any(severe) {
-                    return Err("killed-once but the server logged a PANIC or FATAL".into());
+                    return Err("killed-once but the server logged an ERROR, FATAL or PANIC".into());
                 }
             }
             _ => {}
@@ -607,6 +617,15 @@ mod tests {
         assert!(rules.llm_action(Diagnosis::KilledOnce, &panicked).is_err());
         let oom = Evidence { oom_killed: Some(true), ..killed.clone() };
         assert!(rules.llm_action(Diagnosis::KilledOnce, &oom).is_err());
+        // A full disk or a server error is a cause a restart may bring back.
+        assert!(rules.llm_action(Diagnosis::KilledOnce, &full).is_err(), "disk at 96 %");
+        let at_threshold = Evidence { disk_used_pct: Some(85.0), ..killed.clone() };
+        assert!(rules.llm_action(Diagnosis::KilledOnce, &at_threshold).is_err(), "disk at 85 %");
+        let errored = Evidence { log_lines: vec!["ERROR:  out of memory".into()], ..killed.clone() };
+        assert!(rules.llm_action(Diagnosis::KilledOnce, &errored).is_err());
+        let routine =
+            Evidence { log_tail: vec!["LOG:  checkpoint complete: wrote 3 buffers".into()], ..killed.clone() };
+        assert_eq!(rules.llm_action(Diagnosis::KilledOnce, &routine), Ok(LlmChoice::Restart));
         assert_eq!(rules.llm_action(Diagnosis::DeliberateStop, &full), Ok(LlmChoice::Escalate));
         assert_eq!(rules.llm_action(Diagnosis::Unclear, &full), Ok(LlmChoice::Escalate));
     }
