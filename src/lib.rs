@@ -60,6 +60,7 @@ pub mod observer;
 pub mod progress;
 pub mod rules;
 pub mod serve;
+pub mod service;
 pub mod telemetry;
 
 /// The README's examples, compiled and run as doc tests.

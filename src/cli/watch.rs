@@ -350,6 +350,12 @@ async fn watch(
     }
     let (notices_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let agent = agent.notices(notices_tx).start();
+    // Under systemd: READY=1 after the first sweep, the watchdog fed while
+    // the loop is alive, STOPPING=1 at the end.
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let service_task = tokio::spawn(opsguard::service::notify_service_manager(health.clone(), async move {
+        let _ = stopping_rx.await;
+    }));
     let stream_notifier = notifier.clone();
     let notice_task = tokio::spawn(async move {
         while let Some(n) = notices.recv().await {
@@ -407,6 +413,7 @@ async fn watch(
     let stop = agent.shutdown_handle();
     let run = agent.run(until);
     tokio::pin!(run);
+    let mut stopping = Some(stopping_tx);
     let mut signalled = false;
     let reports = tokio::select! {
         r = &mut run => r,
@@ -416,6 +423,9 @@ async fn watch(
                 output.log_format,
                 &format!("🛑 {signal}: stopping; open incidents close for a human, nothing new starts"),
             );
+            if let Some(tx) = stopping.take() {
+                let _ = tx.send(());
+            }
             stop.shutdown();
             // Every incident closes at its next await; a Docker call under
             // way has its own timeout, but the stop must not outlast
@@ -429,6 +439,11 @@ async fn watch(
             }
         }
     };
+    if let Some(tx) = stopping.take() {
+        let _ = tx.send(());
+    }
+    // STOPPING=1 is a single datagram: let it go out before the runtime ends.
+    let _ = tokio::time::timeout(Duration::from_secs(1), service_task).await;
     notice_task.abort();
     reload_task.abort();
     // What the last incidents said still goes out, within what is left of
