@@ -9,7 +9,9 @@
 //! fault → alarm (MTTD) and fault → incident resolved or stopped (MTTR).
 //! Beside it, Docker's own `restart: on-failure` policy restarting the same
 //! OOM-killed db-prod (fault → running and accepting connections again).
-//! The lab must be up (`opsguard lab up`).
+//! The lab must be up (`opsguard lab up`). `MTTR_DISK_WATCH_MS=0` turns the
+//! disk watch off (the web log disk then read by the sweeps only), for
+//! comparison.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +33,15 @@ fn stats(v: &[u64]) -> String {
     let mut s = v.to_vec();
     s.sort_unstable();
     let mean = s.iter().sum::<u64>() as f64 / s.len() as f64;
-    format!("{:>7.2} s (min {:.2}, max {:.2})", mean / 1000.0, s[0] as f64 / 1000.0, s[s.len() - 1] as f64 / 1000.0)
+    let median =
+        if s.len() % 2 == 1 { s[s.len() / 2] as f64 } else { (s[s.len() / 2 - 1] + s[s.len() / 2]) as f64 / 2.0 };
+    format!(
+        "{:>7.2} s (median {:.2}, min {:.2}, max {:.2})",
+        mean / 1000.0,
+        median / 1000.0,
+        s[0] as f64 / 1000.0,
+        s[s.len() - 1] as f64 / 1000.0
+    )
 }
 
 fn mean(v: &[u64]) -> f64 {
@@ -89,10 +99,14 @@ async fn main() {
     };
     let lab = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab");
     let chaos = DockerChaos::new(host, None, Some(lab));
-    let rules = Arc::new(Rules::default_rules());
+    let mut rules = Rules::default_rules();
+    if let Some(ms) = std::env::var("MTTR_DISK_WATCH_MS").ok().and_then(|v| v.parse().ok()) {
+        rules.observer.disk_watch_ms = ms;
+    }
+    let rules = Arc::new(rules);
     println!(
-        "{runs} runs per scenario; sweep every {}s, Docker events on; approvals auto-approved",
-        rules.observer.interval_secs
+        "{runs} runs per scenario; sweep every {}s, disk watch every {} ms (0: off), Docker events on; approvals auto-approved",
+        rules.observer.interval_secs, rules.observer.disk_watch_ms
     );
     let mut table = Vec::new();
     let mut oom_mttr = Vec::new();

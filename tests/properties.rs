@@ -465,18 +465,22 @@ fn any_knobs() -> impl Strategy<Value = SimKnobs> {
         prop::bool::weighted(0.1),
         prop::option::weighted(0.2, 0u64..6_000),
         prop::bool::weighted(0.1),
+        prop::bool::weighted(0.2),
     )
-        .prop_map(|(daemon_down, restart_fails, restart_never_runs, clean_fails, prune_fails, crash, stuck)| {
-            SimKnobs {
-                daemon_down,
-                restart_fails,
-                restart_never_runs,
-                clean_fails,
-                prune_fails,
-                db_crashes_after_start_ms: crash,
-                db_stuck_starting: stuck,
-            }
-        })
+        .prop_map(
+            |(daemon_down, restart_fails, restart_never_runs, clean_fails, prune_fails, crash, stuck, unseen)| {
+                SimKnobs {
+                    daemon_down,
+                    restart_fails,
+                    restart_never_runs,
+                    clean_fails,
+                    prune_fails,
+                    db_crashes_after_start_ms: crash,
+                    db_stuck_starting: stuck,
+                    no_disk_watch: unseen,
+                }
+            },
+        )
 }
 
 #[derive(Debug, Clone)]

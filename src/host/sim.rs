@@ -82,6 +82,9 @@ pub struct SimKnobs {
     /// After a start the database runs but its health check never passes
     /// (stuck in recovery, say).
     pub db_stuck_starting: bool,
+    /// The disks cannot be read the cheap way ([`Host::watch_disk`]
+    /// answers `None`), as for OpsGuard in a container without the volumes.
+    pub no_disk_watch: bool,
 }
 
 /// Something OpsGuard did to the simulated host, for tests to check.
@@ -577,6 +580,14 @@ impl Host for SimHost {
         let c = w.container(&op, container)?;
         let d = &w.disks[w.disk_of(&op, c, path)?];
         Ok(DiskUsage { total_bytes: d.capacity, used_bytes: d.used() })
+    }
+
+    async fn watch_disk(&self, container: &str, path: &str) -> Result<Option<DiskUsage>, HostError> {
+        let unseen = self.check("watch disk")?.knobs.no_disk_watch;
+        if unseen {
+            return Ok(None);
+        }
+        self.disk_usage(container, path).await.map(Some)
     }
 
     async fn clean_logs(&self, container: &str, log_paths: &[String]) -> Result<CleanReport, HostError> {

@@ -11,7 +11,10 @@
 //! handed to a human until its condition clears, the settle wait of a
 //! zombie outbreak, the debounce of container deaths, and when the watch
 //! ends (after so many incidents, at a deadline, or when told to drain:
-//! nothing new starts, what is under way finishes).
+//! nothing new starts, what is under way finishes). Where the host can
+//! read the web log disk without starting anything, it also paces the disk
+//! watch between sweeps; what the watch raises goes through the same
+//! suppression as a sweep's alarms.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -119,6 +122,15 @@ pub enum Input {
         /// The alarm.
         alarm: Alarm,
     },
+    /// The disk watch (asked by [`Output::WatchDisk`]) ended at `at`,
+    /// raising this alarm or none. An error counts as none: the sweeps
+    /// still read the disk their own way.
+    DiskWatched {
+        /// When the read ended.
+        at: Timestamp,
+        /// What it raised.
+        alarm: Option<Alarm>,
+    },
     /// The zombie count re-read for a settling outbreak
     /// ([`Output::RereadZombies`]).
     Reread {
@@ -153,6 +165,9 @@ pub enum Output {
     CheckDeath(ContainerName),
     /// Read the zombie count again; answer with [`Input::Reread`].
     RereadZombies,
+    /// Read the web log disk the cheap way; answer with
+    /// [`Input::DiskWatched`].
+    WatchDisk,
     /// Open an incident for this alarm; answer with [`Input::Finished`]
     /// when it closes.
     Open(Alarm),
@@ -175,6 +190,10 @@ pub struct Scheduler {
     until: WatchLimit,
     next_sweep: Timestamp,
     sweeping: bool,
+    /// The disk watch's period, when it is on.
+    disk_watch: Option<Duration>,
+    next_watch: Timestamp,
+    watching: bool,
     /// Alarms handed to a human and not yet cleared by a sweep.
     escalated: BTreeSet<AlarmKey>,
     /// Containers with an incident open, or an outbreak settling.
@@ -196,6 +215,9 @@ impl Scheduler {
             until,
             next_sweep: now,
             sweeping: false,
+            disk_watch: None,
+            next_watch: now,
+            watching: false,
             escalated: BTreeSet::new(),
             busy: BTreeSet::new(),
             settling: None,
@@ -204,6 +226,13 @@ impl Scheduler {
             draining: false,
             out: VecDeque::new(),
         }
+    }
+
+    /// Also reads the web log disk every `period` between sweeps (first at
+    /// once); a zero period leaves it to the sweeps.
+    pub fn with_disk_watch(mut self, period: Duration) -> Scheduler {
+        self.disk_watch = (!period.is_zero()).then_some(period);
+        self
     }
 
     /// Takes one input; what it calls for comes out of [`Scheduler::poll`].
@@ -229,6 +258,16 @@ impl Scheduler {
             }
             Input::Raised { at, alarm } => {
                 self.consider(alarm, at);
+                self.tick(at);
+            }
+            Input::DiskWatched { at, alarm } => {
+                self.watching = false;
+                if let Some(alarm) = alarm {
+                    self.consider(alarm, at);
+                }
+                if let Some(period) = self.disk_watch {
+                    self.next_watch = at.plus_millis(millis(period));
+                }
                 self.tick(at);
             }
             Input::Reread { at, reread } => {
@@ -268,7 +307,8 @@ impl Scheduler {
         }
         let sweep = (!self.sweeping).then_some(self.next_sweep);
         let settle = self.settling.as_ref().and_then(|s| s.due);
-        [sweep, settle, self.deaths.values().min().copied(), self.until.deadline].into_iter().flatten().min()
+        let watch = self.disk_watch.filter(|_| !self.watching).map(|_| self.next_watch);
+        [sweep, settle, watch, self.deaths.values().min().copied(), self.until.deadline].into_iter().flatten().min()
     }
 
     /// Whether the watch is over: draining, and every incident closed.
@@ -303,6 +343,10 @@ impl Scheduler {
         if !self.sweeping && now >= self.next_sweep {
             self.sweeping = true;
             self.out.push_back(Output::Sweep);
+        }
+        if self.disk_watch.is_some() && !self.watching && now >= self.next_watch {
+            self.watching = true;
+            self.out.push_back(Output::WatchDisk);
         }
     }
 
@@ -360,6 +404,7 @@ impl Scheduler {
             }
         }
         self.sweeping = false;
+        self.watching = false;
     }
 
     fn after_interval(&self, at: Timestamp) -> Timestamp {
@@ -516,6 +561,49 @@ mod tests {
         s.handle(Input::Finished { at: T0, key: AlarmKey::of(&web), resolved: true, acted: true });
         assert!(s.is_finished());
         assert_eq!(s.finished(), 2);
+    }
+
+    #[test]
+    fn the_disk_watch_runs_between_sweeps_and_shares_their_suppression() {
+        let mut s = scheduler(WatchLimit::default()).with_disk_watch(Duration::from_millis(500));
+        s.handle(Input::Tick(T0));
+        assert_eq!(drain(&mut s), [Output::Sweep, Output::WatchDisk]);
+        s.handle(Input::Swept { at: T0, alarms: vec![] });
+        // No second read while one is under way.
+        s.handle(Input::Tick(T0.plus_millis(2_000)));
+        assert_eq!(drain(&mut s), []);
+        s.handle(Input::DiskWatched { at: T0.plus_millis(10), alarm: None });
+        assert_eq!(s.next_wake(), Some(T0.plus_millis(510)), "the next read, long before the next sweep");
+        s.handle(Input::Tick(T0.plus_millis(510)));
+        assert_eq!(drain(&mut s), [Output::WatchDisk]);
+        let web = alarm(AlarmKind::WebLogSaturation, "web-prod", 0);
+        s.handle(Input::DiskWatched { at: T0.plus_millis(520), alarm: Some(web.clone()) });
+        assert_eq!(drain(&mut s), [Output::Open(web.clone())]);
+        // The next sweep sees the same full disk: the same incident, not a second.
+        s.handle(Input::Tick(T0.plus_millis(30_000)));
+        assert_eq!(drain(&mut s), [Output::Sweep, Output::WatchDisk]);
+        s.handle(Input::Swept { at: T0.plus_millis(30_000), alarms: vec![web.clone()] });
+        s.handle(Input::DiskWatched { at: T0.plus_millis(30_000), alarm: Some(web.clone()) });
+        assert_eq!(drain(&mut s), []);
+        // Handed to a human: the watch raising it again opens nothing until a sweep sees it clear.
+        let at = T0.plus_millis(31_000);
+        s.handle(Input::Finished { at, key: AlarmKey::of(&web), resolved: false, acted: false });
+        s.handle(Input::Tick(T0.plus_millis(31_000)));
+        assert_eq!(drain(&mut s), [Output::WatchDisk]);
+        s.handle(Input::DiskWatched { at, alarm: Some(web.clone()) });
+        assert_eq!(drain(&mut s), []);
+        s.handle(Input::Drain);
+        s.handle(Input::Tick(T0.plus_millis(40_000)));
+        assert_eq!(drain(&mut s), [], "nothing is read once draining");
+    }
+
+    #[test]
+    fn a_zero_period_leaves_the_disk_to_the_sweeps() {
+        let mut s = scheduler(WatchLimit::default()).with_disk_watch(Duration::ZERO);
+        s.handle(Input::Tick(T0));
+        assert_eq!(drain(&mut s), [Output::Sweep]);
+        s.handle(Input::Swept { at: T0, alarms: vec![] });
+        assert_eq!(s.next_wake(), Some(T0.plus_millis(30_000)));
     }
 
     #[test]

@@ -12,8 +12,8 @@ use toml::Spanned;
 use super::error::{RulesError, RulesErrorKind};
 use super::schema::{RawPlan, RawRules, RawSignature, RawTarget};
 use super::{
-    DiagnosisActions, LogPattern, MAX_PLAN_STEPS, ObserverSettings, Plan, PlanStep, Plans, RestartBudget, Rules,
-    SERVER_SEVERITIES, Signature, Target, Thresholds, build_regex,
+    DEFAULT_DISK_WATCH_MS, DiagnosisActions, LogPattern, MAX_PLAN_STEPS, ObserverSettings, Plan, PlanStep, Plans,
+    RestartBudget, Rules, SERVER_SEVERITIES, Signature, Target, Thresholds, build_regex,
 };
 use crate::model::{AlarmKind, ChoiceSet, ContainerName, Diagnosis, LlmChoice, RootCause};
 use crate::safety::{self, RestartRefusal};
@@ -187,6 +187,10 @@ impl Source<'_> {
             rapid_window_secs: self.int(&o.rapid_window_secs, "observer.rapid_window_secs", 1, day)? as u64,
             log_window_secs: self.int(&o.log_window_secs, "observer.log_window_secs", 1, day)? as u64,
             stable_checks: self.int(&o.stable_checks, "observer.stable_checks", 1, 100)? as u32,
+            disk_watch_ms: match &o.disk_watch_ms {
+                Some(v) => self.int(v, "observer.disk_watch_ms", 0, 60_000)? as u64,
+                None => DEFAULT_DISK_WATCH_MS,
+            },
         };
         if observer.rapid_interval_secs > observer.rapid_window_secs {
             return Err(self.err(

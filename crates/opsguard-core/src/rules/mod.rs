@@ -29,6 +29,10 @@ use crate::model::{AlarmKind, ChoiceSet, ContainerName, Diagnosis, Evidence, Llm
 /// decision tree.
 pub const DEFAULT_RULES: &str = include_str!("../../../../rules/default.toml");
 
+/// `observer.disk_watch_ms` when the rules leave it out: the web log
+/// disk read twice a second (issue #12: saturation seen within 2 s).
+pub const DEFAULT_DISK_WATCH_MS: u64 = 500;
+
 /// Longest plan accepted; keeps every incident bounded.
 pub const MAX_PLAN_STEPS: usize = 16;
 
@@ -56,6 +60,10 @@ pub struct ObserverSettings {
     pub log_window_secs: u64,
     /// Consecutive Running checks that confirm a fix.
     pub stable_checks: u32,
+    /// How often the web log disk is read between sweeps, where the host
+    /// can read it without starting anything (a `statvfs` of the volume's
+    /// host path), in milliseconds; 0 leaves it to the sweeps.
+    pub disk_watch_ms: u64,
 }
 
 /// How many restarts a container may have in a window.

@@ -41,6 +41,8 @@ pub(super) struct RawObserver {
     pub(super) rapid_window_secs: Spanned<i64>,
     pub(super) log_window_secs: Spanned<i64>,
     pub(super) stable_checks: Spanned<i64>,
+    #[serde(default)]
+    pub(super) disk_watch_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
