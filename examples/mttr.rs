@@ -111,7 +111,7 @@ async fn main() {
     let mut table = Vec::new();
     let mut oom_mttr = Vec::new();
     for scenario in Scenario::ALL.into_iter().filter(|s| wanted(*s)) {
-        let (mut mttd, mut mttr, mut outcomes) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut mttd, mut mttr, mut outcomes, mut leads) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in 0..runs {
             if let Err(e) = chaos.reset().await {
                 eprintln!("{scenario} run {i}: reset failed: {e}");
@@ -135,6 +135,19 @@ async fn main() {
                         Resolution::Withheld => "shadow".to_string(),
                     };
                     eprintln!("{scenario} run {}: MTTD {d} ms, MTTR {r} ms, {end}", i + 1);
+                    // A warning before the fault: how long before the
+                    // foreseen crossing it came, and the clean was done.
+                    let first = &run.reports[0];
+                    if let Some(cross) = first.alarm.evidence.threshold_crossing_at {
+                        let (warned, cleaned) =
+                            (cross.millis_since(first.alarm.raised_at), cross.millis_since(first.closed_at));
+                        let rate = first.alarm.evidence.fill_rate_pct_per_min.unwrap_or(f64::NAN);
+                        eprintln!(
+                            "{scenario} run {}: fill rate {rate:.2} points/min; warned {warned} ms and done {cleaned} ms before the foreseen crossing",
+                            i + 1
+                        );
+                        leads.push(warned);
+                    }
                     mttd.push(d);
                     mttr.push(r);
                     outcomes.push(end);
@@ -145,6 +158,9 @@ async fn main() {
         }
         if scenario == Scenario::DbOomKill {
             oom_mttr = mttr.clone();
+        }
+        if !leads.is_empty() {
+            println!("{scenario}: warned before the foreseen threshold crossing by {}", stats(&leads));
         }
         outcomes.sort();
         outcomes.dedup();

@@ -652,6 +652,9 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
             .with_disk_watch(Duration::from_millis(settings.disk_watch_ms));
         // Warned once per failing spell: the watch reads twice a second.
         let mut watch_failing = false;
+        // The web log disk's fill trend, fed by the watch (as the watch
+        // started: see RulesHandle).
+        let mut trend = r.observer().fill_trend();
         let mut reports = Vec::new();
         // One future per open incident, polled together in this task.
         let mut running = FuturesUnordered::new();
@@ -689,22 +692,29 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                         }
                     }
                     schedule::Output::WatchDisk => {
-                        let alarm = match r.observer().watch_web(&r.host, r.clock.now()).await {
+                        let now = r.clock.now();
+                        let (alarm, read) = match r.observer().watch_web(&r.host, now).await {
                             Ok(watch) => {
                                 watch_failing = false;
                                 match watch {
-                                    DiskWatch::Read { alarm, .. } => alarm,
-                                    DiskWatch::Unavailable => None,
+                                    DiskWatch::Read { usage, alarm } => {
+                                        // Fed every reading, full or not: the
+                                        // trend needs them all.
+                                        let foreseen =
+                                            trend.as_mut().and_then(|t| r.observer().foresee_web(t, usage, now));
+                                        (alarm.or(foreseen), true)
+                                    }
+                                    DiskWatch::Unavailable => (None, false),
                                 }
                             }
                             Err(e) => {
                                 if !std::mem::replace(&mut watch_failing, true) {
                                     tracing::warn!(error = %e, "disk watch failed; the sweeps still read the disk");
                                 }
-                                None
+                                (None, false)
                             }
                         };
-                        schedule::Input::DiskWatched { at: r.clock.now(), alarm }
+                        schedule::Input::DiskWatched { at: r.clock.now(), alarm, read }
                     }
                     schedule::Output::RereadZombies => {
                         let reread = match r.observer().check_zombies(&r.host, r.clock.now()).await {

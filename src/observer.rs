@@ -17,6 +17,7 @@ use crate::host::{ContainerEvent, ContainerEventKind, ContainerSummary, DiskUsag
 use crate::model::{Alarm, ContainerName, ContainerState, Health, RootCause, Timestamp};
 use crate::rules::Rules;
 pub use opsguard_core::observe::{Cadence, Check};
+use opsguard_core::trend::{FillTrend, TrendSettings};
 
 /// Most log lines read for one classification: the newest of the window.
 /// The classifier keeps only what can decide and a short tail, so this
@@ -99,6 +100,31 @@ impl Observer {
             return Ok(DiskWatch::Unavailable);
         };
         Ok(DiskWatch::Read { usage, alarm: self.web_alarm(host, usage.used_pct(), now).await })
+    }
+
+    /// A fill trend of the web log disk under the rules (`None` when
+    /// `thresholds.web_disk_fill_horizon_secs` is 0): fitted to the window's
+    /// readings, warning once they span a third of it.
+    pub fn fill_trend(&self) -> Option<FillTrend> {
+        let t = &self.rules.thresholds;
+        let window_ms = t.web_disk_fill_window_secs * 1000;
+        let settings =
+            TrendSettings { window_ms, min_span_ms: window_ms / 3, horizon_ms: t.web_disk_fill_horizon_secs * 1000 };
+        (t.web_disk_fill_horizon_secs > 0).then(|| FillTrend::new(settings, t.web_disk_pct))
+    }
+
+    /// Feeds `trend` the disk watch's reading; `WEB_LOG_DISK_FILLING` while
+    /// it foresees the threshold crossed within the horizon.
+    pub fn foresee_web(&self, trend: &mut FillTrend, usage: DiskUsage, now: Timestamp) -> Option<Alarm> {
+        let forecast = trend.observe(now, usage.used_pct())?;
+        let observed = Observed::WebDiskFilling {
+            container: self.rules.web.container.clone(),
+            used_pct: forecast.used_pct,
+            rate_pct_per_min: forecast.rate_pct_per_min,
+            crosses_in_ms: Some(forecast.crosses_at.millis_since(now)),
+            state: None,
+        };
+        alarm::assess(&self.rules, observed, now).alarm
     }
 
     async fn web_alarm<H: Host>(&self, host: &H, used_pct: f64, now: Timestamp) -> Option<Alarm> {
@@ -352,6 +378,35 @@ mod tests {
         assert!(o.check_web(&h, now).await.unwrap().is_some(), "the sweep still reads it its own way");
         h.set_knobs(crate::host::sim::SimKnobs { daemon_down: true, ..Default::default() });
         assert!(o.watch_web(&h, now).await.is_err(), "an unreadable disk is an error, not an empty disk");
+    }
+
+    #[tokio::test]
+    async fn a_slow_fill_is_foreseen_with_its_rate_and_crossing_time() {
+        let (o, h) = setup();
+        let mut trend = o.fill_trend().expect("on by default");
+        h.inject(SimFault::WebDiskSlowFill);
+        let start = h.clock().now();
+        let mut warned = None;
+        for _ in 0..120 {
+            h.clock().advance(Duration::from_millis(500));
+            let now = h.clock().now();
+            let DiskWatch::Read { usage, alarm: None } = o.watch_web(&h, now).await.unwrap() else {
+                panic!("saturated before the warning")
+            };
+            if let Some(a) = o.foresee_web(&mut trend, usage, now) {
+                warned = Some((now, a, usage));
+                break;
+            }
+        }
+        let (at, a, usage) = warned.expect("a warning within a minute");
+        assert_eq!(a.kind, AlarmKind::WebLogDiskFilling);
+        // 8 MiB a second on a 2.5 GiB disk: 18.75 points a minute.
+        let rate = a.evidence.fill_rate_pct_per_min.unwrap();
+        assert!((rate - 18.75).abs() < 0.01, "{rate}");
+        let left_ms = (85.0 - usage.used_pct()) / 18.75 * 60_000.0;
+        let crossing = a.evidence.threshold_crossing_at.unwrap();
+        assert!((crossing.millis_since(at) as f64 - left_ms).abs() < 1_000.0, "{crossing:?} vs {left_ms} ms");
+        assert!(at.millis_since(start) >= 20_000, "not before the readings span 20 s");
     }
 
     #[tokio::test]

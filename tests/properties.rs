@@ -697,6 +697,16 @@ proptest! {
         let run = run_world(&rt, &w);
         check_run(&run)?;
         let expected = scenario.expected();
+        if scenario == Scenario::WebLogSlowFill {
+            // The writer keeps writing after each early clean: warned and
+            // cleaned again, never saturated.
+            prop_assert!(!run.reports.is_empty());
+            for r in &run.reports {
+                prop_assert_eq!(r.alarm.kind, expected.alarm);
+                prop_assert_eq!(r.resolution, expected.resolution);
+            }
+            return Ok(());
+        }
         prop_assert_eq!(run.reports.len(), 1, "{:?}", run.reports);
         prop_assert_eq!(run.reports[0].alarm.kind, expected.alarm);
         let want = if expected.needs_approval && !approve {

@@ -23,6 +23,9 @@ use crate::model::{Alarm, AlarmKind, ContainerName, Timestamp};
 use crate::observe::Cadence;
 use crate::rules::ObserverSettings;
 
+/// The code only the disk watch raises.
+const FILLING: &str = AlarmKind::WebLogDiskFilling.alarm_code().as_str();
+
 /// What identifies "the same problem" for suppression: the alarm's code and
 /// its container. A database crash counts by code, not cause: the same
 /// outage re-read after a clean (the disk no longer full) is no new
@@ -84,6 +87,8 @@ impl Default for Delays {
 
 /// A zombie count read again while an outbreak settles.
 #[derive(Clone, Debug, PartialEq)]
+// Each value is handed on once: boxing the alarm buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Reread {
     /// Still above the threshold: the outbreak as it is now.
     Raised(Alarm),
@@ -123,13 +128,17 @@ pub enum Input {
         alarm: Alarm,
     },
     /// The disk watch (asked by [`Output::WatchDisk`]) ended at `at`,
-    /// raising this alarm or none. An error counts as none: the sweeps
-    /// still read the disk their own way.
+    /// raising this alarm or none. An error raises none: the sweeps still
+    /// read the disk their own way. Only the watch foresees a filling disk
+    /// (`WEB_LOG_DISK_FILLING`), so only a watch that `read` the disk and
+    /// did not raise it again lets it be handed to a human again.
     DiskWatched {
         /// When the read ended.
         at: Timestamp,
         /// What it raised.
         alarm: Option<Alarm>,
+        /// Whether the disk was read (not an error, not unreadable here).
+        read: bool,
     },
     /// The zombie count re-read for a settling outbreak
     /// ([`Output::RereadZombies`]).
@@ -157,6 +166,8 @@ pub enum Input {
 
 /// What the scheduler asks of the driver.
 #[derive(Clone, Debug, PartialEq)]
+// Each value is handed on once: boxing the alarm buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Output {
     /// Sweep the whole host; answer with [`Input::Swept`].
     Sweep,
@@ -242,7 +253,8 @@ impl Scheduler {
             Input::Swept { at, alarms } => {
                 self.sweeping = false;
                 let raised: BTreeSet<AlarmKey> = alarms.iter().map(AlarmKey::of).collect();
-                self.escalated.retain(|k| raised.contains(k));
+                // What the sweeps do not look for is cleared by the watch.
+                self.escalated.retain(|k| raised.contains(k) || k.code == FILLING);
                 for alarm in alarms {
                     self.consider(alarm, at);
                 }
@@ -260,8 +272,11 @@ impl Scheduler {
                 self.consider(alarm, at);
                 self.tick(at);
             }
-            Input::DiskWatched { at, alarm } => {
+            Input::DiskWatched { at, alarm, read } => {
                 self.watching = false;
+                if read && alarm.as_ref().is_none_or(|a| a.kind != AlarmKind::WebLogDiskFilling) {
+                    self.escalated.retain(|k| k.code != FILLING);
+                }
                 if let Some(alarm) = alarm {
                     self.consider(alarm, at);
                 }
@@ -572,29 +587,59 @@ mod tests {
         // No second read while one is under way.
         s.handle(Input::Tick(T0.plus_millis(2_000)));
         assert_eq!(drain(&mut s), []);
-        s.handle(Input::DiskWatched { at: T0.plus_millis(10), alarm: None });
+        s.handle(Input::DiskWatched { at: T0.plus_millis(10), alarm: None, read: true });
         assert_eq!(s.next_wake(), Some(T0.plus_millis(510)), "the next read, long before the next sweep");
         s.handle(Input::Tick(T0.plus_millis(510)));
         assert_eq!(drain(&mut s), [Output::WatchDisk]);
         let web = alarm(AlarmKind::WebLogSaturation, "web-prod", 0);
-        s.handle(Input::DiskWatched { at: T0.plus_millis(520), alarm: Some(web.clone()) });
+        s.handle(Input::DiskWatched { at: T0.plus_millis(520), alarm: Some(web.clone()), read: true });
         assert_eq!(drain(&mut s), [Output::Open(web.clone())]);
         // The next sweep sees the same full disk: the same incident, not a second.
         s.handle(Input::Tick(T0.plus_millis(30_000)));
         assert_eq!(drain(&mut s), [Output::Sweep, Output::WatchDisk]);
         s.handle(Input::Swept { at: T0.plus_millis(30_000), alarms: vec![web.clone()] });
-        s.handle(Input::DiskWatched { at: T0.plus_millis(30_000), alarm: Some(web.clone()) });
+        s.handle(Input::DiskWatched { at: T0.plus_millis(30_000), alarm: Some(web.clone()), read: true });
         assert_eq!(drain(&mut s), []);
         // Handed to a human: the watch raising it again opens nothing until a sweep sees it clear.
         let at = T0.plus_millis(31_000);
         s.handle(Input::Finished { at, key: AlarmKey::of(&web), resolved: false, acted: false });
         s.handle(Input::Tick(T0.plus_millis(31_000)));
         assert_eq!(drain(&mut s), [Output::WatchDisk]);
-        s.handle(Input::DiskWatched { at, alarm: Some(web.clone()) });
+        s.handle(Input::DiskWatched { at, alarm: Some(web.clone()), read: true });
         assert_eq!(drain(&mut s), []);
         s.handle(Input::Drain);
         s.handle(Input::Tick(T0.plus_millis(40_000)));
         assert_eq!(drain(&mut s), [], "nothing is read once draining");
+    }
+
+    #[test]
+    fn a_filling_disk_with_a_human_stays_theirs_until_the_watch_no_longer_foresees_it() {
+        let mut s = scheduler(WatchLimit::default()).with_disk_watch(Duration::from_millis(500));
+        s.handle(Input::Tick(T0));
+        drain(&mut s);
+        s.handle(Input::Swept { at: T0, alarms: vec![] });
+        let filling = alarm(AlarmKind::WebLogDiskFilling, "web-prod", 0);
+        s.handle(Input::DiskWatched { at: T0, alarm: Some(filling.clone()), read: true });
+        assert_eq!(drain(&mut s), [Output::Open(filling.clone())]);
+        s.handle(Input::Finished { at: T0, key: AlarmKey::of(&filling), resolved: false, acted: false });
+        let watch = |s: &mut Scheduler, at: u64, alarm: Option<Alarm>, read: bool| {
+            s.handle(Input::Tick(T0.plus_millis(at)));
+            let asked = drain(s);
+            assert!(asked.contains(&Output::WatchDisk), "{asked:?}");
+            if asked.contains(&Output::Sweep) {
+                // A sweep does not look for a filling disk: it does not clear it.
+                s.handle(Input::Swept { at: T0.plus_millis(at), alarms: vec![] });
+            }
+            s.handle(Input::DiskWatched { at: T0.plus_millis(at), alarm, read });
+            drain(s)
+        };
+        assert_eq!(watch(&mut s, 30_000, Some(filling.clone()), true), []);
+        // An unread disk proves nothing either.
+        assert_eq!(watch(&mut s, 30_500, None, false), []);
+        assert_eq!(watch(&mut s, 31_000, Some(filling.clone()), true), []);
+        // Read, and no longer foreseen: the next warning is a new incident.
+        assert_eq!(watch(&mut s, 31_500, None, true), []);
+        assert_eq!(watch(&mut s, 32_000, Some(filling.clone()), true), [Output::Open(filling)]);
     }
 
     #[test]

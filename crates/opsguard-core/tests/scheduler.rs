@@ -261,7 +261,7 @@ fn run(moves: &[Move], until: WatchLimit, delays: Delays) -> Result<Vec<Output>,
                 }
                 w.watching = false;
                 w.last_watched = w.now;
-                Input::DiskWatched { at: Timestamp(w.now), alarm: full.then(|| alarm(&Raise::Web, w.now)) }
+                Input::DiskWatched { at: Timestamp(w.now), alarm: full.then(|| alarm(&Raise::Web, w.now)), read: true }
             }
             Move::Drain => {
                 drained = true;

@@ -12,8 +12,9 @@ use toml::Spanned;
 use super::error::{RulesError, RulesErrorKind};
 use super::schema::{RawPlan, RawRules, RawSignature, RawTarget};
 use super::{
-    DEFAULT_DISK_WATCH_MS, DiagnosisActions, LogPattern, MAX_PLAN_STEPS, ObserverSettings, Plan, PlanStep, Plans,
-    RestartBudget, Rules, SERVER_SEVERITIES, Signature, Target, Thresholds, build_regex,
+    DEFAULT_DISK_WATCH_MS, DEFAULT_FILL_HORIZON_SECS, DEFAULT_FILL_WINDOW_SECS, DiagnosisActions, LogPattern,
+    MAX_PLAN_STEPS, ObserverSettings, Plan, PlanStep, Plans, RestartBudget, Rules, SERVER_SEVERITIES, Signature,
+    Target, Thresholds, build_regex,
 };
 use crate::model::{AlarmKind, ChoiceSet, ContainerName, Diagnosis, LlmChoice, RootCause};
 use crate::safety::{self, RestartRefusal};
@@ -167,6 +168,14 @@ impl Source<'_> {
             web_disk_pct: self.pct(&t.web_disk_pct, "thresholds.web_disk_pct")?,
             clean_success_pct: self.pct(&t.clean_success_pct, "thresholds.clean_success_pct")?,
             zombie_max: self.int(&t.zombie_max, "thresholds.zombie_max", 0, 100_000)? as u32,
+            web_disk_fill_horizon_secs: match &t.web_disk_fill_horizon_secs {
+                Some(v) => self.int(v, "thresholds.web_disk_fill_horizon_secs", 0, 86_400)? as u64,
+                None => DEFAULT_FILL_HORIZON_SECS,
+            },
+            web_disk_fill_window_secs: match &t.web_disk_fill_window_secs {
+                Some(v) => self.int(v, "thresholds.web_disk_fill_window_secs", 10, 3_600)? as u64,
+                None => DEFAULT_FILL_WINDOW_SECS,
+            },
         };
         if thresholds.clean_success_pct > thresholds.web_disk_pct {
             return Err(self.err(

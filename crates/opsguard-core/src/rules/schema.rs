@@ -31,6 +31,10 @@ pub(super) struct RawThresholds {
     pub(super) web_disk_pct: Spanned<f64>,
     pub(super) clean_success_pct: Spanned<f64>,
     pub(super) zombie_max: Spanned<i64>,
+    #[serde(default)]
+    pub(super) web_disk_fill_horizon_secs: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub(super) web_disk_fill_window_secs: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
