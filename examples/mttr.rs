@@ -9,7 +9,9 @@
 //! fault → alarm (MTTD) and fault → incident resolved or stopped (MTTR).
 //! Beside it, Docker's own `restart: on-failure` policy restarting the same
 //! OOM-killed db-prod (fault → running and accepting connections again).
-//! The lab must be up (`opsguard lab up`).
+//! The lab must be up (`opsguard lab up`). `MTTR_DISK_WATCH_MS=0` turns the
+//! disk watch off (the web log disk then read by the sweeps only), for
+//! comparison.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +33,15 @@ fn stats(v: &[u64]) -> String {
     let mut s = v.to_vec();
     s.sort_unstable();
     let mean = s.iter().sum::<u64>() as f64 / s.len() as f64;
-    format!("{:>7.2} s (min {:.2}, max {:.2})", mean / 1000.0, s[0] as f64 / 1000.0, s[s.len() - 1] as f64 / 1000.0)
+    let median =
+        if s.len() % 2 == 1 { s[s.len() / 2] as f64 } else { (s[s.len() / 2 - 1] + s[s.len() / 2]) as f64 / 2.0 };
+    format!(
+        "{:>7.2} s (median {:.2}, min {:.2}, max {:.2})",
+        mean / 1000.0,
+        median / 1000.0,
+        s[0] as f64 / 1000.0,
+        s[s.len() - 1] as f64 / 1000.0
+    )
 }
 
 fn mean(v: &[u64]) -> f64 {
@@ -89,15 +99,19 @@ async fn main() {
     };
     let lab = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab");
     let chaos = DockerChaos::new(host, None, Some(lab));
-    let rules = Arc::new(Rules::default_rules());
+    let mut rules = Rules::default_rules();
+    if let Some(ms) = std::env::var("MTTR_DISK_WATCH_MS").ok().and_then(|v| v.parse().ok()) {
+        rules.observer.disk_watch_ms = ms;
+    }
+    let rules = Arc::new(rules);
     println!(
-        "{runs} runs per scenario; sweep every {}s, Docker events on; approvals auto-approved",
-        rules.observer.interval_secs
+        "{runs} runs per scenario; sweep every {}s, disk watch every {} ms (0: off), Docker events on; approvals auto-approved",
+        rules.observer.interval_secs, rules.observer.disk_watch_ms
     );
     let mut table = Vec::new();
     let mut oom_mttr = Vec::new();
     for scenario in Scenario::ALL.into_iter().filter(|s| wanted(*s)) {
-        let (mut mttd, mut mttr, mut outcomes) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut mttd, mut mttr, mut outcomes, mut leads) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in 0..runs {
             if let Err(e) = chaos.reset().await {
                 eprintln!("{scenario} run {i}: reset failed: {e}");
@@ -127,6 +141,19 @@ async fn main() {
                         .find(|r| matches!(r.event, opsguard::audit::AuditEvent::Executed { .. }))
                         .map_or("-".to_string(), |r| format!("{} ms", r.ts.millis_since(run.fault_at)));
                     eprintln!("{scenario} run {}: MTTD {d} ms, first action done {acted}, MTTR {r} ms, {end}", i + 1);
+                    // A warning before the fault: how long before the
+                    // foreseen crossing it came, and the clean was done.
+                    let first = &run.reports[0];
+                    if let Some(cross) = first.alarm.evidence.threshold_crossing_at {
+                        let (warned, cleaned) =
+                            (cross.millis_since(first.alarm.raised_at), cross.millis_since(first.closed_at));
+                        let rate = first.alarm.evidence.fill_rate_pct_per_min.unwrap_or(f64::NAN);
+                        eprintln!(
+                            "{scenario} run {}: fill rate {rate:.2} points/min; warned {warned} ms and done {cleaned} ms before the foreseen crossing",
+                            i + 1
+                        );
+                        leads.push(warned);
+                    }
                     mttd.push(d);
                     mttr.push(r);
                     outcomes.push(end);
@@ -137,6 +164,9 @@ async fn main() {
         }
         if scenario == Scenario::DbOomKill {
             oom_mttr = mttr.clone();
+        }
+        if !leads.is_empty() {
+            println!("{scenario}: warned before the foreseen threshold crossing by {}", stats(&leads));
         }
         outcomes.sort();
         outcomes.dedup();

@@ -12,6 +12,8 @@
 #
 # FAULTS: web-disk-fill zombies db-garbage-flood db-config-corruption
 #         db-oom-kill db-data-corruption chain-reaction
+# (and web-log-slow-fill, inject only: stopped by touching
+#  /tmp/opsguard-slow-fill.stop in web-prod)
 #
 # Everything here goes through the docker CLI only (exec, run --volumes-from,
 # stop/start/restart, inspect, logs), i.e. through calls the Rust chaos engine
@@ -80,6 +82,12 @@ ms() { date +%s%3N; }
 inject_web-disk-fill() {
     # Spec: dd a 2 GB garbage log; the 56 MB disk fills at 100% (dd: ENOSPC).
     docker exec web-prod sh -c 'dd if=/dev/zero of=/var/log/nginx/chaos_garbage.log bs=1M count=2048 status=none 2>/dev/null; true'
+}
+inject_web-log-slow-fill() {
+    # Issue #12: 256 KiB a second into a log (about 0.45 % of the disk),
+    # detached, at most 240 times, until /tmp/opsguard-slow-fill.stop exists.
+    docker exec web-prod sh -c 'rm -f "$2"; (i=0; while [ $i -lt 240 ] && [ ! -e "$2" ]; do dd if=/dev/zero of="$1" bs=256k count=1 oflag=append conv=notrunc status=none 2>/dev/null; sleep 1; i=$((i+1)); done) </dev/null >/dev/null 2>&1 &' \
+        fill /var/log/nginx/chaos_slow_fill.log /tmp/opsguard-slow-fill.stop
 }
 inject_zombies() {
     local i
@@ -262,5 +270,5 @@ case ${1:-} in
     verify) shift; verify "$@" ;;
     df) c=$(container_of "${2:-}"); disk_pct "$c" ;;
     clean) c=$(container_of "${2:-}"); clean_logs "$c"; disk_pct "$c" ;;
-    *) sed -n '2,18p' "$0"; exit 2 ;;
+    *) sed -n '2,20p' "$0"; exit 2 ;;
 esac

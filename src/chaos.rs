@@ -27,6 +27,9 @@ pub enum Scenario {
     DbDataCorruption,
     /// Phase 3: a crash log fills the database's disk, then it goes down.
     ChainReaction,
+    /// A log on the web log disk grows at a steady rate (issue #12): seen
+    /// before it crosses the threshold.
+    WebLogSlowFill,
 }
 
 /// What OpsGuard must reach for a scenario.
@@ -43,7 +46,7 @@ pub struct Expected {
 
 impl Scenario {
     /// Every scenario, in the specification's order.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::WebDiskFill,
         Scenario::Zombies,
         Scenario::DbGarbageFlood,
@@ -51,6 +54,7 @@ impl Scenario {
         Scenario::DbOomKill,
         Scenario::DbDataCorruption,
         Scenario::ChainReaction,
+        Scenario::WebLogSlowFill,
     ];
 
     /// The command-line name (`web-disk-fill`, …).
@@ -63,6 +67,7 @@ impl Scenario {
             Scenario::DbOomKill => "db-oom-kill",
             Scenario::DbDataCorruption => "db-data-corruption",
             Scenario::ChainReaction => "chain-reaction",
+            Scenario::WebLogSlowFill => "web-log-slow-fill",
         }
     }
 
@@ -89,6 +94,8 @@ impl Scenario {
                 (AlarmKind::DbCrash(RootCause::DataCorruption), stopped(StopReason::DataCorruption), false)
             }
             Scenario::ChainReaction => (AlarmKind::DbCrash(RootCause::DiskFull), resolved, true),
+            // Cleaned early, by the default rules' plan.
+            Scenario::WebLogSlowFill => (AlarmKind::WebLogDiskFilling, resolved, false),
         };
         Expected { alarm, resolution, needs_approval }
     }
@@ -103,6 +110,7 @@ impl Scenario {
             Scenario::DbOomKill => SimFault::DbOomKill,
             Scenario::DbDataCorruption => SimFault::DbDataCorruption,
             Scenario::ChainReaction => SimFault::ChainReaction,
+            Scenario::WebLogSlowFill => SimFault::WebDiskSlowFill,
         }
     }
 }

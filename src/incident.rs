@@ -33,7 +33,7 @@ use crate::health::Health;
 use crate::host::{ContainerEvent, ContainerEventKind, Host};
 use crate::llm::{AdviceRequest, Advisor, CrashFacts, prompt};
 use crate::model::{Action, Alarm, ChoiceSet, ContainerName, LlmChoice, Outcome, Timestamp};
-use crate::observer::Observer;
+use crate::observer::{DiskWatch, Observer};
 use crate::rules::Rules;
 use opsguard_core::schedule::{self, AlarmKey, Reread, Scheduler};
 
@@ -647,7 +647,14 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
     ) -> Vec<IncidentReport> {
         let r = &self.responder;
         // The cadence stays as the watch started (see RulesHandle).
-        let mut scheduler = Scheduler::new(r.rules.rules().observer, self.delays, until, r.clock.now());
+        let settings = r.rules.rules().observer;
+        let mut scheduler = Scheduler::new(settings, self.delays, until, r.clock.now())
+            .with_disk_watch(Duration::from_millis(settings.disk_watch_ms));
+        // Warned once per failing spell: the watch reads twice a second.
+        let mut watch_failing = false;
+        // The web log disk's fill trend, fed by the watch (as the watch
+        // started: see RulesHandle).
+        let mut trend = r.observer().fill_trend();
         let mut reports = Vec::new();
         // One future per open incident, polled together in this task.
         let mut running = FuturesUnordered::new();
@@ -683,6 +690,31 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                                 continue;
                             }
                         }
+                    }
+                    schedule::Output::WatchDisk => {
+                        let now = r.clock.now();
+                        let (alarm, read) = match r.observer().watch_web(&r.host, now).await {
+                            Ok(watch) => {
+                                watch_failing = false;
+                                match watch {
+                                    DiskWatch::Read { usage, alarm } => {
+                                        // Fed every reading, full or not: the
+                                        // trend needs them all.
+                                        let foreseen =
+                                            trend.as_mut().and_then(|t| r.observer().foresee_web(t, usage, now));
+                                        (alarm.or(foreseen), true)
+                                    }
+                                    DiskWatch::Unavailable => (None, false),
+                                }
+                            }
+                            Err(e) => {
+                                if !std::mem::replace(&mut watch_failing, true) {
+                                    tracing::warn!(error = %e, "disk watch failed; the sweeps still read the disk");
+                                }
+                                (None, false)
+                            }
+                        };
+                        schedule::Input::DiskWatched { at: r.clock.now(), alarm, read }
                     }
                     schedule::Output::RereadZombies => {
                         let reread = match r.observer().check_zombies(&r.host, r.clock.now()).await {

@@ -4,16 +4,20 @@
 //! It polls (a full sweep at the normal interval, every 2 s in rapid mode
 //! after a fix, see [`Cadence`]) and also takes container events, so a
 //! Docker event stream can raise a crash alarm without waiting for the next
-//! sweep. It never decides anything: that is the engine's job.
+//! sweep. Between sweeps it also reads the web log disk the cheap way
+//! ([`Observer::watch_web`], paced by the scheduler), so a full log disk
+//! is seen within a second rather than at the next sweep. It never decides
+//! anything: that is the engine's job.
 
 use std::sync::Arc;
 
 use crate::alarm::{self, Clears, DatabaseCrash, Observed, Reading};
 use crate::classify::LogScan;
-use crate::host::{ContainerEvent, ContainerEventKind, ContainerSummary, Host, HostError};
+use crate::host::{ContainerEvent, ContainerEventKind, ContainerSummary, DiskUsage, Host, HostError};
 use crate::model::{Alarm, ContainerName, Health, RootCause, Timestamp};
 use crate::rules::Rules;
 pub use opsguard_core::observe::{Cadence, Check};
+use opsguard_core::trend::{FillTrend, TrendSettings};
 
 /// Most log lines read for one classification: the newest of the window.
 /// The classifier keeps only what can decide and a short tail, so this
@@ -30,6 +34,22 @@ pub struct Sweep {
     pub alarms: Vec<Alarm>,
     /// Checks that could not be made (a vanished daemon, an unknown container).
     pub errors: Vec<HostError>,
+}
+
+/// What one read of the disk watch found.
+#[derive(Debug)]
+// One value per read, handed on at once: boxing the alarm buys nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum DiskWatch {
+    /// The host cannot read this disk the cheap way; the sweeps read it.
+    Unavailable,
+    /// The disk's usage, and the alarm it raises, if any.
+    Read {
+        /// The usage read.
+        usage: DiskUsage,
+        /// `WEB_LOG_SATURATION`, when the disk is above threshold.
+        alarm: Option<Alarm>,
+    },
 }
 
 /// Watches the host for the rules' alarms.
@@ -68,13 +88,52 @@ impl Observer {
     pub async fn check_web<H: Host>(&self, host: &H, now: Timestamp) -> Result<Option<Alarm>, HostError> {
         let web = &self.rules.web;
         let used_pct = host.disk_usage(web.container.as_str(), &web.disk_path).await?.used_pct();
-        let observed = Observed::WebDisk { container: web.container.clone(), used_pct, state: None };
-        let Some(mut alarm) = alarm::assess(&self.rules, observed, now).alarm else {
-            return Ok(None);
+        Ok(self.web_alarm(host, used_pct, now).await)
+    }
+
+    /// The web log disk read without starting anything ([`Host::watch_disk`]):
+    /// `WEB_LOG_SATURATION` as [`Observer::check_web`] raises it, between
+    /// sweeps.
+    pub async fn watch_web<H: Host>(&self, host: &H, now: Timestamp) -> Result<DiskWatch, HostError> {
+        let web = &self.rules.web;
+        let Some(usage) = host.watch_disk(web.container.as_str(), &web.disk_path).await? else {
+            return Ok(DiskWatch::Unavailable);
         };
+        Ok(DiskWatch::Read { usage, alarm: self.web_alarm(host, usage.used_pct(), now).await })
+    }
+
+    /// A fill trend of the web log disk under the rules (`None` when
+    /// `thresholds.web_disk_fill_horizon_secs` is 0): fitted to the window's
+    /// readings, warning once they span a third of it.
+    pub fn fill_trend(&self) -> Option<FillTrend> {
+        let t = &self.rules.thresholds;
+        let window_ms = t.web_disk_fill_window_secs * 1000;
+        let settings =
+            TrendSettings { window_ms, min_span_ms: window_ms / 3, horizon_ms: t.web_disk_fill_horizon_secs * 1000 };
+        (t.web_disk_fill_horizon_secs > 0).then(|| FillTrend::new(settings, t.web_disk_pct))
+    }
+
+    /// Feeds `trend` the disk watch's reading; `WEB_LOG_DISK_FILLING` while
+    /// it foresees the threshold crossed within the horizon.
+    pub fn foresee_web(&self, trend: &mut FillTrend, usage: DiskUsage, now: Timestamp) -> Option<Alarm> {
+        let forecast = trend.observe(now, usage.used_pct())?;
+        let observed = Observed::WebDiskFilling {
+            container: self.rules.web.container.clone(),
+            used_pct: forecast.used_pct,
+            rate_pct_per_min: forecast.rate_pct_per_min,
+            crosses_in_ms: Some(forecast.crosses_at.millis_since(now)),
+            state: None,
+        };
+        alarm::assess(&self.rules, observed, now).alarm
+    }
+
+    async fn web_alarm<H: Host>(&self, host: &H, used_pct: f64, now: Timestamp) -> Option<Alarm> {
+        let web = &self.rules.web;
+        let observed = Observed::WebDisk { container: web.container.clone(), used_pct, state: None };
+        let mut alarm = alarm::assess(&self.rules, observed, now).alarm?;
         // Evidence only, so read only when there is an alarm to carry it.
         alarm.evidence.state = host.inspect(web.container.as_str()).await.ok().map(|s| s.state);
-        Ok(Some(alarm))
+        Some(alarm)
     }
 
     /// `DB_CRASH` with its root cause when the database is not running.
@@ -349,6 +408,55 @@ mod tests {
         assert!(a.evidence.disk_used_pct.is_some_and(|p| p < 85.0));
         let m = &a.evidence.signatures[0];
         assert_eq!((m.cause, m.matched()), (RootCause::DiskFull, false));
+    }
+
+    #[tokio::test]
+    async fn the_disk_watch_raises_what_the_sweep_raises_and_says_when_it_cannot_read() {
+        let (o, h) = setup();
+        let now = h.clock().now();
+        let DiskWatch::Read { usage, alarm: None } = o.watch_web(&h, now).await.unwrap() else {
+            panic!("a healthy web disk read the cheap way raises nothing")
+        };
+        assert!(usage.used_pct() < 85.0);
+        h.inject(SimFault::WebDiskFill);
+        let DiskWatch::Read { alarm: Some(a), .. } = o.watch_web(&h, now).await.unwrap() else {
+            panic!("a full web disk raises an alarm")
+        };
+        assert_eq!(Some(a), o.check_web(&h, now).await.unwrap());
+        h.set_knobs(crate::host::sim::SimKnobs { no_disk_watch: true, ..Default::default() });
+        assert!(matches!(o.watch_web(&h, now).await.unwrap(), DiskWatch::Unavailable));
+        assert!(o.check_web(&h, now).await.unwrap().is_some(), "the sweep still reads it its own way");
+        h.set_knobs(crate::host::sim::SimKnobs { daemon_down: true, ..Default::default() });
+        assert!(o.watch_web(&h, now).await.is_err(), "an unreadable disk is an error, not an empty disk");
+    }
+
+    #[tokio::test]
+    async fn a_slow_fill_is_foreseen_with_its_rate_and_crossing_time() {
+        let (o, h) = setup();
+        let mut trend = o.fill_trend().expect("on by default");
+        h.inject(SimFault::WebDiskSlowFill);
+        let start = h.clock().now();
+        let mut warned = None;
+        for _ in 0..120 {
+            h.clock().advance(Duration::from_millis(500));
+            let now = h.clock().now();
+            let DiskWatch::Read { usage, alarm: None } = o.watch_web(&h, now).await.unwrap() else {
+                panic!("saturated before the warning")
+            };
+            if let Some(a) = o.foresee_web(&mut trend, usage, now) {
+                warned = Some((now, a, usage));
+                break;
+            }
+        }
+        let (at, a, usage) = warned.expect("a warning within a minute");
+        assert_eq!(a.kind, AlarmKind::WebLogDiskFilling);
+        // 8 MiB a second on a 2.5 GiB disk: 18.75 points a minute.
+        let rate = a.evidence.fill_rate_pct_per_min.unwrap();
+        assert!((rate - 18.75).abs() < 0.01, "{rate}");
+        let left_ms = (85.0 - usage.used_pct()) / 18.75 * 60_000.0;
+        let crossing = a.evidence.threshold_crossing_at.unwrap();
+        assert!((crossing.millis_since(at) as f64 - left_ms).abs() < 1_000.0, "{crossing:?} vs {left_ms} ms");
+        assert!(at.millis_since(start) >= 20_000, "not before the readings span 20 s");
     }
 
     #[tokio::test]

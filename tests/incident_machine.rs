@@ -93,12 +93,13 @@ fn any_opening() -> impl Strategy<Value = (Alarm, Vec<Timestamp>, bool)> {
         4 => any_cause().prop_map(AlarmKind::DbCrash),
         1 => Just(AlarmKind::WebLogSaturation),
         1 => Just(AlarmKind::ZombieOutbreak),
+        1 => Just(AlarmKind::WebLogDiskFilling),
     ];
     (kind, any::<bool>(), prop::collection::vec(0u64..4_000_000, 0..4), any::<bool>(), any::<bool>()).prop_map(
         move |(kind, oom, restarts_ago, llm, fault_known)| {
             let container = match kind {
                 AlarmKind::DbCrash(_) => db(),
-                AlarmKind::WebLogSaturation => ContainerName::new("web-prod"),
+                AlarmKind::WebLogSaturation | AlarmKind::WebLogDiskFilling => ContainerName::new("web-prod"),
                 AlarmKind::ZombieOutbreak => ContainerName::new("opsguard.scope=lab"),
             };
             let evidence = Evidence {

@@ -47,6 +47,14 @@ pub const DB_GARBAGE: &str = "/root/garbage.bin";
 pub const DB_CRASH_LOG: &str = "/var/log/postgres_crash.log";
 /// The garbage log of `web-disk-fill`.
 pub const WEB_GARBAGE: &str = "/var/log/nginx/chaos_garbage.log";
+/// The log `web-log-slow-fill` grows.
+pub const WEB_SLOW_LOG: &str = "/var/log/nginx/chaos_slow_fill.log";
+/// While this file exists in `web-prod`, the slow fill's writer stops.
+const WEB_SLOW_STOP: &str = "/tmp/opsguard-slow-fill.stop";
+/// The slow fill's writer, detached: 256 KiB appended to `$1` every second
+/// (about 0.45 % of the lab's 56 MB web log disk: 85 % about three minutes
+/// after an empty disk), at most 240 times, until `$2` exists.
+const SLOW_FILL_SH: &str = r#"rm -f "$2"; (i=0; while [ $i -lt 240 ] && [ ! -e "$2" ]; do dd if=/dev/zero of="$1" bs=256k count=1 oflag=append conv=notrunc status=none 2>/dev/null; sleep 1; i=$((i+1)); done) </dev/null >/dev/null 2>&1 &"#;
 /// Where `db-data-corruption` keeps the original control file, for reset.
 pub const PG_CONTROL_BACKUP: &str = "/root/pg_control.opsguard-backup";
 
@@ -243,7 +251,7 @@ impl DockerChaos {
         let start = SystemClock.now();
         let t0 = Instant::now();
         let targets: &[&str] = match scenario {
-            Scenario::WebDiskFill => &[WEB],
+            Scenario::WebDiskFill | Scenario::WebLogSlowFill => &[WEB],
             // Zombies are containers chaos creates, labelled in scope.
             Scenario::Zombies => &[],
             _ => &[DB],
@@ -268,6 +276,11 @@ impl DockerChaos {
                     )
                     .await;
                 r.push(format!("exec {WEB}: dd 2 GB into {WEB_GARBAGE}"), t, describe(&out));
+            }
+            Scenario::WebLogSlowFill => {
+                let t = Instant::now();
+                let out = h.exec(WEB, &["sh", "-c", SLOW_FILL_SH, "fill", WEB_SLOW_LOG, WEB_SLOW_STOP]).await;
+                r.push(format!("exec {WEB}: append 256 KiB a second to {WEB_SLOW_LOG}"), t, describe(&out));
             }
             Scenario::Zombies => {
                 let t = Instant::now();
@@ -572,9 +585,15 @@ impl DockerChaos {
             ms: t.elapsed().as_millis() as u64,
             result: format!("{:?}", res.map(|v| v.len())),
         });
+        if self.host.inspect(WEB).await.is_ok_and(|s| s.state == ContainerState::Running) {
+            // Stop a slow fill's writer before its log goes.
+            let t = Instant::now();
+            let out = self.exec(WEB, &["touch", WEB_SLOW_STOP]).await;
+            r.push(format!("exec {WEB}: touch {WEB_SLOW_STOP}"), t, describe(&out));
+        }
         let t = Instant::now();
-        let out = self.helper(WEB, &["rm", "-f", WEB_GARBAGE]).await;
-        r.push(format!("helper: rm {WEB_GARBAGE}"), t, describe(&out));
+        let out = self.helper(WEB, &["rm", "-f", WEB_GARBAGE, WEB_SLOW_LOG]).await;
+        r.push(format!("helper: rm {WEB_GARBAGE} {WEB_SLOW_LOG}"), t, describe(&out));
         let t = Instant::now();
         let out = self.helper(DB, &["sh", "-c", DB_REPAIR_SH]).await;
         r.push("helper: remove garbage and crash log, restore config and control file", t, describe(&out));
@@ -761,7 +780,7 @@ pub async fn run_scenario<A: crate::approval::Approver + Send + 'static>(
             return Err(e);
         }
     };
-    let db_scenario = !matches!(scenario, Scenario::WebDiskFill | Scenario::Zombies);
+    let db_scenario = !matches!(scenario, Scenario::WebDiskFill | Scenario::Zombies | Scenario::WebLogSlowFill);
     let fault_at = match db_scenario {
         true => host.inspect(DB).await.ok().and_then(|s| s.finished_at),
         false => None,

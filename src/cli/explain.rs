@@ -34,6 +34,7 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode, String> {
                 logs: lines,
                 disk_used_pct: disk_used,
                 exited_containers: exited,
+                fill_rate_pct_per_min: None,
             }
         }
         (None, None) => return Err("give --alarm KIND or --from AUDIT".into()),

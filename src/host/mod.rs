@@ -194,6 +194,20 @@ pub trait Host: Sync {
     /// Usage of the filesystem holding `path` inside the container; works on
     /// stopped containers.
     async fn disk_usage(&self, container: &str, path: &str) -> Result<DiskUsage, HostError>;
+    /// The same reading as [`Host::disk_usage`], made without starting
+    /// anything (no `exec`, no helper): what the disk watch polls between
+    /// sweeps, so it must stay cheap. `Ok(None)` when this host has no
+    /// such way to read this path (the Docker host cannot see the volume),
+    /// and by default; the sweeps then read it with [`Host::disk_usage`].
+    /// An error is an unknown reading, never an empty disk.
+    fn watch_disk(
+        &self,
+        container: &str,
+        path: &str,
+    ) -> impl std::future::Future<Output = Result<Option<DiskUsage>, HostError>> + Send {
+        let _ = (container, path);
+        async { Ok(None) }
+    }
     /// Truncates the log files (regular files named `*.log`, or rotations
     /// such as `*.log.1`) under each of `log_paths` inside the container, and
     /// nothing else: no symlink is followed, a file with more than one link

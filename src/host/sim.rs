@@ -42,6 +42,10 @@ pub mod paths {
     pub const DB_CRASH_LOG: &str = "/var/log/postgres_crash.log";
 }
 
+/// How fast [`SimFault::WebDiskSlowFill`] writes: 8 MiB a second, so the
+/// lab's web log disk crosses 85 % about 4 minutes after the fault.
+pub const SLOW_FILL_BYTES_PER_SEC: u64 = 8 * MIB;
+
 /// A fault the simulated host can suffer: the specification's chaos scenarios.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SimFault {
@@ -60,6 +64,9 @@ pub enum SimFault {
     /// A crash log fills the database's disk to 100 %, then the database
     /// goes down (Phase 3).
     ChainReaction,
+    /// A log on the web log disk grows by [`SLOW_FILL_BYTES_PER_SEC`] from
+    /// now on, a steady writer, until the disk is full.
+    WebDiskSlowFill,
     /// The database is killed by SIGKILL without the OOM killer (exit 137).
     DbKilled,
 }
@@ -82,6 +89,9 @@ pub struct SimKnobs {
     /// After a start the database runs but its health check never passes
     /// (stuck in recovery, say).
     pub db_stuck_starting: bool,
+    /// The disks cannot be read the cheap way ([`Host::watch_disk`]
+    /// answers `None`), as for OpsGuard in a container without the volumes.
+    pub no_disk_watch: bool,
 }
 
 /// Something OpsGuard did to the simulated host, for tests to check.
@@ -165,6 +175,8 @@ struct World {
     data_corrupt: bool,
     ops: Vec<SimOp>,
     faults: Vec<(Timestamp, SimFault)>,
+    /// A steady writer on the web log disk: written up to this time.
+    slow_fill: Option<Timestamp>,
 }
 
 /// The in-memory host. Clones share the same world.
@@ -271,6 +283,7 @@ impl SimHost {
             data_corrupt: false,
             ops: Vec::new(),
             faults: Vec::new(),
+            slow_fill: None,
         };
         world.log(DB, now, "LOG:  database system is ready to accept connections");
         SimHost { world: Arc::new(Mutex::new(world)), clock }
@@ -399,6 +412,7 @@ impl SimHost {
             SimFault::DbKilled => {
                 w.crash_db(now, 137, false, &[]);
             }
+            SimFault::WebDiskSlowFill => w.slow_fill = Some(now),
         }
     }
 
@@ -463,8 +477,13 @@ impl World {
         }
     }
 
-    /// Applies crashes whose time has come.
+    /// Applies crashes whose time has come, and a slow fill's writes.
     fn settle(&mut self, now: Timestamp) {
+        if let Some(since) = self.slow_fill.filter(|s| *s < now) {
+            let bytes = SLOW_FILL_BYTES_PER_SEC.saturating_mul(now.millis_since(since)) / 1000;
+            self.add_file(0, &format!("{}/slow_fill.log", paths::WEB_LOGS), bytes);
+            self.slow_fill = Some(now);
+        }
         let due: Vec<(String, i64, bool, Vec<String>)> = self
             .containers
             .iter_mut()
@@ -596,6 +615,14 @@ impl Host for SimHost {
         let c = w.container(&op, container)?;
         let d = &w.disks[w.disk_of(&op, c, path)?];
         Ok(DiskUsage { total_bytes: d.capacity, used_bytes: d.used() })
+    }
+
+    async fn watch_disk(&self, container: &str, path: &str) -> Result<Option<DiskUsage>, HostError> {
+        let unseen = self.check("watch disk")?.knobs.no_disk_watch;
+        if unseen {
+            return Ok(None);
+        }
+        self.disk_usage(container, path).await.map(Some)
     }
 
     async fn clean_logs(&self, container: &str, log_paths: &[String]) -> Result<CleanReport, HostError> {

@@ -22,6 +22,21 @@ pub enum Observed {
         /// Its state, when it could be read (evidence only).
         state: Option<ContainerState>,
     },
+    /// A web server's log disk, below its threshold, and its fill trend
+    /// ([`crate::trend::FillTrend`]).
+    WebDiskFilling {
+        /// The web server.
+        container: ContainerName,
+        /// Usage of its log disk now, in percent (the fitted line's value).
+        used_pct: f64,
+        /// How fast it fills, in percentage points a minute.
+        rate_pct_per_min: f64,
+        /// In how long, at that rate, it crosses the threshold: `None`
+        /// when the trend does not warn.
+        crosses_in_ms: Option<u64>,
+        /// Its state, when it could be read (evidence only).
+        state: Option<ContainerState>,
+    },
     /// Exited containers in the zombie scope.
     Zombies {
         /// How many.
@@ -42,6 +57,8 @@ model::enum_with_all! {
         WebDisk,
         /// Exited containers (`ZOMBIE_OUTBREAK`).
         Zombies,
+        /// The web server's log disk filling (`WEB_LOG_DISK_FILLING`).
+        WebDiskFilling,
     }
     /// Every source, for the command line's choices.
     const ALL;
@@ -54,6 +71,7 @@ impl AlarmSource {
             AlarmSource::DbCrash => "db-crash",
             AlarmSource::WebDisk => "web-disk",
             AlarmSource::Zombies => "zombies",
+            AlarmSource::WebDiskFilling => "web-disk-filling",
         }
     }
 
@@ -68,6 +86,9 @@ impl AlarmSource {
             AlarmSource::DbCrash => "DB_CRASH: the database is down; its cause is classified",
             AlarmSource::WebDisk => "WEB_LOG_SATURATION: the web log disk (with --disk-used)",
             AlarmSource::Zombies => "ZOMBIE_OUTBREAK: exited containers (with --exited)",
+            AlarmSource::WebDiskFilling => {
+                "WEB_LOG_DISK_FILLING: the web log disk's fill rate (from a recorded alarm, --from)"
+            }
         }
     }
 
@@ -77,6 +98,7 @@ impl AlarmSource {
             AlarmKind::DbCrash(_) => AlarmSource::DbCrash,
             AlarmKind::WebLogSaturation => AlarmSource::WebDisk,
             AlarmKind::ZombieOutbreak => AlarmSource::Zombies,
+            AlarmKind::WebLogDiskFilling => AlarmSource::WebDiskFilling,
         }
     }
 }
@@ -97,6 +119,8 @@ pub struct AlarmFacts {
     pub disk_used_pct: Option<f64>,
     /// Exited containers in scope (zombies).
     pub exited_containers: Option<u32>,
+    /// The disk's fill rate, in percentage points a minute (a filling disk).
+    pub fill_rate_pct_per_min: Option<f64>,
 }
 
 impl AlarmFacts {
@@ -118,6 +142,7 @@ impl AlarmFacts {
             logs,
             disk_used_pct: e.disk_used_pct,
             exited_containers: e.exited_containers,
+            fill_rate_pct_per_min: e.fill_rate_pct_per_min,
         }
     }
 
@@ -154,6 +179,28 @@ impl AlarmFacts {
                     (Observed::WebDisk { container: rules.web.container.clone(), used_pct, state: None }, None)
                 })
                 .ok_or("no disk usage given (--disk-used)"),
+            AlarmSource::WebDiskFilling => {
+                let (Some(used_pct), Some(rate)) = (self.disk_used_pct, self.fill_rate_pct_per_min) else {
+                    return Err("no disk usage and fill rate given (a recorded alarm, --from)");
+                };
+                // One reading, no history: warned when within the horizon.
+                let t = &rules.thresholds;
+                let crosses_in_ms = (rate > 0.0)
+                    .then(|| ((t.web_disk_pct - used_pct).max(0.0) / rate * 60_000.0).ceil())
+                    .filter(|ms| *ms <= (t.web_disk_fill_horizon_secs * 1000) as f64)
+                    .map(|ms| ms as u64);
+                let container = rules.web.container.clone();
+                Ok((
+                    Observed::WebDiskFilling {
+                        container,
+                        used_pct,
+                        rate_pct_per_min: rate,
+                        crosses_in_ms,
+                        state: None,
+                    },
+                    None,
+                ))
+            }
             AlarmSource::Zombies => self
                 .exited_containers
                 .map(|exited| (Observed::Zombies { exited }, None))
@@ -212,6 +259,34 @@ pub fn assess(rules: &Rules, observed: Observed, now: Timestamp) -> Assessment {
                 because,
             }
         }
+        Observed::WebDiskFilling { container, used_pct, rate_pct_per_min, crosses_in_ms, state } => {
+            let because = match crosses_in_ms {
+                Some(ms) => format!(
+                    "web log disk at {used_pct:.1} % fills at {rate_pct_per_min:.2} points a minute: \
+                     it crosses thresholds.web_disk_pct {:.1} % in {} s, within \
+                     thresholds.web_disk_fill_horizon_secs {} s",
+                    t.web_disk_pct,
+                    ms.div_ceil(1000),
+                    t.web_disk_fill_horizon_secs
+                ),
+                None => format!(
+                    "web log disk at {used_pct:.1} % at {rate_pct_per_min:.2} points a minute does not cross \
+                     thresholds.web_disk_pct {:.1} % within thresholds.web_disk_fill_horizon_secs {} s",
+                    t.web_disk_pct, t.web_disk_fill_horizon_secs
+                ),
+            };
+            let alarm = crosses_in_ms.and_then(|ms| {
+                let evidence = Evidence {
+                    state,
+                    disk_used_pct: Some(used_pct),
+                    fill_rate_pct_per_min: Some(rate_pct_per_min),
+                    threshold_crossing_at: Some(now.plus_millis(ms)),
+                    ..Evidence::default()
+                };
+                raise(AlarmKind::WebLogDiskFilling, container, evidence)
+            });
+            Assessment { alarm, because }
+        }
         Observed::Zombies { exited } => {
             let above = exited > t.zombie_max;
             let because = format!(
@@ -243,6 +318,8 @@ pub fn assess(rules: &Rules, observed: Observed, now: Timestamp) -> Assessment {
                 oom_killed: Some(oom_killed),
                 disk_used_pct,
                 exited_containers: None,
+                fill_rate_pct_per_min: None,
+                threshold_crossing_at: None,
                 matched_signature: classification.signature,
                 log_lines: classification.lines,
                 signatures: classification.matches,
@@ -282,6 +359,8 @@ impl Clears {
             AlarmKind::DbCrash(crate::model::RootCause::DiskFull) => Clears::DiskBelow(t.clean_success_pct),
             AlarmKind::DbCrash(_) => Clears::WithTheContainer,
             AlarmKind::ZombieOutbreak => Clears::ExitedAtMost(t.zombie_max),
+            // Cleaned early: as far below the threshold as a clean must leave it.
+            AlarmKind::WebLogDiskFilling => Clears::DiskBelow(t.clean_success_pct),
         }
     }
 
@@ -331,6 +410,34 @@ mod tests {
         let above = assess(&r, web(r.thresholds.web_disk_pct + 0.1), Timestamp(1)).alarm.unwrap();
         assert_eq!((above.kind, above.container.as_str()), (AlarmKind::WebLogSaturation, "web-prod"));
         assert_eq!(above.raised_at, Timestamp(1));
+    }
+
+    #[test]
+    fn a_filling_web_disk_alarms_with_its_rate_and_crossing_time() {
+        let r = rules();
+        let filling = |crosses_in_ms| Observed::WebDiskFilling {
+            container: ContainerName::new("web-prod"),
+            used_pct: 40.0,
+            rate_pct_per_min: 9.0,
+            crosses_in_ms,
+            state: None,
+        };
+        let a = assess(&r, filling(Some(300_000)), Timestamp(1_000)).alarm.unwrap();
+        assert_eq!(a.kind, AlarmKind::WebLogDiskFilling);
+        assert_eq!(a.evidence.fill_rate_pct_per_min, Some(9.0));
+        assert_eq!(a.evidence.threshold_crossing_at, Some(Timestamp(301_000)));
+        assert_eq!(a.evidence.disk_used_pct, Some(40.0));
+        let none = assess(&r, filling(None), Timestamp(1_000));
+        assert_eq!(none.alarm, None);
+        assert!(none.because.contains("does not cross"), "{}", none.because);
+        // From a recorded alarm: the crossing is computed again, within the horizon or not.
+        let facts = AlarmFacts::from_alarm(&a);
+        let (observed, _) = facts.observe(&r).unwrap();
+        assert_eq!(assess(&r, observed, Timestamp(1_000)).alarm.map(|a| a.kind), Some(AlarmKind::WebLogDiskFilling));
+        let slow = AlarmFacts { fill_rate_pct_per_min: Some(0.01), ..facts };
+        let (observed, _) = slow.observe(&r).unwrap();
+        assert_eq!(assess(&r, observed, Timestamp(1_000)).alarm, None, "45 points at 0.01 a minute: days away");
+        assert_eq!(Clears::of(&r, AlarmKind::WebLogDiskFilling), Clears::DiskBelow(r.thresholds.clean_success_pct));
     }
 
     #[test]

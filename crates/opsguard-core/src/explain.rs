@@ -307,6 +307,7 @@ mod tests {
             ],
             disk_used_pct: Some(97.0),
             exited_containers: None,
+            fill_rate_pct_per_min: None,
         };
         let e = explain(&engine, &facts, Timestamp(0));
         assert_eq!(e.alarm.as_ref().unwrap().kind, AlarmKind::DbCrash(RootCause::DiskFull));

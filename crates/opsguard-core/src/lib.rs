@@ -24,3 +24,4 @@ pub mod redact;
 pub mod rules;
 pub mod safety;
 pub mod schedule;
+pub mod trend;

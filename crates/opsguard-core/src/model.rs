@@ -185,6 +185,10 @@ pub enum AlarmKind {
     /// `DB_CRASH`: the database is not running, with its tagged root cause.
     #[serde(rename = "DB_CRASH")]
     DbCrash(RootCause),
+    /// `WEB_LOG_DISK_FILLING`: the web server's log disk, below its
+    /// threshold, fills at a rate that crosses it within the horizon.
+    #[serde(rename = "WEB_LOG_DISK_FILLING")]
+    WebLogDiskFilling,
 }
 
 enum_with_all! {
@@ -198,6 +202,8 @@ enum_with_all! {
         ZombieOutbreak,
         /// `DB_CRASH`, with a root cause.
         DbCrash,
+        /// `WEB_LOG_DISK_FILLING`.
+        WebLogDiskFilling,
     }
     /// Every code, in the order of [`AlarmKind::ALL`].
     const ALL;
@@ -210,6 +216,7 @@ impl AlarmCode {
             AlarmCode::WebLogSaturation => "WEB_LOG_SATURATION",
             AlarmCode::ZombieOutbreak => "ZOMBIE_OUTBREAK",
             AlarmCode::DbCrash => "DB_CRASH",
+            AlarmCode::WebLogDiskFilling => "WEB_LOG_DISK_FILLING",
         }
     }
 
@@ -222,7 +229,7 @@ impl AlarmCode {
     pub const fn takes_cause(self) -> bool {
         match self {
             AlarmCode::DbCrash => true,
-            AlarmCode::WebLogSaturation | AlarmCode::ZombieOutbreak => false,
+            AlarmCode::WebLogSaturation | AlarmCode::ZombieOutbreak | AlarmCode::WebLogDiskFilling => false,
         }
     }
 
@@ -232,6 +239,7 @@ impl AlarmCode {
             AlarmCode::WebLogSaturation => AlarmKind::WebLogSaturation,
             AlarmCode::ZombieOutbreak => AlarmKind::ZombieOutbreak,
             AlarmCode::DbCrash => AlarmKind::DbCrash(cause),
+            AlarmCode::WebLogDiskFilling => AlarmKind::WebLogDiskFilling,
         }
     }
 
@@ -291,7 +299,7 @@ impl AlarmKind {
     pub const fn index(self) -> usize {
         let within = match self {
             AlarmKind::DbCrash(cause) => cause.index(),
-            AlarmKind::WebLogSaturation | AlarmKind::ZombieOutbreak => 0,
+            AlarmKind::WebLogSaturation | AlarmKind::ZombieOutbreak | AlarmKind::WebLogDiskFilling => 0,
         };
         self.alarm_code().first_index() + within
     }
@@ -302,6 +310,7 @@ impl AlarmKind {
             AlarmKind::WebLogSaturation => AlarmCode::WebLogSaturation,
             AlarmKind::ZombieOutbreak => AlarmCode::ZombieOutbreak,
             AlarmKind::DbCrash(_) => AlarmCode::DbCrash,
+            AlarmKind::WebLogDiskFilling => AlarmCode::WebLogDiskFilling,
         }
     }
 
@@ -328,6 +337,7 @@ impl AlarmKind {
             AlarmKind::WebLogSaturation => "the web server's log disk is above its threshold",
             AlarmKind::ZombieOutbreak => "too many exited containers in scope",
             AlarmKind::DbCrash(_) => "the database is not running",
+            AlarmKind::WebLogDiskFilling => "the web server's log disk fills toward its threshold",
         }
     }
 
@@ -347,6 +357,10 @@ impl AlarmKind {
             AlarmKind::WebLogSaturation => {
                 format!("Set up log rotation for {c}; find what produced the burst of log lines.")
             }
+            AlarmKind::WebLogDiskFilling => format!(
+                "Find what writes {c}'s logs at this rate and set up log rotation; \
+                 early cleaning only moves the crossing later."
+            ),
             AlarmKind::ZombieOutbreak => "Find what keeps creating containers that exit and are never removed \
                  (a cron job, a CI runner, `docker run` without `--rm`)."
                 .to_string(),
@@ -460,6 +474,13 @@ pub struct Evidence {
     /// Number of exited containers in scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exited_containers: Option<u32>,
+    /// How fast the disk fills, in percentage points a minute (the fitted
+    /// line of recent readings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_rate_pct_per_min: Option<f64>,
+    /// When, at that rate, the disk crosses its threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_crossing_at: Option<Timestamp>,
     /// Which signature decided the root cause (e.g. `log matches "No space left on device"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matched_signature: Option<String>,
@@ -1069,7 +1090,7 @@ mod tests {
             assert_eq!(AlarmKind::from_code(kind.code(), kind.cause()), Some(kind));
             assert_eq!(AlarmKind::code_takes_cause(kind.code()), Some(kind.cause().is_some()));
         }
-        assert_eq!(AlarmKind::codes(), ["WEB_LOG_SATURATION", "ZOMBIE_OUTBREAK", "DB_CRASH"]);
+        assert_eq!(AlarmKind::codes(), ["WEB_LOG_SATURATION", "ZOMBIE_OUTBREAK", "DB_CRASH", "WEB_LOG_DISK_FILLING"]);
         assert_eq!(AlarmKind::from_code("DB_CRASH", None), None, "a database crash always has a cause");
         assert_eq!(AlarmKind::from_code("ZOMBIE_OUTBREAK", Some(RootCause::OomKill)), None);
         assert_eq!(AlarmKind::code_takes_cause("NOPE"), None);

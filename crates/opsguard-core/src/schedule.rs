@@ -11,7 +11,10 @@
 //! handed to a human until its condition clears, the settle wait of a
 //! zombie outbreak, the debounce of container deaths, and when the watch
 //! ends (after so many incidents, at a deadline, or when told to drain:
-//! nothing new starts, what is under way finishes).
+//! nothing new starts, what is under way finishes). Where the host can
+//! read the web log disk without starting anything, it also paces the disk
+//! watch between sweeps; what the watch raises goes through the same
+//! suppression as a sweep's alarms.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -19,6 +22,9 @@ use std::time::Duration;
 use crate::model::{Alarm, AlarmKind, ContainerName, Timestamp};
 use crate::observe::Cadence;
 use crate::rules::ObserverSettings;
+
+/// The code only the disk watch raises.
+const FILLING: &str = AlarmKind::WebLogDiskFilling.alarm_code().as_str();
 
 /// What identifies "the same problem" for suppression: the alarm's code and
 /// its container. A database crash counts by code, not cause: the same
@@ -83,6 +89,8 @@ impl Default for Delays {
 
 /// A zombie count read again while an outbreak settles.
 #[derive(Clone, Debug, PartialEq)]
+// Each value is handed on once: boxing the alarm buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Reread {
     /// Still above the threshold: the outbreak as it is now.
     Raised(Alarm),
@@ -121,6 +129,19 @@ pub enum Input {
         /// The alarm.
         alarm: Alarm,
     },
+    /// The disk watch (asked by [`Output::WatchDisk`]) ended at `at`,
+    /// raising this alarm or none. An error raises none: the sweeps still
+    /// read the disk their own way. Only the watch foresees a filling disk
+    /// (`WEB_LOG_DISK_FILLING`), so only a watch that `read` the disk and
+    /// did not raise it again lets it be handed to a human again.
+    DiskWatched {
+        /// When the read ended.
+        at: Timestamp,
+        /// What it raised.
+        alarm: Option<Alarm>,
+        /// Whether the disk was read (not an error, not unreadable here).
+        read: bool,
+    },
     /// The zombie count re-read for a settling outbreak
     /// ([`Output::RereadZombies`]).
     Reread {
@@ -147,6 +168,8 @@ pub enum Input {
 
 /// What the scheduler asks of the driver.
 #[derive(Clone, Debug, PartialEq)]
+// Each value is handed on once: boxing the alarm buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Output {
     /// Sweep the whole host; answer with [`Input::Swept`].
     Sweep,
@@ -155,6 +178,9 @@ pub enum Output {
     CheckDeath(ContainerName),
     /// Read the zombie count again; answer with [`Input::Reread`].
     RereadZombies,
+    /// Read the web log disk the cheap way; answer with
+    /// [`Input::DiskWatched`].
+    WatchDisk,
     /// Open an incident for this alarm; answer with [`Input::Finished`]
     /// when it closes.
     Open(Alarm),
@@ -180,6 +206,10 @@ pub struct Scheduler {
     until: WatchLimit,
     next_sweep: Timestamp,
     sweeping: bool,
+    /// The disk watch's period, when it is on.
+    disk_watch: Option<Duration>,
+    next_watch: Timestamp,
+    watching: bool,
     /// Alarms handed to a human and not yet cleared by a sweep.
     escalated: BTreeSet<AlarmKey>,
     /// Containers with an incident open, or an outbreak settling.
@@ -203,6 +233,9 @@ impl Scheduler {
             until,
             next_sweep: now,
             sweeping: false,
+            disk_watch: None,
+            next_watch: now,
+            watching: false,
             escalated: BTreeSet::new(),
             busy: BTreeSet::new(),
             settling: None,
@@ -214,6 +247,13 @@ impl Scheduler {
         }
     }
 
+    /// Also reads the web log disk every `period` between sweeps (first at
+    /// once); a zero period leaves it to the sweeps.
+    pub fn with_disk_watch(mut self, period: Duration) -> Scheduler {
+        self.disk_watch = (!period.is_zero()).then_some(period);
+        self
+    }
+
     /// Takes one input; what it calls for comes out of [`Scheduler::poll`].
     pub fn handle(&mut self, input: Input) {
         match input {
@@ -221,7 +261,8 @@ impl Scheduler {
             Input::Swept { at, alarms } => {
                 self.sweeping = false;
                 let raised: BTreeSet<AlarmKey> = alarms.iter().map(AlarmKey::of).collect();
-                self.escalated.retain(|k| raised.contains(k));
+                // What the sweeps do not look for is cleared by the watch.
+                self.escalated.retain(|k| raised.contains(k) || k.code == FILLING);
                 for alarm in alarms {
                     self.consider(alarm, at);
                 }
@@ -250,6 +291,19 @@ impl Scheduler {
                     // death checked): the read that follows compares with it.
                     Some(s) if s.alarm.kind == alarm.kind && s.alarm.container == alarm.container => s.alarm = alarm,
                     _ => self.consider(alarm, at),
+                }
+                self.tick(at);
+            }
+            Input::DiskWatched { at, alarm, read } => {
+                self.watching = false;
+                if read && alarm.as_ref().is_none_or(|a| a.kind != AlarmKind::WebLogDiskFilling) {
+                    self.escalated.retain(|k| k.code != FILLING);
+                }
+                if let Some(alarm) = alarm {
+                    self.consider(alarm, at);
+                }
+                if let Some(period) = self.disk_watch {
+                    self.next_watch = at.plus_millis(millis(period));
                 }
                 self.tick(at);
             }
@@ -290,7 +344,8 @@ impl Scheduler {
         }
         let sweep = (!self.sweeping).then_some(self.next_sweep);
         let settle = self.settling.as_ref().and_then(|s| s.due);
-        [sweep, settle, self.deaths.values().min().copied(), self.until.deadline].into_iter().flatten().min()
+        let watch = self.disk_watch.filter(|_| !self.watching).map(|_| self.next_watch);
+        [sweep, settle, watch, self.deaths.values().min().copied(), self.until.deadline].into_iter().flatten().min()
     }
 
     /// Whether the watch is over: draining, and every incident closed.
@@ -325,6 +380,10 @@ impl Scheduler {
         if !self.sweeping && now >= self.next_sweep {
             self.sweeping = true;
             self.out.push_back(Output::Sweep);
+        }
+        if self.disk_watch.is_some() && !self.watching && now >= self.next_watch {
+            self.watching = true;
+            self.out.push_back(Output::WatchDisk);
         }
     }
 
@@ -390,6 +449,7 @@ impl Scheduler {
             }
         }
         self.sweeping = false;
+        self.watching = false;
     }
 
     fn after_interval(&self, at: Timestamp) -> Timestamp {
@@ -602,6 +662,79 @@ mod tests {
         s.handle(Input::Finished { at: T0, key: AlarmKey::of(&web), resolved: true, acted: true });
         assert!(s.is_finished());
         assert_eq!(s.finished(), 2);
+    }
+
+    #[test]
+    fn the_disk_watch_runs_between_sweeps_and_shares_their_suppression() {
+        let mut s = scheduler(WatchLimit::default()).with_disk_watch(Duration::from_millis(500));
+        s.handle(Input::Tick(T0));
+        assert_eq!(drain(&mut s), [Output::Sweep, Output::WatchDisk]);
+        s.handle(Input::Swept { at: T0, alarms: vec![] });
+        // No second read while one is under way.
+        s.handle(Input::Tick(T0.plus_millis(2_000)));
+        assert_eq!(drain(&mut s), []);
+        s.handle(Input::DiskWatched { at: T0.plus_millis(10), alarm: None, read: true });
+        assert_eq!(s.next_wake(), Some(T0.plus_millis(510)), "the next read, long before the next sweep");
+        s.handle(Input::Tick(T0.plus_millis(510)));
+        assert_eq!(drain(&mut s), [Output::WatchDisk]);
+        let web = alarm(AlarmKind::WebLogSaturation, "web-prod", 0);
+        s.handle(Input::DiskWatched { at: T0.plus_millis(520), alarm: Some(web.clone()), read: true });
+        assert_eq!(drain(&mut s), [Output::Open(web.clone())]);
+        // The next sweep sees the same full disk: the same incident, not a second.
+        s.handle(Input::Tick(T0.plus_millis(30_000)));
+        assert_eq!(drain(&mut s), [Output::Sweep, Output::WatchDisk]);
+        s.handle(Input::Swept { at: T0.plus_millis(30_000), alarms: vec![web.clone()] });
+        s.handle(Input::DiskWatched { at: T0.plus_millis(30_000), alarm: Some(web.clone()), read: true });
+        assert_eq!(drain(&mut s), []);
+        // Handed to a human: the watch raising it again opens nothing until a sweep sees it clear.
+        let at = T0.plus_millis(31_000);
+        s.handle(Input::Finished { at, key: AlarmKey::of(&web), resolved: false, acted: false });
+        s.handle(Input::Tick(T0.plus_millis(31_000)));
+        assert_eq!(drain(&mut s), [Output::WatchDisk]);
+        s.handle(Input::DiskWatched { at, alarm: Some(web.clone()), read: true });
+        assert_eq!(drain(&mut s), []);
+        s.handle(Input::Drain);
+        s.handle(Input::Tick(T0.plus_millis(40_000)));
+        assert_eq!(drain(&mut s), [], "nothing is read once draining");
+    }
+
+    #[test]
+    fn a_filling_disk_with_a_human_stays_theirs_until_the_watch_no_longer_foresees_it() {
+        let mut s = scheduler(WatchLimit::default()).with_disk_watch(Duration::from_millis(500));
+        s.handle(Input::Tick(T0));
+        drain(&mut s);
+        s.handle(Input::Swept { at: T0, alarms: vec![] });
+        let filling = alarm(AlarmKind::WebLogDiskFilling, "web-prod", 0);
+        s.handle(Input::DiskWatched { at: T0, alarm: Some(filling.clone()), read: true });
+        assert_eq!(drain(&mut s), [Output::Open(filling.clone())]);
+        s.handle(Input::Finished { at: T0, key: AlarmKey::of(&filling), resolved: false, acted: false });
+        let watch = |s: &mut Scheduler, at: u64, alarm: Option<Alarm>, read: bool| {
+            s.handle(Input::Tick(T0.plus_millis(at)));
+            let asked = drain(s);
+            assert!(asked.contains(&Output::WatchDisk), "{asked:?}");
+            if asked.contains(&Output::Sweep) {
+                // A sweep does not look for a filling disk: it does not clear it.
+                s.handle(Input::Swept { at: T0.plus_millis(at), alarms: vec![] });
+            }
+            s.handle(Input::DiskWatched { at: T0.plus_millis(at), alarm, read });
+            drain(s)
+        };
+        assert_eq!(watch(&mut s, 30_000, Some(filling.clone()), true), []);
+        // An unread disk proves nothing either.
+        assert_eq!(watch(&mut s, 30_500, None, false), []);
+        assert_eq!(watch(&mut s, 31_000, Some(filling.clone()), true), []);
+        // Read, and no longer foreseen: the next warning is a new incident.
+        assert_eq!(watch(&mut s, 31_500, None, true), []);
+        assert_eq!(watch(&mut s, 32_000, Some(filling.clone()), true), [Output::Open(filling)]);
+    }
+
+    #[test]
+    fn a_zero_period_leaves_the_disk_to_the_sweeps() {
+        let mut s = scheduler(WatchLimit::default()).with_disk_watch(Duration::ZERO);
+        s.handle(Input::Tick(T0));
+        assert_eq!(drain(&mut s), [Output::Sweep]);
+        s.handle(Input::Swept { at: T0, alarms: vec![] });
+        assert_eq!(s.next_wake(), Some(T0.plus_millis(30_000)));
     }
 
     #[test]

@@ -21,7 +21,10 @@
 //!    settling outbreak on a drain);
 //! 6. one sweep at a time, and never more than the normal interval apart
 //!    while watching (mutation: sweep on every tick);
-//! 7. deterministic.
+//! 7. one disk watch read at a time, never more than its period apart while
+//!    watching, and what it raises meets invariants 1 and 2 (mutation:
+//!    leave `watching` unset when a read is asked);
+//! 8. deterministic.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -41,6 +44,8 @@ fn config() -> ProptestConfig {
 const T0: u64 = 1_700_000_000_000;
 const CONTAINERS: [&str; 3] = ["db-prod", "web-prod", "worker"];
 const SCOPE: &str = "opsguard.lab=true";
+/// The disk watch's period, in milliseconds.
+const WATCH: u64 = 500;
 
 #[derive(Clone, Debug)]
 enum Raise {
@@ -74,6 +79,9 @@ enum Move {
     Reread(u8, u32),
     /// Closes the i-th open incident.
     Finish(u8, bool, bool),
+    /// Answers the disk watch's read under way (if any), raising a full
+    /// web log disk or not.
+    Watched(bool),
     Drain,
 }
 
@@ -89,6 +97,7 @@ fn any_move() -> impl Strategy<Value = Move> {
         2 => any_raise().prop_map(Move::Raised),
         2 => (0u8..3, 6u32..9).prop_map(|(w, n)| Move::Reread(w, n)),
         3 => (any::<u8>(), any::<bool>(), any::<bool>()).prop_map(|(i, r, a)| Move::Finish(i, r, a)),
+        2 => any::<bool>().prop_map(Move::Watched),
         1 => Just(Move::Drain),
     ]
 }
@@ -104,6 +113,8 @@ struct World {
     now: u64,
     sweeping: bool,
     last_swept: u64,
+    watching: bool,
+    last_watched: u64,
     rereading: bool,
     /// Open incidents: container → the key they were opened for.
     open: BTreeMap<ContainerName, AlarmKey>,
@@ -118,8 +129,8 @@ struct World {
 /// Runs `moves`; the trace of outputs, or the broken invariant.
 fn run(moves: &[Move], until: WatchLimit, delays: Delays) -> Result<Vec<Output>, String> {
     let settings = Rules::default_rules().observer;
-    let mut s = Scheduler::new(settings, delays, until, Timestamp(T0));
-    let mut w = World { now: T0, last_swept: T0, ..World::default() };
+    let mut s = Scheduler::new(settings, delays, until, Timestamp(T0)).with_disk_watch(Duration::from_millis(WATCH));
+    let mut w = World { now: T0, last_swept: T0, last_watched: T0, ..World::default() };
     let mut trace = Vec::new();
     let settle = delays.death_settle.as_millis() as u64;
     let normal = settings.interval_secs * 1000;
@@ -152,6 +163,12 @@ fn run(moves: &[Move], until: WatchLimit, delays: Delays) -> Result<Vec<Output>,
                     }
                 }
                 Output::RereadZombies => w.rereading = true,
+                Output::WatchDisk => {
+                    if w.watching {
+                        return Err("a second disk watch read while one is under way".into());
+                    }
+                    w.watching = true;
+                }
                 Output::Open(a) => {
                     if w.ended {
                         return Err(format!("{a} opened after the watch ended"));
@@ -185,6 +202,9 @@ fn run(moves: &[Move], until: WatchLimit, delays: Delays) -> Result<Vec<Output>,
             }
             if !w.sweeping && wake > w.last_swept + normal {
                 return Err(format!("the next sweep is at {wake}, later than the normal interval"));
+            }
+            if !w.watching && wake > w.last_watched + WATCH {
+                return Err(format!("the next disk watch read is at {wake}, later than its period"));
             }
         }
         let Some(m) = m else { break };
@@ -234,6 +254,14 @@ fn run(moves: &[Move], until: WatchLimit, delays: Delays) -> Result<Vec<Output>,
                     w.human.insert(key.clone());
                 }
                 Input::Finished { at: Timestamp(w.now), key, resolved: *resolved, acted: *acted }
+            }
+            Move::Watched(full) => {
+                if !w.watching {
+                    continue;
+                }
+                w.watching = false;
+                w.last_watched = w.now;
+                Input::DiskWatched { at: Timestamp(w.now), alarm: full.then(|| alarm(&Raise::Web, w.now)), read: true }
             }
             Move::Drain => {
                 drained = true;

@@ -39,9 +39,14 @@
 //! reconnecting after the daemon restarts and resuming from the last event
 //! seen.
 //!
-//! Submodules: [`helper`] (the helper containers) and [`events`] (the event
-//! stream); their items are re-exported here.
+//! Reading a disk without starting anything (the disk watch between sweeps)
+//! is a `statvfs` of the host path Docker reports for the mount, checked
+//! once against a reading through the container: see [`diskwatch`].
+//!
+//! Submodules: [`helper`] (the helper containers), [`events`] (the event
+//! stream) and [`diskwatch`]; the first two's items are re-exported here.
 
+pub mod diskwatch;
 pub mod events;
 pub mod helper;
 
@@ -114,6 +119,7 @@ pub struct DockerHost {
     docker: Docker,
     scope_label: String,
     timeouts: DockerTimeouts,
+    disk_watch: diskwatch::DiskWatchCache,
 }
 
 /// Maps a daemon error to a host error.
@@ -359,7 +365,12 @@ impl DockerHost {
 
     /// Wraps an existing client.
     pub fn with_client(docker: Docker, scope_label: &str) -> DockerHost {
-        DockerHost { docker, scope_label: scope_label.to_string(), timeouts: DockerTimeouts::default() }
+        DockerHost {
+            docker,
+            scope_label: scope_label.to_string(),
+            timeouts: DockerTimeouts::default(),
+            disk_watch: diskwatch::DiskWatchCache::default(),
+        }
     }
 
     /// Changes the timeouts.
@@ -522,6 +533,10 @@ impl Host for DockerHost {
         parse_df(&out.stdout).ok_or_else(|| {
             HostError::new(HostErrorKind::BadResponse, op, format!("unreadable df output: {}", out.stdout))
         })
+    }
+
+    async fn watch_disk(&self, container: &str, path: &str) -> Result<Option<DiskUsage>, HostError> {
+        self.watch_disk_usage(container, path).await
     }
 
     async fn clean_logs(&self, container: &str, log_paths: &[String]) -> Result<CleanReport, HostError> {

@@ -14,8 +14,9 @@ use super::error::{RulesError, RulesErrorKind};
 use super::merge::{self, Layers, Merged};
 use super::schema::{RawPlan, RawRules, RawSignature, RawTarget};
 use super::{
-    DEFAULT_RULES, DiagnosisActions, LogPattern, MAX_PLAN_STEPS, ObserverSettings, Plan, PlanStep, Plans,
-    RestartBudget, Rules, SERVER_SEVERITIES, Signature, Target, Thresholds, build_regex,
+    DEFAULT_DISK_WATCH_MS, DEFAULT_FILL_HORIZON_SECS, DEFAULT_FILL_WINDOW_SECS, DEFAULT_RULES, DiagnosisActions,
+    LogPattern, MAX_PLAN_STEPS, ObserverSettings, Plan, PlanStep, Plans, RestartBudget, Rules, SERVER_SEVERITIES,
+    Signature, Target, Thresholds, build_regex,
 };
 use crate::model::{AlarmKind, ChoiceSet, ContainerName, Diagnosis, LlmChoice, RootCause};
 use crate::safety::{self, RestartRefusal};
@@ -202,6 +203,14 @@ impl Source<'_> {
             web_disk_pct: self.pct(&t.web_disk_pct, "thresholds.web_disk_pct")?,
             clean_success_pct: self.pct(&t.clean_success_pct, "thresholds.clean_success_pct")?,
             zombie_max: self.int(&t.zombie_max, "thresholds.zombie_max", 0, 100_000)? as u32,
+            web_disk_fill_horizon_secs: match &t.web_disk_fill_horizon_secs {
+                Some(v) => self.int(v, "thresholds.web_disk_fill_horizon_secs", 0, 86_400)? as u64,
+                None => DEFAULT_FILL_HORIZON_SECS,
+            },
+            web_disk_fill_window_secs: match &t.web_disk_fill_window_secs {
+                Some(v) => self.int(v, "thresholds.web_disk_fill_window_secs", 10, 3_600)? as u64,
+                None => DEFAULT_FILL_WINDOW_SECS,
+            },
         };
         if thresholds.clean_success_pct > thresholds.web_disk_pct {
             let (field, span) = self.users(
@@ -226,6 +235,10 @@ impl Source<'_> {
             rapid_window_secs: self.int(&o.rapid_window_secs, "observer.rapid_window_secs", 1, day)? as u64,
             log_window_secs: self.int(&o.log_window_secs, "observer.log_window_secs", 1, day)? as u64,
             stable_checks: self.int(&o.stable_checks, "observer.stable_checks", 1, 100)? as u32,
+            disk_watch_ms: match &o.disk_watch_ms {
+                Some(v) => self.int(v, "observer.disk_watch_ms", 0, 60_000)? as u64,
+                None => DEFAULT_DISK_WATCH_MS,
+            },
         };
         if observer.rapid_interval_secs > observer.rapid_window_secs {
             let (field, span) = self.users(

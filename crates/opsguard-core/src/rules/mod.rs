@@ -35,6 +35,14 @@ use crate::model::{AlarmKind, ChoiceSet, ContainerName, Diagnosis, Evidence, Llm
 /// decision tree.
 pub const DEFAULT_RULES: &str = include_str!("../../../../rules/default.toml");
 
+/// `observer.disk_watch_ms` when the rules leave it out: the web log
+/// disk read twice a second (issue #12: saturation seen within 2 s).
+pub const DEFAULT_DISK_WATCH_MS: u64 = 500;
+/// `thresholds.web_disk_fill_horizon_secs` when left out: ten minutes.
+pub const DEFAULT_FILL_HORIZON_SECS: u64 = 600;
+/// `thresholds.web_disk_fill_window_secs` when left out: a minute.
+pub const DEFAULT_FILL_WINDOW_SECS: u64 = 60;
+
 /// Longest plan accepted; keeps every incident bounded.
 pub const MAX_PLAN_STEPS: usize = 16;
 
@@ -47,6 +55,11 @@ pub struct Thresholds {
     pub clean_success_pct: f64,
     /// More exited containers than this raise `ZOMBIE_OUTBREAK`.
     pub zombie_max: u32,
+    /// `WEB_LOG_DISK_FILLING` when the web log disk, at its measured fill
+    /// rate, crosses `web_disk_pct` within this many seconds; 0: never.
+    pub web_disk_fill_horizon_secs: u64,
+    /// The fill rate is fitted to the readings of this many seconds.
+    pub web_disk_fill_window_secs: u64,
 }
 
 /// Observer cadence, in seconds.
@@ -62,6 +75,10 @@ pub struct ObserverSettings {
     pub log_window_secs: u64,
     /// Consecutive Running checks that confirm a fix.
     pub stable_checks: u32,
+    /// How often the web log disk is read between sweeps, where the host
+    /// can read it without starting anything (a `statvfs` of the volume's
+    /// host path), in milliseconds; 0 leaves it to the sweeps.
+    pub disk_watch_ms: u64,
 }
 
 /// How many restarts a container may have in a window.

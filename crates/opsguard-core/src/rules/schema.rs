@@ -31,6 +31,10 @@ pub(super) struct RawThresholds {
     pub(super) web_disk_pct: Spanned<f64>,
     pub(super) clean_success_pct: Spanned<f64>,
     pub(super) zombie_max: Spanned<i64>,
+    #[serde(default)]
+    pub(super) web_disk_fill_horizon_secs: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub(super) web_disk_fill_window_secs: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -41,6 +45,8 @@ pub(super) struct RawObserver {
     pub(super) rapid_window_secs: Spanned<i64>,
     pub(super) log_window_secs: Spanned<i64>,
     pub(super) stable_checks: Spanned<i64>,
+    #[serde(default)]
+    pub(super) disk_watch_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
