@@ -53,28 +53,8 @@ exec 9>"$LAB_CACHE/build-opsguard.lock"
 flock 9
 START=$(date +%s)
 
-debian_mirror() {
-    if [ -n "${OPSGUARD_LAB_MIRROR:-}" ]; then echo "$OPSGUARD_LAB_MIRROR"; return; fi
-    local m
-    m=$(grep -rhoE 'https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-        | grep -v security | head -n1 | tr -d ' ' || true)
-    echo "${m:-http://deb.debian.org/debian}"
-}
-
-remove_rootfs() {
-    local root=$1 m
-    [ -e "$root" ] || return 0
-    for m in $(findmnt -rn -o TARGET | grep -F "$root" | sort -r); do umount -l "$m" || true; done
-    safe_rm_rf "$LAB_CACHE" "$root"
-}
-
 if [ "${FORCE:-0}" = 1 ] || [ ! -s "$BASE" ]; then
-    command -v debootstrap >/dev/null 2>&1 || {
-        log "installing debootstrap"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -q debootstrap >/dev/null 2>&1 \
-            || { apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null; }
-    }
+    ensure_debootstrap
     ROOT=$LAB_CACHE/opsguard-rootfs-$BASE_HASH
     case $ROOT in "$LAB_CACHE"/opsguard-rootfs-?*) ;; *) die "unexpected rootfs path '$ROOT'" ;; esac
     remove_rootfs "$ROOT"

@@ -45,30 +45,6 @@ if [ "${FORCE:-0}" != 1 ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
 fi
 START=$(date +%s)
 
-debian_mirror() {
-    if [ -n "${OPSGUARD_LAB_MIRROR:-}" ]; then echo "$OPSGUARD_LAB_MIRROR"; return; fi
-    local m
-    m=$(grep -rhoE 'https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-        | grep -v security | head -n1 | tr -d ' ' || true)
-    echo "${m:-http://deb.debian.org/debian}"
-}
-
-ensure_debootstrap() {
-    command -v debootstrap >/dev/null 2>&1 && return
-    log "installing debootstrap"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q debootstrap >/dev/null 2>&1 \
-        || { apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null; }
-}
-
-# Unmount anything debootstrap may have left mounted below $1, then remove it.
-remove_rootfs() {
-    local root=$1 m
-    [ -e "$root" ] || return 0
-    for m in $(findmnt -rn -o TARGET | grep -F "$root" | sort -r); do umount -l "$m" || true; done
-    safe_rm_rf "$LAB_CACHE" "$root"
-}
-
 TARBALL=$LAB_CACHE/rootfs-$HASH.tar
 if [ "${FORCE:-0}" = 1 ] || [ ! -s "$TARBALL" ]; then
     ensure_debootstrap

@@ -13,7 +13,7 @@
 # FAULTS: web-disk-fill zombies db-garbage-flood db-config-corruption
 #         db-oom-kill db-data-corruption chain-reaction
 # (and web-log-slow-fill, inject only: stopped by touching
-#  /tmp/opsguard-slow-fill.stop in web-prod)
+#  /run/opsguard-slow-fill.stop in web-prod)
 #
 # Everything here goes through the docker CLI only (exec, run --volumes-from,
 # stop/start/restart, inspect, logs), i.e. through calls the Rust chaos engine
@@ -85,9 +85,9 @@ inject_web-disk-fill() {
 }
 inject_web-log-slow-fill() {
     # Issue #12: 256 KiB a second into a log (about 0.45 % of the disk),
-    # detached, at most 240 times, until /tmp/opsguard-slow-fill.stop exists.
+    # detached, at most 240 times, until /run/opsguard-slow-fill.stop exists.
     docker exec web-prod sh -c 'rm -f "$2"; (i=0; while [ $i -lt 240 ] && [ ! -e "$2" ]; do dd if=/dev/zero of="$1" bs=256k count=1 oflag=append conv=notrunc status=none 2>/dev/null; sleep 1; i=$((i+1)); done) </dev/null >/dev/null 2>&1 &' \
-        fill /var/log/nginx/chaos_slow_fill.log /tmp/opsguard-slow-fill.stop
+        fill /var/log/nginx/chaos_slow_fill.log /run/opsguard-slow-fill.stop
 }
 inject_zombies() {
     local i

@@ -35,6 +35,34 @@ need_root() { [ "$(id -u)" -eq 0 ] || die "must run as root (mounts, debootstrap
 # directory for run state (scripts/safe.sh).
 . "$REPO_ROOT/scripts/safe.sh"
 
+# debootstrap for the images (lab/build-images.sh, deploy/build-image.sh):
+# the Debian mirror apt already uses (OPSGUARD_LAB_MIRROR overrides it),
+# debootstrap installed if missing, and a rootfs removed with whatever
+# debootstrap left mounted below it.
+debian_mirror() {
+    if [ -n "${OPSGUARD_LAB_MIRROR:-}" ]; then echo "$OPSGUARD_LAB_MIRROR"; return; fi
+    local m
+    m=$(grep -rhoE 'https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
+        | grep -v security | head -n1 | tr -d ' ' || true)
+    echo "${m:-http://deb.debian.org/debian}"
+}
+
+ensure_debootstrap() {
+    command -v debootstrap >/dev/null 2>&1 && return
+    log "installing debootstrap"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q debootstrap >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null; }
+}
+
+# remove_rootfs DIR: DIR must be below $LAB_CACHE (safe_rm_rf checks).
+remove_rootfs() {
+    local root=$1 m
+    [ -e "$root" ] || return 0
+    for m in $(findmnt -rn -o TARGET | grep -F "$root" | sort -r); do umount -l "$m" || true; done
+    safe_rm_rf "$LAB_CACHE" "$root"
+}
+
 # compose v1 (docker-compose) preferred; fall back to the v2 plugin.
 compose() {
     if command -v docker-compose >/dev/null 2>&1; then

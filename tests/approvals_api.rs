@@ -6,6 +6,7 @@
 //! refusal is JSON and changes nothing. `opsguard approvals` is run as a
 //! binary against a console served on 127.0.0.1:0.
 
+mod console_lab;
 mod sim_lab;
 
 use std::process::{Command, Output, Stdio};
@@ -13,58 +14,21 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use console_lab::{Lab, TOKEN, restarts};
 use http_body_util::BodyExt;
-use opsguard::audit::{AuditEvent, AuditLog, Resolution};
-use opsguard::clock::Clock;
+use opsguard::audit::{AuditEvent, Resolution};
 use opsguard::console::api::{ApprovalList, PendingApproval};
-use opsguard::console::{Console, ConsoleSettings, OpenRequest, RequestStatus};
-use opsguard::host::sim::{DB, SimFault, SimHost, SimOp};
-use opsguard::incident::{IncidentReport, Timeouts};
-use opsguard::llm::NoAdvisor;
+use opsguard::console::{Console, ConsoleSettings, RequestStatus};
+use opsguard::incident::IncidentReport;
 use opsguard::model::StopReason;
 use serde_json::Value;
-use sim_lab::{SimLab, sim_lab_with_audit};
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
-const TOKEN: &str = "s3cret-token-for-tests";
 const HOSTILE: &str = "PANIC:  could not write to file \"<b>\u{1b}[2Jx</b>\": No space left on device";
 
-struct Lab {
-    console: Console,
-    host: SimHost,
-    audit: AuditLog,
-    open: OpenRequest,
-}
-
-/// A chain-reaction incident waiting on the console for the restart's approval.
 async fn lab() -> (Lab, JoinHandle<IncidentReport>) {
-    let approval_timeout = Duration::from_secs(300);
-    let console = Console::new(ConsoleSettings { token: Some(TOKEN.into()), approval_timeout }).unwrap();
-    let tap = console.clone();
-    let audit = AuditLog::in_memory().with_tap(move |r| tap.record(r));
-    let SimLab { clock, host, responder, audit } = sim_lab_with_audit(console.approver(), NoAdvisor, audit);
-    let mut responder = responder.with_timeouts(Timeouts { approval: approval_timeout, ..Default::default() });
-    host.write_logs(DB, &[HOSTILE]);
-    host.inject(SimFault::ChainReaction);
-    let alarm = responder.observer().sweep(responder.host(), clock.now()).await.alarms.into_iter().next().unwrap();
-    let incident = tokio::spawn(async move { responder.handle(alarm).await });
-    let open = wait_for(|| console.open_requests().into_iter().next()).await;
-    (Lab { console, host, audit, open }, incident)
-}
-
-async fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
-    for _ in 0..3000 {
-        if let Some(t) = f() {
-            return t;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting");
-}
-
-fn restarts(host: &SimHost) -> usize {
-    host.ops().iter().filter(|op| matches!(op, SimOp::Restart { .. })).count()
+    console_lab::lab(HOSTILE, Duration::from_secs(300)).await
 }
 
 /// The status and the body, which must be JSON.

@@ -4,6 +4,7 @@
 //! restarted. Issue 8, items 10 and 11: the server's limits, the login and
 //! its session cookie, the rate limit, TLS.
 
+mod console_lab;
 mod sim_lab;
 
 use std::sync::Arc;
@@ -11,58 +12,26 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use console_lab::{Lab, TOKEN, restarts, wait_for};
 use http_body_util::BodyExt;
-use opsguard::audit::{AuditLog, Resolution};
+use opsguard::audit::Resolution;
 use opsguard::clock::{Clock, SimClock};
-use opsguard::console::{BODY_LIMIT, Console, ConsoleSettings, OpenRequest, RequestStatus};
-use opsguard::host::sim::{DB, SimFault, SimHost, SimOp};
-use opsguard::incident::{IncidentReport, Timeouts};
-use opsguard::llm::NoAdvisor;
+use opsguard::console::{BODY_LIMIT, Console, ConsoleSettings, RequestStatus};
+use opsguard::host::sim::{SimFault, SimHost};
+use opsguard::incident::IncidentReport;
 use opsguard::model::StopReason;
 use opsguard::rules::Rules;
 use opsguard::serve::Limits;
-use sim_lab::{START, SimLab, sim_lab_with_audit};
+use sim_lab::START;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
-const TOKEN: &str = "s3cret-token-for-tests";
 // Matches the disk-full signature (a server PANIC about a file it could not
 // write), so it is shown as evidence, with markup in the file name.
 const HOSTILE: &str = "PANIC:  could not write to file \"<script>alert('pwned')</script>\": No space left on device";
 
-struct Lab {
-    console: Console,
-    host: SimHost,
-    open: OpenRequest,
-}
-
-/// A chain-reaction incident waiting on the console for the restart's approval.
 async fn lab(approval_timeout: Duration) -> (Lab, JoinHandle<IncidentReport>) {
-    let console = Console::new(ConsoleSettings { token: Some(TOKEN.into()), approval_timeout }).unwrap();
-    let tap = console.clone();
-    let audit = AuditLog::in_memory().with_tap(move |r| tap.record(r));
-    let SimLab { clock, host, responder, .. } = sim_lab_with_audit(console.approver(), NoAdvisor, audit);
-    let mut responder = responder.with_timeouts(Timeouts { approval: approval_timeout, ..Default::default() });
-    host.write_logs(DB, &[HOSTILE]);
-    host.inject(SimFault::ChainReaction);
-    let alarm = responder.observer().sweep(responder.host(), clock.now()).await.alarms.into_iter().next().unwrap();
-    let incident = tokio::spawn(async move { responder.handle(alarm).await });
-    let open = wait_for(|| console.open_requests().into_iter().next()).await;
-    (Lab { console, host, open }, incident)
-}
-
-async fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
-    for _ in 0..500 {
-        if let Some(t) = f() {
-            return t;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting");
-}
-
-fn restarts(host: &SimHost) -> usize {
-    host.ops().iter().filter(|op| matches!(op, SimOp::Restart { .. })).count()
+    console_lab::lab(HOSTILE, approval_timeout).await
 }
 
 async fn send(console: &Console, req: Request<Body>) -> (StatusCode, String, Option<String>) {

@@ -50,7 +50,7 @@ pub const WEB_GARBAGE: &str = "/var/log/nginx/chaos_garbage.log";
 /// The log `web-log-slow-fill` grows.
 pub const WEB_SLOW_LOG: &str = "/var/log/nginx/chaos_slow_fill.log";
 /// While this file exists in `web-prod`, the slow fill's writer stops.
-const WEB_SLOW_STOP: &str = "/tmp/opsguard-slow-fill.stop";
+const WEB_SLOW_STOP: &str = "/run/opsguard-slow-fill.stop";
 /// The slow fill's writer, detached: 256 KiB appended to `$1` every second
 /// (about 0.45 % of the lab's 56 MB web log disk: 85 % about three minutes
 /// after an empty disk), at most 240 times, until `$2` exists.
