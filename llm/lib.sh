@@ -7,18 +7,6 @@
 # shellcheck source=../scripts/safe.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/safe.sh"
 
-llm_state_dir() {
-  if [ -n "${OPSGUARD_LLM_STATE_DIR:-}" ]; then
-    echo "$OPSGUARD_LLM_STATE_DIR"
-  elif [ "$(id -u)" -eq 0 ]; then
-    echo /run/opsguard-llm
-  elif [ -n "${XDG_RUNTIME_DIR:-}" ]; then
-    echo "$XDG_RUNTIME_DIR/opsguard-llm"
-  else
-    echo "${HOME:?}/.cache/opsguard-llm"
-  fi
-}
-
-LLM_STATE_DIR="$(llm_state_dir)"
+LLM_STATE_DIR="$(run_state_dir opsguard-llm "${OPSGUARD_LLM_STATE_DIR:-}")"
 PIDFILE="${OPSGUARD_LLM_PIDFILE:-$LLM_STATE_DIR/server.pid}"
 LOG="${OPSGUARD_LLM_LOG:-$LLM_STATE_DIR/server.log}"

@@ -21,19 +21,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 say() { echo "[alertmanager] $*" >&2; }
 
-state_dir() {
-    if [ -n "${OPSGUARD_ALERTMANAGER_STATE_DIR:-}" ]; then
-        echo "$OPSGUARD_ALERTMANAGER_STATE_DIR"
-    elif [ "$(id -u)" -eq 0 ]; then
-        echo /run/opsguard-alertmanager
-    elif [ -n "${XDG_RUNTIME_DIR:-}" ]; then
-        echo "$XDG_RUNTIME_DIR/opsguard-alertmanager"
-    else
-        echo "${HOME:?}/.cache/opsguard-alertmanager"
-    fi
-}
-
-STATE="$(state_dir)"
+STATE="$(run_state_dir opsguard-alertmanager "${OPSGUARD_ALERTMANAGER_STATE_DIR:-}")"
 PIDFILE="$STATE/alertmanager.pid"
 URLFILE="$STATE/alertmanager.url"
 RUNFILE="$STATE/alertmanager.run"

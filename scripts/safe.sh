@@ -4,6 +4,10 @@
 #   private_dir DIR        creates DIR 0700 and checks that only we can write
 #                          it: for pid files, logs and other run state, never a
 #                          predictable name in the world-writable /tmp
+#   run_state_dir NAME [OVERRIDE]
+#                          where a script keeps NAME's run state (pid, URL,
+#                          log): OVERRIDE if set, else /run/NAME as root, else
+#                          $XDG_RUNTIME_DIR/NAME, else ~/.cache/NAME
 # scripts/check-root-scripts.sh tests both.
 # shellcheck shell=bash
 
@@ -69,4 +73,19 @@ private_dir() {
     case $mode in
         ?????w???? | ????????w?) safe_say "refusing '$d' as a private directory: others can write it ($mode)"; return 1 ;;
     esac
+}
+
+# run_state_dir NAME [OVERRIDE]: never /tmp, so a local user cannot plant a
+# pid file or a URL there for a root script to trust.
+run_state_dir() {
+    local name=${1:?run_state_dir needs a name} override=${2-}
+    if [ -n "$override" ]; then
+        echo "$override"
+    elif [ "$(id -u)" -eq 0 ]; then
+        echo "/run/$name"
+    elif [ -n "${XDG_RUNTIME_DIR:-}" ]; then
+        echo "$XDG_RUNTIME_DIR/$name"
+    else
+        echo "${HOME:?}/.cache/$name"
+    fi
 }

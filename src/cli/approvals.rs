@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use opsguard::console::api::{Answered, ApiError, ApprovalAnswer, ApprovalList, PendingApproval};
-use opsguard::redact::printable;
+use opsguard::redact::{printable, printable_line};
 use reqwest::{Method, StatusCode, Url};
 
 use super::args::{AnswerArgs, ApprovalsAction, ApprovalsArgs};
@@ -178,17 +178,6 @@ fn refusal(status: StatusCode, e: &ApiError) -> String {
     format!("the console refused ({status}, {}): {}{hint}", printable(&e.error), printable(&e.message))
 }
 
-/// Cuts `s` to `width` characters, with an ellipsis when cut.
-fn cell(s: &str, width: usize) -> String {
-    let s = printable(s);
-    if s.chars().count() <= width {
-        return s;
-    }
-    let mut cut: String = s.chars().take(width.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
 /// The pending requests as a table, then each one's evidence.
 fn table(approvals: &[PendingApproval]) -> String {
     use std::fmt::Write as _;
@@ -203,9 +192,9 @@ fn table(approvals: &[PendingApproval]) -> String {
             [
                 p.id.to_string(),
                 format!("#{}", p.incident),
-                cell(&p.container, 24),
-                cell(&p.alarm, 20),
-                cell(&p.action, 40),
+                printable_line(&p.container, 24),
+                printable_line(&p.alarm, 20),
+                printable_line(&p.action, 40),
                 format!("{}m{:02}s", left / 60, left % 60),
             ]
         })
@@ -274,8 +263,8 @@ mod tests {
 
     #[test]
     fn table_cells_are_one_inert_line_and_bounded() {
-        assert_eq!(cell("db\n\u{1b}[31mred", 80).lines().count(), 1);
-        assert!(!cell("a\u{1b}[2Jb", 80).contains('\u{1b}'));
-        assert_eq!(cell(&"x".repeat(100), 10).chars().count(), 10);
+        assert_eq!(printable_line("db\n\u{1b}[31mred", 80).lines().count(), 1);
+        assert!(!printable_line("a\u{1b}[2Jb", 80).contains('\u{1b}'));
+        assert_eq!(printable_line(&"x".repeat(100), 10).chars().count(), 10);
     }
 }

@@ -279,7 +279,7 @@ async fn post(client: &reqwest::Client, d: &Destination, body: &Value) -> Result
             let status = r.status();
             let retry = status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
             let text = r.text().await.unwrap_or_default();
-            let text = payload::line(&text, 200);
+            let text = crate::redact::printable_line(&text, 200);
             Err(TryError { message: format!("HTTP {status}: {text}"), retry })
         }
         Err(e) => Err(TryError { message: describe(e), retry: true }),

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::model::AlarmKind;
-use crate::redact::printable;
+use crate::redact::printable_line;
 
 use super::config::EventKind;
 use super::event::{ApprovalLink, Component, Notification, State, Transition};
@@ -42,17 +42,6 @@ pub struct Sender {
     pub destination: String,
 }
 
-/// One printable line of at most `cap` characters (an ellipsis marks a cut).
-pub fn line(s: &str, cap: usize) -> String {
-    let s = printable(s);
-    if s.chars().count() <= cap {
-        return s;
-    }
-    let mut cut: String = s.chars().take(cap.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
 /// `s` as inert Slack mrkdwn text: one capped line, `&`, `<` and `>`
 /// escaped (so no `<!channel>`, `<@U…>` or `<url|label>` can be formed) and
 /// every `@` followed by a word joiner, so that `@channel`, `@here` and
@@ -60,7 +49,7 @@ pub fn line(s: &str, cap: usize) -> String {
 /// plain text) mention nobody.
 pub fn slack_text(s: &str, cap: usize) -> String {
     let mut out = String::new();
-    for c in line(s, cap).chars() {
+    for c in printable_line(s, cap).chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -125,7 +114,7 @@ fn sentence(n: &Notification, s: &Sender, quote: &dyn Fn(&str, usize) -> String)
 
 /// The plain sentence (webhook `summary`, Alertmanager's annotation).
 pub fn summary(n: &Notification, s: &Sender) -> String {
-    sentence(n, s, &line)
+    sentence(n, s, &printable_line)
 }
 
 /// The root cause's key, for a database crash.
@@ -161,18 +150,18 @@ pub fn webhook(n: &Notification, s: &Sender) -> Value {
         version: SCHEMA_VERSION,
         event: n.event.key(),
         time: n.time.to_rfc3339(),
-        host: line(&s.host, NAME_CAP),
+        host: printable_line(&s.host, NAME_CAP),
         incident: n.incident,
-        container: n.container.as_deref().map(|c| line(c, NAME_CAP)),
+        container: n.container.as_deref().map(|c| printable_line(c, NAME_CAP)),
         alarm: n.alarm.map(AlarmKind::code),
         root_cause: cause(n.alarm),
         transition: n.transition,
         reason: n.reason.map(|r| r.key()),
         summary: summary(n, s),
-        evidence: n.evidence.as_deref().map(|e| line(e, TEXT_CAP)),
+        evidence: n.evidence.as_deref().map(|e| printable_line(e, TEXT_CAP)),
         approval: n.approval.as_ref(),
         component: n.component.map(Component::key),
-        detail: n.detail.as_deref().map(|d| line(d, TEXT_CAP)),
+        detail: n.detail.as_deref().map(|d| printable_line(d, TEXT_CAP)),
     };
     serde_json::to_value(body).unwrap_or(Value::Null)
 }
@@ -201,7 +190,7 @@ pub fn slack(n: &Notification, s: &Sender) -> Value {
 /// mid-incident leaves an alert that ends by itself); a resolution or a
 /// recovery ends it now.
 pub fn alertmanager(n: &Notification, s: &Sender, expire_after: Duration) -> Value {
-    let host = line(&s.host, NAME_CAP);
+    let host = printable_line(&s.host, NAME_CAP);
     let mut labels = serde_json::Map::new();
     let (alertname, severity) = match (n.event, n.alarm) {
         (EventKind::Test, _) => ("OpsGuardTest".to_string(), "info"),
@@ -212,7 +201,7 @@ pub fn alertmanager(n: &Notification, s: &Sender, expire_after: Duration) -> Val
     };
     labels.insert("alertname".into(), alertname.into());
     labels.insert("severity".into(), severity.into());
-    if let Some(c) = n.container.as_deref().map(|c| line(c, NAME_CAP)).filter(|c| !c.is_empty()) {
+    if let Some(c) = n.container.as_deref().map(|c| printable_line(c, NAME_CAP)).filter(|c| !c.is_empty()) {
         labels.insert("container".into(), c.into());
     }
     if let Some(component) = n.component {
@@ -224,7 +213,7 @@ pub fn alertmanager(n: &Notification, s: &Sender, expire_after: Duration) -> Val
 
     let mut annotations = serde_json::Map::new();
     annotations.insert("summary".into(), summary(n, s).into());
-    let description = n.evidence.as_deref().or(n.detail.as_deref()).map(|d| line(d, TEXT_CAP));
+    let description = n.evidence.as_deref().or(n.detail.as_deref()).map(|d| printable_line(d, TEXT_CAP));
     if let Some(d) = description {
         annotations.insert("description".into(), d.into());
     }

@@ -140,6 +140,18 @@ pub fn printable(s: &str) -> String {
     s.chars().map(|c| if is_unprintable(c) { char::REPLACEMENT_CHARACTER } else { c }).collect()
 }
 
+/// [`printable`] cut to at most `cap` characters, an ellipsis marking a
+/// cut: one line of a table cell or a notification, whatever its source.
+pub fn printable_line(s: &str, cap: usize) -> String {
+    let s = printable(s);
+    if s.chars().count() <= cap {
+        return s;
+    }
+    let mut cut: String = s.chars().take(cap.saturating_sub(1)).collect();
+    cut.push('\u{2026}');
+    cut
+}
+
 fn is_unprintable(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
@@ -148,6 +160,15 @@ fn is_unprintable(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_line_is_one_capped_line() {
+        assert_eq!(printable_line("db\n\u{1b}[31mred", 80).lines().count(), 1);
+        assert!(!printable_line("a\u{1b}[2Jb", 80).contains('\u{1b}'));
+        assert_eq!(printable_line(&"x".repeat(100), 10), format!("{}\u{2026}", "x".repeat(9)));
+        assert_eq!(printable_line("short", 10), "short");
+        assert_eq!(printable_line("\u{e9}t\u{e9}", 3), "\u{e9}t\u{e9}", "counts characters, not bytes");
+    }
 
     #[test]
     fn redacts_connection_string_passwords() {
