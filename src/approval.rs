@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::model::Evidence;
 
-pub use opsguard_core::approval::{Answer, ApprovalRequest, CrashBinding};
+pub use opsguard_core::approval::{Answer, ApprovalRequest, CrashBinding, Signoff};
 
 /// Why no answer could be had; always treated as a rejection.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +28,23 @@ pub trait Approver: Sync {
     /// Asks for an answer; may take as long as the human needs (the loop
     /// applies the timeout).
     async fn review(&self, request: &ApprovalRequest) -> Result<Answer, ApprovalError>;
+    /// Who gave the answer [`Approver::review`] just returned for
+    /// `request`, and the digest of what they were shown, for the audit
+    /// log. By default the approver's name, without a digest.
+    fn signoff(&self, request: &ApprovalRequest) -> Signoff {
+        let _ = request;
+        Signoff { by: self.name().to_string(), digest: None }
+    }
+}
+
+/// The SHA-256 (hex) of a request as a human is shown it: its id and
+/// incident, the action with its target and reason, the alarm and its
+/// evidence. The console's page and API make an answer carry it, and the
+/// audit log records it with the answer.
+pub fn evidence_digest(r: &ApprovalRequest) -> Result<String, ApprovalError> {
+    let bytes = serde_json::to_vec(&(r.id, r.incident, &r.action, &r.alarm))
+        .map_err(|e| ApprovalError(format!("cannot encode request {}: {e}", r.id)))?;
+    Ok(hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes)))
 }
 
 /// An [`Approver`] chosen at run time (the CLI's `--approve`), as a trait
@@ -40,6 +57,8 @@ pub trait DynApprover: Send + Sync {
     fn name_dyn(&self) -> &str;
     /// [`Approver::review`], boxed.
     fn review_dyn<'a>(&'a self, request: &'a ApprovalRequest) -> BoxFuture<'a, Result<Answer, ApprovalError>>;
+    /// [`Approver::signoff`].
+    fn signoff_dyn(&self, request: &ApprovalRequest) -> Signoff;
 }
 
 impl<T: Approver + Send> DynApprover for T {
@@ -50,6 +69,10 @@ impl<T: Approver + Send> DynApprover for T {
     fn review_dyn<'a>(&'a self, request: &'a ApprovalRequest) -> BoxFuture<'a, Result<Answer, ApprovalError>> {
         Box::pin(Approver::review(self, request))
     }
+
+    fn signoff_dyn(&self, request: &ApprovalRequest) -> Signoff {
+        Approver::signoff(self, request)
+    }
 }
 
 impl Approver for Box<dyn DynApprover + '_> {
@@ -59,6 +82,10 @@ impl Approver for Box<dyn DynApprover + '_> {
 
     async fn review(&self, request: &ApprovalRequest) -> Result<Answer, ApprovalError> {
         (**self).review_dyn(request).await
+    }
+
+    fn signoff(&self, request: &ApprovalRequest) -> Signoff {
+        (**self).signoff_dyn(request)
     }
 }
 
@@ -109,6 +136,16 @@ impl Approver for TerminalApprover {
         }
         STDIN.get_or_init(|| LineApprover::new(std::io::stdin(), std::io::stderr())).review(request).await
     }
+
+    fn signoff(&self, request: &ApprovalRequest) -> Signoff {
+        shown_at_terminal(request)
+    }
+}
+
+/// The terminal's answer: whoever types at it, shown [`render_request`]
+/// of exactly the request digested.
+fn shown_at_terminal(request: &ApprovalRequest) -> Signoff {
+    Signoff { by: "terminal".into(), digest: evidence_digest(request).ok() }
 }
 
 /// Where the reader's next line goes.
@@ -236,6 +273,10 @@ impl Approver for LineApprover {
             // End of input: no one is there to say yes.
             Err(_) => Ok(Answer::Reject),
         }
+    }
+
+    fn signoff(&self, request: &ApprovalRequest) -> Signoff {
+        shown_at_terminal(request)
     }
 }
 
@@ -411,6 +452,23 @@ mod tests {
             Ok(Err(e)) => (false, e.to_string()),
             Err(_) => (false, format!("no answer within {}s", timeout.as_secs())),
         }
+    }
+
+    /// Issue 11: each channel names who answered; a digest only where a
+    /// human was shown the request, and it changes with what is shown.
+    #[test]
+    fn each_channel_signs_its_answers() {
+        let r = request(7);
+        let shown = evidence_digest(&r).unwrap();
+        let line = LineApprover::new(std::io::empty(), std::io::sink());
+        assert_eq!(line.signoff(&r), Signoff { by: "terminal".into(), digest: Some(shown.clone()) });
+        assert_eq!(TerminalApprover.signoff(&r), Signoff { by: "terminal".into(), digest: Some(shown.clone()) });
+        assert_eq!(PolicyApprover::Deny.signoff(&r), Signoff { by: "policy:deny".into(), digest: None });
+        let boxed: Box<dyn DynApprover> = Box::new(line);
+        assert_eq!(boxed.signoff(&r).digest.as_deref(), Some(shown.as_str()));
+        let mut other = r.clone();
+        other.alarm.evidence.log_lines = vec!["another line".into()];
+        assert_ne!(evidence_digest(&other).unwrap(), shown);
     }
 
     #[tokio::test]

@@ -591,6 +591,8 @@ mod tests {
             approved: true,
             approver: "web".into(),
             detail: "approved".into(),
+            answered_by: None,
+            evidence_digest: None,
         };
         log.record(1, Timestamp(1), answered).unwrap();
         assert_eq!(disk.syncs.load(Ordering::SeqCst), 1);

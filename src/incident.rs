@@ -403,7 +403,9 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
             }),
             Output::AskApproval(request) => Box::pin(async move {
                 let answer = self.approver.review(&request).await.map_err(|e| e.to_string());
-                Input::Answered { request: request.id, at: self.clock.now(), answer }
+                // Nobody answered a channel that failed.
+                let signoff = answer.is_ok().then(|| self.approver.signoff(&request));
+                Input::Answered { request: request.id, at: self.clock.now(), answer, signoff }
             }),
             Output::Execute { ticket, action } => Box::pin(async move {
                 let outcome = self.execute(rules, &action).await;

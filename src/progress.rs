@@ -179,6 +179,8 @@ mod tests {
                 approved: true,
                 approver: "web".into(),
                 detail: "approved".into(),
+                answered_by: None,
+                evidence_digest: None,
             },
         ));
         p.observe(&rec(1, 15_000, AuditEvent::Executed { action: restart, outcome: Outcome::Restarted }));

@@ -117,7 +117,7 @@ pub fn audit_tap() -> impl Fn(&AuditRecord) + Send + Sync + 'static {
             }
             AuditEvent::Decided { action } => decided(id, action),
             AuditEvent::Executed { action, outcome } => executed(id, action, outcome),
-            AuditEvent::ApprovalAnswered { request, approved, approver, detail } => {
+            AuditEvent::ApprovalAnswered { request, approved, approver, detail, .. } => {
                 approval_answered(id, *request, *approved, approver, detail)
             }
             AuditEvent::IncidentClosed { resolution, .. } => {

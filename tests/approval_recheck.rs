@@ -136,3 +136,75 @@ async fn a_new_crash_with_the_same_cause_is_asked_about_again() {
     assert_eq!(host.ops().iter().filter(|op| matches!(op, SimOp::Restart { .. })).count(), 1);
     assert_eq!(report.resolution, Resolution::Resolved);
 }
+
+/// Issue 11: whoever answers is named in the audit record of the answer,
+/// with the digest of what they were shown: the terminal (the request it
+/// printed), a policy (shown nothing), through the boxed approver `watch`
+/// builds from `--approve` as well.
+#[tokio::test]
+async fn the_answer_names_the_terminal_or_the_policy_and_the_digest_shown() {
+    use opsguard::approval::{DynApprover, LineApprover, PolicyApprover};
+    use std::io::Write;
+
+    type Answered = Vec<(bool, String, Option<String>, Option<String>)>;
+    async fn answered<A: opsguard::approval::Approver>(approver: A) -> (Answered, usize) {
+        let SimLab { clock, host, audit, mut responder } = sim_lab(approver, NoAdvisor);
+        host.inject(SimFault::ChainReaction);
+        let alarm = responder.observer().sweep(responder.host(), clock.now()).await.alarms.into_iter().next().unwrap();
+        responder.handle(alarm).await;
+        let got = audit
+            .records()
+            .into_iter()
+            .filter_map(|r| match r.event {
+                AuditEvent::ApprovalAnswered { approved, approver, answered_by, evidence_digest, .. } => {
+                    Some((approved, approver, answered_by, evidence_digest))
+                }
+                _ => None,
+            })
+            .collect();
+        let restarts = host.ops().iter().filter(|op| matches!(op, SimOp::Restart { .. })).count();
+        (got, restarts)
+    }
+
+    let policy: Box<dyn DynApprover> = Box::new(PolicyApprover::ApproveAll);
+    let (got, restarts) = answered(policy).await;
+    assert_eq!(got, vec![(true, "policy:approve".into(), Some("policy:approve".into()), None)]);
+    assert_eq!(restarts, 1);
+
+    // A terminal on a pipe. A line typed before the approver waits for it
+    // answers nothing (the prompt is out a moment before), so the typist
+    // sees the prompt, then types `y` until the incident is over.
+    let (input, mut keys) = std::io::pipe().unwrap();
+    let (screen, prompts) = std::io::pipe().unwrap();
+    let terminal: Box<dyn DynApprover> = Box::new(LineApprover::new(input, prompts));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let typist = std::thread::spawn({
+        let done = done.clone();
+        move || {
+            use std::io::Read;
+            let mut screen = screen;
+            let mut seen = String::new();
+            let mut buf = [0u8; 4096];
+            while !seen.contains("Approve? [y/N]") {
+                let n = screen.read(&mut buf).unwrap();
+                assert!(n > 0, "the prompt never came");
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                keys.write_all(b"y\n").unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            seen
+        }
+    });
+    let (got, restarts) = answered(terminal).await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let shown = typist.join().unwrap();
+    assert_eq!(restarts, 1, "{shown}");
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (approved, approver, by, digest) = &got[0];
+    assert!(*approved);
+    assert_eq!((approver.as_str(), by.as_deref()), ("terminal", Some("terminal")));
+    let digest = digest.as_deref().expect("the terminal's answer carries the digest of the prompt");
+    assert!(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()), "{digest}");
+}

@@ -151,13 +151,24 @@ async fn approve_with_the_listed_digest_restarts_once_through_the_same_path_as_t
         .records()
         .into_iter()
         .filter_map(|r| match r.event {
-            AuditEvent::ApprovalAnswered { request, approved, approver, detail } => {
-                Some((request, approved, approver, detail))
+            AuditEvent::ApprovalAnswered { request, approved, approver, detail, answered_by, evidence_digest } => {
+                Some((request, approved, approver, detail, answered_by, evidence_digest))
             }
             _ => None,
         })
         .collect();
-    assert_eq!(answered, vec![(lab.open.id, true, "web console".to_string(), "approved".to_string())]);
+    // ... naming who answered through the API and the digest they approved.
+    assert_eq!(
+        answered,
+        vec![(
+            lab.open.id,
+            true,
+            "web console".to_string(),
+            "approved".to_string(),
+            Some("api: alice".to_string()),
+            Some(lab.open.digest.clone())
+        )]
+    );
     // The page shows who answered.
     let page = lab.console.page(None);
     assert!(page.contains("api: alice"), "{page}");

@@ -90,6 +90,20 @@ async fn answer(console: &Console, fields: &[(&str, String)]) -> (StatusCode, St
     (s, b)
 }
 
+/// Who the audit log says answered, and the digest it says they saw.
+fn signed(lab: &Lab) -> Vec<(Option<String>, Option<String>)> {
+    lab.audit
+        .records()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            opsguard::audit::AuditEvent::ApprovalAnswered { answered_by, evidence_digest, .. } => {
+                Some((answered_by, evidence_digest))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Nothing moved: still pending, not restarted, the incident still waiting.
 fn unchanged(lab: &Lab, incident: &JoinHandle<IncidentReport>, what: &str) {
     assert_eq!(lab.console.request_status(lab.open.id), Some(RequestStatus::Pending), "{what}");
@@ -136,6 +150,8 @@ async fn approve_restarts_once_and_the_page_shows_it_resolved_and_a_replay_is_re
     assert_eq!(report.resolution, Resolution::Resolved);
     assert_eq!(restarts(&lab.host), 1);
     assert_eq!(lab.console.request_status(lab.open.id), Some(RequestStatus::Approved));
+    // Issue 11: the audit log names how the page was opened and the digest approved.
+    assert_eq!(signed(&lab), vec![(Some("page, token".to_string()), Some(lab.open.digest.clone()))]);
     let (_, page, _) = send(&lab.console, get("/").body(Body::empty()).unwrap()).await;
     assert!(page.contains("RESOLVED"), "{page}");
     assert!(page.contains("APPROVED"), "{page}");
@@ -210,6 +226,7 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
     let (status, _) = answer(&lab.console, &good).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(incident.await.unwrap().resolution, Resolution::Resolved);
+    assert_eq!(signed(&lab), vec![(Some("page, token".to_string()), Some(lab.open.digest.clone()))]);
     assert_eq!(restarts(&lab.host), 1);
 }
 
@@ -301,6 +318,10 @@ async fn a_token_is_always_required_and_login_exchanges_it_for_a_session_cookie(
     let (status, _, _) = send(c, answer).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(incident.await.unwrap().resolution, Resolution::Resolved);
+    // Issue 11: the audit log names the session that answered by the start
+    // of its key's hash (never the id itself) and the digest approved.
+    let key = hex::encode(ring::digest::digest(&ring::digest::SHA256, id.as_bytes()));
+    assert_eq!(signed(&lab), vec![(Some(format!("page, session {}", &key[..8])), Some(lab.open.digest.clone()))]);
 
     // Logging out ends the session on the server, whatever the browser keeps.
     let (status, _, clear) =

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use opsguard::approval::{Answer, ApprovalRequest};
+use opsguard::approval::{Answer, ApprovalRequest, Signoff};
 use opsguard::audit::{AuditEvent, Resolution};
 use opsguard::engine::Engine;
 use opsguard::incident::{Incident, IncidentReport, Input, Opening, Output, RequestIds, Ticket, Timeouts};
@@ -376,7 +376,7 @@ impl Run {
                 {
                     self.approved = Some(request.clone());
                 }
-                Input::Answered { request: request.id, at, answer }
+                Input::Answered { request: request.id, at, answer, signoff: None }
             }
             Asked::Execute(ticket, action) => {
                 let outcome = outcome(&action, r);
@@ -444,7 +444,7 @@ impl Run {
     fn foreign(&mut self, r: &Reply) -> Result<(), TestCaseError> {
         let other = self.machine.pending_request().unwrap_or(40) + 1 + r.pick as u64;
         let answer = Ok(Answer::Approve { request: other });
-        let n = self.feed(Input::Answered { request: other, at: self.at(), answer })?;
+        let n = self.feed(Input::Answered { request: other, at: self.at(), answer, signoff: None })?;
         prop_assert_eq!(n, 0, "an answer for request {} changed something", other);
         Ok(())
     }
@@ -609,14 +609,63 @@ fn a_yes_after_the_deadline_restarts_nothing() {
     let Some(Asked::Approval(request)) = run.asked.clone() else { panic!("no approval asked: {:?}", run.outputs) };
     run.tick(TIMEOUTS.approval.as_millis() as u64).unwrap();
     assert!(run.outputs.contains(&Output::Withdraw { request: request.id }));
-    let late =
-        Input::Answered { request: request.id, at: run.at(), answer: Ok(Answer::Approve { request: request.id }) };
+    let late = Input::Answered {
+        request: request.id,
+        at: run.at(),
+        answer: Ok(Answer::Approve { request: request.id }),
+        signoff: None,
+    };
     run.feed(late).unwrap();
     run.finish().unwrap();
     assert!(!run.outputs.iter().any(|o| matches!(o, Output::Execute { action: Action::Restart { .. }, .. })));
     let answered = run.outputs.iter().find_map(|o| match o {
-        Output::Audit(AuditEvent::ApprovalAnswered { approved, detail, .. }) => Some((*approved, detail.clone())),
+        Output::Audit(AuditEvent::ApprovalAnswered { approved, detail, answered_by, evidence_digest, .. }) => {
+            Some((*approved, detail.clone(), answered_by.clone(), evidence_digest.clone()))
+        }
         _ => None,
     });
-    assert_eq!(answered, Some((false, "no answer within 300s".to_string())));
+    // Nobody answered: nobody is named.
+    assert_eq!(answered, Some((false, "no answer within 300s".to_string(), None, None)));
+}
+
+/// Issue 11: the audit record of an answer names who gave it and the
+/// digest of what they were shown, as the channel vouched for them.
+#[test]
+fn an_answer_is_audited_with_who_gave_it_and_the_digest_they_saw() {
+    let alarm = Alarm {
+        kind: AlarmKind::DbCrash(RootCause::OomKill),
+        container: ContainerName::new("db-prod"),
+        evidence: Evidence {
+            fault_at: Some(Timestamp(T0 - 1_000)),
+            exit_code: Some(137),
+            oom_killed: Some(true),
+            ..Evidence::default()
+        },
+        raised_at: Timestamp(T0),
+    };
+    for (answer, approved) in [(Answer::Reject, false), (Answer::Approve { request: 0 }, true)] {
+        let mut run = Run::new(&alarm, &[], false);
+        let stopped = Reply { ok: true, pick: 7 * 3, pct: 0.0, flag: false };
+        run.reply(&stopped).unwrap();
+        let Some(Asked::Approval(request)) = run.asked.take() else { panic!("no approval asked: {:?}", run.outputs) };
+        let answer = match answer {
+            Answer::Approve { .. } => Answer::Approve { request: request.id },
+            a => a,
+        };
+        let signoff = Signoff { by: "api: alice".into(), digest: Some("d1".repeat(32)) };
+        run.feed(Input::Answered { request: request.id, at: run.at(), answer: Ok(answer), signoff: Some(signoff) })
+            .unwrap();
+        let answered = run.outputs.iter().find_map(|o| match o {
+            Output::Audit(AuditEvent::ApprovalAnswered {
+                approved, approver, answered_by, evidence_digest, ..
+            }) => Some((*approved, approver.clone(), answered_by.clone(), evidence_digest.clone())),
+            _ => None,
+        });
+        assert_eq!(
+            answered,
+            Some((approved, "test".to_string(), Some("api: alice".to_string()), Some("d1".repeat(32)))),
+            "{:?}",
+            run.outputs
+        );
+    }
 }

@@ -128,8 +128,22 @@ fn every_timeline_event_renders_as_inert_lines() {
     let events = [
         AuditEvent::Decided { action: Action::CleanLogs { target: target.clone() } },
         AuditEvent::ApprovalRequested { request: 1, action: restart.clone(), approver: HOSTILE.into() },
-        AuditEvent::ApprovalAnswered { request: 1, approved: true, approver: HOSTILE.into(), detail: HOSTILE.into() },
-        AuditEvent::ApprovalAnswered { request: 1, approved: false, approver: HOSTILE.into(), detail: HOSTILE.into() },
+        AuditEvent::ApprovalAnswered {
+            request: 1,
+            approved: true,
+            approver: HOSTILE.into(),
+            detail: HOSTILE.into(),
+            answered_by: Some(format!("api: {HOSTILE}")),
+            evidence_digest: Some(HOSTILE.into()),
+        },
+        AuditEvent::ApprovalAnswered {
+            request: 1,
+            approved: false,
+            approver: HOSTILE.into(),
+            detail: HOSTILE.into(),
+            answered_by: Some(HOSTILE.into()),
+            evidence_digest: None,
+        },
         AuditEvent::LlmConsulted {
             model: Some(HOSTILE.into()),
             latency_ms: None,

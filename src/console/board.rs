@@ -89,9 +89,7 @@ pub(super) struct IncidentBoard {
 
 /// SHA-256 over what the human is shown, so an answer names the evidence it rests on.
 pub(super) fn digest(r: &ApprovalRequest) -> Result<String, ConsoleError> {
-    let bytes = serde_json::to_vec(&(r.id, r.incident, &r.action, &r.alarm))
-        .map_err(|e| ConsoleError(format!("cannot encode request {}: {e}", r.id)))?;
-    Ok(hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes)))
+    crate::approval::evidence_digest(r).map_err(|e| ConsoleError(e.0))
 }
 
 #[derive(Deserialize)]
@@ -194,7 +192,7 @@ impl Console {
 
     /// Checks a form against the request it names and, when everything
     /// matches, hands the answer to the waiting incident loop.
-    pub(super) fn take_answer(&self, form: &AnswerForm) -> Result<(), (StatusCode, String)> {
+    pub(super) fn take_answer(&self, form: &AnswerForm, by: String) -> Result<(), (StatusCode, String)> {
         if !same_secret(&form.csrf, &self.state.csrf) {
             return Err((StatusCode::FORBIDDEN, "the form's CSRF token is wrong: reload the console".into()));
         }
@@ -222,7 +220,7 @@ impl Console {
         if !same_secret(&form.digest, &entry.digest) {
             return Err((StatusCode::CONFLICT, "the action or its evidence changed since the page was shown".into()));
         }
-        let settled = settle(entry, approve, "page".into());
+        let settled = settle(entry, approve, by);
         board.publish_metrics(Instant::now());
         settled.map_err(|r| (r.status, r.message))
     }

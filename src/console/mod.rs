@@ -52,7 +52,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use tokio::time::Instant;
 
-use crate::approval::{Answer, ApprovalError, ApprovalRequest, Approver};
+use crate::approval::{Answer, ApprovalError, ApprovalRequest, Approver, Signoff};
 use crate::serve::Limits;
 
 use self::auth::{Sessions, Throttle, check_token, gate, login, login_page, logout, random_hex};
@@ -254,6 +254,20 @@ impl Approver for WebApprover {
         let _withdraw = Withdraw { console: &self.console, id: request.id };
         rx.await.map_err(|_| ApprovalError("the request expired on the web console".into()))
     }
+
+    /// Who answered on the page or through the API, and the digest their
+    /// answer carried (checked against the request's before it was passed
+    /// on).
+    fn signoff(&self, request: &ApprovalRequest) -> Signoff {
+        let board = self.console.board();
+        match board.requests.get(&request.id) {
+            Some(e) if e.request == *request => Signoff {
+                by: e.answered_by.clone().unwrap_or_else(|| "web console".into()),
+                digest: Some(e.digest.clone()),
+            },
+            _ => Signoff { by: "web console".into(), digest: None },
+        }
+    }
 }
 
 async fn api_method_not_allowed() -> Response {
@@ -279,12 +293,27 @@ async fn incident_page(State(console): State<Console>, Path(id): Path<u64>) -> R
     Html(console.render(Some(id))).into_response()
 }
 
-async fn answer(State(console): State<Console>, form: Result<Form<AnswerForm>, FormRejection>) -> Response {
+async fn answer(
+    State(console): State<Console>,
+    headers: axum::http::HeaderMap,
+    form: Result<Form<AnswerForm>, FormRejection>,
+) -> Response {
     let form = match form {
         Ok(Form(f)) => f,
         Err(e) => return refuse(e.status(), &e.body_text()),
     };
-    match console.take_answer(&form) {
+    // Who the gate let through, as it did: the token in a header before a
+    // session cookie. A session is named by the start of its key's hash,
+    // which tells logins apart and opens none.
+    let by = if headers.contains_key(axum::http::header::AUTHORIZATION) {
+        "page, token".to_string()
+    } else {
+        match auth::cookie_value(&headers, SESSION_COOKIE) {
+            Some(id) => format!("page, session {}", &hex::encode(auth::session_key(id))[..8]),
+            None => "page".to_string(),
+        }
+    };
+    match console.take_answer(&form, by) {
         Ok(()) => Redirect::to(&format!("/#incident-{}", form.incident)).into_response(),
         Err((status, why)) => refuse(status, &why),
     }

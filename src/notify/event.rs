@@ -282,6 +282,8 @@ mod tests {
                     approved: true,
                     approver: "web".into(),
                     detail: "ok".into(),
+                    answered_by: None,
+                    evidence_digest: None,
                 },
             ),
             rec(7, 1_004, AuditEvent::IncidentClosed { resolution: Resolution::Resolved, steps: 4 }),

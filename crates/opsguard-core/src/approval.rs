@@ -127,6 +127,19 @@ fn short_id(id: Option<&str>) -> String {
     id.map_or_else(|| "-".to_string(), |s| printable(truncate(s, 12)))
 }
 
+/// Who answered a request and the digest of what they were shown, as the
+/// channel that asked vouches for it: the console's authenticated identity
+/// (`page, session 1a2b3c4d`, `api: alice`), `terminal`, a policy. Recorded
+/// with the answer in the audit log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signoff {
+    /// Who answered.
+    pub by: String,
+    /// The SHA-256 (hex) of the request as it was shown (action, target,
+    /// alarm and evidence), when a human was shown it.
+    pub digest: Option<String>,
+}
+
 /// A human's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "answer", rename_all = "snake_case")]

@@ -58,10 +58,22 @@ pub enum AuditEvent {
         request: u64,
         /// Whether the action may run.
         approved: bool,
-        /// Who answered.
+        /// The channel that was asked (`web console`, `terminal`,
+        /// `policy:deny`, …).
         approver: String,
         /// How (`approved`, `rejected`, `no answer within 300s`, …).
         detail: String,
+        /// Who answered through that channel, as it vouches for them (the
+        /// console's authenticated identity, `terminal`, the policy);
+        /// absent when nobody did (a timeout, a shutdown, a channel
+        /// error) and in records written before it was kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answered_by: Option<String>,
+        /// The SHA-256 of the request as the one who answered was shown
+        /// it (the digest the console's page and API check); absent when
+        /// nobody was shown it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        evidence_digest: Option<String>,
     },
     /// The LLM was consulted.
     LlmConsulted {
@@ -155,11 +167,17 @@ impl AuditEvent {
             AuditEvent::ApprovalRequested { action, approver, .. } => {
                 format!("⚠  approval requested from {}: {}", printable(approver), shown(action))
             }
-            AuditEvent::ApprovalAnswered { approved: true, approver, .. } => {
-                format!("👤 ✅ approved by {}", printable(approver))
+            AuditEvent::ApprovalAnswered { approved: true, approver, answered_by, evidence_digest, .. } => {
+                format!("👤 ✅ approved by {}", answerer(approver, answered_by, evidence_digest))
             }
-            AuditEvent::ApprovalAnswered { approved: false, approver, detail, .. } => {
-                format!("👤 ❌ not approved by {} ({})", printable(approver), printable(detail))
+            AuditEvent::ApprovalAnswered {
+                approved: false, approver, detail, answered_by, evidence_digest, ..
+            } => {
+                format!(
+                    "👤 ❌ not approved by {} ({})",
+                    answerer(approver, answered_by, evidence_digest),
+                    printable(detail)
+                )
             }
             AuditEvent::LlmConsulted { model, choice: Some(c), reason, latency_ms, diagnosis: Some(d), .. } => format!(
                 "🤖 LLM {} diagnosed {} in {} ms, so the rules chose {}; model output, unverified: quote “{}”, reason: {}",
@@ -223,6 +241,25 @@ impl AuditEvent {
             }
         }
     }
+}
+
+/// Who answered, as one inert line: the channel, then who answered through
+/// it and the start of the digest they were shown, when recorded.
+pub fn answerer(approver: &str, answered_by: &Option<String>, digest: &Option<String>) -> String {
+    let mut s = printable(approver);
+    let by = answered_by.as_deref().filter(|by| *by != approver);
+    match (by, digest) {
+        (None, None) => {}
+        (Some(by), None) => s += &format!(" ({})", printable(by)),
+        (None, Some(d)) => s += &format!(" (evidence {})", short_digest(d)),
+        (Some(by), Some(d)) => s += &format!(" ({}, evidence {})", printable(by), short_digest(d)),
+    }
+    s
+}
+
+/// The first 12 hex digits of a digest, enough to tell two apart by eye.
+fn short_digest(d: &str) -> String {
+    printable(d.get(..12).unwrap_or(d))
 }
 
 /// `value` as one inert line.
@@ -316,6 +353,58 @@ mod tests {
         let shadow: Resolution = serde_json::from_str(r#"{"status":"shadow"}"#).unwrap();
         assert_eq!(shadow, Resolution::Withheld);
         assert_eq!(serde_json::to_string(&shadow).unwrap(), r#"{"status":"withheld"}"#);
+    }
+
+    /// Issue 11: an answer records who gave it and the digest they were
+    /// shown; answers logged before that still read, without them.
+    #[test]
+    fn an_answer_names_who_gave_it_and_what_they_saw_and_old_answers_still_read() {
+        let old: AuditRecord = serde_json::from_str(
+            r#"{"ts":5,"time":"1970-01-01T00:00:00.005Z","incident":2,"event":"approval_answered","request":3,"approved":true,"approver":"web console","detail":"approved"}"#,
+        )
+        .unwrap();
+        let AuditEvent::ApprovalAnswered { answered_by: None, evidence_digest: None, ref approver, .. } = old.event
+        else {
+            panic!("{old:?}")
+        };
+        assert_eq!(approver, "web console");
+        assert_eq!(old.event.render(), "👤 ✅ approved by web console");
+
+        let digest = "ab".repeat(32);
+        let new = AuditEvent::ApprovalAnswered {
+            request: 3,
+            approved: true,
+            approver: "web console".into(),
+            detail: "approved".into(),
+            answered_by: Some("api: alice".into()),
+            evidence_digest: Some(digest.clone()),
+        };
+        let json = serde_json::to_string(&new).unwrap();
+        assert!(json.contains(r#""answered_by":"api: alice""#), "{json}");
+        assert!(json.contains(&format!(r#""evidence_digest":"{digest}""#)), "{json}");
+        assert_eq!(serde_json::from_str::<AuditEvent>(&json).unwrap(), new);
+        assert_eq!(new.render(), "👤 ✅ approved by web console (api: alice, evidence abababababab)");
+        // Nobody answered: nothing is made up.
+        let silent = AuditEvent::ApprovalAnswered {
+            request: 3,
+            approved: false,
+            approver: "web console".into(),
+            detail: "no answer within 300s".into(),
+            answered_by: None,
+            evidence_digest: None,
+        };
+        let json = serde_json::to_string(&silent).unwrap();
+        assert!(!json.contains("answered_by") && !json.contains("evidence_digest"), "{json}");
+        // Whoever the channel names is one inert line.
+        let hostile = AuditEvent::ApprovalAnswered {
+            request: 3,
+            approved: false,
+            approver: "web console".into(),
+            detail: "no answer within 300s".into(),
+            answered_by: Some("api: a\nb\u{1b}[2J".into()),
+            evidence_digest: None,
+        };
+        assert!(!hostile.render().contains('\n') && !hostile.render().contains('\u{1b}'), "{}", hostile.render());
     }
 
     fn opened() -> AuditEvent {

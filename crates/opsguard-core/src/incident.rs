@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::approval::{Answer, ApprovalRequest, CrashBinding};
+use crate::approval::{Answer, ApprovalRequest, CrashBinding, Signoff};
 use crate::audit::{AuditEvent, Resolution};
 use crate::engine::Engine;
 use crate::model::{
@@ -139,6 +139,9 @@ pub enum Input {
         at: Timestamp,
         /// The answer, or why none could be had.
         answer: Result<Answer, String>,
+        /// Who gave the answer and what they were shown, as the channel
+        /// vouches for it; recorded with the answer.
+        signoff: Option<Signoff>,
     },
     /// An action was carried out (or the LLM consulted).
     Executed {
@@ -379,7 +382,7 @@ impl Incident {
                 };
                 self.on_inspected(action, bound, status);
             }
-            Input::Answered { request, at, answer } => {
+            Input::Answered { request, at, answer, signoff } => {
                 let Phase::Approving { request: want, .. } = &self.phase else { return };
                 if *want != request {
                     return;
@@ -396,7 +399,7 @@ impl Incident {
                     Ok(Answer::Reject) => (false, "rejected".to_string()),
                     Err(e) => (false, e),
                 };
-                self.on_answer(request, action, crash, approved, detail);
+                self.on_answer(request, action, crash, approved, detail, signoff);
             }
             Input::Executed { ticket, at, outcome } => {
                 let Phase::Executing { ticket: want, .. } = &self.phase else { return };
@@ -474,7 +477,7 @@ impl Incident {
                 };
                 self.out.push_back(Output::Withdraw { request });
                 let detail = format!("no answer within {}s", self.timeouts.approval.as_secs());
-                self.on_answer(request, action, crash, false, detail);
+                self.on_answer(request, action, crash, false, detail, None);
             }
             Phase::Executing { deadline: Some(deadline), .. } if self.now >= *deadline => {
                 let Phase::Executing { action, .. } = std::mem::replace(&mut self.phase, Phase::Deciding) else {
@@ -511,6 +514,8 @@ impl Incident {
                     approved: false,
                     approver: self.approver.clone(),
                     detail: "unanswered: OpsGuard is stopping".to_string(),
+                    answered_by: None,
+                    evidence_digest: None,
                 });
                 self.record_step(action, Outcome::ApprovalRejected);
             }
@@ -651,8 +656,24 @@ impl Incident {
         }
     }
 
-    fn on_answer(&mut self, request: u64, action: Action, crash: CrashBinding, approved: bool, detail: String) {
-        self.audit(AuditEvent::ApprovalAnswered { request, approved, approver: self.approver.clone(), detail });
+    fn on_answer(
+        &mut self,
+        request: u64,
+        action: Action,
+        crash: CrashBinding,
+        approved: bool,
+        detail: String,
+        signoff: Option<Signoff>,
+    ) {
+        let (answered_by, evidence_digest) = signoff.map_or((None, None), |s| (Some(s.by), s.digest));
+        self.audit(AuditEvent::ApprovalAnswered {
+            request,
+            approved,
+            approver: self.approver.clone(),
+            detail,
+            answered_by,
+            evidence_digest,
+        });
         if approved {
             self.inspect(action, Some(crash));
         } else {

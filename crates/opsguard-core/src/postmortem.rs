@@ -254,9 +254,10 @@ impl<'a> Postmortem<'a> {
                 AuditEvent::ApprovalRequested { approver, .. } => {
                     approval = format!("asked {approver} at {}, no answer recorded", r.time);
                 }
-                AuditEvent::ApprovalAnswered { approved, approver, detail, .. } => {
+                AuditEvent::ApprovalAnswered { approved, approver, detail, answered_by, evidence_digest, .. } => {
                     let verdict = if *approved { "✅ approved" } else { "❌ not approved" };
-                    approval = format!("{verdict} by {approver} at {} ({detail})", r.time);
+                    let who = crate::audit::answerer(approver, answered_by, evidence_digest);
+                    approval = format!("{verdict} by {who} at {} ({detail})", r.time);
                 }
                 AuditEvent::Executed { action, outcome } => {
                     n += 1;
@@ -489,7 +490,9 @@ impl<'a> Postmortem<'a> {
             }
             StopReason::ApprovalRejected => {
                 let who = self.records().rev().find_map(|r| match &r.event {
-                    AuditEvent::ApprovalAnswered { approver, detail, .. } => Some(format!("{approver}: {detail}")),
+                    AuditEvent::ApprovalAnswered { approver, detail, answered_by, .. } => {
+                        Some(format!("{}: {detail}", crate::audit::answerer(approver, answered_by, &None)))
+                    }
                     _ => None,
                 });
                 format!(
