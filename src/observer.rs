@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::alarm::{self, Clears, DatabaseCrash, Observed, Reading};
 use crate::classify::LogScan;
 use crate::host::{ContainerEvent, ContainerEventKind, ContainerSummary, DiskUsage, Host, HostError};
-use crate::model::{Alarm, ContainerName, Health, RootCause, Timestamp};
+use crate::model::{Alarm, ContainerName, ContainerState, Health, RootCause, Timestamp};
 use crate::rules::Rules;
 pub use opsguard_core::observe::{Cadence, Check};
 use opsguard_core::trend::{FillTrend, TrendSettings};
@@ -206,7 +206,13 @@ impl Observer {
         let clears = Clears::of(&self.rules, alarm.kind);
         if let Clears::ExitedAtMost(_) = clears {
             let exited = self.zombie_count(&host.list_containers().await?);
-            return Ok(Check { state: None, health: Health::None, cleared: clears.holds(Reading::Exited(exited)) });
+            return Ok(Check {
+                state: None,
+                health: Health::None,
+                ready: None,
+                started_at: None,
+                cleared: clears.holds(Reading::Exited(exited)),
+            });
         }
         let target = self.rules.target(alarm.container.as_str()).ok_or_else(|| {
             HostError::new(
@@ -222,7 +228,21 @@ impl Observer {
             }
             Clears::ExitedAtMost(_) | Clears::WithTheContainer => Reading::Nothing,
         };
-        Ok(Check { state: Some(status.state), health: status.health, cleared: clears.holds(reading) })
+        // Docker runs the health check only every interval (5 s on the
+        // lab's database, the first one an interval after the start): run
+        // it now rather than wait. A probe that cannot be run is no pass.
+        let ready = if status.state == ContainerState::Running && status.health == Health::Starting {
+            host.probe_ready(target.container.as_str()).await.unwrap_or(Some(false))
+        } else {
+            None
+        };
+        Ok(Check {
+            state: Some(status.state),
+            health: status.health,
+            ready,
+            started_at: status.started_at,
+            cleared: clears.holds(reading),
+        })
     }
 
     /// The watched services, which are never zombies and never pruned.

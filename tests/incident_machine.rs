@@ -155,6 +155,9 @@ fn check(r: &Reply, zombie: bool) -> Check {
     Check {
         state: (!zombie).then(|| states[r.pick as usize % states.len()]),
         health: healths[(r.pick / 4) as usize % healths.len()],
+        ready: [None, Some(true), Some(false)][(r.pick / 16) as usize % 3],
+        // Mostly the same run; sometimes it came back in between.
+        started_at: Some(Timestamp(T0 + if (r.pick / 48).is_multiple_of(5) { r.pick as u64 } else { 0 })),
         cleared: r.flag || !r.pick.is_multiple_of(3),
     }
 }
@@ -668,4 +671,74 @@ fn an_answer_is_audited_with_who_gave_it_and_the_digest_they_saw() {
             run.outputs
         );
     }
+}
+
+/// Drives a web log saturation (clean, then verify) to its end, each
+/// re-check seeing the web running and healthy, in the run started at
+/// `runs[i]` for the i-th check; returns the report and when each check was
+/// asked for.
+fn verify_runs(runs: &[u64]) -> (IncidentReport, Vec<u64>) {
+    let alarm = Alarm {
+        kind: AlarmKind::WebLogSaturation,
+        container: ContainerName::new("web-prod"),
+        evidence: Evidence { disk_used_pct: Some(95.0), ..Evidence::default() },
+        raised_at: Timestamp(T0),
+    };
+    let opening = Opening {
+        id: 3,
+        alarm,
+        at: Timestamp(T0),
+        restarts: vec![],
+        approver: "test".into(),
+        shadow: false,
+        timeouts: TIMEOUTS,
+    };
+    let mut m = Incident::open(Engine::new(rules()), opening, RequestIds::starting_at(1));
+    let (mut now, mut checks) = (T0, Vec::new());
+    for _ in 0..100 {
+        let Some(out) = m.poll() else { panic!("the machine waits for nothing") };
+        match out {
+            Output::Execute { ticket, action: Action::CleanLogs { .. } } => {
+                let outcome = Outcome::Cleaned { disk_used_pct: 10.0, freed_bytes: 1 << 20 };
+                m.handle(Input::Executed { ticket, at: Timestamp(now), outcome });
+            }
+            Output::Check { ticket, .. } => {
+                let run = runs[checks.len().min(runs.len() - 1)];
+                checks.push(now);
+                let check = Check {
+                    state: Some(ContainerState::Running),
+                    health: Health::Healthy,
+                    ready: None,
+                    started_at: Some(Timestamp(run)),
+                    cleared: true,
+                };
+                m.handle(Input::Checked { ticket, at: Timestamp(now), check: Ok(check) });
+            }
+            Output::WakeAt(t) => {
+                now = now.max(t.0);
+                m.handle(Input::Tick(Timestamp(now)));
+            }
+            Output::Closed(report) => return (report, checks),
+            Output::Audit(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    panic!("the incident did not end");
+}
+
+/// Confirmation takes `stable_checks` good checks in a row of one run, each
+/// `verify_interval_ms` after the last; a container that died and came back
+/// between two good checks starts the count again.
+#[test]
+fn only_good_checks_of_one_run_confirm_a_fix() {
+    let o = rules().observer;
+    assert_eq!(o.stable_checks, 2, "the default rules");
+    let (report, checks) = verify_runs(&[T0 - 10]);
+    assert_eq!(report.resolution, Resolution::Resolved);
+    assert_eq!(checks, vec![T0, T0 + o.verify_interval_ms]);
+
+    let (report, checks) = verify_runs(&[T0 - 10, T0 + 100]);
+    assert_eq!(report.resolution, Resolution::Resolved);
+    let step = o.verify_interval_ms;
+    assert_eq!(checks, vec![T0, T0 + step, T0 + 2 * step], "the second run counted from its first check");
 }

@@ -478,6 +478,10 @@ fn any_knobs() -> impl Strategy<Value = SimKnobs> {
                     db_crashes_after_start_ms: crash,
                     db_stuck_starting: stuck,
                     no_disk_watch: unseen,
+                    // Docker's health check passes at once here: the
+                    // readiness probe is covered by tests/verify_ready.rs.
+                    db_health_lag_ms: None,
+                    probe_fails: false,
                 }
             },
         )

@@ -208,6 +208,18 @@ pub trait Host: Sync {
         let _ = (container, path);
         async { Ok(None) }
     }
+    /// Runs the container's own health check command at once, as Docker
+    /// would at its next interval, and says whether it passed: what
+    /// verification reads while Docker's own verdict is still `starting`.
+    /// `Ok(None)` when the container has no health check, or this host has
+    /// no way to run it (the default). Never changes anything.
+    fn probe_ready(
+        &self,
+        container: &str,
+    ) -> impl std::future::Future<Output = Result<Option<bool>, HostError>> + Send {
+        let _ = container;
+        async { Ok(None) }
+    }
     /// Truncates the log files (regular files named `*.log`, or rotations
     /// such as `*.log.1`) under each of `log_paths` inside the container, and
     /// nothing else: no symlink is followed, a file with more than one link

@@ -89,6 +89,12 @@ pub struct SimKnobs {
     /// After a start the database runs but its health check never passes
     /// (stuck in recovery, say).
     pub db_stuck_starting: bool,
+    /// After a good start the database accepts connections at once, but
+    /// Docker's health check first passes this long after the start (its
+    /// interval: 5 s on the lab); `None`: healthy at once.
+    pub db_health_lag_ms: Option<u64>,
+    /// Running the health check on demand ([`Host::probe_ready`]) fails.
+    pub probe_fails: bool,
     /// The disks cannot be read the cheap way ([`Host::watch_disk`]
     /// answers `None`), as for OpsGuard in a container without the volumes.
     pub no_disk_watch: bool,
@@ -162,6 +168,10 @@ struct SimContainer {
     mounts: Vec<(String, usize)>,
     started_at: Option<Timestamp>,
     finished_at: Option<Timestamp>,
+    /// Whether the service answers (its health command would pass).
+    ready: bool,
+    /// When Docker's health check, still starting, first passes.
+    healthy_at: Option<Timestamp>,
     /// A crash scheduled for later: (when, exit code, OOM flag, log lines).
     pending_crash: Option<(Timestamp, i64, bool, Vec<String>)>,
 }
@@ -207,6 +217,8 @@ fn exited(id: String, labels: BTreeMap<String, String>, now: Timestamp) -> SimCo
         mounts: Vec::new(),
         started_at: Some(now),
         finished_at: Some(now),
+        ready: false,
+        healthy_at: None,
         pending_crash: None,
     }
 }
@@ -254,6 +266,8 @@ impl SimHost {
             mounts,
             started_at: Some(now),
             finished_at: None,
+            ready: true,
+            healthy_at: None,
             pending_crash: None,
         };
         let containers = BTreeMap::from([
@@ -352,6 +366,8 @@ impl SimHost {
             c.exit_code = Some(0);
             c.health = Health::None;
             c.finished_at = Some(now);
+            c.ready = false;
+            c.healthy_at = None;
             c.pending_crash = None;
         }
     }
@@ -473,6 +489,8 @@ impl World {
             c.exit_code = Some(exit_code);
             c.oom_killed = oom;
             c.finished_at = Some(at);
+            c.ready = false;
+            c.healthy_at = None;
             c.pending_crash = None;
         }
     }
@@ -506,6 +524,17 @@ impl World {
                 c.exit_code = Some(code);
                 c.oom_killed = oom;
                 c.finished_at = Some(now);
+                c.ready = false;
+                c.healthy_at = None;
+            }
+        }
+        for c in self.containers.values_mut() {
+            if c.state == ContainerState::Running
+                && c.health == Health::Starting
+                && c.healthy_at.is_some_and(|at| at <= now)
+            {
+                c.health = Health::Healthy;
+                c.healthy_at = None;
             }
         }
     }
@@ -534,6 +563,8 @@ impl World {
         c.finished_at = None;
         c.oom_killed = false;
         c.exit_code = Some(0);
+        c.ready = false;
+        c.healthy_at = None;
         if knobs.restart_never_runs {
             c.state = ContainerState::Restarting;
             c.health = Health::Starting;
@@ -542,6 +573,7 @@ impl World {
         c.state = ContainerState::Running;
         c.health = Health::Healthy;
         if c.role != Role::Db {
+            c.ready = true;
             return;
         }
         // A database with an unfixed cause fails its start about a second later.
@@ -563,9 +595,15 @@ impl World {
         } else if knobs.db_stuck_starting {
             c.health = Health::Starting;
         } else if let Some(ms) = knobs.db_crashes_after_start_ms {
+            c.ready = true;
             c.pending_crash =
                 Some((now.plus_millis(ms), 1, false, vec!["LOG:  terminating on an unexplained signal".to_string()]));
         } else {
+            c.ready = true;
+            if let Some(lag) = knobs.db_health_lag_ms {
+                c.health = Health::Starting;
+                c.healthy_at = Some(now.plus_millis(lag));
+            }
             c.logs.push(LogLine { at: now, text: "LOG:  database system is ready to accept connections".into() });
         }
     }
@@ -623,6 +661,19 @@ impl Host for SimHost {
             return Ok(None);
         }
         self.disk_usage(container, path).await.map(Some)
+    }
+
+    async fn probe_ready(&self, container: &str) -> Result<Option<bool>, HostError> {
+        let op = format!("readiness check in {container}");
+        let w = self.check(&op)?;
+        let c = w.container(&op, container)?;
+        if w.knobs.probe_fails {
+            return Err(HostError::new(HostErrorKind::Other, op, "exec failed"));
+        }
+        if c.role == Role::Other {
+            return Ok(None);
+        }
+        Ok(Some(c.state == ContainerState::Running && c.ready))
     }
 
     async fn clean_logs(&self, container: &str, log_paths: &[String]) -> Result<CleanReport, HostError> {

@@ -269,6 +269,8 @@ struct Verifying {
     action: Action,
     until: Timestamp,
     stable: u32,
+    /// The run (its start) the good checks counted in `stable` saw.
+    run: Option<Timestamp>,
     last_state: Option<ContainerState>,
     /// A check under way, or the time of the next one.
     next: Next,
@@ -560,6 +562,7 @@ impl Incident {
                     action: action.clone(),
                     until: self.now.plus_millis(settings.rapid_window_secs * 1000),
                     stable: 0,
+                    run: None,
                     last_state: None,
                     next: Next::Awaiting(ticket),
                 });
@@ -683,7 +686,7 @@ impl Incident {
 
     fn on_checked(&mut self, check: Result<Check, String>) {
         let stable_checks = self.engine.rules().observer.stable_checks;
-        let rapid_interval = self.engine.rules().observer.rapid_interval_secs * 1000;
+        let interval = self.engine.rules().observer.verify_interval_ms;
         let now = self.now;
         let Phase::Verifying(v) = &mut self.phase else { return };
         let mut verdict = None;
@@ -691,6 +694,12 @@ impl Incident {
             Ok(check) => {
                 v.last_state = check.state;
                 if check.is_good() {
+                    // Good checks of different runs (it died and came back
+                    // in between) are no stable run: count from this one.
+                    if v.stable > 0 && check.started_at != v.run {
+                        v.stable = 0;
+                    }
+                    v.run = check.started_at;
                     v.stable += 1;
                     if v.stable >= stable_checks {
                         verdict = Some(Verification::Confirmed);
@@ -703,7 +712,7 @@ impl Incident {
                 }
                 AuditEvent::Checked {
                     state: check.state,
-                    health: Some(check.health),
+                    health: Some(check.health_seen()),
                     cleared: Some(check.cleared),
                     error: None,
                 }
@@ -724,7 +733,7 @@ impl Incident {
                 self.finish_step(action, Outcome::Verified(verdict));
             }
             None => {
-                let when = now.plus_millis(rapid_interval);
+                let when = now.plus_millis(interval);
                 v.next = Next::At(when);
                 self.audit(event);
                 self.out.push_back(Output::WakeAt(when));

@@ -12,20 +12,40 @@ use crate::rules::ObserverSettings;
 pub struct Check {
     /// The service's state (`None` for a host-wide alarm such as zombies).
     pub state: Option<ContainerState>,
-    /// Its health check.
+    /// Its health check, as Docker last ran it.
     pub health: Health,
+    /// The container's own health command run by OpsGuard at once, when
+    /// Docker's had not passed yet (`Health::Starting`): Docker runs it only
+    /// every interval (5 s on the lab's database), so a service that
+    /// answers after 0.8 s would wait for it. `None`: not run.
+    pub ready: Option<bool>,
+    /// When the run seen started: two checks of different runs (the
+    /// container died and came back in between) are not one stable run.
+    pub started_at: Option<Timestamp>,
     /// Whether the alarm's own condition (disk, zombie count) has cleared.
     pub cleared: bool,
 }
 
 impl Check {
-    /// Running and healthy (or without a health check), condition cleared.
+    /// Running and ready (Docker's health check passes, or there is none,
+    /// or it is still starting and its command passed when OpsGuard ran
+    /// it), condition cleared. An unhealthy verdict of Docker's is never
+    /// overridden.
     pub fn is_good(&self) -> bool {
         let up = match self.state {
             None => true,
-            Some(s) => s == ContainerState::Running && matches!(self.health, Health::None | Health::Healthy),
+            Some(s) => s == ContainerState::Running && matches!(self.health_seen(), Health::None | Health::Healthy),
         };
         up && self.cleared
+    }
+
+    /// The health this check saw: Docker's, or healthy when Docker's was
+    /// still starting and OpsGuard's own run of the same command passed.
+    pub fn health_seen(&self) -> Health {
+        match (self.health, self.ready) {
+            (Health::Starting, Some(true)) => Health::Healthy,
+            (h, _) => h,
+        }
     }
 
     /// Down in a way that waiting will not change.
@@ -81,5 +101,23 @@ mod tests {
         assert_eq!(c.interval(Timestamp(2_000)), Duration::from_secs(2));
         assert_eq!(c.interval(Timestamp(60_999)), Duration::from_secs(2));
         assert_eq!(c.interval(Timestamp(61_000)), Duration::from_secs(30));
+    }
+
+    fn running(health: Health, ready: Option<bool>) -> Check {
+        Check { state: Some(ContainerState::Running), health, ready, started_at: Some(Timestamp(1)), cleared: true }
+    }
+
+    #[test]
+    fn a_passing_readiness_run_stands_for_a_health_check_still_starting() {
+        assert!(running(Health::Starting, Some(true)).is_good());
+        assert!(!running(Health::Starting, Some(false)).is_good());
+        assert!(!running(Health::Starting, None).is_good());
+        // Docker's own unhealthy verdict is never overridden.
+        assert!(!running(Health::Unhealthy, Some(true)).is_good());
+        assert!(running(Health::Healthy, None).is_good());
+        let stopped = Check { state: Some(ContainerState::Exited), ..running(Health::Starting, Some(true)) };
+        assert!(!stopped.is_good());
+        let full = Check { cleared: false, ..running(Health::Starting, Some(true)) };
+        assert!(!full.is_good());
     }
 }

@@ -81,6 +81,33 @@ const NEWEST_LINES_AGAIN: usize = 10_000;
 /// Longest log line kept, in bytes; the rest of a longer one is dropped.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 
+/// Bounds on how long OpsGuard's run of a container's health command may
+/// take (Docker's `timeout` of the check, clamped: the container chose it).
+const PROBE_TIMEOUT_MIN: Duration = Duration::from_millis(500);
+const PROBE_TIMEOUT_MAX: Duration = Duration::from_secs(5);
+/// Bounds on a health command OpsGuard runs (the container wrote it).
+const PROBE_MAX_ARGS: usize = 64;
+const PROBE_MAX_BYTES: usize = 8 * 1024;
+
+/// The argv of a Docker health check's `Test`, as Docker runs it: `CMD`
+/// runs its arguments, `CMD-SHELL` its one string with `/bin/sh -c`.
+/// `Ok(None)`: no check (`NONE`, empty). An error for anything else, or a
+/// command too large or with a NUL byte.
+pub fn health_command(test: &[String]) -> Result<Option<Vec<String>>, String> {
+    let argv: Vec<String> = match test.split_first() {
+        None => return Ok(None),
+        Some((kind, _)) if kind == "NONE" => return Ok(None),
+        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => rest.to_vec(),
+        Some((kind, [shell])) if kind == "CMD-SHELL" => vec!["/bin/sh".into(), "-c".into(), shell.clone()],
+        Some(_) => return Err("health check in a form Docker does not run".into()),
+    };
+    let bytes: usize = argv.iter().map(String::len).sum();
+    if argv.len() > PROBE_MAX_ARGS || bytes > PROBE_MAX_BYTES || argv.iter().any(|a| a.contains('\0')) {
+        return Err("health check command too large or malformed".into());
+    }
+    Ok(Some(argv))
+}
+
 /// Timeouts for daemon calls.
 #[derive(Clone, Copy, Debug)]
 pub struct DockerTimeouts {
@@ -120,6 +147,9 @@ pub struct DockerHost {
     scope_label: String,
     timeouts: DockerTimeouts,
     disk_watch: diskwatch::DiskWatchCache,
+    /// Whether [`Host::probe_ready`] runs health commands (else verification
+    /// waits for Docker's own).
+    ready_probe: bool,
 }
 
 /// Maps a daemon error to a host error.
@@ -370,7 +400,16 @@ impl DockerHost {
             scope_label: scope_label.to_string(),
             timeouts: DockerTimeouts::default(),
             disk_watch: diskwatch::DiskWatchCache::default(),
+            ready_probe: true,
         }
+    }
+
+    /// Whether verification may run a container's health command at once
+    /// ([`Host::probe_ready`], the default) or waits for Docker to run it
+    /// (for a health command too heavy to run more often, or to compare).
+    pub fn with_ready_probe(mut self, on: bool) -> DockerHost {
+        self.ready_probe = on;
+        self
     }
 
     /// Changes the timeouts.
@@ -615,6 +654,51 @@ impl Host for DockerHost {
         }
     }
 
+    async fn probe_ready(&self, container: &str) -> Result<Option<bool>, HostError> {
+        if !self.ready_probe {
+            return Ok(None);
+        }
+        let op = format!("readiness check in {container}");
+        let info = self.inspect_in_scope(container, &op).await?;
+        let Some(check) = info.config.as_ref().and_then(|c| c.healthcheck.as_ref()) else { return Ok(None) };
+        let Some(cmd) = health_command(check.test.as_deref().unwrap_or_default())
+            .map_err(|e| HostError::new(HostErrorKind::Other, op.clone(), e))?
+        else {
+            return Ok(None);
+        };
+        // Docker's own limit on the check, within bounds of ours: the
+        // container chose it.
+        let limit = check
+            .timeout
+            .filter(|ns| *ns > 0)
+            .map_or(PROBE_TIMEOUT_MAX, |ns| Duration::from_nanos(ns as u64))
+            .clamp(PROBE_TIMEOUT_MIN, PROBE_TIMEOUT_MAX);
+        let run = async {
+            // As Docker runs it: as the container's own user, output unread
+            // (drained, never kept: the container writes it).
+            let config = ExecConfig {
+                cmd: Some(cmd),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            };
+            let created = self.docker.create_exec(container, config).await.map_err(|e| map_error(&op, e))?;
+            let started = self.docker.start_exec(&created.id, None).await.map_err(|e| map_error(&op, e))?;
+            if let bollard::exec::StartExecResults::Attached { mut output, .. } = started {
+                while let Some(chunk) = output.next().await {
+                    chunk.map_err(|e| map_error(&op, e))?;
+                }
+            }
+            let info = self.docker.inspect_exec(&created.id).await.map_err(|e| map_error(&op, e))?;
+            Ok(Some(info.running != Some(true) && info.exit_code == Some(0)))
+        };
+        match tokio::time::timeout(limit, run).await {
+            Ok(r) => r,
+            // Docker counts a check that runs too long as failed.
+            Err(_) => Ok(Some(false)),
+        }
+    }
+
     async fn prune_exited(&self, label: &str, protect: &[ContainerName]) -> Result<Vec<ContainerName>, HostError> {
         let op = "prune containers";
         if !label.contains('=') || label.starts_with('=') {
@@ -669,6 +753,23 @@ impl Host for DockerHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_commands_run_as_docker_runs_them_and_hostile_ones_are_refused() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(health_command(&v(&["CMD", "pg_isready", "-q"])).unwrap(), Some(v(&["pg_isready", "-q"])));
+        assert_eq!(
+            health_command(&v(&["CMD-SHELL", "curl -f localhost || exit 1"])).unwrap(),
+            Some(v(&["/bin/sh", "-c", "curl -f localhost || exit 1"]))
+        );
+        assert_eq!(health_command(&v(&["NONE"])).unwrap(), None);
+        assert_eq!(health_command(&[]).unwrap(), None);
+        for bad in [v(&["CMD"]), v(&["CMD-SHELL", "a", "b"]), v(&["rm", "-rf", "/"]), v(&["CMD", "a\0b"])] {
+            assert!(health_command(&bad).is_err(), "{bad:?}");
+        }
+        let long = vec!["x".repeat(100); PROBE_MAX_ARGS + 1];
+        assert!(health_command(&[vec!["CMD".to_string()], long].concat()).is_err());
+    }
 
     #[test]
     fn docker_times_parse_and_zero_time_is_none() {

@@ -14,9 +14,9 @@ use super::error::{RulesError, RulesErrorKind};
 use super::merge::{self, Layers, Merged};
 use super::schema::{RawPlan, RawRules, RawSignature, RawTarget};
 use super::{
-    DEFAULT_DISK_WATCH_MS, DEFAULT_FILL_HORIZON_SECS, DEFAULT_FILL_WINDOW_SECS, DEFAULT_RULES, DiagnosisActions,
-    LogPattern, MAX_PLAN_STEPS, ObserverSettings, Plan, PlanStep, Plans, RestartBudget, Rules, SERVER_SEVERITIES,
-    Signature, Target, Thresholds, build_regex,
+    DEFAULT_DISK_WATCH_MS, DEFAULT_FILL_HORIZON_SECS, DEFAULT_FILL_WINDOW_SECS, DEFAULT_RULES,
+    DEFAULT_VERIFY_INTERVAL_MS, DiagnosisActions, LogPattern, MAX_PLAN_STEPS, ObserverSettings, Plan, PlanStep, Plans,
+    RestartBudget, Rules, SERVER_SEVERITIES, Signature, Target, Thresholds, build_regex,
 };
 use crate::model::{AlarmKind, ChoiceSet, ContainerName, Diagnosis, LlmChoice, RootCause};
 use crate::safety::{self, RestartRefusal};
@@ -238,6 +238,10 @@ impl Source<'_> {
             disk_watch_ms: match &o.disk_watch_ms {
                 Some(v) => self.int(v, "observer.disk_watch_ms", 0, 60_000)? as u64,
                 None => DEFAULT_DISK_WATCH_MS,
+            },
+            verify_interval_ms: match &o.verify_interval_ms {
+                Some(v) => self.int(v, "observer.verify_interval_ms", 50, 60_000)? as u64,
+                None => DEFAULT_VERIFY_INTERVAL_MS,
             },
         };
         if observer.rapid_interval_secs > observer.rapid_window_secs {

@@ -38,6 +38,9 @@ pub const DEFAULT_RULES: &str = include_str!("../../../../rules/default.toml");
 /// `observer.disk_watch_ms` when the rules leave it out: the web log
 /// disk read twice a second (issue #12: saturation seen within 2 s).
 pub const DEFAULT_DISK_WATCH_MS: u64 = 500;
+/// `observer.verify_interval_ms` when the rules leave it out: a fix is
+/// re-checked four times a second until it is confirmed (issue #12).
+pub const DEFAULT_VERIFY_INTERVAL_MS: u64 = 250;
 /// `thresholds.web_disk_fill_horizon_secs` when left out: ten minutes.
 pub const DEFAULT_FILL_HORIZON_SECS: u64 = 600;
 /// `thresholds.web_disk_fill_window_secs` when left out: a minute.
@@ -79,6 +82,11 @@ pub struct ObserverSettings {
     /// can read it without starting anything (a `statvfs` of the volume's
     /// host path), in milliseconds; 0 leaves it to the sweeps.
     pub disk_watch_ms: u64,
+    /// How soon a fix under verification is checked again, in
+    /// milliseconds (the rapid sweeps keep `rapid_interval_secs`). A
+    /// confirmation still takes `stable_checks` good checks in a row of
+    /// the same run, within the rapid window.
+    pub verify_interval_ms: u64,
 }
 
 /// How many restarts a container may have in a window.

@@ -47,6 +47,8 @@ pub(super) struct RawObserver {
     pub(super) stable_checks: Spanned<i64>,
     #[serde(default)]
     pub(super) disk_watch_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub(super) verify_interval_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
