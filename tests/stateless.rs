@@ -102,7 +102,7 @@ async fn a_crash_loop_backs_off_then_stops_for_a_human_with_the_evidence() {
     // First at once, then doubling from the initial delay, capped.
     let gaps: Vec<u64> = restarts.windows(2).map(|w| w[1].millis_since(w[0])).collect();
     for (i, gap) in gaps.iter().enumerate() {
-        let want = (s.backoff_initial_secs * 1000 << i).min(s.backoff_max_secs * 1000);
+        let want = ((s.backoff_initial_secs * 1000) << i).min(s.backoff_max_secs * 1000);
         assert!(*gap >= want, "gap {i}: {gap} ms < {want} ms ({gaps:?})");
     }
     let steps = lab.steps();
