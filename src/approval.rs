@@ -565,6 +565,8 @@ mod tests {
             oom_killed: true,
             started_at: Some(Timestamp(1_000)),
             finished_at: Some(Timestamp(9_000)),
+            restart_policy: None,
+            restart_count: None,
         };
         let b = CrashBinding::of(&crashed, Some(RootCause::OomKill));
         assert_eq!(b.void_reason(&crashed), None);

@@ -35,6 +35,7 @@ use crate::llm::{AdviceRequest, Advisor, CrashFacts, prompt};
 use crate::model::{Action, Alarm, ChoiceSet, ContainerName, LlmChoice, Outcome, Timestamp};
 use crate::observer::{DiskWatch, Observer};
 use crate::rules::Rules;
+use crate::stateless::{Ctx as StatelessCtx, StatelessWatch};
 use opsguard_core::schedule::{self, AlarmKey, Reread, Scheduler};
 
 pub use opsguard_core::incident::{
@@ -436,6 +437,11 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
         rules.observer.check_database(&self.host, self.clock.now()).await
     }
 
+    /// What the stateless services' shell acts through, under `rules`.
+    fn stateless_ctx<'a>(&'a self, rules: &'a Rules) -> StatelessCtx<'a, H, C> {
+        StatelessCtx { host: &self.host, rules, clock: &self.clock, audit: &self.audit, ids: &self.next_incident }
+    }
+
     fn restarts(&self) -> std::sync::MutexGuard<'_, BTreeMap<ContainerName, Vec<Timestamp>>> {
         // A panic elsewhere cannot leave a list of times half-written.
         self.restarts.lock().unwrap_or_else(|e| e.into_inner())
@@ -666,6 +672,10 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
         tokio::pin!(stopping);
         scheduler.handle(schedule::Input::Tick(r.clock.now()));
         let health = self.health.clone();
+        // Stateless services (issue #10) are healed beside the incidents,
+        // without approval; shadow mode changes nothing, so it leaves them
+        // to Docker.
+        let mut stateless = (!r.shadow).then(StatelessWatch::new);
         if r.shutdown.is_shut_down() {
             scheduler.handle(schedule::Input::Drain);
             health.stopping();
@@ -676,6 +686,9 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                 let input = match output {
                     schedule::Output::Sweep => {
                         let sweep = r.observer().sweep(&r.host, r.clock.now()).await;
+                        if let Some(s) = stateless.as_mut() {
+                            s.sweep(&r.stateless_ctx(&r.rules.rules())).await;
+                        }
                         health.swept(r.clock.now());
                         for e in &sweep.errors {
                             tracing::warn!(error = %e, "check failed");
@@ -738,6 +751,10 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                 return reports;
             }
             let wake = scheduler.next_wake();
+            let wake = match (wake, stateless.as_ref().and_then(StatelessWatch::next_wake)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = async {
                 match wake {
                     Some(at) => r.clock.sleep(Duration::from_millis(at.millis_since(r.clock.now()))).await,
@@ -750,7 +767,12 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                     health.stopping();
                     scheduler.handle(schedule::Input::Drain);
                 }
-                _ = sleep => scheduler.handle(schedule::Input::Tick(r.clock.now())),
+                _ = sleep => {
+                    if let Some(s) = stateless.as_mut() {
+                        s.tick(&r.stateless_ctx(&r.rules.rules())).await;
+                    }
+                    scheduler.handle(schedule::Input::Tick(r.clock.now()));
+                }
                 Some((key, report)) = running.next(), if !running.is_empty() => {
                     scheduler.handle(schedule::Input::Finished {
                         at: r.clock.now(),
@@ -763,7 +785,11 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                     });
                     reports.push(report);
                 }
-                ev = next_event(&mut events) => match ev {
+                ev = next_event(&mut events) => {
+                    if let (Some(s), Some(ev)) = (stateless.as_mut(), ev.as_ref().filter(|e| stateless_event(e))) {
+                        s.on_event(&r.stateless_ctx(&r.rules.rules()), &ev.container).await;
+                    }
+                    match ev {
                     Some(ev) if ev.kind == ContainerEventKind::Die => {
                         scheduler.handle(schedule::Input::Died { at: r.clock.now(), container: ev.container });
                     }
@@ -773,10 +799,17 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                         Err(e) => tracing::warn!(error = %e, "check failed"),
                     },
                     None => events = None,
+                    }
                 }
             }
         }
     }
+}
+
+/// Whether an event may concern a stateless service: a death, a health
+/// change. A web or database one goes on to the observer as before.
+fn stateless_event(ev: &ContainerEvent) -> bool {
+    matches!(ev.kind, ContainerEventKind::Die | ContainerEventKind::HealthStatus(_))
 }
 
 /// The next container event, or never once there is no stream.

@@ -61,6 +61,7 @@ pub mod progress;
 pub mod rules;
 pub mod serve;
 pub mod service;
+pub mod stateless;
 pub mod telemetry;
 
 /// The README's examples, compiled and run as doc tests.

@@ -132,7 +132,9 @@ pub fn audit_tap() -> impl Fn(&AuditRecord) + Send + Sync + 'static {
             | AuditEvent::ApprovalRequested { .. }
             | AuditEvent::LlmConsulted { .. }
             | AuditEvent::WouldExecute { .. }
-            | AuditEvent::Checked { .. } => {}
+            | AuditEvent::Checked { .. }
+            // Stateless services (issue #10) have no metrics of their own yet.
+            | AuditEvent::Stateless { .. } => {}
         }
     }
 }

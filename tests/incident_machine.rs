@@ -138,6 +138,8 @@ fn status(alarm: &Alarm, r: &Reply) -> ContainerStatus {
         oom_killed: e.oom_killed.unwrap_or(false),
         started_at: Some(Timestamp(T0 - 60_000)),
         finished_at: e.fault_at.or(Some(Timestamp(T0 - 1_000))),
+        restart_policy: None,
+        restart_count: None,
     };
     // Mostly the very crash the alarm saw; sometimes another one.
     match (r.pick / 7) % 8 {

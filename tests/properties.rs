@@ -797,6 +797,8 @@ fn mock_host(s: &MockScript, restarts: Arc<Mutex<u32>>) -> MockDocker {
             oom_killed: oom,
             started_at: None,
             finished_at: Some(Timestamp(1_000_000)),
+            restart_policy: None,
+            restart_count: None,
         })
     });
     let logs = s.logs.clone();
@@ -976,5 +978,90 @@ proptest! {
             matches!(first, Action::Stop { reason: StopReason::ConfigError | StopReason::DataCorruption }),
             "{first:?}"
         );
+    }
+}
+
+// Issue 10: the stateless restart policy, pure, under random sightings at
+// random times and random settings.
+mod stateless_policy {
+    use super::*;
+    use opsguard::stateless::{Decision, Seen, StatelessSettings, Supervisor, Trouble};
+
+    fn seen() -> impl Strategy<Value = Seen> {
+        prop_oneof![
+            Just(Seen::Good),
+            Just(Seen::Neither),
+            Just(Seen::Trouble(Trouble::Unhealthy)),
+            (0i64..4, 0u64..1_000).prop_map(|(c, f)| Seen::Trouble(Trouble::Crashed {
+                exit_code: c + 1,
+                finished_at: Some(Timestamp(f))
+            })),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Never more restarts than the budget in any window; the delays
+        /// between restarts in a window never shrink and never pass the cap;
+        /// a restart never comes before its backoff; past the budget it
+        /// escalates and stays down until seen good.
+        #[test]
+        fn stateless_restarts_keep_to_backoff_and_budget(
+            initial in 1u64..30,
+            extra in 0u64..300,
+            max_restarts in 0u32..8,
+            window_secs in 1u64..900,
+            steps in proptest::collection::vec((0u64..60_000, seen()), 1..80),
+        ) {
+            let s = StatelessSettings {
+                watch_all: false,
+                backoff_initial_secs: initial,
+                backoff_max_secs: initial + extra,
+                max_restarts,
+                window_secs,
+            };
+            for k in 0..70 {
+                let (a, b) = (Supervisor::backoff_ms(&s, k), Supervisor::backoff_ms(&s, k + 1));
+                prop_assert!(a <= b && b <= s.backoff_max_secs * 1000, "backoff {} then {}", a, b);
+            }
+            let mut sup = Supervisor::new(s);
+            let mut now = Timestamp(1_795_766_400_000);
+            let mut restarts: Vec<Timestamp> = Vec::new();
+            let mut escalated = false;
+            for (dt, seen) in steps {
+                now = now.plus_millis(dt);
+                let window = window_secs * 1000;
+                if seen == Seen::Good {
+                    escalated = false;
+                }
+                match sup.decide(seen, now) {
+                    Decision::Restart { attempt, delay_ms } => {
+                        prop_assert!(matches!(seen, Seen::Trouble(_)));
+                        prop_assert!(!escalated, "restarted after escalating");
+                        let in_window: Vec<&Timestamp> =
+                            restarts.iter().filter(|t| now.millis_since(**t) < window).collect();
+                        prop_assert_eq!(attempt as usize, in_window.len() + 1);
+                        prop_assert!(delay_ms <= s.backoff_max_secs * 1000);
+                        if let Some(last) = in_window.last() {
+                            prop_assert!(now.millis_since(**last) >= delay_ms, "before its backoff");
+                            prop_assert_eq!(delay_ms, Supervisor::backoff_ms(&s, attempt - 1));
+                        } else {
+                            prop_assert_eq!(delay_ms, 0, "the first restart waits");
+                        }
+                        restarts.push(now);
+                        // Any window ending now holds at most the budget.
+                        let n = restarts.iter().filter(|t| now.millis_since(**t) < window).count();
+                        prop_assert!(n as u32 <= max_restarts, "{} restarts in {} s", n, window_secs);
+                    }
+                    Decision::Escalate { restarts: n, .. } => {
+                        prop_assert_eq!(n, max_restarts);
+                        escalated = true;
+                    }
+                    Decision::WaitUntil(at) => prop_assert!(at > now),
+                    Decision::Leave => {}
+                }
+            }
+        }
     }
 }

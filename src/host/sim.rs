@@ -18,6 +18,7 @@ use crate::host::{
     is_under, log_path_holding_data,
 };
 use crate::model::{ContainerName, ContainerState, Health, Timestamp};
+pub use opsguard_core::stateless::RestartPolicy;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -174,6 +175,10 @@ struct SimContainer {
     healthy_at: Option<Timestamp>,
     /// A crash scheduled for later: (when, exit code, OOM flag, log lines).
     pending_crash: Option<(Timestamp, i64, bool, Vec<String>)>,
+    /// Docker's restart policy (`None`: `no`).
+    restart_policy: Option<RestartPolicy>,
+    /// A crash loop: every start crashes this long after with this code.
+    crash_after_start: Option<(u64, i64)>,
 }
 
 #[derive(Debug)]
@@ -220,6 +225,8 @@ fn exited(id: String, labels: BTreeMap<String, String>, now: Timestamp) -> SimCo
         ready: false,
         healthy_at: None,
         pending_crash: None,
+        restart_policy: None,
+        crash_after_start: None,
     }
 }
 
@@ -269,6 +276,8 @@ impl SimHost {
             ready: true,
             healthy_at: None,
             pending_crash: None,
+            restart_policy: None,
+            crash_after_start: None,
         };
         let containers = BTreeMap::from([
             (
@@ -385,6 +394,51 @@ impl SimHost {
         let now = self.clock.now();
         let labels = labels.iter().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect();
         self.world().containers.insert(name.to_string(), exited(format!("sim-{name}-{}", now.0), labels, now));
+    }
+
+    /// Adds a running, healthy container named `name` with `labels`
+    /// (`key=value` each) and Docker's restart `policy` (`None`: `no`): a
+    /// stateless service (issue #10).
+    pub fn add_running(&self, name: &str, labels: &[&str], policy: Option<RestartPolicy>) {
+        let now = self.clock.now();
+        let labels = labels.iter().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect();
+        let mut c = exited(format!("sim-{name}-{}", now.0), labels, now);
+        c.restart_policy = policy;
+        let mut w = self.world();
+        w.containers.insert(name.to_string(), c);
+        w.start(name, now);
+    }
+
+    /// Kills a container's main process: it exits with `exit_code`, after
+    /// writing `lines`.
+    pub fn crash(&self, container: &str, exit_code: i64, lines: &[&str]) {
+        let now = self.clock.now();
+        let mut w = self.world();
+        for l in lines {
+            w.log(container, now, l);
+        }
+        if let Some(c) = w.containers.get_mut(container) {
+            c.state = ContainerState::Exited;
+            c.health = Health::None;
+            c.exit_code = Some(exit_code);
+            c.finished_at = Some(now);
+            c.pending_crash = None;
+        }
+    }
+
+    /// From now on every start of `container` crashes `after_ms` later
+    /// with `exit_code` (`None`: starts stay up again).
+    pub fn crash_loop(&self, container: &str, crash: Option<(u64, i64)>) {
+        if let Some(c) = self.world().containers.get_mut(container) {
+            c.crash_after_start = crash;
+        }
+    }
+
+    /// Its health check turns `health` (a restart makes it healthy).
+    pub fn set_health(&self, container: &str, health: Health) {
+        if let Some(c) = self.world().containers.get_mut(container) {
+            c.health = health;
+        }
     }
 
     /// Injects one of the specification's faults.
@@ -572,6 +626,14 @@ impl World {
         }
         c.state = ContainerState::Running;
         c.health = Health::Healthy;
+        if let Some((ms, code)) = c.crash_after_start {
+            c.pending_crash = Some((
+                now.plus_millis(ms),
+                code,
+                false,
+                vec![format!("fatal: exiting with {code} (db postgres://shop:hunter2@shop-db/shop)")],
+            ));
+        }
         if c.role != Role::Db {
             c.ready = true;
             return;
@@ -631,6 +693,8 @@ impl Host for SimHost {
             oom_killed: c.oom_killed,
             started_at: c.started_at,
             finished_at: c.finished_at,
+            restart_policy: c.restart_policy.clone(),
+            restart_count: Some(0),
         })
     }
 

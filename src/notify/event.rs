@@ -227,7 +227,9 @@ impl Transitions {
             | AuditEvent::LlmConsulted { .. }
             | AuditEvent::Executed { .. }
             | AuditEvent::WouldExecute { .. }
-            | AuditEvent::Checked { .. } => None,
+            | AuditEvent::Checked { .. }
+            // Stateless services (issue #10) are not notified yet.
+            | AuditEvent::Stateless { .. } => None,
         }
     }
 

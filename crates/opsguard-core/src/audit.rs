@@ -123,6 +123,17 @@ pub enum AuditEvent {
         /// The alarm as the host shows it now.
         alarm: Alarm,
     },
+    /// A stateless service (issue #10) was restarted without approval,
+    /// seen good again, or left for a human once its budget was spent.
+    Stateless {
+        /// Which container.
+        container: crate::model::ContainerName,
+        /// What was wrong (absent once resolved).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trouble: Option<crate::stateless::Trouble>,
+        /// What was done.
+        step: crate::stateless::StatelessStep,
+    },
     /// The incident ended.
     IncidentClosed {
         /// How.
@@ -230,6 +241,7 @@ impl AuditEvent {
                     if *cleared == Some(false) { ", condition persists" } else { "" }
                 ),
             },
+            AuditEvent::Stateless { container, trouble, step } => step.render(container.as_str(), trouble.as_ref()),
             AuditEvent::IncidentClosed { resolution: Resolution::Resolved, steps } => {
                 format!("✅ Issue fully resolved ({steps} steps)")
             }

@@ -24,4 +24,5 @@ pub mod redact;
 pub mod rules;
 pub mod safety;
 pub mod schedule;
+pub mod stateless;
 pub mod trend;

@@ -1059,6 +1059,12 @@ pub struct ContainerStatus {
     pub started_at: Option<Timestamp>,
     /// When the last run ended.
     pub finished_at: Option<Timestamp>,
+    /// Docker's restart policy (`HostConfig.RestartPolicy`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<crate::stateless::RestartPolicy>,
+    /// How many times Docker's policy restarted it (`RestartCount`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<i64>,
 }
 
 #[cfg(test)]

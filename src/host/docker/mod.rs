@@ -511,6 +511,11 @@ impl Host for DockerHost {
     async fn inspect(&self, container: &str) -> Result<ContainerStatus, HostError> {
         let info = self.inspect_raw(container).await?;
         let state = info.state.unwrap_or_default();
+        let restart_policy =
+            info.host_config.and_then(|h| h.restart_policy).map(|p| opsguard_core::stateless::RestartPolicy {
+                name: p.name.map(|n| n.to_string()).unwrap_or_default(),
+                maximum_retry_count: p.maximum_retry_count.unwrap_or(0),
+            });
         Ok(ContainerStatus {
             name: ContainerName::new(container),
             id: info.id,
@@ -520,6 +525,8 @@ impl Host for DockerHost {
             oom_killed: state.oom_killed.unwrap_or(false),
             started_at: state.started_at.as_deref().and_then(parse_docker_time),
             finished_at: state.finished_at.as_deref().and_then(parse_docker_time),
+            restart_policy,
+            restart_count: info.restart_count,
         })
     }
 

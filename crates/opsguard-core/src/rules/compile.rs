@@ -16,7 +16,7 @@ use super::schema::{RawPlan, RawRules, RawSignature, RawTarget};
 use super::{
     DEFAULT_DISK_WATCH_MS, DEFAULT_FILL_HORIZON_SECS, DEFAULT_FILL_WINDOW_SECS, DEFAULT_RULES,
     DEFAULT_VERIFY_INTERVAL_MS, DiagnosisActions, LogPattern, MAX_PLAN_STEPS, ObserverSettings, Plan, PlanStep, Plans,
-    RestartBudget, Rules, SERVER_SEVERITIES, Signature, Target, Thresholds, build_regex,
+    RestartBudget, Rules, SERVER_SEVERITIES, Signature, StatelessSettings, Target, Thresholds, build_regex,
 };
 use crate::model::{AlarmKind, ChoiceSet, ContainerName, Diagnosis, LlmChoice, RootCause};
 use crate::safety::{self, RestartRefusal};
@@ -261,6 +261,26 @@ impl Source<'_> {
             window_secs: self.int(&raw.restart_budget.window_secs, "restart_budget.window_secs", 1, 30 * day)? as u64,
         };
         let max_steps = self.int(&raw.limits.max_steps, "limits.max_steps", 1, 64)? as u32;
+        let st = &raw.stateless;
+        let stateless = StatelessSettings {
+            watch_all: st.watch_all,
+            backoff_initial_secs: self.int(&st.backoff_initial_secs, "stateless.backoff_initial_secs", 1, day)? as u64,
+            backoff_max_secs: self.int(&st.backoff_max_secs, "stateless.backoff_max_secs", 1, day)? as u64,
+            max_restarts: self.int(&st.max_restarts, "stateless.max_restarts", 0, 1000)? as u32,
+            window_secs: self.int(&st.window_secs, "stateless.window_secs", 1, 30 * day)? as u64,
+        };
+        if stateless.backoff_max_secs < stateless.backoff_initial_secs {
+            let (field, span) = self.users(
+                ("stateless.backoff_max_secs", st.backoff_max_secs.span()),
+                ("stateless.backoff_initial_secs", st.backoff_initial_secs.span()),
+            );
+            return Err(self.err(
+                RulesErrorKind::Invalid,
+                span,
+                field,
+                "the longest backoff is shorter than the first".into(),
+            ));
+        }
         let label = raw.scope.label.get_ref();
         if !valid_label(label) {
             return Err(self.err(
@@ -321,6 +341,7 @@ impl Source<'_> {
             restart_budget,
             max_steps,
             scope_label,
+            stateless,
             web,
             database,
             server_line,

@@ -30,6 +30,7 @@ use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 pub use self::error::{RulesError, RulesErrorKind};
 use crate::model::{AlarmKind, ChoiceSet, ContainerName, Diagnosis, Evidence, LlmChoice, RootCause};
+pub use crate::stateless::StatelessSettings;
 
 /// The default rules, compiled into the binary: the specification's
 /// decision tree.
@@ -307,6 +308,8 @@ pub struct Rules {
     /// Label (`key=value`) that scopes every change; a prune also needs
     /// `opsguard.prune=true` on the container.
     pub scope_label: String,
+    /// Stateless services found by their labels, and how they are healed.
+    pub stateless: StatelessSettings,
     /// The web service.
     pub web: Target,
     /// The database.
@@ -367,12 +370,13 @@ pub struct EffectiveRules {
 }
 
 /// The top-level sections, in the order the defaults write them.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "thresholds",
     "observer",
     "restart_budget",
     "limits",
     "scope",
+    "stateless",
     "web",
     "database",
     "server_log",
@@ -786,12 +790,13 @@ mod tests {
     /// that setting.
     #[test]
     fn each_section_alone_overrides_only_itself() {
-        let cases: [(&str, &[&str]); 11] = [
+        let cases: [(&str, &[&str]); 12] = [
             ("[thresholds]\nzombie_max = 9\n", &["thresholds", "zombie_max"]),
             ("[observer]\ninterval_secs = 10\n", &["observer", "interval_secs"]),
             ("[restart_budget]\nmax_restarts = 1\n", &["restart_budget", "max_restarts"]),
             ("[limits]\nmax_steps = 20\n", &["limits", "max_steps"]),
             ("[scope]\nlabel = \"team=ops\"\n", &["scope", "label"]),
+            ("[stateless]\nmax_restarts = 2\n", &["stateless", "max_restarts"]),
             ("[web]\ncontainer = \"nginx-1\"\n", &["web", "container"]),
             ("[database]\nlog_paths = [\"/var/log/postgresql\"]\n", &["database", "log_paths"]),
             ("[server_log]\nline = '^(?P<severity>[A-Z]+):  (?P<message>.*)$'\n", &["server_log", "line"]),

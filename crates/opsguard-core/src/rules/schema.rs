@@ -14,6 +14,7 @@ pub(super) struct RawRules {
     pub(super) restart_budget: RawBudget,
     pub(super) limits: RawLimits,
     pub(super) scope: RawScope,
+    pub(super) stateless: RawStateless,
     pub(super) web: RawTarget,
     pub(super) database: RawTarget,
     pub(super) server_log: RawServerLog,
@@ -68,6 +69,16 @@ pub(super) struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawScope {
     pub(super) label: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStateless {
+    pub(super) watch_all: bool,
+    pub(super) backoff_initial_secs: Spanned<i64>,
+    pub(super) backoff_max_secs: Spanned<i64>,
+    pub(super) max_restarts: Spanned<i64>,
+    pub(super) window_secs: Spanned<i64>,
 }
 
 #[derive(Deserialize)]

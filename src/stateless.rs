@@ -1,0 +1,245 @@
+//! The shell around stateless services (issue #10): finds them by their
+//! labels ([`opsguard_core::stateless::read_labels`]), reads their state,
+//! carries out what each one's [`Supervisor`] decides (a restart without
+//! approval, a wait, a stop for a human) and audits it. The policy itself
+//! (backoff, budget) is the core's.
+//!
+//! Each episode of trouble on a container is one incident id in the audit
+//! log, from its first restart to its resolution or escalation.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use opsguard_core::stateless::*;
+
+use crate::audit::{AuditEvent, AuditLog};
+use crate::clock::Clock;
+use crate::host::{ContainerSummary, Host, HostErrorKind};
+use crate::model::{ContainerName, Timestamp};
+use crate::redact::redact_lines;
+use crate::rules::Rules;
+
+/// Log lines kept as an escalation's evidence.
+pub const TAIL_LINES: usize = 20;
+/// Most containers whose label warnings are remembered (said once each).
+const MAX_WARNED: usize = 4096;
+
+/// What the shell needs to act on stateless services.
+pub struct Ctx<'a, H, C> {
+    /// The host.
+    pub host: &'a H,
+    /// The rules in force.
+    pub rules: &'a Rules,
+    /// The clock.
+    pub clock: &'a C,
+    /// Where each step is recorded.
+    pub audit: &'a AuditLog,
+    /// Incident numbering, shared with the other incidents.
+    pub ids: &'a AtomicU64,
+}
+
+#[derive(Debug)]
+struct Watched {
+    supervisor: Supervisor,
+    /// The audit incident of the episode under way.
+    incident: Option<u64>,
+    /// A restart the backoff holds back until then.
+    wait: Option<Timestamp>,
+    /// The last restart, for the rapid checks that follow it.
+    restarted: Option<Timestamp>,
+    /// The next rapid check.
+    recheck: Option<Timestamp>,
+}
+
+/// The stateless services seen and each one's restart history.
+#[derive(Debug, Default)]
+pub struct StatelessWatch {
+    watched: BTreeMap<ContainerName, Watched>,
+    warned: BTreeSet<ContainerName>,
+}
+
+impl StatelessWatch {
+    /// Nothing seen yet.
+    pub fn new() -> StatelessWatch {
+        StatelessWatch::default()
+    }
+
+    /// The containers watched as stateless.
+    pub fn names(&self) -> impl Iterator<Item = &ContainerName> {
+        self.watched.keys()
+    }
+
+    /// Lists the containers, takes in the stateless ones (dropping those
+    /// gone) and looks at each.
+    pub async fn sweep<H: Host, C: Clock>(&mut self, cx: &Ctx<'_, H, C>) {
+        match cx.host.list_containers().await {
+            Ok(list) => self.refresh(cx.rules, &list),
+            Err(e) => {
+                tracing::warn!(error = %e, "stateless services: listing failed");
+                return;
+            }
+        }
+        let names: Vec<ContainerName> = self.watched.keys().cloned().collect();
+        for name in names {
+            self.check(cx, &name).await;
+        }
+    }
+
+    /// A container event: looks at the container if it is (or may have
+    /// become) a stateless service.
+    pub async fn on_event<H: Host, C: Clock>(&mut self, cx: &Ctx<'_, H, C>, name: &ContainerName) {
+        if !self.watched.contains_key(name) {
+            // A container started since the last sweep, perhaps.
+            match cx.host.list_containers().await {
+                Ok(list) => self.refresh(cx.rules, &list),
+                Err(_) => return,
+            }
+        }
+        if self.watched.contains_key(name) {
+            self.check(cx, name).await;
+        }
+    }
+
+    /// Looks again at the containers whose time has come: a backoff run
+    /// out, or the rapid checks after a restart.
+    pub async fn tick<H: Host, C: Clock>(&mut self, cx: &Ctx<'_, H, C>) {
+        let now = cx.clock.now();
+        let due: Vec<ContainerName> = self
+            .watched
+            .iter()
+            .filter(|(_, w)| Self::wake_of(w).is_some_and(|t| t <= now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            self.check(cx, &name).await;
+        }
+    }
+
+    /// When [`StatelessWatch::tick`] has something to look at.
+    pub fn next_wake(&self) -> Option<Timestamp> {
+        self.watched.values().filter_map(Self::wake_of).min()
+    }
+
+    fn wake_of(w: &Watched) -> Option<Timestamp> {
+        match (w.wait, w.recheck) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn refresh(&mut self, rules: &Rules, list: &[ContainerSummary]) {
+        let specified = [&rules.web.container, &rules.database.container];
+        let mut present = BTreeSet::new();
+        for c in list {
+            if specified.contains(&&c.name) {
+                continue;
+            }
+            match read_labels(&c.labels, &rules.scope_label, &rules.stateless) {
+                LabelVerdict::Stateless => {
+                    present.insert(c.name.clone());
+                    let w = self.watched.entry(c.name.clone()).or_insert_with(|| Watched {
+                        supervisor: Supervisor::new(rules.stateless),
+                        incident: None,
+                        wait: None,
+                        restarted: None,
+                        recheck: None,
+                    });
+                    w.supervisor.set_settings(rules.stateless);
+                }
+                LabelVerdict::Ignored(why) => {
+                    if self.warned.len() < MAX_WARNED && self.warned.insert(c.name.clone()) {
+                        tracing::warn!(
+                            container = %crate::redact::printable(c.name.as_str()),
+                            "labels ignored: {why}"
+                        );
+                    }
+                }
+                LabelVerdict::Unwatched => {}
+            }
+        }
+        self.watched.retain(|n, _| present.contains(n));
+    }
+
+    async fn check<H: Host, C: Clock>(&mut self, cx: &Ctx<'_, H, C>, name: &ContainerName) {
+        let status = match cx.host.inspect(name.as_str()).await {
+            Ok(s) => s,
+            Err(e) if e.kind == HostErrorKind::NotFound => {
+                self.watched.remove(name);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "stateless service check failed");
+                return;
+            }
+        };
+        let Some(w) = self.watched.get_mut(name) else { return };
+        let now = cx.clock.now();
+        let seen = assess(&status);
+        if seen == Seen::Good && w.supervisor.episode() == Episode::Healing {
+            if let Some(id) = w.incident.take() {
+                record(cx, id, name, None, StatelessStep::Resolved);
+            }
+            w.restarted = None;
+        }
+        let trouble = match seen {
+            Seen::Trouble(t) => Some(t),
+            _ => None,
+        };
+        match w.supervisor.decide(seen, now) {
+            Decision::Leave => w.wait = None,
+            Decision::WaitUntil(at) => w.wait = Some(at),
+            Decision::Restart { attempt, delay_ms } => {
+                w.wait = None;
+                let id = *w.incident.get_or_insert_with(|| cx.ids.fetch_add(1, Ordering::SeqCst));
+                let error = cx.host.restart(name.as_str()).await.err().map(|e| e.to_string());
+                w.restarted = Some(cx.clock.now());
+                record(cx, id, name, trouble, StatelessStep::Restarted { attempt, delay_ms, error });
+            }
+            Decision::Escalate { restarts, exit_codes } => {
+                w.wait = None;
+                let id = w.incident.take().unwrap_or_else(|| cx.ids.fetch_add(1, Ordering::SeqCst));
+                let since = status
+                    .started_at
+                    .unwrap_or(Timestamp(now.0.saturating_sub(cx.rules.observer.log_window_secs.saturating_mul(1000))));
+                let lines = cx.host.recent_logs(name.as_str(), since, TAIL_LINES).await.unwrap_or_default();
+                let log_tail = redact_lines(&lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>());
+                let step = StatelessStep::Escalated {
+                    restarts,
+                    window_secs: cx.rules.stateless.window_secs,
+                    exit_codes,
+                    log_tail,
+                };
+                tracing::error!(
+                    container = %crate::redact::printable(name.as_str()),
+                    "stateless service left for a human: restart budget spent"
+                );
+                record(cx, id, name, trouble, step);
+            }
+        }
+        // Rapid checks for the rapid window after a restart, as after any
+        // fix; then the sweeps.
+        let o = &cx.rules.observer;
+        let now = cx.clock.now();
+        w.recheck = match w.restarted {
+            Some(at)
+                if w.supervisor.episode() == Episode::Healing && now < at.plus_millis(o.rapid_window_secs * 1000) =>
+            {
+                Some(now.plus_millis(o.rapid_interval_secs * 1000))
+            }
+            _ => None,
+        };
+    }
+}
+
+fn record<H, C: Clock>(
+    cx: &Ctx<'_, H, C>,
+    incident: u64,
+    container: &ContainerName,
+    trouble: Option<Trouble>,
+    step: StatelessStep,
+) {
+    let event = AuditEvent::Stateless { container: container.clone(), trouble, step };
+    if let Err(e) = cx.audit.record(incident, cx.clock.now(), event) {
+        tracing::debug!(incident, error = %e, "audit log write failed");
+    }
+}

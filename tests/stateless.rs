@@ -1,0 +1,178 @@
+//! Stateless services (issue #10) on the simulated host: found by their
+//! labels, restarted without approval on a crash or a failing health check
+//! with backoff, left for a human once the budget is spent; the
+//! specification's web and database untouched.
+
+use std::sync::Arc;
+
+use opsguard::approval::PolicyApprover;
+use opsguard::audit::{AuditEvent, AuditLog, AuditRecord};
+use opsguard::clock::{Clock, SimClock};
+use opsguard::engine::Engine;
+use opsguard::host::sim::{RestartPolicy, SimHost, SimOp};
+use opsguard::incident::{Agent, Responder, WatchLimit};
+use opsguard::llm::NoAdvisor;
+use opsguard::model::{ContainerState, Health, Timestamp};
+use opsguard::rules::Rules;
+use opsguard::stateless::{StatelessStep, Trouble};
+
+const API: &str = "shop-api";
+const LABELS: [&str; 3] = ["opsguard.lab=true", "opsguard.enable=true", "opsguard.role=stateless"];
+
+struct Lab {
+    sim: SimHost,
+    clock: SimClock,
+    audit: AuditLog,
+    rules: Arc<Rules>,
+}
+
+fn lab() -> Lab {
+    let clock = SimClock::new(Timestamp(1_795_766_400_000));
+    let sim = SimHost::lab(clock.clone());
+    Lab { sim, clock, audit: AuditLog::in_memory(), rules: Arc::new(Rules::default_rules()) }
+}
+
+impl Lab {
+    /// Watches for `secs` simulated seconds.
+    async fn watch(&self, secs: u64) {
+        let responder = Responder::new(
+            Engine::new(self.rules.clone()),
+            self.sim.clone(),
+            PolicyApprover::Deny,
+            NoAdvisor,
+            self.clock.clone(),
+            self.audit.clone(),
+        );
+        let mut agent = Agent::new(responder);
+        let deadline = self.clock.now().plus_millis(secs * 1000);
+        agent.run(None, WatchLimit { incidents: None, deadline: Some(deadline) }).await;
+    }
+
+    fn restarts_of(&self, name: &str) -> Vec<Timestamp> {
+        self.sim
+            .ops()
+            .into_iter()
+            .filter_map(|op| match op {
+                SimOp::Restart { container, at } if container == name => Some(at),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn steps(&self) -> Vec<(AuditRecord, Option<Trouble>, StatelessStep)> {
+        self.audit
+            .records()
+            .into_iter()
+            .filter_map(|r| match r.event.clone() {
+                AuditEvent::Stateless { trouble, step, .. } => Some((r, trouble, step)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_crashed_stateless_service_is_restarted_at_once_and_resolved() {
+    let lab = lab();
+    lab.sim.add_running(API, &LABELS, None);
+    lab.sim.crash(API, 2, &["panic: boom"]);
+    lab.watch(20).await;
+    assert_eq!(lab.restarts_of(API).len(), 1);
+    assert_eq!(lab.sim.state(API), Some(ContainerState::Running));
+    let steps = lab.steps();
+    assert!(matches!(steps[0].2, StatelessStep::Restarted { attempt: 1, delay_ms: 0, error: None }), "{steps:?}");
+    assert!(matches!(steps[0].1, Some(Trouble::Crashed { exit_code: 2, .. })));
+    assert_eq!(steps[1].2, StatelessStep::Resolved);
+    assert_eq!(steps[0].0.incident, steps[1].0.incident, "one episode, one incident");
+    assert_eq!(steps.len(), 2);
+    // Nothing else was touched, nothing asked.
+    assert!(lab.sim.ops().iter().all(|op| matches!(op, SimOp::Restart { container, .. } if container == API)));
+}
+
+#[tokio::test]
+async fn a_crash_loop_backs_off_then_stops_for_a_human_with_the_evidence() {
+    let lab = lab();
+    let s = lab.rules.stateless;
+    lab.sim.add_running(API, &LABELS, None);
+    lab.sim.crash_loop(API, Some((1_000, 3)));
+    lab.sim.crash(API, 3, &["fatal: exiting with 3"]);
+    lab.watch(s.window_secs / 2).await;
+    let restarts = lab.restarts_of(API);
+    assert_eq!(restarts.len() as u32, s.max_restarts, "{restarts:?}");
+    // First at once, then doubling from the initial delay, capped.
+    let gaps: Vec<u64> = restarts.windows(2).map(|w| w[1].millis_since(w[0])).collect();
+    for (i, gap) in gaps.iter().enumerate() {
+        let want = ((s.backoff_initial_secs * 1000) << i).min(s.backoff_max_secs * 1000);
+        assert!(*gap >= want, "gap {i}: {gap} ms < {want} ms ({gaps:?})");
+    }
+    let steps = lab.steps();
+    let (_, _, last) = steps.last().unwrap();
+    let StatelessStep::Escalated { restarts: n, exit_codes, log_tail, .. } = last else {
+        panic!("not escalated: {steps:?}")
+    };
+    assert_eq!(*n, s.max_restarts);
+    assert!(exit_codes.len() as u32 > s.max_restarts && exit_codes.iter().all(|c| *c == 3), "{exit_codes:?}");
+    assert!(log_tail.iter().any(|l| l.contains("fatal: exiting with 3")), "{log_tail:?}");
+    assert!(log_tail.iter().all(|l| !l.contains("hunter2")), "a secret in the evidence: {log_tail:?}");
+    assert_eq!(lab.sim.state(API), Some(ContainerState::Exited), "left down for a human");
+    let rendered = AuditEvent::Stateless { container: API.into(), trouble: None, step: last.clone() }.render();
+    assert!(rendered.contains("Manual intervention needed"), "{rendered}");
+}
+
+#[tokio::test]
+async fn an_unhealthy_stateless_service_is_restarted_and_resolved() {
+    let lab = lab();
+    lab.sim.add_running(API, &LABELS, None);
+    lab.sim.set_health(API, Health::Unhealthy);
+    lab.watch(20).await;
+    assert_eq!(lab.restarts_of(API).len(), 1);
+    let steps = lab.steps();
+    assert_eq!(steps[0].1, Some(Trouble::Unhealthy), "{steps:?}");
+    assert_eq!(steps[1].2, StatelessStep::Resolved);
+}
+
+#[tokio::test]
+async fn what_is_not_restarted() {
+    let lab = lab();
+    // Exit 0 is no crash.
+    lab.sim.add_running("clean-exit", &LABELS, None);
+    lab.sim.crash("clean-exit", 0, &[]);
+    // Docker's own policy brings it back.
+    let always = RestartPolicy { name: "always".into(), maximum_retry_count: 0 };
+    lab.sim.add_running("docker-restarts", &LABELS, Some(always));
+    lab.sim.crash("docker-restarts", 1, &[]);
+    let retries = RestartPolicy { name: "on-failure".into(), maximum_retry_count: 5 };
+    lab.sim.add_running("retries-left", &LABELS, Some(retries));
+    lab.sim.crash("retries-left", 1, &[]);
+    // Outside the scope, not opted in, or an unknown role.
+    lab.sim.add_running("out-of-scope", &["opsguard.enable=true", "opsguard.role=stateless"], None);
+    lab.sim.crash("out-of-scope", 1, &[]);
+    lab.sim.add_running("not-opted-in", &["opsguard.lab=true", "opsguard.role=stateless"], None);
+    lab.sim.crash("not-opted-in", 1, &[]);
+    lab.sim.add_running(
+        "odd-role",
+        &["opsguard.lab=true", "opsguard.enable=true", "opsguard.role=\u{1b}[2Jcache"],
+        None,
+    );
+    lab.sim.crash("odd-role", 1, &[]);
+    lab.sim.add_running("db-by-label", &["opsguard.lab=true", "opsguard.enable=true", "opsguard.role=database"], None);
+    lab.sim.crash("db-by-label", 1, &[]);
+    lab.watch(120).await;
+    assert!(lab.sim.ops().is_empty(), "{:?}", lab.sim.ops());
+    assert!(lab.steps().is_empty());
+}
+
+#[tokio::test]
+async fn watch_all_takes_every_container_in_scope_with_a_role_unless_it_opts_out() {
+    let mut lab = lab();
+    let text = "[stateless]\nwatch_all = true\n";
+    lab.rules = Arc::new(Rules::from_toml_str(text, std::path::Path::new("watch_all.toml")).unwrap());
+    lab.sim.add_running("api-1", &["opsguard.lab=true", "opsguard.role=stateless"], None);
+    lab.sim.crash("api-1", 1, &[]);
+    let out = ["opsguard.lab=true", "opsguard.role=stateless", "opsguard.enable=false"];
+    lab.sim.add_running("api-2", &out, None);
+    lab.sim.crash("api-2", 1, &[]);
+    lab.watch(20).await;
+    assert_eq!(lab.restarts_of("api-1").len(), 1);
+    assert!(lab.restarts_of("api-2").is_empty());
+}
