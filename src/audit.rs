@@ -586,14 +586,7 @@ mod tests {
         let disk = FullDisk::default();
         disk.room.store(usize::MAX, Ordering::SeqCst);
         let log = AuditLog::to_sink(Path::new("audit.jsonl"), Box::new(disk.clone()), false);
-        let answered = AuditEvent::ApprovalAnswered {
-            request: 1,
-            approved: true,
-            approver: "web".into(),
-            detail: "approved".into(),
-            answered_by: None,
-            evidence_digest: None,
-        };
+        let answered = AuditEvent::unsigned_answer(1, true, "web", "approved");
         log.record(1, Timestamp(1), answered).unwrap();
         assert_eq!(disk.syncs.load(Ordering::SeqCst), 1);
         log.record(

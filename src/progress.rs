@@ -171,18 +171,7 @@ mod tests {
             "🔥 1 open: #1 DB_CRASH — Disk Full on db-prod ⏳ awaiting approval of restart_database_risky (12s)"
         );
         assert!(p.awaiting_approval());
-        p.observe(&rec(
-            1,
-            14_000,
-            AuditEvent::ApprovalAnswered {
-                request: 7,
-                approved: true,
-                approver: "web".into(),
-                detail: "approved".into(),
-                answered_by: None,
-                evidence_digest: None,
-            },
-        ));
+        p.observe(&rec(1, 14_000, AuditEvent::unsigned_answer(7, true, "web", "approved")));
         p.observe(&rec(1, 15_000, AuditEvent::Executed { action: restart, outcome: Outcome::Restarted }));
         assert!(!p.awaiting_approval());
         p.observe(&rec(1, 15_000, AuditEvent::Decided { action: Action::Verify { target: db.clone() } }));

@@ -593,10 +593,9 @@ proptest! {
     }
 }
 
-/// A silent approver: the deadline passes, the request is withdrawn and the
-/// answer that comes after it is dropped, even a yes.
-#[test]
-fn a_yes_after_the_deadline_restarts_nothing() {
+/// An OOM-killed database's incident, run until it asks a human to approve
+/// the restart: the run and the request put to them.
+fn oom_run_awaiting_approval() -> (Run, ApprovalRequest) {
     let alarm = Alarm {
         kind: AlarmKind::DbCrash(RootCause::OomKill),
         container: ContainerName::new("db-prod"),
@@ -611,7 +610,33 @@ fn a_yes_after_the_deadline_restarts_nothing() {
     let mut run = Run::new(&alarm, &[], false);
     let stopped = Reply { ok: true, pick: 7 * 3, pct: 0.0, flag: false };
     run.reply(&stopped).unwrap();
+    // Left in `asked`: the run checks that only a pending request is withdrawn.
     let Some(Asked::Approval(request)) = run.asked.clone() else { panic!("no approval asked: {:?}", run.outputs) };
+    (run, request)
+}
+
+/// The audited answer: (approved, approver, detail, answered_by, evidence_digest).
+type AuditedAnswer = (bool, String, String, Option<String>, Option<String>);
+
+fn audited_answer(run: &Run) -> Option<AuditedAnswer> {
+    run.outputs.iter().find_map(|o| match o {
+        Output::Audit(AuditEvent::ApprovalAnswered {
+            approved,
+            approver,
+            detail,
+            answered_by,
+            evidence_digest,
+            ..
+        }) => Some((*approved, approver.clone(), detail.clone(), answered_by.clone(), evidence_digest.clone())),
+        _ => None,
+    })
+}
+
+/// A silent approver: the deadline passes, the request is withdrawn and the
+/// answer that comes after it is dropped, even a yes.
+#[test]
+fn a_yes_after_the_deadline_restarts_nothing() {
+    let (mut run, request) = oom_run_awaiting_approval();
     run.tick(TIMEOUTS.approval.as_millis() as u64).unwrap();
     assert!(run.outputs.contains(&Output::Withdraw { request: request.id }));
     let late = Input::Answered {
@@ -623,52 +648,25 @@ fn a_yes_after_the_deadline_restarts_nothing() {
     run.feed(late).unwrap();
     run.finish().unwrap();
     assert!(!run.outputs.iter().any(|o| matches!(o, Output::Execute { action: Action::Restart { .. }, .. })));
-    let answered = run.outputs.iter().find_map(|o| match o {
-        Output::Audit(AuditEvent::ApprovalAnswered { approved, detail, answered_by, evidence_digest, .. }) => {
-            Some((*approved, detail.clone(), answered_by.clone(), evidence_digest.clone()))
-        }
-        _ => None,
-    });
     // Nobody answered: nobody is named.
-    assert_eq!(answered, Some((false, "no answer within 300s".to_string(), None, None)));
+    let expected = (false, "test".to_string(), "no answer within 300s".to_string(), None, None);
+    assert_eq!(audited_answer(&run), Some(expected));
 }
 
 /// Issue 11: the audit record of an answer names who gave it and the
 /// digest of what they were shown, as the channel vouched for them.
 #[test]
 fn an_answer_is_audited_with_who_gave_it_and_the_digest_they_saw() {
-    let alarm = Alarm {
-        kind: AlarmKind::DbCrash(RootCause::OomKill),
-        container: ContainerName::new("db-prod"),
-        evidence: Evidence {
-            fault_at: Some(Timestamp(T0 - 1_000)),
-            exit_code: Some(137),
-            oom_killed: Some(true),
-            ..Evidence::default()
-        },
-        raised_at: Timestamp(T0),
-    };
-    for (answer, approved) in [(Answer::Reject, false), (Answer::Approve { request: 0 }, true)] {
-        let mut run = Run::new(&alarm, &[], false);
-        let stopped = Reply { ok: true, pick: 7 * 3, pct: 0.0, flag: false };
-        run.reply(&stopped).unwrap();
-        let Some(Asked::Approval(request)) = run.asked.take() else { panic!("no approval asked: {:?}", run.outputs) };
-        let answer = match answer {
-            Answer::Approve { .. } => Answer::Approve { request: request.id },
-            a => a,
-        };
+    for approve in [false, true] {
+        let (mut run, request) = oom_run_awaiting_approval();
+        let answer = if approve { Answer::Approve { request: request.id } } else { Answer::Reject };
         let signoff = Signoff { by: "api: alice".into(), digest: Some("d1".repeat(32)) };
         run.feed(Input::Answered { request: request.id, at: run.at(), answer: Ok(answer), signoff: Some(signoff) })
             .unwrap();
-        let answered = run.outputs.iter().find_map(|o| match o {
-            Output::Audit(AuditEvent::ApprovalAnswered {
-                approved, approver, answered_by, evidence_digest, ..
-            }) => Some((*approved, approver.clone(), answered_by.clone(), evidence_digest.clone())),
-            _ => None,
-        });
+        let (approved, approver, _, by, digest) = audited_answer(&run).expect("no answer audited");
         assert_eq!(
-            answered,
-            Some((approved, "test".to_string(), Some("api: alice".to_string()), Some("d1".repeat(32)))),
+            (approved, approver, by, digest),
+            (approve, "test".to_string(), Some("api: alice".to_string()), Some("d1".repeat(32))),
             "{:?}",
             run.outputs
         );

@@ -149,14 +149,7 @@ events = ["incident_opened", "stopped_for_human"]
     audit.record(1, Timestamp(T0 + 1), AuditEvent::Decided { action: restart.clone() }).unwrap();
     let asked = AuditEvent::ApprovalRequested { request: 1, action: restart.clone(), approver: "web".into() };
     audit.record(1, Timestamp(T0 + 2), asked).unwrap();
-    let answered = AuditEvent::ApprovalAnswered {
-        request: 1,
-        approved: true,
-        approver: "web".into(),
-        detail: "approved".into(),
-        answered_by: None,
-        evidence_digest: None,
-    };
+    let answered = AuditEvent::unsigned_answer(1, true, "web", "approved");
     audit.record(1, Timestamp(T0 + 3), answered).unwrap();
     audit
         .record(1, Timestamp(T0 + 4), AuditEvent::IncidentClosed { resolution: Resolution::Resolved, steps: 5 })

@@ -95,14 +95,7 @@ async fn an_incident_fires_in_alertmanager_and_its_resolution_ends_the_alert() {
     assert_eq!(alert["annotations"]["approval_url"], "http://127.0.0.1:8990/incidents/1");
     assert_eq!(alert["annotations"]["state"], "awaiting_approval");
 
-    let answered = AuditEvent::ApprovalAnswered {
-        request: 1,
-        approved: true,
-        approver: "web".into(),
-        detail: "approved".into(),
-        answered_by: None,
-        evidence_digest: None,
-    };
+    let answered = AuditEvent::unsigned_answer(1, true, "web", "approved");
     audit.record(1, SystemClock.now(), answered).unwrap();
     audit
         .record(1, SystemClock.now(), AuditEvent::IncidentClosed { resolution: Resolution::Resolved, steps: 4 })

@@ -276,18 +276,7 @@ mod tests {
             opened(7, 1_000, RootCause::OomKill),
             rec(7, 1_001, AuditEvent::Decided { action: restart() }),
             rec(7, 1_002, AuditEvent::ApprovalRequested { request: 3, action: restart(), approver: "web".into() }),
-            rec(
-                7,
-                1_003,
-                AuditEvent::ApprovalAnswered {
-                    request: 3,
-                    approved: true,
-                    approver: "web".into(),
-                    detail: "ok".into(),
-                    answered_by: None,
-                    evidence_digest: None,
-                },
-            ),
+            rec(7, 1_003, AuditEvent::unsigned_answer(3, true, "web", "ok")),
             rec(7, 1_004, AuditEvent::IncidentClosed { resolution: Resolution::Resolved, steps: 4 }),
         ];
         let got: Vec<Notification> = records.iter().filter_map(|r| t.observe(r)).collect();

@@ -144,6 +144,20 @@ pub enum AuditEvent {
 }
 
 impl AuditEvent {
+    /// An answer nobody vouched for by name (a timeout, a shutdown, a
+    /// channel error, a policy, a record from before names were kept):
+    /// `answered_by` and `evidence_digest` stay empty rather than made up.
+    pub fn unsigned_answer(request: u64, approved: bool, approver: &str, detail: &str) -> Self {
+        AuditEvent::ApprovalAnswered {
+            request,
+            approved,
+            approver: approver.to_string(),
+            detail: detail.to_string(),
+            answered_by: None,
+            evidence_digest: None,
+        }
+    }
+
     /// One line for a human-readable timeline, in the specification's words
     /// (an opening adds its first evidence line on a second line). Every
     /// field that may quote a container, the daemon or a model passes
@@ -397,14 +411,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<AuditEvent>(&json).unwrap(), new);
         assert_eq!(new.render(), "👤 ✅ approved by web console (api: alice, evidence abababababab)");
         // Nobody answered: nothing is made up.
-        let silent = AuditEvent::ApprovalAnswered {
-            request: 3,
-            approved: false,
-            approver: "web console".into(),
-            detail: "no answer within 300s".into(),
-            answered_by: None,
-            evidence_digest: None,
-        };
+        let silent = AuditEvent::unsigned_answer(3, false, "web console", "no answer within 300s");
         let json = serde_json::to_string(&silent).unwrap();
         assert!(!json.contains("answered_by") && !json.contains("evidence_digest"), "{json}");
         // Whoever the channel names is one inert line.

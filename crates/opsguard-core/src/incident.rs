@@ -511,14 +511,9 @@ impl Incident {
         match std::mem::replace(&mut self.phase, Phase::Deciding) {
             Phase::Approving { request, action, .. } => {
                 self.out.push_back(Output::Withdraw { request });
-                self.audit(AuditEvent::ApprovalAnswered {
-                    request,
-                    approved: false,
-                    approver: self.approver.clone(),
-                    detail: "unanswered: OpsGuard is stopping".to_string(),
-                    answered_by: None,
-                    evidence_digest: None,
-                });
+                let unanswered =
+                    AuditEvent::unsigned_answer(request, false, &self.approver, "unanswered: OpsGuard is stopping");
+                self.audit(unanswered);
                 self.record_step(action, Outcome::ApprovalRejected);
             }
             Phase::Inspecting { action, bound: Some(_), .. } => {
