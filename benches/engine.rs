@@ -1,6 +1,6 @@
 //! Benchmarks: `decide` per call (and whether it allocates), classifying two
-//! minutes of logs at 10,000 lines, and one whole simulated chain-reaction
-//! incident.
+//! minutes of logs at 10,000 lines and a 10 MB log, and one whole simulated
+//! chain-reaction incident.
 //!
 //! ```text
 //! cargo bench --bench engine
@@ -88,20 +88,53 @@ fn two_minutes_of_logs() -> Vec<String> {
     lines
 }
 
+/// A crashed database's logs classified with the default rules.
+fn classify_logs(bencher: Bencher, logs: &[String]) {
+    let rules = Rules::default_rules();
+    bencher.bench_local(|| {
+        classify(
+            &rules,
+            CrashFacts { exit_code: Some(1), oom_killed: false, disk_used_pct: Some(100.0), logs: black_box(logs) },
+        )
+    });
+}
+
 #[divan::bench(args = ["disk_full_at_end", "unknown"])]
 fn classify_10k_lines(bencher: Bencher, which: &str) {
-    let rules = Rules::default_rules();
     let mut logs = two_minutes_of_logs();
     if which == "unknown" {
         // Nothing matches: every signature scans every line.
         logs.truncate(9_998);
     }
-    bencher.bench_local(|| {
-        classify(
-            &rules,
-            CrashFacts { exit_code: Some(1), oom_killed: false, disk_used_pct: Some(100.0), logs: black_box(&logs) },
-        )
-    });
+    classify_logs(bencher, &logs);
+}
+
+/// About 10 MB of the same busy PostgreSQL's logs (the 10,000 lines over
+/// and over, each line kept whole), ending in the disk-full PANIC.
+fn ten_megabytes_of_logs() -> Vec<String> {
+    const TEN_MB: usize = 10 * 1024 * 1024;
+    let minutes = two_minutes_of_logs();
+    let (body, end) = minutes.split_at(minutes.len() - 2);
+    let mut lines = Vec::new();
+    let mut bytes = end.iter().map(|l| l.len() + 1).sum::<usize>();
+    for l in body.iter().cycle() {
+        if bytes + l.len() + 1 > TEN_MB {
+            break;
+        }
+        bytes += l.len() + 1;
+        lines.push(l.clone());
+    }
+    lines.extend_from_slice(end);
+    lines
+}
+
+#[divan::bench(args = ["disk_full_at_end", "unknown"])]
+fn classify_10_mb_log(bencher: Bencher, which: &str) {
+    let mut logs = ten_megabytes_of_logs();
+    if which == "unknown" {
+        logs.truncate(logs.len() - 2);
+    }
+    classify_logs(bencher, &logs);
 }
 
 #[divan::bench]
