@@ -1,6 +1,7 @@
-//! The chaos catalogue: the specification's fault scenarios, each with the
-//! outcome OpsGuard must reach. The simulated host injects them in memory;
-//! the Docker chaos engine injects the same scenarios into the real lab.
+//! The chaos catalogue: the specification's fault scenarios and the
+//! stateless service's, each with the outcome OpsGuard must reach. The
+//! simulated host injects the specification's in memory; the Docker chaos
+//! engine injects them all into the real lab.
 
 pub mod docker;
 
@@ -112,6 +113,66 @@ impl Scenario {
             Scenario::ChainReaction => SimFault::ChainReaction,
             Scenario::WebLogSlowFill => SimFault::WebDiskSlowFill,
         }
+    }
+}
+
+/// A fault in a stateless service (issue #10). OpsGuard heals it with
+/// restarts that need no approval, within the `[stateless]` budget; no
+/// incident of the specification's kind is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatelessScenario {
+    /// The service is killed (SIGKILL, exit 137).
+    ApiCrash,
+    /// The service is broken so that every start fails (exit 3), then
+    /// killed: it crash-loops until the budget is spent.
+    ApiCrashLoop,
+    /// The service's health check is made to fail while it runs.
+    ApiUnhealthy,
+}
+
+impl StatelessScenario {
+    /// Every stateless scenario.
+    pub const ALL: [StatelessScenario; 3] =
+        [StatelessScenario::ApiCrash, StatelessScenario::ApiCrashLoop, StatelessScenario::ApiUnhealthy];
+
+    /// The lab's stateless service, the default target.
+    pub const LAB_TARGET: &'static str = "shop-api";
+
+    /// The command-line name (`api-crash`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            StatelessScenario::ApiCrash => "api-crash",
+            StatelessScenario::ApiCrashLoop => "api-crashloop",
+            StatelessScenario::ApiUnhealthy => "api-unhealthy",
+        }
+    }
+
+    /// Parses a command-line name.
+    pub fn from_name(name: &str) -> Option<StatelessScenario> {
+        StatelessScenario::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether OpsGuard must give up on it (the budget spent) rather than
+    /// bring it back.
+    pub fn escalates(self) -> bool {
+        self == StatelessScenario::ApiCrashLoop
+    }
+
+    /// What OpsGuard must do, for `chaos list`.
+    pub fn expected(self) -> &'static str {
+        match self {
+            StatelessScenario::ApiCrash => "crashed → restarted at once, no approval → running and healthy",
+            StatelessScenario::ApiCrashLoop => {
+                "crash loop → restarted with backoff until the budget is spent → STOP: left down for a human"
+            }
+            StatelessScenario::ApiUnhealthy => "unhealthy → restarted, no approval → running and healthy",
+        }
+    }
+}
+
+impl fmt::Display for StatelessScenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -4,8 +4,8 @@
 //! needed.
 
 use bollard::{API_DEFAULT_VERSION, Docker};
-use opsguard::chaos::Scenario;
 use opsguard::chaos::docker::{ChaosError, DB, DockerChaos, WEB};
+use opsguard::chaos::{Scenario, StatelessScenario};
 use opsguard::host::HostErrorKind;
 use opsguard::host::docker::DockerHost;
 use serde_json::json;
@@ -66,6 +66,11 @@ async fn chaos_refuses_containers_outside_the_scope_and_touches_nothing() {
         }
         assert!(err.to_string().contains(SCOPE), "{scenario}: the error does not say why: {err}");
     }
+    // The stateless scenarios take any target: the same check holds.
+    for scenario in StatelessScenario::ALL {
+        let err = chaos.inject_stateless(scenario, WEB).await.expect_err("out of scope target accepted");
+        assert!(matches!(&err, ChaosError::Host(e) if e.kind == HostErrorKind::OutOfScope), "{scenario}: {err}");
+    }
     let err = chaos.reset().await.expect_err("reset of out-of-scope containers accepted");
     assert!(matches!(&err, ChaosError::Host(e) if e.kind == HostErrorKind::OutOfScope), "{err}");
     assert!(chaos.psql("SELECT 1").await.is_err_and(|e| e.kind == HostErrorKind::OutOfScope));
@@ -81,4 +86,7 @@ async fn chaos_acts_on_the_in_scope_container_by_id() {
     assert!(chaos.inject(Scenario::WebDiskFill).await.is_err(), "the fake daemon accepts no exec");
     let acted = mutating_requests(&server).await;
     assert!(acted.iter().any(|r| r.starts_with("POST") && r.ends_with("/containers/1111aaaa/exec")), "{acted:?}");
+    assert!(chaos.inject_stateless(StatelessScenario::ApiCrash, WEB).await.is_err(), "the fake daemon kills nothing");
+    let acted = mutating_requests(&server).await;
+    assert!(acted.iter().any(|r| r.starts_with("POST") && r.ends_with("/containers/1111aaaa/kill")), "{acted:?}");
 }

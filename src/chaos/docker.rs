@@ -1,4 +1,5 @@
-//! The chaos engine for the real lab: injects each [`Scenario`] into the
+//! The chaos engine for the real lab: injects each [`Scenario`] (and each
+//! [`StatelessScenario`] into a stateless service) into the
 //! Docker lab (`docker-compose.yml`, `lab/up.sh`) following the verified
 //! recipes of `lab/faults.sh`, records what it did as JSON lines, and puts
 //! the lab back to healthy.
@@ -25,7 +26,7 @@ use bollard::query_parameters::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::chaos::{Expected, Scenario};
+use crate::chaos::{Expected, Scenario, StatelessScenario};
 use crate::clock::{Clock, SystemClock};
 use crate::host::docker::{CommandOutput, DockerHost, ROLE_LABEL, labels_match, map_error};
 use crate::host::{Host, HostError, HostErrorKind, PRUNE_LABEL};
@@ -68,6 +69,14 @@ const DB_REPAIR_SH: &str = r#"rm -f /root/garbage.bin /var/log/postgres_crash.lo
 if [ -f /root/pg_control.opsguard-backup ]; then cp -p /root/pg_control.opsguard-backup "$PGDATA/global/pg_control" && rm -f /root/pg_control.opsguard-backup; fi
 if [ -f "$PGDATA/postgresql.conf" ]; then sed -i '/opsguard-chaos/d' "$PGDATA/postgresql.conf"; fi
 true"#;
+
+/// In a stateless service: while this file exists every start fails (the
+/// lab's `shop-api` exits 3 quoting it); kept across restarts of the same
+/// container, gone when it is recreated.
+pub const STATELESS_BROKEN: &str = "/etc/opsguard-chaos.broken";
+/// In a stateless service: its health check wants this file, which each
+/// start creates.
+pub const STATELESS_READY: &str = "/run/opsguard-chaos.ready";
 
 /// One thing the chaos engine did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -154,6 +163,10 @@ struct Recorder {
 }
 
 impl Recorder {
+    fn new(db_exit_before: Option<Timestamp>) -> Recorder {
+        Recorder { steps: Vec::new(), ok: true, fault_at: None, db_exit_before }
+    }
+
     fn push(&mut self, what: impl Into<String>, t0: Instant, result: Result<String, String>) {
         let ms = t0.elapsed().as_millis() as u64;
         let result = match result {
@@ -176,6 +189,11 @@ fn exited_since(s: &crate::host::ContainerStatus, before: Option<Timestamp>) -> 
     }
 }
 
+/// A step whose command must have exited 0.
+fn exit_zero(described: String) -> Result<String, String> {
+    if described.starts_with("exit 0") { Ok(described) } else { Err(described) }
+}
+
 fn describe(out: &Result<CommandOutput, HostError>) -> Result<String, String> {
     match out {
         Ok(o) if o.stderr.trim().is_empty() => Ok(format!("exit {}", o.exit_code)),
@@ -195,6 +213,35 @@ impl DockerChaos {
     /// The host.
     pub fn host(&self) -> &DockerHost {
         &self.host
+    }
+
+    /// Writes down what `r` did, started at `start` (`t0`), and fails with
+    /// `failed` and the steps when a step did not do what it should.
+    fn conclude(
+        &self,
+        op: &str,
+        scenario: Option<String>,
+        expected: Option<ExpectedRecord>,
+        r: Recorder,
+        (start, t0): (Timestamp, Instant),
+        failed: &str,
+    ) -> Result<ChaosRecord, ChaosError> {
+        let rec = ChaosRecord {
+            ts: start,
+            time: start.to_rfc3339(),
+            op: op.into(),
+            scenario,
+            expected,
+            steps: r.steps,
+            ok: r.ok,
+            fault_at: r.fault_at,
+            duration_ms: t0.elapsed().as_millis() as u64,
+        };
+        self.write(&rec)?;
+        if !rec.ok {
+            return Err(ChaosError::Failed(format!("{failed}: {:?}", rec.steps)));
+        }
+        Ok(rec)
     }
 
     fn write(&self, rec: &ChaosRecord) -> Result<(), ChaosError> {
@@ -259,7 +306,7 @@ impl DockerChaos {
         self.preflight(scenario.name(), targets).await?;
         let h = self;
         let db_exit_before = self.host.inspect(DB).await.ok().and_then(|s| s.finished_at);
-        let mut r = Recorder { steps: Vec::new(), ok: true, fault_at: None, db_exit_before };
+        let mut r = Recorder::new(db_exit_before);
         match scenario {
             Scenario::WebDiskFill => {
                 let t = Instant::now();
@@ -379,22 +426,9 @@ impl DockerChaos {
                 self.wait_down(&mut r, Duration::from_secs(30)).await;
             }
         }
-        let rec = ChaosRecord {
-            ts: start,
-            time: start.to_rfc3339(),
-            op: "inject".into(),
-            scenario: Some(scenario.name().into()),
-            expected: Some(scenario.expected().into()),
-            steps: r.steps,
-            ok: r.ok,
-            fault_at: r.fault_at,
-            duration_ms: t0.elapsed().as_millis() as u64,
-        };
-        self.write(&rec)?;
-        if !rec.ok {
-            return Err(ChaosError::Failed(format!("{scenario} did not take: {:?}", rec.steps)));
-        }
-        Ok(rec)
+        let failed = format!("{scenario} did not take");
+        let (name, expected) = (Some(scenario.name().into()), Some(scenario.expected().into()));
+        self.conclude("inject", name, expected, r, (start, t0), &failed)
     }
 
     /// Waits up to `limit` for the database to be down, or to have gone down
@@ -564,6 +598,97 @@ impl DockerChaos {
         Ok(format!("{n} removed"))
     }
 
+    /// Injects a stateless `scenario` into `target` (in scope and running,
+    /// else refused before anything is done); returns once the fault has
+    /// happened: the service exited for a crash, the health check's file
+    /// gone for `api-unhealthy` (Docker notices on its next checks).
+    pub async fn inject_stateless(&self, scenario: StatelessScenario, target: &str) -> Result<ChaosRecord, ChaosError> {
+        let start = SystemClock.now();
+        let t0 = Instant::now();
+        self.preflight(scenario.name(), &[target]).await?;
+        let before = self.host.inspect(target).await?;
+        if before.state != ContainerState::Running {
+            let target = crate::redact::printable(target);
+            return Err(ChaosError::Failed(format!("{scenario}: {target} is not running ({:?})", before.state)));
+        }
+        let mut r = Recorder::new(None);
+        if scenario == StatelessScenario::ApiCrashLoop {
+            let t = Instant::now();
+            let why = "opsguard-chaos: api-crashloop broke this service's configuration";
+            let out = self
+                .exec(target, &["sh", "-c", "printf '%s\\n' \"$2\" > \"$1\"", "break", STATELESS_BROKEN, why])
+                .await;
+            r.push(format!("exec {target}: write {STATELESS_BROKEN}"), t, describe(&out).and_then(exit_zero));
+        }
+        match scenario {
+            StatelessScenario::ApiCrash | StatelessScenario::ApiCrashLoop => {
+                let t = Instant::now();
+                let res = self.kill(target).await;
+                r.push(format!("kill -KILL {target}"), t, res);
+                let t = Instant::now();
+                let res = self.exited_after(target, before.started_at, Duration::from_secs(10)).await;
+                match res {
+                    Ok(at) => {
+                        r.fault_at = Some(at);
+                        r.push(format!("{target} exited"), t, Ok(at.to_rfc3339()));
+                    }
+                    Err(e) => r.push(format!("{target} exited"), t, Err(e)),
+                }
+            }
+            StatelessScenario::ApiUnhealthy => {
+                let t = Instant::now();
+                let out = self.exec(target, &["rm", "-f", "--", STATELESS_READY]).await;
+                r.push(format!("exec {target}: rm {STATELESS_READY}"), t, describe(&out).and_then(exit_zero));
+            }
+        }
+        let name = Some(format!("{scenario} --target {}", crate::redact::printable(target)));
+        self.conclude("inject", name, None, r, (start, t0), &format!("{scenario} did not take"))
+    }
+
+    /// When `container`'s run that started at `started` ended (a later
+    /// run may already be under way: a watching OpsGuard restarted it).
+    async fn exited_after(
+        &self,
+        container: &str,
+        started: Option<Timestamp>,
+        limit: Duration,
+    ) -> Result<Timestamp, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let s = self.host.inspect(container).await.map_err(|e| e.to_string())?;
+            if let (Some(end), Some(start)) = (s.finished_at, started)
+                && end >= start
+            {
+                return Ok(end);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{container} did not exit within {limit:?} ({:?})", s.state));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Puts the lab's stateless service back: recreated from the compose
+    /// file by `lab/shop.sh up` (a restart would keep a crash loop's
+    /// broken file), waited for until healthy.
+    pub async fn reset_stateless(&self) -> Result<ChaosRecord, ChaosError> {
+        let start = SystemClock.now();
+        let t0 = Instant::now();
+        let dir = self.lab_scripts.as_ref().ok_or_else(|| ChaosError::Failed("the lab scripts are unknown".into()))?;
+        let t = Instant::now();
+        let res = run_script_with(&dir.join("shop.sh"), &["up"]).await;
+        let mut r = Recorder::new(None);
+        r.push(format!("lab/shop.sh up ({})", StatelessScenario::LAB_TARGET), t, res);
+        self.conclude(
+            "reset",
+            None,
+            None,
+            r,
+            (start, t0),
+            &format!("reset of {} failed", StatelessScenario::LAB_TARGET),
+        )
+    }
+
     /// Puts the lab back to healthy without losing the database's data:
     /// removes zombies and helpers, every chaos artefact (garbage, crash
     /// log, broken config line, overwritten control file), starts what is
@@ -574,7 +699,7 @@ impl DockerChaos {
         let start = SystemClock.now();
         let t0 = Instant::now();
         self.preflight("reset", &[WEB, DB]).await?;
-        let mut r = Recorder { steps: Vec::new(), ok: true, fault_at: None, db_exit_before: None };
+        let mut r = Recorder::new(None);
         let t = Instant::now();
         let res = self.remove_zombies().await;
         r.push("remove zombies", t, res);
@@ -615,22 +740,9 @@ impl DockerChaos {
             r.ok = true;
             r.push("lab/reset.sh (fresh lab: repair failed)", t, res);
         }
-        let rec = ChaosRecord {
-            ts: start,
-            time: start.to_rfc3339(),
-            op: "reset".into(),
-            scenario: None,
-            expected: None,
-            steps: r.steps,
-            ok: r.ok,
-            fault_at: None,
-            duration_ms: t0.elapsed().as_millis() as u64,
-        };
-        self.write(&rec)?;
-        if !rec.ok {
-            return Err(ChaosError::Failed(format!("reset failed: {:?}", rec.steps)));
-        }
-        Ok(rec)
+        // A reset has no fault time, whatever the steps noted.
+        r.fault_at = None;
+        self.conclude("reset", None, None, r, (start, t0), "reset failed")
     }
 
     /// Waits until `db-prod` accepts connections and `web-prod` runs.
@@ -678,8 +790,14 @@ impl DockerChaos {
 
 /// Runs a lab script, returning its last output lines.
 pub async fn run_script(path: &Path) -> Result<String, String> {
+    run_script_with(path, &[]).await
+}
+
+/// [`run_script`] with arguments.
+pub async fn run_script_with(path: &Path, args: &[&str]) -> Result<String, String> {
     let out = tokio::process::Command::new("bash")
         .arg(path)
+        .args(args)
         .output()
         .await
         .map_err(|e| format!("{}: {e}", path.display()))?;

@@ -164,8 +164,14 @@ pub struct LabArgs {
 pub struct ChaosArgs {
     /// A scenario (`web-disk-fill`, `zombies`, `db-garbage-flood`,
     /// `db-config-corruption`, `db-oom-kill`, `db-data-corruption`,
-    /// `chain-reaction`), `reset` or `list`.
+    /// `chain-reaction`, `web-log-slow-fill`; for a stateless service
+    /// `api-crash`, `api-crashloop`, `api-unhealthy`), `reset` or `list`.
     pub scenario: String,
+    /// The stateless service a stateless scenario hits (in scope, running;
+    /// default `shop-api`). The specification's scenarios keep their fixed
+    /// targets and refuse this.
+    #[arg(long)]
+    pub target: Option<String>,
     /// With `reset`: a fresh lab (lab/reset.sh) instead of a repair.
     #[arg(long)]
     pub full: bool,

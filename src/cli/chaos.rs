@@ -4,8 +4,9 @@
 use std::process::ExitCode;
 
 use opsguard::audit::Resolution;
-use opsguard::chaos::Scenario;
 use opsguard::chaos::docker::{DockerChaos, run_script};
+use opsguard::chaos::{Scenario, StatelessScenario};
+use opsguard::host::Host;
 use opsguard::host::docker::DockerHost;
 use opsguard::redact::printable;
 
@@ -13,7 +14,7 @@ use super::args::ChaosArgs;
 
 /// `list`, `reset [--full]` or a scenario's name.
 pub async fn run(args: ChaosArgs) -> Result<ExitCode, String> {
-    let ChaosArgs { scenario, full, record, scope_label, lab_dir } = args;
+    let ChaosArgs { scenario, full, record, scope_label, lab_dir, target } = args;
     if scenario == "list" {
         for s in Scenario::ALL {
             let e = s.expected();
@@ -25,6 +26,9 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode, String> {
             let approval = if e.needs_approval { " (after approval)" } else { "" };
             println!("{:<22} {} → {outcome}{approval}", s.name(), e.alarm);
         }
+        for s in StatelessScenario::ALL {
+            println!("{:<22} {} (--target, default {})", s.name(), s.expected(), StatelessScenario::LAB_TARGET);
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let dir = super::lab_dir(lab_dir);
@@ -34,20 +38,34 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode, String> {
     }
     let host = DockerHost::connect(&scope_label).await.map_err(|e| e.to_string())?;
     let chaos = DockerChaos::new(host, Some(record), Some(dir));
-    let rec = if scenario == "reset" {
-        chaos.reset().await
+    let mut recs = Vec::new();
+    if scenario == "reset" {
+        recs.push(chaos.reset().await.map_err(|e| e.to_string())?);
+        // The stateless service, when it is there: recreated.
+        if chaos.host().inspect(StatelessScenario::LAB_TARGET).await.is_ok() {
+            recs.push(chaos.reset_stateless().await.map_err(|e| e.to_string())?);
+        }
+    } else if let Some(s) = StatelessScenario::from_name(&scenario) {
+        let target = target.as_deref().unwrap_or(StatelessScenario::LAB_TARGET);
+        println!("💥 {s} on {}: OpsGuard must answer {}", printable(target), s.expected());
+        recs.push(chaos.inject_stateless(s, target).await.map_err(|e| e.to_string())?);
     } else {
         let s = Scenario::from_name(&scenario).ok_or_else(|| {
-            let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
-            format!("unknown scenario {scenario:?}; one of: {}, reset, list", names.join(", "))
+            let names: Vec<&str> =
+                Scenario::ALL.iter().map(|s| s.name()).chain(StatelessScenario::ALL.iter().map(|s| s.name())).collect();
+            format!("unknown scenario {}; one of: {}, reset, list", printable(&scenario), names.join(", "))
         })?;
+        if let Some(t) = target {
+            return Err(format!("{s} has its fixed target; --target {} is for the stateless scenarios", printable(&t)));
+        }
         println!("💥 {s}: OpsGuard must raise {} and end {:?}", s.expected().alarm, s.expected().resolution);
-        chaos.inject(s).await
+        recs.push(chaos.inject(s).await.map_err(|e| e.to_string())?);
     }
-    .map_err(|e| e.to_string())?;
-    for step in &rec.steps {
-        println!("  {:>6} ms  {} → {}", step.ms, printable(&step.what), printable(&step.result));
+    for rec in &recs {
+        for step in &rec.steps {
+            println!("  {:>6} ms  {} → {}", step.ms, printable(&step.what), printable(&step.result));
+        }
+        println!("done in {} ms", rec.duration_ms);
     }
-    println!("done in {} ms", rec.duration_ms);
     Ok(ExitCode::SUCCESS)
 }
