@@ -209,10 +209,6 @@ impl StatelessWatch {
                     exit_codes,
                     log_tail,
                 };
-                tracing::error!(
-                    container = %crate::redact::printable(name.as_str()),
-                    "stateless service left for a human: restart budget spent"
-                );
                 record(cx, id, name, trouble, step);
             }
         }
@@ -240,6 +236,8 @@ fn record<H, C: Clock>(
 ) {
     let event = AuditEvent::Stateless { container: container.clone(), trouble, step };
     if let Err(e) = cx.audit.record(incident, cx.clock.now(), event) {
+        // As for incidents: the audit log tells the operator once per
+        // failure streak, and the service is healed regardless.
         tracing::debug!(incident, error = %e, "audit log write failed");
     }
 }

@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::audit::{AuditEvent, AuditRecord, Resolution};
-use crate::model::{Action, Alarm, AlarmKind, Outcome, Timestamp, Verification};
+use crate::model::{Action, Alarm, AlarmKind, ContainerName, Outcome, Timestamp, Verification};
+use crate::stateless::{StatelessStep, Trouble};
 
 /// `opsguard_alarms_total{kind}`: alarms that opened an incident.
 pub const ALARMS: &str = "opsguard_alarms_total";
@@ -43,6 +44,13 @@ pub const TIME_TO_DETECT: &str = "opsguard_time_to_detect_seconds";
 /// `opsguard_time_to_resolve_seconds{kind}`: from the fault (or the alarm,
 /// when the fault time is unknown) to the verified resolution.
 pub const TIME_TO_RESOLVE: &str = "opsguard_time_to_resolve_seconds";
+
+/// `opsguard_stateless_restarts_total{trouble, result}`: restarts of
+/// stateless services (`crashed` or `unhealthy`; `ok` or `failed`).
+pub const STATELESS_RESTARTS: &str = "opsguard_stateless_restarts_total";
+/// `opsguard_stateless_escalations_total`: stateless services left down
+/// for a human, their restart budget spent.
+pub const STATELESS_ESCALATIONS: &str = "opsguard_stateless_escalations_total";
 
 /// `opsguard_audit_write_failures_total`: audit records the audit file
 /// missed (a full disk, an I/O error); healing went on without them.
@@ -75,6 +83,8 @@ pub fn describe() {
     describe_gauge!(INCIDENTS_OPEN, "Incidents under way.");
     describe_counter!(ACTIONS, "Actions carried out, by tool name and result.");
     describe_counter!(APPROVALS, "Answers to approval requests: approved, rejected or no_answer.");
+    describe_counter!(STATELESS_RESTARTS, "Restarts of stateless services, by trouble and result.");
+    describe_counter!(STATELESS_ESCALATIONS, "Stateless services left down for a human, their restart budget spent.");
     describe_counter!(AUDIT_WRITE_FAILURES, "Audit records the audit file missed; healing went on without them.");
     describe_gauge!(APPROVALS_PENDING, "Approval requests waiting for a human on the web console.");
     describe_gauge!(
@@ -132,9 +142,8 @@ pub fn audit_tap() -> impl Fn(&AuditRecord) + Send + Sync + 'static {
             | AuditEvent::ApprovalRequested { .. }
             | AuditEvent::LlmConsulted { .. }
             | AuditEvent::WouldExecute { .. }
-            | AuditEvent::Checked { .. }
-            // Stateless services (issue #10) have no metrics of their own yet.
-            | AuditEvent::Stateless { .. } => {}
+            | AuditEvent::Checked { .. } => {}
+            AuditEvent::Stateless { container, trouble, step } => stateless_step(id, container, trouble.as_ref(), step),
         }
     }
 }
@@ -228,6 +237,41 @@ pub fn incident_closed(id: u64, alarm: &Alarm, resolution: Resolution, closed_at
             tracing::info!(incident = id, outcome, seconds = secs, "incident stopped for a human: {reason}")
         }
         Resolution::Withheld => tracing::info!(incident = id, outcome, seconds = secs, "incident ended in shadow mode"),
+    }
+}
+
+/// A stateless service was restarted, came back, or was left for a human.
+/// Counted without the container's name: names are the containers' own
+/// text, and a label per name would let them grow the metric without end.
+pub fn stateless_step(id: u64, container: &ContainerName, trouble: Option<&Trouble>, step: &StatelessStep) {
+    let trouble = match trouble {
+        Some(Trouble::Crashed { .. }) => "crashed",
+        Some(Trouble::Unhealthy) => "unhealthy",
+        None => "none",
+    };
+    // Text logs do not escape fields: the name is the container's own.
+    let container = crate::redact::printable(container.as_str());
+    let container = container.as_str();
+    match step {
+        StatelessStep::Restarted { attempt, error, .. } => {
+            let result = if error.is_some() { "failed" } else { "ok" };
+            counter!(STATELESS_RESTARTS, "trouble" => trouble, "result" => result).increment(1);
+            tracing::info!(incident = id, container, trouble, attempt, result, "stateless service restarted");
+        }
+        StatelessStep::Resolved => {
+            tracing::info!(incident = id, container, "stateless service running and healthy again")
+        }
+        StatelessStep::Escalated { restarts, exit_codes, .. } => {
+            counter!(STATELESS_ESCALATIONS).increment(1);
+            tracing::warn!(
+                incident = id,
+                container,
+                trouble,
+                restarts,
+                exit_codes = ?exit_codes,
+                "stateless service left for a human: restart budget spent"
+            );
+        }
     }
 }
 

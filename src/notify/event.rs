@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::audit::{AuditEvent, AuditRecord, Resolution};
 use crate::model::{AlarmKind, StopReason, Timestamp};
+use crate::stateless::{StatelessStep, Trouble};
 
 use super::config::EventKind;
 
@@ -148,7 +149,9 @@ impl Notification {
 struct Open {
     opened_at: Timestamp,
     container: String,
-    alarm: AlarmKind,
+    /// None for a stateless service's episode: no alarm of the
+    /// specification's, its trouble is the evidence.
+    alarm: Option<AlarmKind>,
     evidence: Option<String>,
     state: State,
 }
@@ -176,7 +179,7 @@ impl Transitions {
                 let open = Open {
                     opened_at: record.ts,
                     container: alarm.container.as_str().to_string(),
-                    alarm: alarm.kind,
+                    alarm: Some(alarm.kind),
                     evidence,
                     state: State::Open,
                 };
@@ -186,7 +189,7 @@ impl Transitions {
             // Re-assessed from fresh facts: the same incident, its cause may differ.
             AuditEvent::Reassessed { alarm } => {
                 if let Some(o) = self.open.get_mut(&id) {
-                    o.alarm = alarm.kind;
+                    o.alarm = Some(alarm.kind);
                 }
                 None
             }
@@ -223,13 +226,69 @@ impl Transitions {
                 self.open.remove(&id);
                 Some(n)
             }
+            AuditEvent::Stateless { container, trouble, step } => {
+                self.stateless(record, container.as_str(), trouble.as_ref(), step)
+            }
             AuditEvent::Decided { .. }
             | AuditEvent::LlmConsulted { .. }
             | AuditEvent::Executed { .. }
             | AuditEvent::WouldExecute { .. }
-            | AuditEvent::Checked { .. }
-            // Stateless services (issue #10) are not notified yet.
-            | AuditEvent::Stateless { .. } => None,
+            | AuditEvent::Checked { .. } => None,
+        }
+    }
+
+    /// A stateless service's episode as an incident: its first restart
+    /// opens it (the trouble as evidence), later restarts say nothing, and
+    /// it ends resolved, or stopped for a human once the budget is spent.
+    fn stateless(
+        &mut self,
+        record: &AuditRecord,
+        container: &str,
+        trouble: Option<&Trouble>,
+        step: &StatelessStep,
+    ) -> Option<Notification> {
+        let id = record.incident;
+        let opening = |evidence: Option<String>| Open {
+            opened_at: record.ts,
+            container: container.to_string(),
+            alarm: None,
+            evidence,
+            state: State::Open,
+        };
+        let trouble_text = trouble.map(|t| match t {
+            Trouble::Crashed { exit_code, .. } => format!("crashed (exit code {exit_code})"),
+            Trouble::Unhealthy => "unhealthy (its health check fails)".to_string(),
+        });
+        match step {
+            StatelessStep::Restarted { .. } if self.open.contains_key(&id) => None,
+            StatelessStep::Restarted { .. } => {
+                self.open.insert(id, opening(trouble_text));
+                Some(self.about(id, EventKind::IncidentOpened, record.ts, None, State::Open))
+            }
+            StatelessStep::Resolved => {
+                let from = self.open.get(&id)?.state;
+                let n = self.about(id, EventKind::Resolved, record.ts, Some(from), State::Resolved);
+                self.open.remove(&id);
+                Some(n)
+            }
+            StatelessStep::Escalated { log_tail, .. } => {
+                // The service's own last words say more than "crashed".
+                let evidence = log_tail.last().cloned().or(trouble_text);
+                let from = match self.open.get_mut(&id) {
+                    Some(o) => {
+                        o.evidence = evidence.or(o.evidence.take());
+                        Some(o.state)
+                    }
+                    None => {
+                        self.open.insert(id, opening(evidence));
+                        None
+                    }
+                };
+                let mut n = self.about(id, EventKind::StoppedForHuman, record.ts, from, State::Stopped);
+                n.reason = Some(StopReason::RestartBudgetExhausted);
+                self.open.remove(&id);
+                Some(n)
+            }
         }
     }
 
@@ -239,7 +298,7 @@ impl Transitions {
         if let Some(o) = self.open.get(&id) {
             n.opened_at = Some(o.opened_at);
             n.container = Some(o.container.clone());
-            n.alarm = Some(o.alarm);
+            n.alarm = o.alarm;
             n.evidence = o.evidence.clone();
         }
         n
@@ -350,5 +409,48 @@ mod tests {
         let back = Notification::degraded(Component::EventStream, Timestamp(6), None);
         assert_eq!(back.transition, Transition { from: Some(State::Degraded), to: State::Healthy });
         assert!(back.ends_alert());
+    }
+
+    #[test]
+    fn a_stateless_episode_opens_once_and_ends_resolved_or_stopped_for_a_human() {
+        let api = ContainerName::new("shop-api");
+        let step = |incident, ts, trouble, step| {
+            rec(incident, ts, AuditEvent::Stateless { container: api.clone(), trouble, step })
+        };
+        let restarted = |attempt| StatelessStep::Restarted { attempt, delay_ms: 0, error: None };
+        let crashed = |exit_code| Some(Trouble::Crashed { exit_code, finished_at: None });
+        let mut t = Transitions::new(None);
+
+        // A crash, one restart, back.
+        let opened = t.observe(&step(1, 10, crashed(137), restarted(1))).unwrap();
+        assert_eq!((opened.event, opened.transition.to), (EventKind::IncidentOpened, State::Open));
+        assert_eq!((opened.container.as_deref(), opened.alarm), (Some("shop-api"), None));
+        assert_eq!(opened.evidence.as_deref(), Some("crashed (exit code 137)"));
+        let resolved = t.observe(&step(1, 12, None, StatelessStep::Resolved)).unwrap();
+        assert_eq!((resolved.event, resolved.opened_at), (EventKind::Resolved, Some(Timestamp(10))));
+        assert!(resolved.ends_alert());
+
+        // A crash loop: told once when it starts, then when the budget is spent.
+        assert!(t.observe(&step(2, 20, Some(Trouble::Unhealthy), restarted(1))).is_some());
+        assert_eq!(t.observe(&step(2, 21, crashed(3), restarted(2))), None);
+        assert_eq!(t.observe(&step(2, 23, crashed(3), restarted(3))), None);
+        let spent = StatelessStep::Escalated {
+            restarts: 3,
+            window_secs: 600,
+            exit_codes: vec![137, 3, 3],
+            log_tail: vec!["starting".into(), "FATAL: bad config".into()],
+        };
+        let stopped = t.observe(&step(2, 24, crashed(3), spent.clone())).unwrap();
+        assert_eq!(stopped.event, EventKind::StoppedForHuman);
+        assert_eq!(stopped.transition, Transition { from: Some(State::Open), to: State::Stopped });
+        assert_eq!(stopped.reason, Some(StopReason::RestartBudgetExhausted));
+        assert_eq!(stopped.evidence.as_deref(), Some("FATAL: bad config"));
+        assert!(!stopped.ends_alert());
+        // Nothing of it stays open; a resolution without an opening says nothing.
+        assert_eq!(t.observe(&step(2, 25, None, StatelessStep::Resolved)), None);
+        // Escalated with no restart before (the budget spent by an earlier
+        // episode): still told, from nothing.
+        let cold = t.observe(&step(3, 30, crashed(3), spent)).unwrap();
+        assert_eq!(cold.transition, Transition { from: None, to: State::Stopped });
     }
 }
