@@ -112,6 +112,44 @@ fn a_rejected_restart_is_counted_as_a_stop_and_never_as_resolved() {
     assert_eq!(sample(&text, "opsguard_incidents_open"), Some(0.0), "{text}");
 }
 
+/// Issue 10: a stateless service's restarts and its escalation are
+/// counted, by trouble and result, never by the container's own name.
+#[test]
+fn stateless_restarts_and_escalations_are_counted_without_the_name() {
+    use opsguard::audit::{AuditEvent, AuditLog};
+    use opsguard::model::{ContainerName, Timestamp};
+    use opsguard::stateless::{StatelessStep, Trouble};
+    let recorder = recorder();
+    metrics::with_local_recorder(&recorder, || {
+        telemetry::describe();
+        let audit = AuditLog::in_memory().with_tap(telemetry::audit_tap());
+        let api = ContainerName::new("shop-api\n{evil=\"1\"}");
+        let crashed = Some(Trouble::Crashed { exit_code: 3, finished_at: None });
+        let steps = [
+            (crashed, StatelessStep::Restarted { attempt: 1, delay_ms: 0, error: None }),
+            (crashed, StatelessStep::Restarted { attempt: 2, delay_ms: 1_000, error: Some("daemon gone".into()) }),
+            (Some(Trouble::Unhealthy), StatelessStep::Restarted { attempt: 3, delay_ms: 2_000, error: None }),
+            (
+                crashed,
+                StatelessStep::Escalated { restarts: 3, window_secs: 600, exit_codes: vec![3, 3, 3], log_tail: vec![] },
+            ),
+        ];
+        for (i, (trouble, step)) in steps.into_iter().enumerate() {
+            let event = AuditEvent::Stateless { container: api.clone(), trouble, step };
+            audit.record(1, Timestamp(1_000 + i as u64), event).unwrap();
+        }
+    });
+    let (_, text) = scrape(&recorder);
+    let restarts = |trouble: &str, result: &str| {
+        sample(&text, &format!(r#"opsguard_stateless_restarts_total{{trouble="{trouble}",result="{result}"}}"#))
+    };
+    assert_eq!(restarts("crashed", "ok"), Some(1.0), "{text}");
+    assert_eq!(restarts("crashed", "failed"), Some(1.0), "{text}");
+    assert_eq!(restarts("unhealthy", "ok"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "opsguard_stateless_escalations_total"), Some(1.0), "{text}");
+    assert!(!text.contains("shop-api") && !text.contains("evil"), "{text}");
+}
+
 /// Issue 8, item 10: the metrics endpoint has the console's bounds. A
 /// client that never finishes its request head is dropped after the
 /// header-read timeout, and one past the connection limit does not keep a
