@@ -624,15 +624,18 @@ impl DockerChaos {
             StatelessScenario::ApiCrash | StatelessScenario::ApiCrashLoop => {
                 let t = Instant::now();
                 let res = self.kill(target).await;
+                let killed = res.is_ok();
                 r.push(format!("kill -KILL {target}"), t, res);
-                let t = Instant::now();
-                let res = self.exited_after(target, before.started_at, Duration::from_secs(10)).await;
-                match res {
-                    Ok(at) => {
-                        r.fault_at = Some(at);
-                        r.push(format!("{target} exited"), t, Ok(at.to_rfc3339()));
+                // A kill the daemon refused has no exit to wait for.
+                if killed {
+                    let t = Instant::now();
+                    match self.exited_after(target, before.started_at, Duration::from_secs(10)).await {
+                        Ok(at) => {
+                            r.fault_at = Some(at);
+                            r.push(format!("{target} exited"), t, Ok(at.to_rfc3339()));
+                        }
+                        Err(e) => r.push(format!("{target} exited"), t, Err(e)),
                     }
-                    Err(e) => r.push(format!("{target} exited"), t, Err(e)),
                 }
             }
             StatelessScenario::ApiUnhealthy => {
