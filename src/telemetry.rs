@@ -244,11 +244,7 @@ pub fn incident_closed(id: u64, alarm: &Alarm, resolution: Resolution, closed_at
 /// Counted without the container's name: names are the containers' own
 /// text, and a label per name would let them grow the metric without end.
 pub fn stateless_step(id: u64, container: &ContainerName, trouble: Option<&Trouble>, step: &StatelessStep) {
-    let trouble = match trouble {
-        Some(Trouble::Crashed { .. }) => "crashed",
-        Some(Trouble::Unhealthy) => "unhealthy",
-        None => "none",
-    };
+    let trouble = trouble.map_or("none", Trouble::key);
     // Text logs do not escape fields: the name is the container's own.
     let container = crate::redact::printable(container.as_str());
     let container = container.as_str();

@@ -221,10 +221,7 @@ impl Transitions {
                     Resolution::Stopped { reason } => (EventKind::StoppedForHuman, State::Stopped, Some(*reason)),
                     Resolution::Withheld => (EventKind::StoppedForHuman, State::Withheld, None),
                 };
-                let mut n = self.about(id, event, record.ts, Some(from), to);
-                n.reason = reason;
-                self.open.remove(&id);
-                Some(n)
+                Some(self.close(id, event, record.ts, Some(from), to, reason))
             }
             AuditEvent::Stateless { container, trouble, step } => {
                 self.stateless(record, container.as_str(), trouble.as_ref(), step)
@@ -255,10 +252,7 @@ impl Transitions {
             evidence,
             state: State::Open,
         };
-        let trouble_text = trouble.map(|t| match t {
-            Trouble::Crashed { exit_code, .. } => format!("crashed (exit code {exit_code})"),
-            Trouble::Unhealthy => "unhealthy (its health check fails)".to_string(),
-        });
+        let trouble_text = trouble.map(Trouble::describe);
         match step {
             StatelessStep::Restarted { .. } if self.open.contains_key(&id) => None,
             StatelessStep::Restarted { .. } => {
@@ -267,9 +261,7 @@ impl Transitions {
             }
             StatelessStep::Resolved => {
                 let from = self.open.get(&id)?.state;
-                let n = self.about(id, EventKind::Resolved, record.ts, Some(from), State::Resolved);
-                self.open.remove(&id);
-                Some(n)
+                Some(self.close(id, EventKind::Resolved, record.ts, Some(from), State::Resolved, None))
             }
             StatelessStep::Escalated { log_tail, .. } => {
                 // The service's own last words say more than "crashed".
@@ -284,12 +276,26 @@ impl Transitions {
                         None
                     }
                 };
-                let mut n = self.about(id, EventKind::StoppedForHuman, record.ts, from, State::Stopped);
-                n.reason = Some(StopReason::RestartBudgetExhausted);
-                self.open.remove(&id);
-                Some(n)
+                let reason = Some(StopReason::RestartBudgetExhausted);
+                Some(self.close(id, EventKind::StoppedForHuman, record.ts, from, State::Stopped, reason))
             }
         }
+    }
+
+    /// The incident's last notification; it is no longer followed.
+    fn close(
+        &mut self,
+        id: u64,
+        event: EventKind,
+        time: Timestamp,
+        from: Option<State>,
+        to: State,
+        reason: Option<StopReason>,
+    ) -> Notification {
+        let mut n = self.about(id, event, time, from, to);
+        n.reason = reason;
+        self.open.remove(&id);
+        n
     }
 
     fn about(&self, id: u64, event: EventKind, time: Timestamp, from: Option<State>, to: State) -> Notification {

@@ -140,6 +140,25 @@ pub enum Trouble {
     Unhealthy,
 }
 
+impl Trouble {
+    /// The kind alone, as metrics label it: `crashed` or `unhealthy`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Trouble::Crashed { .. } => "crashed",
+            Trouble::Unhealthy => "unhealthy",
+        }
+    }
+
+    /// What a human is told: the timeline, the audit log and notifications
+    /// use this one wording.
+    pub fn describe(&self) -> String {
+        match self {
+            Trouble::Crashed { exit_code, .. } => format!("crashed (exit code {exit_code})"),
+            Trouble::Unhealthy => "unhealthy (its health check fails)".to_string(),
+        }
+    }
+}
+
 /// What one look at a stateless container found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Seen {
@@ -246,11 +265,7 @@ impl StatelessStep {
     /// One line for the timeline; every quoted field made inert.
     pub fn render(&self, container: &str, trouble: Option<&Trouble>) -> String {
         let container = crate::redact::printable(container);
-        let what = match trouble {
-            Some(Trouble::Crashed { exit_code, .. }) => format!("crashed (exit code {exit_code})"),
-            Some(Trouble::Unhealthy) => "unhealthy".to_string(),
-            None => "back".to_string(),
-        };
+        let what = trouble.map_or_else(|| "back".to_string(), Trouble::describe);
         match self {
             StatelessStep::Restarted { attempt, delay_ms, error: None } => {
                 format!(
