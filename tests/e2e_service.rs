@@ -2,20 +2,28 @@
 //! its own image under docker-compose (profile `agent`), stopped with
 //! `docker stop` while an approval is pending, started again; `watch`
 //! under a service manager's notify socket (systemd's `Type=notify`);
-//! and the deploy files checked by the tools that read them.
+//! healing a chain reaction while telling a webhook receiver and a real
+//! Alertmanager; and the deploy files checked by the tools that read them.
 //!
 //! `#[ignore]`d like tests/e2e.rs: `scripts/test.sh` runs them with
 //! `OPSGUARD_E2E=1` (and fails them without it). They need root, Docker,
-//! the lab (`lab/up.sh`), docker-compose and systemd-analyze.
+//! the lab (`lab/up.sh`), docker-compose and systemd-analyze; the
+//! notification test also Alertmanager (`OPSGUARD_ALERTMANAGER_URL`, from
+//! `scripts/alertmanager.sh start`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::Value;
 
 use opsguard::audit::{AuditEvent, AuditRecord, Resolution, read_audit};
 use opsguard::chaos::Scenario;
 use opsguard::chaos::docker::{DB, DockerChaos};
+use opsguard::clock::{Clock, SystemClock};
 use opsguard::host::Host;
 use opsguard::host::docker::DockerHost;
 use opsguard::model::{ContainerState, Outcome, StopReason};
@@ -55,9 +63,24 @@ fn run(cmd: &mut Command) -> String {
 /// `docker-compose` on the lab's project with the agent's profile, through
 /// lab/lib.sh so the project name and the lab's paths are the lab's.
 fn compose(args: &str) -> String {
+    compose_with(None, args)
+}
+
+/// [`compose`], with `extra` merged over docker-compose.yml as an operator's
+/// override file would be.
+fn compose_with(extra: Option<&Path>, args: &str) -> String {
+    let files = match extra {
+        None => String::new(),
+        Some(f) => format!("-f \"$COMPOSE_FILE\" -f '{}'", f.display()),
+    };
+    let call = if files.is_empty() {
+        format!("compose --profile agent {args}")
+    } else {
+        format!("docker-compose -p \"$COMPOSE_PROJECT_NAME\" {files} --profile agent {args}")
+    };
     run(Command::new("bash")
         .arg("-c")
-        .arg(format!(". lab/lib.sh && compose --profile agent {args}"))
+        .arg(format!(". lab/lib.sh && {call}"))
         .current_dir(repo())
         .env("OPSGUARD_CONSOLE_TOKEN", TOKEN)
         .env("OPSGUARD_APPROVE", "web"))
@@ -151,6 +174,78 @@ fn approvals_cli(args: &[&str]) -> String {
         }
     }
     run(cmd.arg("approvals").args(args).env("OPSGUARD_CONSOLE_URL", CONSOLE).env("OPSGUARD_CONSOLE_TOKEN", TOKEN))
+}
+
+/// A webhook receiver on the host's loopback, which the agent (on the host's
+/// network) reaches: every body posted to it, as JSON.
+#[derive(Clone, Default)]
+struct Hook(Arc<Mutex<Vec<Value>>>);
+
+impl Hook {
+    /// Listens on 127.0.0.1 (a free port); the receiver and its URL.
+    async fn start() -> (Hook, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the webhook receiver");
+        let url = format!("http://{}/hook", listener.local_addr().expect("its address"));
+        let hook = Hook::default();
+        let app = axum::Router::new().fallback(Hook::receive).with_state(hook.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (hook, url)
+    }
+
+    async fn receive(State(hook): State<Hook>, body: String) -> StatusCode {
+        let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
+        hook.0.lock().unwrap_or_else(|e| e.into_inner()).push(body);
+        StatusCode::OK
+    }
+
+    fn payloads(&self) -> Vec<Value> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The events told about `container`, in the order received.
+    fn events_on(&self, container: &str) -> Vec<(u64, String)> {
+        self.payloads()
+            .iter()
+            .filter(|p| p["container"] == container)
+            .map(|p| (p["incident"].as_u64().unwrap_or(0), p["event"].as_str().unwrap_or("?").to_string()))
+            .collect()
+    }
+}
+
+/// A name no earlier run used: Alertmanager keeps what earlier runs sent.
+fn fresh_host(what: &str) -> String {
+    format!("e2e-{what}-{}-{}", std::process::id(), SystemClock.now().0)
+}
+
+/// Alertmanager's URL, as `scripts/alertmanager.sh start` printed it.
+fn alertmanager_url() -> String {
+    match std::env::var("OPSGUARD_ALERTMANAGER_URL") {
+        Ok(url) if url.starts_with("http://127.0.0.1:") => url.trim_end_matches('/').to_string(),
+        other => panic!(
+            "OPSGUARD_ALERTMANAGER_URL is {other:?}: start Alertmanager with `scripts/alertmanager.sh start` \
+             and export its URL (scripts/test.sh does)"
+        ),
+    }
+}
+
+/// The alerts Alertmanager holds as active from `host`.
+async fn active_alerts(base: &str, host: &str) -> Vec<Value> {
+    let filter = format!("host=\"{host}\"");
+    let response = reqwest::Client::new()
+        .get(format!("{base}/api/v2/alerts"))
+        .query(&[("filter", filter.as_str()), ("active", "true")])
+        .send()
+        .await
+        .expect("Alertmanager answers");
+    assert!(response.status().is_success(), "GET /api/v2/alerts: {}", response.status());
+    response.json().await.expect("Alertmanager's alerts are JSON")
+}
+
+/// The approvals the agent's console lists as pending.
+fn pending_approvals() -> Vec<Value> {
+    let listed = approvals_cli(&["list", "--json"]);
+    let list: Value = serde_json::from_str(&listed).unwrap_or_else(|e| panic!("{e}: {listed}"));
+    list["approvals"].as_array().cloned().unwrap_or_default()
 }
 
 fn approvals_requested(audit: &[AuditRecord]) -> Vec<u64> {
@@ -256,6 +351,121 @@ fn e2e_agent_container_stops_gracefully_with_an_approval_pending_and_carries_on(
             audit.iter().filter(|r| matches!(r.event, AuditEvent::Executed { outcome: Outcome::Restarted, .. })).count();
         assert_eq!(restarts, 1, "one restart, the approved one: {audit:#?}");
         assert_eq!(chaos.host().inspect(DB).await.expect("inspect db-prod").state, ContainerState::Running);
+        docker(&["stop", "--time", "10", AGENT]);
+    });
+}
+
+/// Issue #11's "Done when", the healing half: the image under Compose, with
+/// `--approve web` and a notify file mounted by an override file, heals the
+/// chain reaction; the approval is answered with `opsguard approvals
+/// approve`; the webhook receiver gets one versioned payload per
+/// transition; Alertmanager shows the alert firing while the approval is
+/// pending, then no longer active once the incident resolved.
+#[test]
+#[ignore = "needs the lab and Alertmanager: OPSGUARD_E2E=1 and OPSGUARD_ALERTMANAGER_URL (scripts/test.sh)"]
+fn e2e_agent_container_heals_a_chain_reaction_and_tells_the_receivers() {
+    let _lab = lab_lock();
+    let alertmanager = alertmanager_url();
+    build_image();
+    let dir = tempfile::tempdir().expect("tempdir");
+    remove_agent();
+    let _cleanup = Cleanup(repo().join("lab"));
+    rt().block_on(async {
+        let (hook, hook_url) = Hook::start().await;
+        let host = fresh_host("agent");
+        let config = dir.path().join("config");
+        std::fs::create_dir_all(&config).expect("config dir");
+        let notify = format!(
+            "host = \"{host}\"\n\n[[notify]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{hook_url}\"\n\n\
+             [[notify]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"{alertmanager}\"\nbackoff = \"200ms\"\n"
+        );
+        std::fs::write(config.join("notify.toml"), notify).expect("notify.toml");
+        let override_file = dir.path().join("docker-compose.override.yml");
+        std::fs::write(
+            &override_file,
+            format!(
+                "version: \"2.4\"\nservices:\n  opsguard:\n    environment:\n      OPSGUARD_NOTIFY: /etc/opsguard/notify.toml\n    \
+                 volumes:\n      - {}:/etc/opsguard:ro\n",
+                config.display()
+            ),
+        )
+        .expect("override file");
+
+        let chaos = chaos().await;
+        chaos.reset().await.expect("lab reset");
+        std::fs::create_dir_all("/run/opsguard").expect("/run/opsguard");
+        compose_with(Some(&override_file), "up -d opsguard");
+        wait_for("the agent's /readyz answers 200", Duration::from_secs(120), || async {
+            probe("/readyz").await == Some(200)
+        })
+        .await;
+
+        chaos.inject(Scenario::ChainReaction).await.expect("chain reaction injected");
+        wait_for("the agent asks, on its console, to restart db-prod", Duration::from_secs(180), || async {
+            pending_approvals().iter().any(|a| a["container"] == DB)
+        })
+        .await;
+        wait_for("Alertmanager shows db-prod's alert firing, awaiting approval", Duration::from_secs(60), || async {
+            active_alerts(&alertmanager, &host).await.iter().any(|a| {
+                a["labels"]["container"] == DB
+                    && a["annotations"]["state"] == "awaiting_approval"
+                    && a["annotations"]["approval_url"].is_string()
+            })
+        })
+        .await;
+        let firing = active_alerts(&alertmanager, &host).await;
+        let alert = firing.iter().find(|a| a["labels"]["container"] == DB).expect("db-prod's alert");
+        assert_eq!(alert["labels"]["alertname"], "DB_CRASH", "{alert}");
+        assert_eq!(alert["annotations"]["root_cause"], "disk_full", "{alert}");
+        assert_eq!(alert["status"]["state"], "active", "{alert}");
+        let db = chaos.host().inspect(DB).await.expect("inspect db-prod");
+        assert_ne!(db.state, ContainerState::Running, "db-prod was restarted before the approval");
+
+        let pending = pending_approvals();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        let id = pending[0]["id"].as_u64().expect("id").to_string();
+        approvals_cli(&["approve", &id, "--approver", "e2e"]);
+
+        wait_for("the approved restart resolves db-prod's incident", Duration::from_secs(180), || async {
+            agent_audit(dir.path()).iter().any(|r| {
+                matches!(r.event, AuditEvent::IncidentClosed { resolution: Resolution::Resolved, .. })
+            })
+        })
+        .await;
+        assert_eq!(chaos.host().inspect(DB).await.expect("inspect db-prod").state, ContainerState::Running);
+        wait_for("the webhook is told db-prod's incident resolved", Duration::from_secs(60), || async {
+            hook.events_on(DB).iter().any(|(_, e)| e == "resolved")
+        })
+        .await;
+        wait_for("Alertmanager no longer shows an active alert from this host", Duration::from_secs(60), || async {
+            active_alerts(&alertmanager, &host).await.is_empty()
+        })
+        .await;
+
+        let audit = agent_audit(dir.path());
+        let restarts =
+            audit.iter().filter(|r| matches!(r.event, AuditEvent::Executed { outcome: Outcome::Restarted, .. })).count();
+        assert_eq!(restarts, 1, "one restart, the approved one: {audit:#?}");
+        let told = hook.events_on(DB);
+        let incident = told[0].0;
+        let transitions: Vec<&str> = told.iter().filter(|(i, _)| *i == incident).map(|(_, e)| e.as_str()).collect();
+        assert_eq!(transitions, ["incident_opened", "approval_requested", "resolved"], "{told:?}");
+        let payloads = hook.payloads();
+        let mut keys: Vec<(Option<u64>, String)> =
+            payloads.iter().map(|p| (p["incident"].as_u64(), p["event"].to_string())).collect();
+        let all = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), all, "a transition told twice: {payloads:#?}");
+        for p in &payloads {
+            assert_eq!((p["schema"].as_str(), p["version"].as_u64()), (Some("opsguard.notification"), Some(1)), "{p}");
+            assert_eq!(p["host"], host.as_str(), "{p}");
+        }
+        let asked = payloads.iter().find(|p| p["event"] == "approval_requested").expect("approval_requested");
+        assert!(
+            asked["approval"]["url"].as_str().is_some_and(|u| u.starts_with("http://127.0.0.1:8090/")),
+            "the approval link is the agent's console: {asked}"
+        );
         docker(&["stop", "--time", "10", AGENT]);
     });
 }
