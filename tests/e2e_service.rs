@@ -3,7 +3,9 @@
 //! `docker stop` while an approval is pending, started again; `watch`
 //! under a service manager's notify socket (systemd's `Type=notify`);
 //! healing a chain reaction while telling a webhook receiver and a real
-//! Alertmanager; and the deploy files checked by the tools that read them.
+//! Alertmanager; as a global service of the Swarm stack file on a
+//! single-node swarm made for the test; and the deploy files checked by the
+//! tools that read them.
 //!
 //! `#[ignore]`d like tests/e2e.rs: `scripts/test.sh` runs them with
 //! `OPSGUARD_E2E=1` (and fails them without it). They need root, Docker,
@@ -470,6 +472,128 @@ fn e2e_agent_container_heals_a_chain_reaction_and_tells_the_receivers() {
     });
 }
 
+const STACK: &str = "opsguard-e2e";
+
+/// The stack's one task container on this node, if it runs.
+fn stack_container() -> Option<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-q", "--filter", &format!("label=com.docker.stack.namespace={STACK}")])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().next().map(str::to_string)
+}
+
+/// Leaves the swarm the test made, with everything the stack left behind,
+/// also when the test fails.
+struct Swarm;
+
+impl Drop for Swarm {
+    fn drop(&mut self) {
+        if let Some(c) = stack_container() {
+            let logs = Command::new("docker").args(["logs", "--tail", "40", &c]).output();
+            if let Ok(o) = logs {
+                eprintln!(
+                    "the stack's agent said:\n{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+        }
+        let _ = Command::new("docker").args(["stack", "rm", STACK]).status();
+        let t0 = Instant::now();
+        while stack_container().is_some() && t0.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let _ = Command::new("docker").args(["swarm", "leave", "--force"]).status();
+        // Swarm's own bridge outlives the swarm; nothing else uses it here.
+        let _ = Command::new("docker").args(["network", "rm", "docker_gwbridge"]).output();
+        let volume = format!("{STACK}_state");
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30)
+            && !Command::new("docker").args(["volume", "rm", "-f", &volume]).status().is_ok_and(|s| s.success())
+        {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// Issue #11, item 3: deploy/opsguard-stack.yml on a single-node swarm
+/// (`docker swarm init` on loopback here, left again afterwards). The stack
+/// deploys offline (the image named by its ID, `--resolve-image never`);
+/// the agent runs as a global service, one task on the one node; it heals
+/// its node's web log disk and tells the webhook in the notify file the
+/// stack hands it as a swarm config.
+#[test]
+#[ignore = "needs the lab and a Docker engine that may join a swarm: OPSGUARD_E2E=1 (scripts/test.sh runs it)"]
+fn e2e_swarm_stack_runs_a_global_agent_that_heals_its_node() {
+    let _lab = lab_lock();
+    build_image();
+    remove_agent();
+    let swarm = docker(&["info", "-f", "{{.Swarm.LocalNodeState}}"]);
+    assert_eq!(
+        swarm.trim(),
+        "inactive",
+        "this engine is already in a swarm: the test makes a swarm of its own and leaves it, so it does not run here"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _cleanup = Cleanup(repo().join("lab"));
+    docker(&["swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377"]);
+    let _swarm = Swarm;
+    let image = docker(&["image", "inspect", "-f", "{{.Id}}", "opsguard:latest"]).trim().to_string();
+    assert!(image.starts_with("sha256:"), "{image}");
+    rt().block_on(async {
+        let (hook, hook_url) = Hook::start().await;
+        let host = fresh_host("swarm");
+        let notify = dir.path().join("notify.toml");
+        let text =
+            format!("host = \"{host}\"\n\n[[notify]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{hook_url}\"\n");
+        std::fs::write(&notify, text).expect("notify.toml");
+
+        let chaos = chaos().await;
+        chaos.reset().await.expect("lab reset");
+        std::fs::create_dir_all("/run/opsguard").expect("/run/opsguard");
+        let mut deploy = Command::new("docker");
+        deploy
+            .args(["stack", "deploy", "--resolve-image", "never", "-c"])
+            .arg(repo().join("deploy/opsguard-stack.yml"))
+            .arg(STACK)
+            .env("OPSGUARD_IMAGE", &image)
+            .env("OPSGUARD_NOTIFY_FILE", &notify)
+            .env("OPSGUARD_CONSOLE_TOKEN", TOKEN);
+        run(&mut deploy);
+        wait_for("the stack's agent answers /readyz with 200", Duration::from_secs(180), || async {
+            probe("/readyz").await == Some(200)
+        })
+        .await;
+
+        let service = format!("{STACK}_agent");
+        let mode = docker(&["service", "inspect", "-f", "{{if .Spec.Mode.Global}}global{{end}}", &service]);
+        assert_eq!(mode.trim(), "global", "the agent is not a global service");
+        let tasks = docker(&["service", "ps", "-q", "--filter", "desired-state=running", &service]);
+        assert_eq!(tasks.lines().count(), 1, "one agent on the one node: {tasks}");
+        let container = stack_container().expect("the agent's container on this node");
+        let spec_image = docker(&["inspect", "-f", "{{.Image}}", &container]);
+        assert_eq!(spec_image.trim(), image, "the task runs the image deployed");
+
+        chaos.inject(Scenario::WebDiskFill).await.expect("web-disk-fill injected");
+        wait_for("the stack's agent heals web-prod's log disk and says so", Duration::from_secs(120), || async {
+            hook.events_on(opsguard::chaos::docker::WEB).iter().any(|(_, e)| e == "resolved")
+        })
+        .await;
+        let told = hook.events_on(opsguard::chaos::docker::WEB);
+        assert_eq!(told.first().map(|(_, e)| e.as_str()), Some("incident_opened"), "{told:?}");
+        assert!(hook.payloads().iter().all(|p| p["host"] == host.as_str()), "{:#?}", hook.payloads());
+
+        let copy = dir.path().join("audit.jsonl");
+        run(Command::new("docker").args(["cp", &format!("{container}:/var/lib/opsguard/audit.jsonl")]).arg(&copy));
+        let audit = read_audit(&copy).expect("the stack's audit log reads").records;
+        assert!(
+            audit.iter().any(|r| matches!(r.event, AuditEvent::Executed { outcome: Outcome::Cleaned { .. }, .. })),
+            "no clean in the stack agent's audit log: {audit:#?}"
+        );
+    });
+}
+
 /// `watch` under a service manager: READY=1 once the first sweep is done,
 /// WATCHDOG=1 while it is alive, STOPPING=1 at SIGTERM, then a clean exit.
 #[test]
@@ -526,7 +650,8 @@ fn e2e_watch_tells_a_service_manager_ready_watchdog_and_stopping() {
 
 /// The deploy files read by the tools that use them: the systemd unit by
 /// `systemd-analyze verify` (with this binary in ExecStart), the compose
-/// file with the agent's profile by `docker-compose config`.
+/// file with the agent's profile by `docker-compose config`, the Swarm
+/// stack file by `docker stack config`.
 #[test]
 #[ignore = "needs systemd-analyze and docker-compose: OPSGUARD_E2E=1 (scripts/test.sh runs it)"]
 fn e2e_deploy_files_verify() {
@@ -548,4 +673,27 @@ fn e2e_deploy_files_verify() {
     let service = config.split("\n  opsguard:\n").nth(1).expect("the opsguard service in the config");
     let profiles = service.split("\n  ").next().unwrap_or_default();
     assert!(service.contains("profiles:\n    - agent"), "the agent has no profile of its own:\n{profiles}");
+
+    // The Swarm stack file, as `docker stack deploy` reads it (no swarm
+    // needed): a global service, offline, refusing to deploy without an image.
+    let stack = repo().join("deploy/opsguard-stack.yml");
+    let config = run(Command::new("docker")
+        .args(["stack", "config", "-c"])
+        .arg(&stack)
+        .env("OPSGUARD_IMAGE", "sha256:0123")
+        .env("OPSGUARD_NOTIFY_FILE", &copy));
+    for want in
+        ["mode: global", "image: sha256:0123", "name: host", "target: /var/run/docker.sock", "order: stop-first"]
+    {
+        assert!(config.contains(want), "no {want:?} in the stack:\n{config}");
+    }
+    let out = Command::new("docker")
+        .args(["stack", "config", "-c"])
+        .arg(&stack)
+        .env_remove("OPSGUARD_IMAGE")
+        .env("OPSGUARD_NOTIFY_FILE", &copy)
+        .output()
+        .expect("docker stack config");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("OPSGUARD_IMAGE"), "deployed without an image: {stderr}");
 }
