@@ -5,7 +5,13 @@
 //! (backoff, budget) is the core's.
 //!
 //! Each episode of trouble on a container is one incident id in the audit
-//! log, from its first restart to its resolution or escalation.
+//! log, from its first restart (or hold) to its resolution or escalation.
+//!
+//! A service whose labels name a dependency (`opsguard.depends_on`, or
+//! Compose's `depends_on`) is held while that dependency is down or not yet
+//! healthy: restarting an API whose database is down only spends its budget
+//! and floods the logs. The hold is audited once, the service looked at again
+//! at the rapid cadence, and healed as usual once the dependency is ready.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +22,8 @@ use crate::audit::{AuditEvent, AuditLog};
 use crate::clock::Clock;
 use crate::host::{ContainerSummary, Host, HostErrorKind};
 use crate::model::{ContainerName, Timestamp};
-use crate::redact::redact_lines;
+use crate::model::{ContainerState, Health};
+use crate::redact::{printable, redact_lines};
 use crate::rules::Rules;
 
 /// Log lines kept as an escalation's evidence.
@@ -49,6 +56,11 @@ struct Watched {
     restarted: Option<Timestamp>,
     /// The next rapid check.
     recheck: Option<Timestamp>,
+    /// What its labels say it needs, and the containers that are it (none:
+    /// the dependency does not exist, and holds nothing).
+    depends_on: Vec<(Dependency, Vec<ContainerName>)>,
+    /// The dependency a hold under way waits for (audited once).
+    held: Option<String>,
 }
 
 /// The stateless services seen and each one's restart history.
@@ -56,6 +68,7 @@ struct Watched {
 pub struct StatelessWatch {
     watched: BTreeMap<ContainerName, Watched>,
     warned: BTreeSet<ContainerName>,
+    warned_missing: BTreeSet<(ContainerName, Dependency)>,
 }
 
 impl StatelessWatch {
@@ -143,8 +156,32 @@ impl StatelessWatch {
                         wait: None,
                         restarted: None,
                         recheck: None,
+                        depends_on: Vec::new(),
+                        held: None,
                     });
                     w.supervisor.set_settings(rules.stateless);
+                    w.depends_on = dependencies(&c.labels)
+                        .into_iter()
+                        .map(|d| {
+                            let found: Vec<ContainerName> = list
+                                .iter()
+                                .filter(|o| d.is(o.name.as_str(), &o.labels))
+                                .map(|o| o.name.clone())
+                                .collect();
+                            (d, found)
+                        })
+                        .collect();
+                    for (d, found) in &w.depends_on {
+                        if found.is_empty()
+                            && self.warned_missing.len() < MAX_WARNED
+                            && self.warned_missing.insert((c.name.clone(), d.clone()))
+                        {
+                            tracing::warn!(
+                                container = %printable(c.name.as_str()),
+                                "depends on {d}, which is not on this host: its trouble is not held for it"
+                            );
+                        }
+                    }
                 }
                 LabelVerdict::Ignored(why) => {
                     if self.warned.len() < MAX_WARNED && self.warned.insert(c.name.clone()) {
@@ -175,7 +212,7 @@ impl StatelessWatch {
         let Some(w) = self.watched.get_mut(name) else { return };
         let now = cx.clock.now();
         let seen = assess(&status);
-        if seen == Seen::Good && w.supervisor.episode() == Episode::Healing {
+        if seen == Seen::Good && (w.supervisor.episode() == Episode::Healing || w.held.is_some()) {
             if let Some(id) = w.incident.take() {
                 record(cx, id, name, None, StatelessStep::Resolved);
             }
@@ -185,6 +222,22 @@ impl StatelessWatch {
             Seen::Trouble(t) => Some(t),
             _ => None,
         };
+        // Left for a human already: a hold would say nothing new.
+        if trouble.is_some()
+            && w.supervisor.episode() != Episode::Escalated
+            && let Some((dependency, state)) = blocking_dependency(cx.host, &w.depends_on).await
+        {
+            w.wait = None;
+            let id = *w.incident.get_or_insert_with(|| cx.ids.fetch_add(1, Ordering::SeqCst));
+            if w.held.as_ref() != Some(&dependency) {
+                w.held = Some(dependency.clone());
+                record(cx, id, name, trouble, StatelessStep::Held { dependency, state });
+            }
+            let o = &cx.rules.observer;
+            w.recheck = Some(cx.clock.now().plus_millis(o.rapid_interval_secs * 1000));
+            return;
+        }
+        w.held = None;
         match w.supervisor.decide(seen, now) {
             Decision::Leave => w.wait = None,
             Decision::WaitUntil(at) => w.wait = Some(at),
@@ -224,6 +277,41 @@ impl StatelessWatch {
             }
             _ => None,
         };
+    }
+}
+
+/// The first dependency in `depends_on` that is not ready, with what was
+/// seen of it. A dependency not on the host holds nothing (it was warned
+/// about); one that cannot be read holds until it can.
+async fn blocking_dependency<H: Host>(
+    host: &H,
+    depends_on: &[(Dependency, Vec<ContainerName>)],
+) -> Option<(String, String)> {
+    'dependencies: for (dependency, containers) in depends_on {
+        // A Compose service may run several containers: one ready is enough.
+        let mut not_ready = None;
+        for c in containers {
+            match host.inspect(c.as_str()).await {
+                Ok(status) if dependency_ready(&status) => continue 'dependencies,
+                Ok(status) => not_ready = not_ready.or(Some(format!("{} {}", printable(c.as_str()), seen_as(&status)))),
+                // Removed since the listing: as if it were not on the host.
+                Err(e) if e.kind == HostErrorKind::NotFound => {}
+                Err(e) => not_ready = not_ready.or(Some(format!("{} unreadable ({e})", printable(c.as_str())))),
+            }
+        }
+        if let Some(state) = not_ready {
+            return Some((dependency.to_string(), state));
+        }
+    }
+    None
+}
+
+/// A dependency's state in a few words: `exited`, `running, starting`.
+fn seen_as(status: &crate::model::ContainerStatus) -> String {
+    match (status.state, status.health) {
+        (ContainerState::Running, Health::Starting) => "running, its health check not yet passed".to_string(),
+        (ContainerState::Running, Health::Unhealthy) => "running, unhealthy".to_string(),
+        (state, _) => state.as_str().to_string(),
     }
 }
 

@@ -51,6 +51,8 @@ pub const STATELESS_RESTARTS: &str = "opsguard_stateless_restarts_total";
 /// `opsguard_stateless_escalations_total`: stateless services left down
 /// for a human, their restart budget spent.
 pub const STATELESS_ESCALATIONS: &str = "opsguard_stateless_escalations_total";
+/// Stateless services held, not restarted, while a dependency was down.
+pub const STATELESS_HELD: &str = "opsguard_stateless_held_total";
 
 /// `opsguard_audit_write_failures_total`: audit records the audit file
 /// missed (a full disk, an I/O error); healing went on without them.
@@ -85,6 +87,10 @@ pub fn describe() {
     describe_counter!(APPROVALS, "Answers to approval requests: approved, rejected or no_answer.");
     describe_counter!(STATELESS_RESTARTS, "Restarts of stateless services, by trouble and result.");
     describe_counter!(STATELESS_ESCALATIONS, "Stateless services left down for a human, their restart budget spent.");
+    describe_counter!(
+        STATELESS_HELD,
+        "Stateless services held, not restarted, while a dependency was down or not yet healthy."
+    );
     describe_counter!(AUDIT_WRITE_FAILURES, "Audit records the audit file missed; healing went on without them.");
     describe_gauge!(APPROVALS_PENDING, "Approval requests waiting for a human on the web console.");
     describe_gauge!(
@@ -253,6 +259,18 @@ pub fn stateless_step(id: u64, container: &ContainerName, trouble: Option<&Troub
             let result = if error.is_some() { "failed" } else { "ok" };
             counter!(STATELESS_RESTARTS, "trouble" => trouble, "result" => result).increment(1);
             tracing::info!(incident = id, container, trouble, attempt, result, "stateless service restarted");
+        }
+        StatelessStep::Held { dependency, state } => {
+            counter!(STATELESS_HELD, "trouble" => trouble).increment(1);
+            let (dependency, state) = (crate::redact::printable(dependency), crate::redact::printable(state));
+            tracing::info!(
+                incident = id,
+                container,
+                trouble,
+                dependency,
+                state,
+                "stateless service held for a dependency"
+            );
         }
         StatelessStep::Resolved => {
             tracing::info!(incident = id, container, "stateless service running and healthy again")

@@ -176,3 +176,88 @@ async fn watch_all_takes_every_container_in_scope_with_a_role_unless_it_opts_out
     assert_eq!(lab.restarts_of("api-1").len(), 1);
     assert!(lab.restarts_of("api-2").is_empty());
 }
+
+/// What a dependency's labels name must be running and healthy before a
+/// service is healed: the service's trouble is held (audited once), not
+/// restarted, while the dependency is down, then healed once it is back,
+/// in the same incident.
+#[tokio::test]
+async fn a_service_is_held_while_its_dependency_is_down_and_healed_once_it_is_back() {
+    let lab = lab();
+    lab.sim.add_running("shop-db", &["opsguard.lab=true"], None);
+    let labels = [LABELS[0], LABELS[1], LABELS[2], "opsguard.depends_on=shop-db"];
+    lab.sim.add_running(API, &labels, None);
+    lab.sim.crash("shop-db", 137, &[]);
+    lab.sim.set_health(API, Health::Unhealthy);
+    let back_at = lab.clock.now().plus_millis(90_000);
+    let (sim, clock) = (lab.sim.clone(), lab.clock.clone());
+    let revive = tokio::spawn(async move {
+        while clock.now() < back_at {
+            tokio::task::yield_now().await;
+        }
+        sim.start_by_itself("shop-db");
+    });
+    lab.watch(150).await;
+    revive.await.unwrap();
+
+    let restarts = lab.restarts_of(API);
+    assert_eq!(restarts.len(), 1, "{restarts:?}");
+    assert!(restarts[0] >= back_at, "restarted while shop-db was down: {restarts:?}");
+    let rapid = lab.rules.observer.rapid_interval_secs * 1000;
+    assert!(restarts[0].millis_since(back_at) <= rapid, "not looked at again within the rapid interval");
+    assert!(lab.restarts_of("shop-db").is_empty(), "OpsGuard started shop-db");
+    let steps = lab.steps();
+    let kinds: Vec<&StatelessStep> = steps.iter().map(|(_, _, s)| s).collect();
+    let StatelessStep::Held { dependency, state } = kinds[0] else { panic!("not held first: {kinds:?}") };
+    assert_eq!((dependency.as_str(), state.as_str()), ("shop-db", "shop-db exited"));
+    assert!(matches!(kinds[1], StatelessStep::Restarted { attempt: 1, .. }), "{kinds:?}");
+    assert_eq!(kinds[2], &StatelessStep::Resolved);
+    assert_eq!(kinds.len(), 3, "the hold is audited once: {kinds:?}");
+    assert!(steps.iter().all(|(r, _, _)| r.incident == steps[0].0.incident), "one episode, one incident");
+    let rendered =
+        AuditEvent::Stateless { container: API.into(), trouble: Some(Trouble::Unhealthy), step: kinds[0].clone() }
+            .render();
+    assert!(rendered.contains("held, not restarted: it depends on shop-db, which is shop-db exited"), "{rendered}");
+}
+
+/// Compose's own `depends_on` label names a service of the same project;
+/// a dependency down for good holds the service for good, spending none of
+/// its budget, and escalates nothing.
+#[tokio::test]
+async fn compose_depends_on_holds_for_the_projects_service_as_long_as_it_is_down() {
+    let lab = lab();
+    let db = ["opsguard.lab=true", "com.docker.compose.project=shop", "com.docker.compose.service=db"];
+    lab.sim.add_running("shop_db_1", &db, None);
+    // The same service name in another project is not the dependency.
+    let other = ["opsguard.lab=true", "com.docker.compose.project=blog", "com.docker.compose.service=db"];
+    lab.sim.add_running("blog_db_1", &other, None);
+    let api = [
+        LABELS[0],
+        LABELS[1],
+        LABELS[2],
+        "com.docker.compose.project=shop",
+        "com.docker.compose.depends_on=db:service_healthy:false",
+    ];
+    lab.sim.add_running(API, &api, None);
+    lab.sim.crash("shop_db_1", 1, &[]);
+    lab.sim.crash(API, 2, &["connection refused"]);
+    lab.watch(lab.rules.stateless.window_secs).await;
+    assert!(lab.restarts_of(API).is_empty(), "restarted while its database was down");
+    let steps = lab.steps();
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    let StatelessStep::Held { dependency, state } = &steps[0].2 else { panic!("{steps:?}") };
+    assert_eq!((dependency.as_str(), state.as_str()), ("Compose service db", "shop_db_1 exited"));
+}
+
+/// A dependency that is not on the host holds nothing: a typo in a label
+/// must not leave a service down.
+#[tokio::test]
+async fn a_dependency_not_on_the_host_holds_nothing() {
+    let lab = lab();
+    let labels = [LABELS[0], LABELS[1], LABELS[2], "opsguard.depends_on=no-such-db"];
+    lab.sim.add_running(API, &labels, None);
+    lab.sim.crash(API, 2, &[]);
+    lab.watch(20).await;
+    assert_eq!(lab.restarts_of(API).len(), 1);
+    assert!(lab.steps().iter().all(|(_, _, s)| !matches!(s, StatelessStep::Held { .. })));
+}

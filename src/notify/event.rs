@@ -259,6 +259,8 @@ impl Transitions {
                 self.open.insert(id, opening(trouble_text));
                 Some(self.about(id, EventKind::IncidentOpened, record.ts, None, State::Open))
             }
+            // A hold changes nothing yet: the dependency's own incident is told.
+            StatelessStep::Held { .. } => None,
             StatelessStep::Resolved => {
                 let from = self.open.get(&id)?.state;
                 Some(self.close(id, EventKind::Resolved, record.ts, Some(from), State::Resolved, None))
@@ -458,5 +460,14 @@ mod tests {
         // episode): still told, from nothing.
         let cold = t.observe(&step(3, 30, crashed(3), spent)).unwrap();
         assert_eq!(cold.transition, Transition { from: None, to: State::Stopped });
+
+        // Held for a dependency: nothing to tell until it is restarted; a
+        // hold that ends with the service back by itself tells nothing.
+        let held = || StatelessStep::Held { dependency: "shop-db".into(), state: "shop-db exited".into() };
+        assert_eq!(t.observe(&step(4, 40, crashed(1), held())), None);
+        assert_eq!(t.observe(&step(4, 41, None, StatelessStep::Resolved)), None);
+        assert_eq!(t.observe(&step(5, 50, crashed(1), held())), None);
+        let opened = t.observe(&step(5, 52, crashed(1), restarted(1))).unwrap();
+        assert_eq!((opened.event, opened.opened_at), (EventKind::IncidentOpened, Some(Timestamp(52))));
     }
 }

@@ -19,6 +19,20 @@ use crate::model::{ContainerState, ContainerStatus, Health, Timestamp};
 pub const ENABLE_LABEL: &str = "opsguard.enable";
 /// The label that says what a container is (`opsguard.role=stateless`).
 pub const ROLE_LABEL: &str = "opsguard.role";
+/// The label naming the containers a service needs
+/// (`opsguard.depends_on=name[,name]`): while one of them is down or not
+/// yet healthy, the service's trouble is held, not healed.
+pub const DEPENDS_ON_LABEL: &str = "opsguard.depends_on";
+/// Compose's own record of `depends_on`: `service:condition[:restart]`,
+/// comma-separated, naming services of the same project.
+pub const COMPOSE_DEPENDS_ON_LABEL: &str = "com.docker.compose.depends_on";
+/// Compose's project of a container.
+pub const COMPOSE_PROJECT_LABEL: &str = "com.docker.compose.project";
+/// Compose's service of a container.
+pub const COMPOSE_SERVICE_LABEL: &str = "com.docker.compose.service";
+/// Most dependencies read from one container's labels: the rest are the
+/// writer's to do without.
+pub const MAX_DEPENDENCIES: usize = 16;
 /// Longest label value quoted in a warning: the rest is the writer's.
 const MAX_QUOTED: usize = 64;
 /// Distinct crashes remembered as evidence.
@@ -91,6 +105,83 @@ pub fn read_labels(labels: &BTreeMap<String, String>, scope: &str, settings: &St
         None if enable == Some("true") => LabelVerdict::Ignored(format!("{ENABLE_LABEL}=true without {ROLE_LABEL}")),
         None => LabelVerdict::Unwatched,
     }
+}
+
+/// Something a service needs running before it can be healed, as its
+/// labels name it. Names are matched exactly against Docker's, never
+/// interpreted.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Dependency {
+    /// A container, by name (`opsguard.depends_on`).
+    Container(String),
+    /// A service of the same Compose project (`com.docker.compose.depends_on`).
+    ComposeService {
+        /// The project, the dependent's own.
+        project: String,
+        /// The service.
+        service: String,
+    },
+}
+
+impl Dependency {
+    /// Whether the container `name`, labelled `labels`, is this dependency.
+    pub fn is(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        match self {
+            Dependency::Container(c) => c == name,
+            Dependency::ComposeService { project, service } => {
+                labels.get(COMPOSE_PROJECT_LABEL) == Some(project) && labels.get(COMPOSE_SERVICE_LABEL) == Some(service)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Dependency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dependency::Container(c) => f.write_str(&crate::redact::printable(c)),
+            Dependency::ComposeService { service, .. } => {
+                write!(f, "Compose service {}", crate::redact::printable(service))
+            }
+        }
+    }
+}
+
+/// The dependencies `labels` name, both ways, without repeats; an empty
+/// or oversized entry is skipped, and at most [`MAX_DEPENDENCIES`] are read.
+pub fn dependencies(labels: &BTreeMap<String, String>) -> Vec<Dependency> {
+    // A Docker name is at most 253 characters ([a-zA-Z0-9][a-zA-Z0-9_.-]*):
+    // anything longer names nothing.
+    let usable = |n: &str| !n.is_empty() && n.len() <= 253;
+    let mut out: Vec<Dependency> = Vec::new();
+    if let Some(list) = labels.get(DEPENDS_ON_LABEL) {
+        out.extend(list.split(',').map(str::trim).filter(|n| usable(n)).map(|n| Dependency::Container(n.to_string())));
+    }
+    if let (Some(list), Some(project)) = (labels.get(COMPOSE_DEPENDS_ON_LABEL), labels.get(COMPOSE_PROJECT_LABEL)) {
+        out.extend(
+            list.split(',')
+                .filter_map(|entry| entry.split(':').next())
+                .map(str::trim)
+                .filter(|n| usable(n))
+                .map(|service| Dependency::ComposeService { project: project.clone(), service: service.to_string() }),
+        );
+    }
+    let mut seen = Vec::new();
+    out.retain(|d| {
+        let new = !seen.contains(d);
+        if new {
+            seen.push(d.clone());
+        }
+        new
+    });
+    out.truncate(MAX_DEPENDENCIES);
+    out
+}
+
+/// Whether a dependency in `status` lets its dependents be healed: running,
+/// and healthy or without a health check. Starting counts as not yet: a
+/// dependent restarted against a database still in recovery crashes again.
+pub fn dependency_ready(status: &ContainerStatus) -> bool {
+    status.state == ContainerState::Running && matches!(status.health, Health::Healthy | Health::None)
 }
 
 /// A label value as a warning may show it: printable, bounded.
@@ -246,7 +337,15 @@ pub enum StatelessStep {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
-    /// Seen running and healthy again after a restart.
+    /// Not restarted: a dependency is down or not yet healthy, and a
+    /// restart could not help until it is. Recorded once per hold.
+    Held {
+        /// The dependency waited for, as its labels named it (inert text).
+        dependency: String,
+        /// Its container and state, e.g. `db-prod exited` (inert text).
+        state: String,
+    },
+    /// Seen running and healthy again after a restart or a hold.
     Resolved,
     /// The budget is spent: no more restarts until a human looks.
     Escalated {
@@ -276,6 +375,11 @@ impl StatelessStep {
             StatelessStep::Restarted { attempt, error: Some(e), .. } => {
                 format!("❌ stateless {container} {what}: restart {attempt} failed: {}", crate::redact::printable(e))
             }
+            StatelessStep::Held { dependency, state } => format!(
+                "⏸ stateless {container} {what}: held, not restarted: it depends on {}, which is {}",
+                crate::redact::printable(dependency),
+                crate::redact::printable(state)
+            ),
             StatelessStep::Resolved => format!("✅ stateless {container} running and healthy again"),
             StatelessStep::Escalated { restarts, window_secs, exit_codes, log_tail } => {
                 let mut s = format!(
@@ -408,6 +512,46 @@ mod tests {
     }
 
     const SCOPE: &str = "opsguard.lab=true";
+
+    #[test]
+    fn dependencies_are_read_from_both_labels_without_repeats() {
+        let c = |n: &str| Dependency::Container(n.to_string());
+        let svc = |n: &str| Dependency::ComposeService { project: "shop".into(), service: n.to_string() };
+        assert_eq!(dependencies(&labels(&[])), []);
+        assert_eq!(
+            dependencies(&labels(&[("opsguard.depends_on", "db-prod, cache,,db-prod")])),
+            [c("db-prod"), c("cache")]
+        );
+        let compose = [
+            ("com.docker.compose.project", "shop"),
+            ("com.docker.compose.depends_on", "shop-db:service_healthy:false,queue:service_started:true"),
+        ];
+        assert_eq!(dependencies(&labels(&compose)), [svc("shop-db"), svc("queue")]);
+        // Compose's label without its project names nothing.
+        assert_eq!(dependencies(&labels(&compose[1..])), []);
+        let long = "x".repeat(254);
+        assert_eq!(dependencies(&labels(&[("opsguard.depends_on", &long)])), []);
+        let many = (0..40).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",");
+        assert_eq!(dependencies(&labels(&[("opsguard.depends_on", &many)])).len(), MAX_DEPENDENCIES);
+
+        let db = labels(&[("com.docker.compose.project", "shop"), ("com.docker.compose.service", "shop-db")]);
+        assert!(svc("shop-db").is("shop_shop-db_1", &db));
+        assert!(!svc("queue").is("shop_shop-db_1", &db));
+        let other = labels(&[("com.docker.compose.project", "blog"), ("com.docker.compose.service", "shop-db")]);
+        assert!(!svc("shop-db").is("blog_shop-db_1", &other), "another project's service of the same name");
+        assert!(c("db-prod").is("db-prod", &db) && !c("db-prod").is("db-prod-2", &db));
+    }
+
+    #[test]
+    fn a_dependency_is_ready_when_running_and_not_unhealthy_or_starting() {
+        let st = |state, health| status(state, health, 0, "no", 0, 0);
+        assert!(dependency_ready(&st(ContainerState::Running, Health::Healthy)));
+        assert!(dependency_ready(&st(ContainerState::Running, Health::None)));
+        assert!(!dependency_ready(&st(ContainerState::Running, Health::Starting)));
+        assert!(!dependency_ready(&st(ContainerState::Running, Health::Unhealthy)));
+        assert!(!dependency_ready(&st(ContainerState::Exited, Health::None)));
+        assert!(!dependency_ready(&st(ContainerState::Restarting, Health::None)));
+    }
 
     #[test]
     fn the_label_contract() {
