@@ -282,7 +282,9 @@ impl StatelessWatch {
 
 /// The first dependency in `depends_on` that is not ready, with what was
 /// seen of it. A dependency not on the host holds nothing (it was warned
-/// about); one that cannot be read holds until it can.
+/// about); one that cannot be read holds until it can; one whose health
+/// check Docker has not run yet since its start is ready when that check,
+/// run now, passes.
 async fn blocking_dependency<H: Host>(
     host: &H,
     depends_on: &[(Dependency, Vec<ContainerName>)],
@@ -293,6 +295,16 @@ async fn blocking_dependency<H: Host>(
         for c in containers {
             match host.inspect(c.as_str()).await {
                 Ok(status) if dependency_ready(&status) => continue 'dependencies,
+                // Docker says `starting` until its next interval (5 s and
+                // more) after a start: its own check run now, as
+                // verification does, tells sooner.
+                Ok(status)
+                    if status.state == ContainerState::Running
+                        && status.health == Health::Starting
+                        && host.probe_ready(c.as_str()).await.is_ok_and(|r| r == Some(true)) =>
+                {
+                    continue 'dependencies;
+                }
                 Ok(status) => not_ready = not_ready.or(Some(format!("{} {}", printable(c.as_str()), seen_as(&status)))),
                 // Removed since the listing: as if it were not on the host.
                 Err(e) if e.kind == HostErrorKind::NotFound => {}
