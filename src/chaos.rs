@@ -128,12 +128,21 @@ pub enum StatelessScenario {
     ApiCrashLoop,
     /// The service's health check is made to fail while it runs.
     ApiUnhealthy,
+    /// The database the service depends on dies (the specification's OOM
+    /// kill of the lab's database), then the service crashes with it: the
+    /// service must be held while the database is down, not restarted in a
+    /// loop, and restarted once the database is healed.
+    DbDownWithDependents,
 }
 
 impl StatelessScenario {
     /// Every stateless scenario.
-    pub const ALL: [StatelessScenario; 3] =
-        [StatelessScenario::ApiCrash, StatelessScenario::ApiCrashLoop, StatelessScenario::ApiUnhealthy];
+    pub const ALL: [StatelessScenario; 4] = [
+        StatelessScenario::ApiCrash,
+        StatelessScenario::ApiCrashLoop,
+        StatelessScenario::ApiUnhealthy,
+        StatelessScenario::DbDownWithDependents,
+    ];
 
     /// The lab's stateless service, the default target.
     pub const LAB_TARGET: &'static str = "shop-api";
@@ -144,6 +153,7 @@ impl StatelessScenario {
             StatelessScenario::ApiCrash => "api-crash",
             StatelessScenario::ApiCrashLoop => "api-crashloop",
             StatelessScenario::ApiUnhealthy => "api-unhealthy",
+            StatelessScenario::DbDownWithDependents => "db-down-with-dependents",
         }
     }
 
@@ -166,6 +176,10 @@ impl StatelessScenario {
                 "crash loop → restarted with backoff until the budget is spent → STOP: left down for a human"
             }
             StatelessScenario::ApiUnhealthy => "unhealthy → restarted, no approval → running and healthy",
+            StatelessScenario::DbDownWithDependents => {
+                "db-prod OOM-killed, then the API crashed → the API held, not restarted, while db-prod is down → \
+                 db-prod restarted (approval) and verified → the API restarted once → running and healthy"
+            }
         }
     }
 }

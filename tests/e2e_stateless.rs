@@ -6,7 +6,8 @@
 //! that asks nobody (the approver here refuses everything); a crash loop is
 //! restarted with backoff until the budget is spent, then left down with
 //! the exit codes and its last lines. The specification's web-prod and
-//! db-prod are never touched.
+//! db-prod are never touched. And shop-api, which depends on db-prod, is
+//! held while db-prod is down, then restarted once db-prod is healed.
 //!
 //! `#[ignore]`d: a plain `cargo test` lists them as ignored, never as
 //! passed. `scripts/test.sh` runs them with `--include-ignored` and
@@ -19,14 +20,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use opsguard::approval::PolicyApprover;
-use opsguard::audit::{AuditEvent, AuditLog, AuditRecord};
+use opsguard::audit::{AuditEvent, AuditLog, AuditRecord, Resolution};
 use opsguard::chaos::StatelessScenario;
 use opsguard::chaos::docker::{DB, DockerChaos, WEB, run_script_with};
 use opsguard::docker_agent::DockerAgentBuilder;
 use opsguard::host::Host;
 use opsguard::host::docker::DockerHost;
 use opsguard::incident::WatchLimit;
-use opsguard::model::{ContainerState, Health, Timestamp};
+use opsguard::model::{ContainerState, Health, Outcome, Timestamp};
 use opsguard::rules::Rules;
 use opsguard::stateless::{StatelessStep, Trouble};
 
@@ -109,6 +110,11 @@ struct Watch {
 /// Recreates shop-api (healthy), starts OpsGuard watching the lab with
 /// every approval refused, and lets it settle.
 async fn watch() -> Watch {
+    watch_with(PolicyApprover::Deny).await
+}
+
+/// [`watch`], with `approver` answering the database's approvals.
+async fn watch_with(approver: PolicyApprover) -> Watch {
     let out = run_script_with(&lab_dir().join("shop.sh"), &["up"]).await;
     assert!(out.is_ok(), "lab/shop.sh up: {out:?}");
     let host = DockerHost::connect("opsguard.lab=true").await.expect("Docker daemon reachable");
@@ -122,7 +128,7 @@ async fn watch() -> Watch {
     }
     let audit = AuditLog::in_memory();
     let agent = DockerAgentBuilder::new(rules(), host, audit.clone())
-        .approver(Box::new(PolicyApprover::Deny))
+        .approver(Box::new(approver))
         .tap(|r| eprintln!("[{}] #{} {}", r.time.get(11..23).unwrap_or(&r.time), r.incident, r.event.render()))
         .start();
     let deadline = opsguard::clock::Clock::now(&opsguard::clock::SystemClock).plus_millis(180_000);
@@ -145,15 +151,20 @@ impl Watch {
 
     /// Stops OpsGuard; checks the specification's services were left alone.
     async fn finish(self) -> Vec<AuditRecord> {
+        let records = self.stop(&[WEB, DB]).await;
+        only_stateless(&records);
+        records
+    }
+
+    /// Stops OpsGuard; checks `untouched` were left alone and running.
+    async fn stop(self, untouched: &[&str]) -> Vec<AuditRecord> {
         self.agent.abort();
         let _ = self.agent.await;
-        for (c, before) in [WEB, DB].into_iter().zip(self.spec_runs) {
+        for (c, before) in [WEB, DB].into_iter().zip(self.spec_runs).filter(|(c, _)| untouched.contains(c)) {
             let s = self.chaos.host().inspect(c).await.unwrap_or_else(|e| panic!("inspect {c}: {e}"));
             assert_eq!((s.state, s.started_at), (ContainerState::Running, before), "{c} was touched");
         }
-        let records = self.audit.records();
-        only_stateless(&records);
-        records
+        self.audit.records()
     }
 }
 
@@ -271,5 +282,57 @@ fn e2e_api_crashloop_backs_off_and_is_left_for_a_human() {
         let now = api().await;
         assert_eq!((now.state, now.exit_code), (ContainerState::Exited, Some(3)), "{now:?}");
         w.finish().await;
+    });
+}
+
+/// `db-down-with-dependents`: db-prod is OOM-killed, then shop-api (which
+/// says `opsguard.depends_on=db-prod`) crashes. shop-api is held, not
+/// restarted, while db-prod is down; db-prod's restart is approved (by
+/// policy here) and verified; then shop-api is restarted once and is
+/// healthy by Docker's own check, in the incident its hold opened.
+#[test]
+#[ignore = "needs the Docker lab: OPSGUARD_E2E=1 (scripts/test.sh)"]
+fn e2e_db_down_with_dependents_holds_the_api_until_the_database_is_healed() {
+    let _lab = lab_lock();
+    rt().block_on(async {
+        let w = watch_with(PolicyApprover::ApproveAll).await;
+        let scenario = StatelessScenario::DbDownWithDependents;
+        w.chaos.inject_stateless(scenario, API).await.expect("inject db-down-with-dependents");
+        w.until("resolution", Duration::from_secs(180), |s| *s == StatelessStep::Resolved).await;
+        until_healthy(Duration::from_secs(30)).await;
+        let chaos_host = w.chaos.host().clone();
+        let records = w.stop(&[WEB]).await;
+
+        let api_steps = |f: fn(&StatelessStep) -> bool| -> Vec<&AuditRecord> {
+            records
+                .iter()
+                .filter(|r| matches!(&r.event, AuditEvent::Stateless { container, step, .. } if container.as_str() == API && f(step)))
+                .collect()
+        };
+        let held = api_steps(|s| matches!(s, StatelessStep::Held { .. }));
+        let restarted = api_steps(|s| matches!(s, StatelessStep::Restarted { .. }));
+        assert_eq!(held.len(), 1, "one hold, audited once: {records:#?}");
+        assert_eq!(restarted.len(), 1, "shop-api restarted once, after db-prod: {records:#?}");
+        let AuditEvent::Stateless { step: StatelessStep::Held { dependency, state }, .. } = &held[0].event else {
+            unreachable!()
+        };
+        assert_eq!(dependency, DB, "{state}");
+        assert!(held[0].ts <= restarted[0].ts && held[0].incident == restarted[0].incident, "{records:#?}");
+        assert!(api_steps(|s| matches!(s, StatelessStep::Escalated { .. })).is_empty(), "{records:#?}");
+
+        // db-prod's own incident: restarted once (approved) and verified
+        // before shop-api was restarted.
+        let db_restart = records
+            .iter()
+            .find(|r| matches!(&r.event, AuditEvent::Executed { outcome: Outcome::Restarted, .. }))
+            .unwrap_or_else(|| panic!("db-prod was not restarted: {records:#?}"));
+        assert!(
+            records.iter().any(|r| r.incident == db_restart.incident
+                && matches!(r.event, AuditEvent::IncidentClosed { resolution: Resolution::Resolved, .. })),
+            "db-prod's incident did not resolve: {records:#?}"
+        );
+        assert!(db_restart.ts < restarted[0].ts, "shop-api restarted before db-prod: {records:#?}");
+        let db = chaos_host.inspect(DB).await.expect("inspect db-prod");
+        assert_eq!(db.state, ContainerState::Running);
     });
 }

@@ -605,7 +605,8 @@ impl DockerChaos {
     pub async fn inject_stateless(&self, scenario: StatelessScenario, target: &str) -> Result<ChaosRecord, ChaosError> {
         let start = SystemClock.now();
         let t0 = Instant::now();
-        self.preflight(scenario.name(), &[target]).await?;
+        let dependency: &[&str] = if scenario == StatelessScenario::DbDownWithDependents { &[DB] } else { &[] };
+        self.preflight(scenario.name(), &[&[target], dependency].concat()).await?;
         let before = self.host.inspect(target).await?;
         if before.state != ContainerState::Running {
             let target = crate::redact::printable(target);
@@ -620,8 +621,23 @@ impl DockerChaos {
                 .await;
             r.push(format!("exec {target}: write {STATELESS_BROKEN}"), t, describe(&out).and_then(exit_zero));
         }
+        if scenario == StatelessScenario::DbDownWithDependents {
+            // The database first, the specification's way (it has its own
+            // chaos record); then the service, as losing its database would.
+            let t = Instant::now();
+            let res = match Box::pin(self.inject(Scenario::DbOomKill)).await {
+                Ok(db) => Ok(format!("{DB} down at {}", db.fault_at.map(|t| t.to_rfc3339()).unwrap_or_default())),
+                Err(e) => Err(e.to_string()),
+            };
+            let down = res.is_ok();
+            r.push(format!("db-oom-kill on {DB}"), t, res);
+            if !down {
+                let name = Some(format!("{scenario} --target {}", crate::redact::printable(target)));
+                return self.conclude("inject", name, None, r, (start, t0), &format!("{scenario} did not take"));
+            }
+        }
         match scenario {
-            StatelessScenario::ApiCrash | StatelessScenario::ApiCrashLoop => {
+            StatelessScenario::ApiCrash | StatelessScenario::ApiCrashLoop | StatelessScenario::DbDownWithDependents => {
                 let t = Instant::now();
                 let res = self.kill(target).await;
                 let killed = res.is_ok();

@@ -24,10 +24,10 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode, String> {
                 Resolution::Withheld => "shadow".to_string(),
             };
             let approval = if e.needs_approval { " (after approval)" } else { "" };
-            println!("{:<22} {} → {outcome}{approval}", s.name(), e.alarm);
+            println!("{:<24} {} → {outcome}{approval}", s.name(), e.alarm);
         }
         for s in StatelessScenario::ALL {
-            println!("{:<22} {} (--target, default {})", s.name(), s.expected(), StatelessScenario::LAB_TARGET);
+            println!("{:<24} {} (--target, default {})", s.name(), s.expected(), StatelessScenario::LAB_TARGET);
         }
         return Ok(ExitCode::SUCCESS);
     }
