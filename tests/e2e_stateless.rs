@@ -8,6 +8,8 @@
 //! the exit codes and its last lines. The specification's web-prod and
 //! db-prod are never touched. And shop-api, which depends on db-prod, is
 //! held while db-prod is down, then restarted once db-prod is healed.
+//! After each, the stack's one-shot `shop-migrate` (exited 0, in scope,
+//! no prune label) is still there, never acted on.
 //!
 //! `#[ignore]`d: a plain `cargo test` lists them as ignored, never as
 //! passed. `scripts/test.sh` runs them with `--include-ignored` and
@@ -32,6 +34,8 @@ use opsguard::rules::Rules;
 use opsguard::stateless::{StatelessStep, Trouble};
 
 const API: &str = StatelessScenario::LAB_TARGET;
+/// The stack's one-shot job (exit 0, no prune label): never restarted, never pruned.
+const JOB: &str = "shop-migrate";
 
 static LAB: Mutex<()> = Mutex::new(());
 
@@ -156,10 +160,16 @@ impl Watch {
         records
     }
 
-    /// Stops OpsGuard; checks `untouched` were left alone and running.
+    /// Stops OpsGuard; checks `untouched` were left alone and running, and
+    /// the stack's one-shot job is still there, exited 0, never acted on.
     async fn stop(self, untouched: &[&str]) -> Vec<AuditRecord> {
         self.agent.abort();
         let _ = self.agent.await;
+        let job = self.chaos.host().inspect(JOB).await.unwrap_or_else(|e| panic!("{JOB} is gone: {e}"));
+        assert_eq!((job.state, job.exit_code), (ContainerState::Exited, Some(0)), "{job:?}");
+        let acted =
+            |r: &AuditRecord| matches!(&r.event, AuditEvent::Stateless { container, .. } if container.as_str() == JOB);
+        assert!(!self.audit.records().iter().any(acted), "{JOB} was acted on: {:#?}", self.audit.records());
         for (c, before) in [WEB, DB].into_iter().zip(self.spec_runs).filter(|(c, _)| untouched.contains(c)) {
             let s = self.chaos.host().inspect(c).await.unwrap_or_else(|e| panic!("inspect {c}: {e}"));
             assert_eq!((s.state, s.started_at), (ContainerState::Running, before), "{c} was touched");
