@@ -38,7 +38,7 @@ WATCH_PID=
 cleanup() {
     [ -n "$WATCH_PID" ] && kill "$WATCH_PID" 2>/dev/null && wait "$WATCH_PID" 2>/dev/null || true
     docker ps -aq --filter "label=$SCALE_LABEL" | xargs -r docker rm -f -v >/dev/null 2>&1 || true
-    rm -rf "$WORK"
+    rm -rf --one-file-system -- "${WORK:?}"
 }
 trap cleanup EXIT
 
