@@ -163,9 +163,10 @@ impl StatelessWatch {
                     w.depends_on = dependencies(&c.labels)
                         .into_iter()
                         .map(|d| {
+                            // Itself is no dependency: it would hold its own healing.
                             let found: Vec<ContainerName> = list
                                 .iter()
-                                .filter(|o| d.is(o.name.as_str(), &o.labels))
+                                .filter(|o| o.name != c.name && d.is(o.name.as_str(), &o.labels))
                                 .map(|o| o.name.clone())
                                 .collect();
                             (d, found)
@@ -209,6 +210,10 @@ impl StatelessWatch {
                 return;
             }
         };
+        // Services held themselves: waiting for one of them could close a
+        // cycle (labels may name each other) in which none is ever healed.
+        let holding: BTreeSet<ContainerName> =
+            self.watched.iter().filter(|(n, w)| w.held.is_some() && *n != name).map(|(n, _)| n.clone()).collect();
         let Some(w) = self.watched.get_mut(name) else { return };
         let now = cx.clock.now();
         let seen = assess(&status);
@@ -225,7 +230,7 @@ impl StatelessWatch {
         // Left for a human already: a hold would say nothing new.
         if trouble.is_some()
             && w.supervisor.episode() != Episode::Escalated
-            && let Some((dependency, state)) = blocking_dependency(cx.host, &w.depends_on).await
+            && let Some((dependency, state)) = blocking_dependency(cx.host, &w.depends_on, &holding).await
         {
             w.wait = None;
             let id = *w.incident.get_or_insert_with(|| cx.ids.fetch_add(1, Ordering::SeqCst));
@@ -282,14 +287,19 @@ impl StatelessWatch {
 
 /// The first dependency in `depends_on` that is not ready, with what was
 /// seen of it. A dependency not on the host holds nothing (it was warned
-/// about); one that cannot be read holds until it can; one whose health
+/// about), nor does one in `holding` (itself held, for this service
+/// perhaps); one that cannot be read holds until it can; one whose health
 /// check Docker has not run yet since its start is ready when that check,
 /// run now, passes.
 async fn blocking_dependency<H: Host>(
     host: &H,
     depends_on: &[(Dependency, Vec<ContainerName>)],
+    holding: &BTreeSet<ContainerName>,
 ) -> Option<(String, String)> {
     'dependencies: for (dependency, containers) in depends_on {
+        if containers.iter().any(|c| holding.contains(c)) {
+            continue;
+        }
         // A Compose service may run several containers: one ready is enough.
         let mut not_ready = None;
         for c in containers {

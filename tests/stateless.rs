@@ -261,3 +261,28 @@ async fn a_dependency_not_on_the_host_holds_nothing() {
     assert_eq!(lab.restarts_of(API).len(), 1);
     assert!(lab.steps().iter().all(|(_, _, s)| !matches!(s, StatelessStep::Held { .. })));
 }
+
+/// Labels may name the service itself, or name each other: neither may
+/// leave a service down for good. A service never waits for itself, nor for
+/// one that is itself held; of two that name each other, one is healed,
+/// then the other.
+#[tokio::test]
+async fn a_service_never_waits_for_itself_nor_in_a_cycle() {
+    let lab = lab();
+    let own = [LABELS[0], LABELS[1], LABELS[2], "opsguard.depends_on=solo"];
+    lab.sim.add_running("solo", &own, None);
+    let a = [LABELS[0], LABELS[1], LABELS[2], "opsguard.depends_on=api-b"];
+    let b = [LABELS[0], LABELS[1], LABELS[2], "opsguard.depends_on=api-a"];
+    lab.sim.add_running("api-a", &a, None);
+    lab.sim.add_running("api-b", &b, None);
+    for c in ["solo", "api-a", "api-b"] {
+        lab.sim.crash(c, 1, &[]);
+    }
+    lab.watch(30).await;
+    for c in ["solo", "api-a", "api-b"] {
+        assert_eq!(lab.restarts_of(c).len(), 1, "{c}: {:?}", lab.steps());
+        assert_eq!(lab.sim.state(c), Some(ContainerState::Running), "{c}");
+    }
+    let held: Vec<_> = lab.steps().into_iter().filter(|(_, _, s)| matches!(s, StatelessStep::Held { .. })).collect();
+    assert!(held.len() <= 1, "at most one of the pair waits, once: {held:?}");
+}
