@@ -35,7 +35,7 @@ use crate::llm::{AdviceRequest, Advisor, CrashFacts, prompt};
 use crate::model::{Action, Alarm, ChoiceSet, ContainerName, LlmChoice, Outcome, Timestamp};
 use crate::observer::{DiskWatch, Observer};
 use crate::rules::Rules;
-use crate::stateless::{Ctx as StatelessCtx, StatelessWatch};
+use crate::stateless::{Ctx as StatelessCtx, StatelessWatch, run_job};
 use opsguard_core::schedule::{self, AlarmKey, Reread, Scheduler};
 
 pub use opsguard_core::incident::{
@@ -676,6 +676,8 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
         // without approval; shadow mode changes nothing, so it leaves them
         // to Docker.
         let mut stateless = (!r.shadow).then(StatelessWatch::new);
+        // Their restarts, run beside the incidents, a few at a time.
+        let mut restarts = FuturesUnordered::new();
         if r.shutdown.is_shut_down() {
             scheduler.handle(schedule::Input::Drain);
             health.stopping();
@@ -748,7 +750,18 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                 scheduler.handle(input);
             }
             if scheduler.is_finished() {
+                // A restart sent is audited, whatever else ends.
+                while let Some((job, error)) = restarts.next().await {
+                    if let Some(s) = stateless.as_mut() {
+                        s.restarted(&r.stateless_ctx(&r.rules.rules()), job, error);
+                    }
+                }
                 return reports;
+            }
+            // Nothing new is started once a stop was asked for.
+            while !draining && restarts.len() < MAX_STATELESS_RESTARTS_AT_ONCE {
+                let Some(job) = stateless.as_mut().and_then(StatelessWatch::next_job) else { break };
+                restarts.push(run_job(&r.host, job));
             }
             let wake = scheduler.next_wake();
             let wake = match (wake, stateless.as_ref().and_then(StatelessWatch::next_wake)) {
@@ -761,17 +774,19 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                     None => std::future::pending().await,
                 }
             };
+            // In this order: work that is ready is done before the time
+            // moves on (a simulated clock moves as the sleep is polled).
             tokio::select! {
+                biased;
                 () = &mut stopping, if !draining => {
                     draining = true;
                     health.stopping();
                     scheduler.handle(schedule::Input::Drain);
                 }
-                _ = sleep => {
+                Some((job, error)) = restarts.next(), if !restarts.is_empty() => {
                     if let Some(s) = stateless.as_mut() {
-                        s.tick(&r.stateless_ctx(&r.rules.rules())).await;
+                        s.restarted(&r.stateless_ctx(&r.rules.rules()), job, error);
                     }
-                    scheduler.handle(schedule::Input::Tick(r.clock.now()));
                 }
                 Some((key, report)) = running.next(), if !running.is_empty() => {
                     scheduler.handle(schedule::Input::Finished {
@@ -801,10 +816,20 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                     None => events = None,
                     }
                 }
+                _ = sleep => {
+                    if let Some(s) = stateless.as_mut() {
+                        s.tick(&r.stateless_ctx(&r.rules.rules())).await;
+                    }
+                    scheduler.handle(schedule::Input::Tick(r.clock.now()));
+                }
             }
         }
     }
 }
+
+/// Stateless restarts under way at once: enough that a burst of deaths is
+/// healed in seconds, few enough not to swamp the Docker daemon.
+const MAX_STATELESS_RESTARTS_AT_ONCE: usize = 8;
 
 /// Whether an event may concern a stateless service: a death, a health
 /// change. A web or database one goes on to the observer as before.

@@ -7,13 +7,19 @@
 //! Each episode of trouble on a container is one incident id in the audit
 //! log, from its first restart (or hold) to its resolution or escalation.
 //!
+//! Restarts are not made here: a decided restart becomes a [`RestartJob`]
+//! the driver runs beside everything else ([`run_job`], a bounded number
+//! at a time) and hands back ([`StatelessWatch::restarted`]). A burst of
+//! dying services (each restart takes a fraction of a second) must not hold
+//! up a database's alarm, nor each other.
+//!
 //! A service whose labels name a dependency (`opsguard.depends_on`, or
 //! Compose's `depends_on`) is held while that dependency is down or not yet
 //! healthy: restarting an API whose database is down only spends its budget
 //! and floods the logs. The hold is audited once, the service looked at again
 //! at the rapid cadence, and healed as usual once the dependency is ready.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use opsguard_core::stateless::*;
@@ -61,6 +67,30 @@ struct Watched {
     depends_on: Vec<(Dependency, Vec<ContainerName>)>,
     /// The dependency a hold under way waits for (audited once).
     held: Option<String>,
+    /// A restart of it is queued or under way: it is not looked at again
+    /// until that is done.
+    restarting: bool,
+}
+
+/// A restart decided for a stateless service, for the driver to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestartJob {
+    /// The service.
+    pub container: ContainerName,
+    /// The episode's incident.
+    pub incident: u64,
+    /// What was wrong.
+    pub trouble: Option<Trouble>,
+    /// Which restart in the window.
+    pub attempt: u32,
+    /// The backoff waited before it.
+    pub delay_ms: u64,
+}
+
+/// Runs `job` on `host`: the restart's error, if it failed.
+pub async fn run_job<H: Host>(host: &H, job: RestartJob) -> (RestartJob, Option<String>) {
+    let error = host.restart(job.container.as_str()).await.err().map(|e| e.to_string());
+    (job, error)
 }
 
 /// The stateless services seen and each one's restart history.
@@ -69,6 +99,7 @@ pub struct StatelessWatch {
     watched: BTreeMap<ContainerName, Watched>,
     warned: BTreeSet<ContainerName>,
     warned_missing: BTreeSet<(ContainerName, Dependency)>,
+    jobs: VecDeque<RestartJob>,
 }
 
 impl StatelessWatch {
@@ -128,6 +159,24 @@ impl StatelessWatch {
         }
     }
 
+    /// The next restart decided and not yet handed out, oldest first.
+    pub fn next_job(&mut self) -> Option<RestartJob> {
+        self.jobs.pop_front()
+    }
+
+    /// `job` ran (`error` if the restart failed; it still counts): audited,
+    /// and the service looked at again at the rapid cadence.
+    pub fn restarted<H: Host, C: Clock>(&mut self, cx: &Ctx<'_, H, C>, job: RestartJob, error: Option<String>) {
+        let now = cx.clock.now();
+        if let Some(w) = self.watched.get_mut(&job.container) {
+            w.restarting = false;
+            w.restarted = Some(now);
+            w.recheck = Some(now.plus_millis(cx.rules.observer.rapid_interval_secs * 1000));
+        }
+        let step = StatelessStep::Restarted { attempt: job.attempt, delay_ms: job.delay_ms, error };
+        record(cx, job.incident, &job.container, job.trouble, step);
+    }
+
     /// When [`StatelessWatch::tick`] has something to look at.
     pub fn next_wake(&self) -> Option<Timestamp> {
         self.watched.values().filter_map(Self::wake_of).min()
@@ -158,6 +207,7 @@ impl StatelessWatch {
                         recheck: None,
                         depends_on: Vec::new(),
                         held: None,
+                        restarting: false,
                     });
                     w.supervisor.set_settings(rules.stateless);
                     w.depends_on = dependencies(&c.labels)
@@ -199,6 +249,10 @@ impl StatelessWatch {
     }
 
     async fn check<H: Host, C: Clock>(&mut self, cx: &Ctx<'_, H, C>, name: &ContainerName) {
+        // Its restart, once done, sets the next look.
+        if self.watched.get(name).is_some_and(|w| w.restarting) {
+            return;
+        }
         let status = match cx.host.inspect(name.as_str()).await {
             Ok(s) => s,
             Err(e) if e.kind == HostErrorKind::NotFound => {
@@ -248,10 +302,11 @@ impl StatelessWatch {
             Decision::WaitUntil(at) => w.wait = Some(at),
             Decision::Restart { attempt, delay_ms } => {
                 w.wait = None;
-                let id = *w.incident.get_or_insert_with(|| cx.ids.fetch_add(1, Ordering::SeqCst));
-                let error = cx.host.restart(name.as_str()).await.err().map(|e| e.to_string());
-                w.restarted = Some(cx.clock.now());
-                record(cx, id, name, trouble, StatelessStep::Restarted { attempt, delay_ms, error });
+                w.recheck = None;
+                w.restarting = true;
+                let incident = *w.incident.get_or_insert_with(|| cx.ids.fetch_add(1, Ordering::SeqCst));
+                self.jobs.push_back(RestartJob { container: name.clone(), incident, trouble, attempt, delay_ms });
+                return;
             }
             Decision::Escalate { restarts, exit_codes } => {
                 w.wait = None;
