@@ -7,7 +7,10 @@
 #   2. burst: all N killed at once (one `docker kill`, SIGKILL, exit 137,
 #      restart policy `no`): how many OpsGuard restarted (each must be, once:
 #      none lost) and the time from the kill to the last restart, read from
-#      the audit log's records.
+#      the audit log's records; and, right after the kill, db-prod
+#      OOM-killed (`opsguard chaos db-oom-kill`): the time from its death to
+#      its DB_CRASH alarm while the burst is being healed (the watch refuses
+#      the restart; `opsguard chaos reset` puts the lab back afterwards).
 #
 # A benchmark, not a test: it prints figures (and writes them as JSON to
 # $OUT, default target/bench-scale.json) and fails only when it could not
@@ -38,6 +41,7 @@ WATCH_PID=
 cleanup() {
     [ -n "$WATCH_PID" ] && kill "$WATCH_PID" 2>/dev/null && wait "$WATCH_PID" 2>/dev/null || true
     docker ps -aq --filter "label=$SCALE_LABEL" | xargs -r docker rm -f -v >/dev/null 2>&1 || true
+    [ -n "${DB_KILLED:-}" ] && "$BIN" chaos reset >/dev/null 2>&1 || true
     rm -rf --one-file-system -- "${WORK:?}"
 }
 trap cleanup EXIT
@@ -85,6 +89,8 @@ say "burst: killing all $N at once"
 KILL_AT_MS=$(date +%s%3N)
 docker ps -q --filter "label=$SCALE_LABEL" | xargs docker kill >/dev/null
 KILLED_MS=$(date +%s%3N)
+DB_KILLED=1
+"$BIN" chaos db-oom-kill >/dev/null 2>&1 || die "db-oom-kill did not take"
 deadline=$(( $(date +%s) + 600 ))
 # The audit log's stateless restarts of the bench's containers:
 # "COUNT LAST_TS_MS" (distinct containers, the latest record's time).
@@ -111,15 +117,33 @@ while :; do
     [ "$(date +%s)" -ge "$deadline" ] && break
     sleep 1
 done
+# db-prod's alarm: its incident's opening, after the death it records.
+DB_ALARM_S=$(python3 - "$AUDIT" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue
+    a = r.get("alarm") or {}
+    if r.get("event") == "incident_opened" and a.get("container") == "db-prod":
+        fault = (a.get("evidence") or {}).get("fault_at")
+        print(round((r["ts"] - fault) / 1000, 2) if fault else "null")
+        break
+else:
+    print("null")
+PY
+)
 BURST_HWM_KB=$(awk '/^VmHWM/ {print $2}' "/proc/$WATCH_PID/status")
 TO_LAST_S=$(python3 -c "print(round(($LAST_MS - $KILL_AT_MS) / 1000, 2))")
 say "burst: $restarted of $N restarted; kill issued over $(( KILLED_MS - KILL_AT_MS )) ms; last restart ${TO_LAST_S} s after the kill; peak resident ${BURST_HWM_KB} kB"
+say "db-prod OOM-killed during the burst: DB_CRASH ${DB_ALARM_S} s after its death"
 
 mkdir -p "$(dirname "$OUT")"
 cat >"$OUT" <<EOF
 {"containers": $N, "idle_secs": $IDLE_SECS, "idle_cpu_pct_of_a_core": $CPU_PCT, "idle_rss_kb": $RSS_KB,
  "idle_peak_rss_kb": $HWM_KB, "burst_restarted": $restarted, "burst_kill_ms": $(( KILLED_MS - KILL_AT_MS )),
- "burst_to_last_restart_s": $TO_LAST_S, "burst_peak_rss_kb": $BURST_HWM_KB}
+ "burst_to_last_restart_s": $TO_LAST_S, "burst_peak_rss_kb": $BURST_HWM_KB, "db_alarm_during_burst_s": $DB_ALARM_S}
 EOF
 cat "$OUT"
 [ "$restarted" -ge "$N" ] || die "only $restarted of $N containers were restarted"
