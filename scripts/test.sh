@@ -9,8 +9,10 @@
 #     created and removed by lab/shop.sh around each test;
 #   - OpsGuard as a service (tests/e2e_service.rs): its own image, built
 #     from Debian packages and the test build's binary (deploy/build-image.sh),
-#     under docker-compose, stopped and started again; `watch` under a
-#     notify socket; the systemd unit and compose file verified;
+#     under docker-compose, stopped and started again, healing a chain
+#     reaction while telling a webhook and Alertmanager; the Swarm stack on
+#     a single-node swarm made for the test and left again; `watch` under a
+#     notify socket; the systemd unit, compose and stack files verified;
 #   - the real-model LLM test against a local llama.cpp server with
 #     SmolLM2-135M from PyPI (OPSGUARD_LLM_URL), stopped afterwards;
 #   - notifications against Debian's prometheus-alertmanager, installed if
