@@ -250,6 +250,26 @@ fn pending_approvals() -> Vec<Value> {
     list["approvals"].as_array().cloned().unwrap_or_default()
 }
 
+/// Approves, with `opsguard approvals approve`, the one request pending,
+/// which must be about `container`.
+fn approve_the_one_pending(container: &str) {
+    let pending = pending_approvals();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["container"], container, "{pending:?}");
+    let id = pending[0]["id"].as_u64().expect("id").to_string();
+    approvals_cli(&["approve", &id, "--approver", "e2e"]);
+}
+
+/// Waits until the agent's audit log holds an incident closed resolved.
+async fn until_resolved(dir: &Path) {
+    wait_for("the approved restart resolves the incident", Duration::from_secs(180), || async {
+        agent_audit(dir)
+            .iter()
+            .any(|r| matches!(r.event, AuditEvent::IncidentClosed { resolution: Resolution::Resolved, .. }))
+    })
+    .await;
+}
+
 fn approvals_requested(audit: &[AuditRecord]) -> Vec<u64> {
     audit.iter().filter(|r| matches!(r.event, AuditEvent::ApprovalRequested { .. })).map(|r| r.incident).collect()
 }
@@ -335,19 +355,8 @@ fn e2e_agent_container_stops_gracefully_with_an_approval_pending_and_carries_on(
         assert_eq!((again.state, again.started_at), (crashed.state, crashed.started_at), "db-prod was restarted unasked");
 
         // Answered from the command line, through the console's JSON API.
-        let listed = approvals_cli(&["list", "--json"]);
-        let list: serde_json::Value = serde_json::from_str(&listed).unwrap_or_else(|e| panic!("{e}: {listed}"));
-        let pending = list["approvals"].as_array().expect("approvals");
-        assert_eq!(pending.len(), 1, "{listed}");
-        assert_eq!(pending[0]["container"], DB, "{listed}");
-        let id = pending[0]["id"].as_u64().expect("id").to_string();
-        approvals_cli(&["approve", &id, "--approver", "e2e"]);
-        wait_for("the approved restart resolves the incident", Duration::from_secs(180), || async {
-            agent_audit(dir.path()).iter().any(|r| {
-                matches!(r.event, AuditEvent::IncidentClosed { resolution: Resolution::Resolved, .. })
-            })
-        })
-        .await;
+        approve_the_one_pending(DB);
+        until_resolved(dir.path()).await;
         let audit = agent_audit(dir.path());
         let restarts =
             audit.iter().filter(|r| matches!(r.event, AuditEvent::Executed { outcome: Outcome::Restarted, .. })).count();
@@ -423,17 +432,8 @@ fn e2e_agent_container_heals_a_chain_reaction_and_tells_the_receivers() {
         let db = chaos.host().inspect(DB).await.expect("inspect db-prod");
         assert_ne!(db.state, ContainerState::Running, "db-prod was restarted before the approval");
 
-        let pending = pending_approvals();
-        assert_eq!(pending.len(), 1, "{pending:?}");
-        let id = pending[0]["id"].as_u64().expect("id").to_string();
-        approvals_cli(&["approve", &id, "--approver", "e2e"]);
-
-        wait_for("the approved restart resolves db-prod's incident", Duration::from_secs(180), || async {
-            agent_audit(dir.path()).iter().any(|r| {
-                matches!(r.event, AuditEvent::IncidentClosed { resolution: Resolution::Resolved, .. })
-            })
-        })
-        .await;
+        approve_the_one_pending(DB);
+        until_resolved(dir.path()).await;
         assert_eq!(chaos.host().inspect(DB).await.expect("inspect db-prod").state, ContainerState::Running);
         wait_for("the webhook is told db-prod's incident resolved", Duration::from_secs(60), || async {
             hook.events_on(DB).iter().any(|(_, e)| e == "resolved")
