@@ -266,8 +266,12 @@ impl StatelessWatch {
         };
         // Services held themselves: waiting for one of them could close a
         // cycle (labels may name each other) in which none is ever healed.
-        let holding: BTreeSet<ContainerName> =
-            self.watched.iter().filter(|(n, w)| w.held.is_some() && *n != name).map(|(n, _)| n.clone()).collect();
+        // Only a service with dependencies needs them.
+        let holding: BTreeSet<ContainerName> = if self.watched.get(name).is_some_and(|w| !w.depends_on.is_empty()) {
+            self.watched.iter().filter(|(n, w)| w.held.is_some() && *n != name).map(|(n, _)| n.clone()).collect()
+        } else {
+            BTreeSet::new()
+        };
         let Some(w) = self.watched.get_mut(name) else { return };
         let now = cx.clock.now();
         let seen = assess(&status);

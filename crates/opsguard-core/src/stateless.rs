@@ -151,29 +151,29 @@ impl std::fmt::Display for Dependency {
 pub fn dependencies(labels: &BTreeMap<String, String>) -> Vec<Dependency> {
     // A Docker name is at most 253 characters ([a-zA-Z0-9][a-zA-Z0-9_.-]*):
     // anything longer names nothing.
-    let usable = |n: &str| !n.is_empty() && n.len() <= 253;
-    let mut out: Vec<Dependency> = Vec::new();
-    if let Some(list) = labels.get(DEPENDS_ON_LABEL) {
-        out.extend(list.split(',').map(str::trim).filter(|n| usable(n)).map(|n| Dependency::Container(n.to_string())));
-    }
-    if let (Some(list), Some(project)) = (labels.get(COMPOSE_DEPENDS_ON_LABEL), labels.get(COMPOSE_PROJECT_LABEL)) {
-        out.extend(
-            list.split(',')
-                .filter_map(|entry| entry.split(':').next())
-                .map(str::trim)
-                .filter(|n| usable(n))
-                .map(|service| Dependency::ComposeService { project: project.clone(), service: service.to_string() }),
-        );
-    }
-    let mut seen = Vec::new();
-    out.retain(|d| {
-        let new = !seen.contains(d);
-        if new {
-            seen.push(d.clone());
-        }
-        new
+    let usable = |n: &&str| !n.is_empty() && n.len() <= 253;
+    let own = labels.get(DEPENDS_ON_LABEL).into_iter().flat_map(|list| list.split(','));
+    let own = own.map(str::trim).filter(usable).map(|n| Dependency::Container(n.to_string()));
+    let compose = match (labels.get(COMPOSE_DEPENDS_ON_LABEL), labels.get(COMPOSE_PROJECT_LABEL)) {
+        (Some(list), Some(project)) => Some((list, project)),
+        _ => None,
+    };
+    let compose = compose.into_iter().flat_map(|(list, project)| {
+        list.split(',')
+            .filter_map(|entry| entry.split(':').next())
+            .map(str::trim)
+            .filter(usable)
+            .map(|service| Dependency::ComposeService { project: project.clone(), service: service.to_string() })
     });
-    out.truncate(MAX_DEPENDENCIES);
+    let mut out: Vec<Dependency> = Vec::new();
+    for d in own.chain(compose) {
+        if out.len() == MAX_DEPENDENCIES {
+            break;
+        }
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
     out
 }
 
