@@ -14,6 +14,7 @@
 //! escalation; nothing here decides what to do next.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,10 +34,11 @@ use crate::health::Health;
 use crate::host::{ContainerEvent, ContainerEventKind, Host};
 use crate::llm::{AdviceRequest, Advisor, CrashFacts, prompt};
 use crate::model::{Action, Alarm, ChoiceSet, ContainerName, LlmChoice, Outcome, Timestamp};
-use crate::observer::{DiskWatch, Observer};
+use crate::observer::{DiskWatch, Observer, Role};
 use crate::rules::Rules;
 use crate::stateless::{Ctx as StatelessCtx, StatelessWatch, run_job};
 use opsguard_core::schedule::{self, AlarmKey, Reread, Scheduler};
+use opsguard_core::trend::FillTrend;
 
 pub use opsguard_core::incident::{
     Incident, IncidentReport, Input, MAX_REASSESSMENTS, Opening, Output, RequestIds, Ticket, Timeouts,
@@ -431,10 +433,10 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     /// After a voided approval: the alarm as the host shows it now, if the
     /// container is down again (`None` when it is up: verification follows).
     async fn reassess(&self, rules: &InForce, alarm: &Alarm) -> Result<Option<Alarm>, crate::host::HostError> {
-        if alarm.container != rules.engine.rules().database.container {
+        let Some(db) = rules.observer.roster().target_of(alarm.container.as_str(), Role::Database).cloned() else {
             return Ok(None);
-        }
-        rules.observer.check_database(&self.host, self.clock.now()).await
+        };
+        rules.observer.check_database_at(&self.host, &db, self.clock.now()).await
     }
 
     /// What the stateless services' shell acts through, under `rules`.
@@ -457,7 +459,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
         let failed = |e: crate::host::HostError| Outcome::Failed { error: e.to_string() };
         match action {
             Action::CleanLogs { target } => {
-                let Some(t) = rules.engine.rules().target(target.as_str()).cloned() else {
+                let Some(t) = rules.observer.target(target.as_str()) else {
                     return Outcome::Failed { error: format!("{target} is not a watched service") };
                 };
                 let report = match self.host.clean_logs(target.as_str(), &t.log_paths).await {
@@ -660,9 +662,9 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
             .with_disk_watch(Duration::from_millis(settings.disk_watch_ms));
         // Warned once per failing spell: the watch reads twice a second.
         let mut watch_failing = false;
-        // The web log disk's fill trend, fed by the watch (as the watch
-        // started: see RulesHandle).
-        let mut trend = r.observer().fill_trend();
+        // Each web log disk's fill trend, fed by the watch (the settings
+        // as the watch started: see RulesHandle).
+        let mut trends: BTreeMap<ContainerName, Option<FillTrend>> = BTreeMap::new();
         let mut reports = Vec::new();
         // One future per open incident, polled together in this task.
         let mut running = FuturesUnordered::new();
@@ -710,28 +712,38 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                     }
                     schedule::Output::WatchDisk => {
                         let now = r.clock.now();
-                        let (alarm, read) = match r.observer().watch_web(&r.host, now).await {
-                            Ok(watch) => {
-                                watch_failing = false;
-                                match watch {
-                                    DiskWatch::Read { usage, alarm } => {
-                                        // Fed every reading, full or not: the
-                                        // trend needs them all.
-                                        let foreseen =
-                                            trend.as_mut().and_then(|t| r.observer().foresee_web(t, usage, now));
-                                        (alarm.or(foreseen), true)
-                                    }
-                                    DiskWatch::Unavailable => (None, false),
+                        let observer = r.observer();
+                        let roster = observer.roster();
+                        // A trend per web server watched; one no longer
+                        // watched is forgotten.
+                        trends.retain(|name, _| roster.target_of(name.as_str(), Role::Web).is_some());
+                        let (mut alarms, mut read, mut failed) = (Vec::new(), Vec::new(), None);
+                        for web in roster.of_role(Role::Web) {
+                            match observer.watch_web(&r.host, web, now).await {
+                                Ok(DiskWatch::Read { usage, alarm }) => {
+                                    // Fed every reading, full or not: the
+                                    // trend needs them all.
+                                    let trend = match trends.entry(web.container.clone()) {
+                                        Entry::Occupied(t) => t.into_mut(),
+                                        Entry::Vacant(v) => v.insert(observer.fill_trend()),
+                                    };
+                                    let foreseen =
+                                        trend.as_mut().and_then(|t| observer.foresee_web(t, web, usage, now));
+                                    alarms.extend(alarm.or(foreseen));
+                                    read.push(web.container.clone());
                                 }
+                                Ok(DiskWatch::Unavailable) => {}
+                                Err(e) => failed = Some(e),
                             }
-                            Err(e) => {
-                                if !std::mem::replace(&mut watch_failing, true) {
-                                    tracing::warn!(error = %e, "disk watch failed; the sweeps still read the disk");
-                                }
-                                (None, false)
+                        }
+                        match failed {
+                            Some(e) if !std::mem::replace(&mut watch_failing, true) => {
+                                tracing::warn!(error = %e, "disk watch failed; the sweeps still read the disk");
                             }
-                        };
-                        schedule::Input::DiskWatched { at: r.clock.now(), alarm, read }
+                            Some(_) => {}
+                            None => watch_failing = false,
+                        }
+                        schedule::Input::DiskWatched { at: r.clock.now(), alarms, read }
                     }
                     schedule::Output::RereadZombies => {
                         let reread = match r.observer().check_zombies(&r.host, r.clock.now()).await {

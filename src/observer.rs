@@ -1,6 +1,11 @@
 //! The observer: turns what a [`Host`] shows into [`Alarm`]s with evidence,
 //! and re-checks an alarm's condition for verification.
 //!
+//! It watches every web server and database of its [`Roster`]: the rules'
+//! `[web]` and `[database]`, and those the containers' labels ask for,
+//! read again at each sweep (issue #10). Each raises its own alarms, so
+//! each is healed by its own incident.
+//!
 //! It polls (a full sweep at the normal interval, every 2 s in rapid mode
 //! after a fix, see [`Cadence`]) and also takes container events, so a
 //! Docker event stream can raise a crash alarm without waiting for the next
@@ -9,14 +14,16 @@
 //! is seen within a second rather than at the next sweep. It never decides
 //! anything: that is the engine's job.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use crate::alarm::{self, Clears, DatabaseCrash, Observed, Reading};
 use crate::classify::LogScan;
 use crate::host::{ContainerEvent, ContainerEventKind, ContainerSummary, DiskUsage, Host, HostError};
 use crate::model::{Alarm, ContainerName, ContainerState, Health, RootCause, Timestamp};
-use crate::rules::Rules;
+use crate::rules::{Rules, Target};
 pub use opsguard_core::observe::{Cadence, Check};
+pub use opsguard_core::roster::{Role, Roster};
 use opsguard_core::trend::{FillTrend, TrendSettings};
 
 /// Most log lines read for one classification: the newest of the window.
@@ -52,16 +59,31 @@ pub enum DiskWatch {
     },
 }
 
+/// Containers whose refused labels were warned about, at most: a host
+/// relabelling containers in a loop cannot grow this without bound.
+const MAX_WARNED: usize = 1024;
+
+/// The services as the last sweep found them, shared by an observer's
+/// clones (the driver's sweeps, the incidents' checks).
+#[derive(Debug)]
+struct Found {
+    roster: Arc<Roster>,
+    warned: BTreeSet<ContainerName>,
+}
+
 /// Watches the host for the rules' alarms.
 #[derive(Clone, Debug)]
 pub struct Observer {
     rules: Arc<Rules>,
+    found: Arc<Mutex<Found>>,
 }
 
 impl Observer {
-    /// An observer applying `rules`.
+    /// An observer applying `rules`, watching the rules' two services
+    /// until its first sweep reads the labels.
     pub fn new(rules: Arc<Rules>) -> Observer {
-        Observer { rules }
+        let roster = Arc::new(Roster::of_rules(&rules));
+        Observer { rules, found: Arc::new(Mutex::new(Found { roster, warned: BTreeSet::new() })) }
     }
 
     /// The rules in force.
@@ -69,37 +91,80 @@ impl Observer {
         &self.rules
     }
 
-    /// Checks everything: the web log disk, the database, the zombies.
-    pub async fn sweep<H: Host>(&self, host: &H, now: Timestamp) -> Sweep {
-        let mut sweep = Sweep::default();
-        for result in
-            [self.check_web(host, now).await, self.check_database(host, now).await, self.check_zombies(host, now).await]
-        {
-            match result {
-                Ok(Some(alarm)) => sweep.alarms.push(alarm),
-                Ok(None) => {}
-                Err(e) => sweep.errors.push(e),
+    /// The web servers and databases watched, as the last sweep found them.
+    pub fn roster(&self) -> Arc<Roster> {
+        Arc::clone(&self.found().roster)
+    }
+
+    fn found(&self) -> std::sync::MutexGuard<'_, Found> {
+        // Written whole under the lock: a panic cannot leave it half-made.
+        self.found.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the services from a listing: the rules' and the labelled ones.
+    /// A refusal is warned about once per container.
+    pub fn discover(&self, containers: &[ContainerSummary]) -> Arc<Roster> {
+        let (roster, refused) = Roster::build(&self.rules, containers.iter().map(|c| (&c.name, &c.labels)));
+        let roster = Arc::new(roster);
+        let mut found = self.found();
+        for r in refused {
+            if found.warned.len() < MAX_WARNED && found.warned.insert(r.container.clone()) {
+                tracing::warn!(container = %crate::redact::printable(r.container.as_str()), "labels ignored: {}", r.why);
             }
         }
+        found.roster = Arc::clone(&roster);
+        roster
+    }
+
+    /// Checks everything: each web server's log disk, each database, the
+    /// zombies. The listing that counts the zombies also finds the services.
+    pub async fn sweep<H: Host>(&self, host: &H, now: Timestamp) -> Sweep {
+        let mut sweep = Sweep::default();
+        let mut take = |result: Result<Option<Alarm>, HostError>| match result {
+            Ok(Some(alarm)) => sweep.alarms.push(alarm),
+            Ok(None) => {}
+            Err(e) => sweep.errors.push(e),
+        };
+        let listing = host.list_containers().await;
+        // Without a listing, the services of the last one are checked.
+        let roster = match &listing {
+            Ok(list) => self.discover(list),
+            Err(_) => self.roster(),
+        };
+        for web in roster.of_role(Role::Web) {
+            take(self.check_web_at(host, web, now).await);
+        }
+        for db in roster.of_role(Role::Database) {
+            take(self.check_database_at(host, db, now).await);
+        }
+        take(listing.map(|list| self.zombie_alarm(&list, &roster, now)));
         sweep
     }
 
-    /// `WEB_LOG_SATURATION` when the web log disk is above threshold.
+    /// `WEB_LOG_SATURATION` when the rules' web log disk is above threshold.
     pub async fn check_web<H: Host>(&self, host: &H, now: Timestamp) -> Result<Option<Alarm>, HostError> {
-        let web = &self.rules.web;
-        let used_pct = host.disk_usage(web.container.as_str(), &web.disk_path).await?.used_pct();
-        Ok(self.web_alarm(host, used_pct, now).await)
+        self.check_web_at(host, &self.rules.web, now).await
     }
 
-    /// The web log disk read without starting anything ([`Host::watch_disk`]):
-    /// `WEB_LOG_SATURATION` as [`Observer::check_web`] raises it, between
-    /// sweeps.
-    pub async fn watch_web<H: Host>(&self, host: &H, now: Timestamp) -> Result<DiskWatch, HostError> {
-        let web = &self.rules.web;
+    /// `WEB_LOG_SATURATION` when `web`'s log disk is above threshold.
+    pub async fn check_web_at<H: Host>(
+        &self,
+        host: &H,
+        web: &Target,
+        now: Timestamp,
+    ) -> Result<Option<Alarm>, HostError> {
+        let used_pct = host.disk_usage(web.container.as_str(), &web.disk_path).await?.used_pct();
+        Ok(self.web_alarm(host, web, used_pct, now).await)
+    }
+
+    /// `web`'s log disk read without starting anything
+    /// ([`Host::watch_disk`]): `WEB_LOG_SATURATION` as
+    /// [`Observer::check_web_at`] raises it, between sweeps.
+    pub async fn watch_web<H: Host>(&self, host: &H, web: &Target, now: Timestamp) -> Result<DiskWatch, HostError> {
         let Some(usage) = host.watch_disk(web.container.as_str(), &web.disk_path).await? else {
             return Ok(DiskWatch::Unavailable);
         };
-        Ok(DiskWatch::Read { usage, alarm: self.web_alarm(host, usage.used_pct(), now).await })
+        Ok(DiskWatch::Read { usage, alarm: self.web_alarm(host, web, usage.used_pct(), now).await })
     }
 
     /// A fill trend of the web log disk under the rules (`None` when
@@ -113,12 +178,13 @@ impl Observer {
         (t.web_disk_fill_horizon_secs > 0).then(|| FillTrend::new(settings, t.web_disk_pct))
     }
 
-    /// Feeds `trend` the disk watch's reading; `WEB_LOG_DISK_FILLING` while
-    /// it foresees the threshold crossed within the horizon.
-    pub fn foresee_web(&self, trend: &mut FillTrend, usage: DiskUsage, now: Timestamp) -> Option<Alarm> {
+    /// Feeds `trend` the disk watch's reading of `web`;
+    /// `WEB_LOG_DISK_FILLING` while it foresees the threshold crossed
+    /// within the horizon.
+    pub fn foresee_web(&self, trend: &mut FillTrend, web: &Target, usage: DiskUsage, now: Timestamp) -> Option<Alarm> {
         let forecast = trend.observe(now, usage.used_pct())?;
         let observed = Observed::WebDiskFilling {
-            container: self.rules.web.container.clone(),
+            container: web.container.clone(),
             used_pct: forecast.used_pct,
             rate_pct_per_min: forecast.rate_pct_per_min,
             crosses_in_ms: Some(forecast.crosses_at.millis_since(now)),
@@ -127,8 +193,7 @@ impl Observer {
         alarm::assess(&self.rules, observed, now).alarm
     }
 
-    async fn web_alarm<H: Host>(&self, host: &H, used_pct: f64, now: Timestamp) -> Option<Alarm> {
-        let web = &self.rules.web;
+    async fn web_alarm<H: Host>(&self, host: &H, web: &Target, used_pct: f64, now: Timestamp) -> Option<Alarm> {
         let observed = Observed::WebDisk { container: web.container.clone(), used_pct, state: None };
         let mut alarm = alarm::assess(&self.rules, observed, now).alarm?;
         // Evidence only, so read only when there is an alarm to carry it.
@@ -136,9 +201,18 @@ impl Observer {
         Some(alarm)
     }
 
-    /// `DB_CRASH` with its root cause when the database is not running.
+    /// `DB_CRASH` with its root cause when the rules' database is not running.
     pub async fn check_database<H: Host>(&self, host: &H, now: Timestamp) -> Result<Option<Alarm>, HostError> {
-        let db = &self.rules.database;
+        self.check_database_at(host, &self.rules.database, now).await
+    }
+
+    /// `DB_CRASH` with its root cause when the database `db` is not running.
+    pub async fn check_database_at<H: Host>(
+        &self,
+        host: &H,
+        db: &Target,
+        now: Timestamp,
+    ) -> Result<Option<Alarm>, HostError> {
         let status = host.inspect(db.container.as_str()).await?;
         if !status.state.is_stopped() {
             return Ok(None);
@@ -177,8 +251,14 @@ impl Observer {
 
     /// `ZOMBIE_OUTBREAK` when more prunable exited containers than allowed.
     pub async fn check_zombies<H: Host>(&self, host: &H, now: Timestamp) -> Result<Option<Alarm>, HostError> {
-        let exited = self.zombie_count(&host.list_containers().await?);
-        Ok(alarm::assess(&self.rules, Observed::Zombies { exited }, now).alarm)
+        let list = host.list_containers().await?;
+        let roster = self.discover(&list);
+        Ok(self.zombie_alarm(&list, &roster, now))
+    }
+
+    fn zombie_alarm(&self, list: &[ContainerSummary], roster: &Roster, now: Timestamp) -> Option<Alarm> {
+        let exited = self.zombie_count(list, roster);
+        alarm::assess(&self.rules, Observed::Zombies { exited }, now).alarm
     }
 
     /// What a container event calls for: a check of that container.
@@ -189,14 +269,16 @@ impl Observer {
         now: Timestamp,
     ) -> Result<Option<Alarm>, HostError> {
         let name = event.container.as_str();
+        let roster = self.roster();
         match event.kind {
-            ContainerEventKind::Die if name == self.rules.database.container.as_str() => {
-                self.check_database(host, now).await
-            }
-            ContainerEventKind::Die => self.check_zombies(host, now).await,
-            ContainerEventKind::HealthStatus(Health::Unhealthy) if name == self.rules.web.container.as_str() => {
-                self.check_web(host, now).await
-            }
+            ContainerEventKind::Die => match roster.target_of(name, Role::Database) {
+                Some(db) => self.check_database_at(host, db, now).await,
+                None => self.check_zombies(host, now).await,
+            },
+            ContainerEventKind::HealthStatus(Health::Unhealthy) => match roster.target_of(name, Role::Web) {
+                Some(web) => self.check_web_at(host, web, now).await,
+                None => Ok(None),
+            },
             _ => Ok(None),
         }
     }
@@ -205,7 +287,8 @@ impl Observer {
     pub async fn recheck<H: Host>(&self, host: &H, alarm: &Alarm) -> Result<Check, HostError> {
         let clears = Clears::of(&self.rules, alarm.kind);
         if let Clears::ExitedAtMost(_) = clears {
-            let exited = self.zombie_count(&host.list_containers().await?);
+            let list = host.list_containers().await?;
+            let exited = self.zombie_count(&list, &self.discover(&list));
             return Ok(Check {
                 state: None,
                 health: Health::None,
@@ -214,7 +297,7 @@ impl Observer {
                 cleared: clears.holds(Reading::Exited(exited)),
             });
         }
-        let target = self.rules.target(alarm.container.as_str()).ok_or_else(|| {
+        let target = self.target(alarm.container.as_str()).ok_or_else(|| {
             HostError::new(
                 crate::host::HostErrorKind::OutOfScope,
                 "verify",
@@ -245,17 +328,22 @@ impl Observer {
         })
     }
 
+    /// The watched service whose container is `name`: its logs and disk.
+    pub fn target(&self, name: &str) -> Option<Target> {
+        self.roster().get(name).map(|s| s.target.clone())
+    }
+
     /// The watched services, which are never zombies and never pruned.
-    pub fn protected(&self) -> [ContainerName; 2] {
-        [self.rules.web.container.clone(), self.rules.database.container.clone()]
+    pub fn protected(&self) -> Vec<ContainerName> {
+        self.roster().names()
     }
 
     /// The exited containers a prune would remove: in scope, marked
     /// `opsguard.prune=true`, not a watched service. Any other exited
     /// container (a one-shot job without the mark) is not a zombie: it
     /// neither raises the alarm nor could be pruned to clear it.
-    fn zombie_count(&self, containers: &[ContainerSummary]) -> u32 {
-        let protected = self.protected();
+    fn zombie_count(&self, containers: &[ContainerSummary], roster: &Roster) -> u32 {
+        let protected = roster.names();
         containers.iter().filter(|c| c.prunable(&self.rules.scope_label) && !protected.contains(&c.name)).count() as u32
     }
 }
@@ -434,20 +522,20 @@ mod tests {
     async fn the_disk_watch_raises_what_the_sweep_raises_and_says_when_it_cannot_read() {
         let (o, h) = setup();
         let now = h.clock().now();
-        let DiskWatch::Read { usage, alarm: None } = o.watch_web(&h, now).await.unwrap() else {
+        let DiskWatch::Read { usage, alarm: None } = o.watch_web(&h, &o.rules.web, now).await.unwrap() else {
             panic!("a healthy web disk read the cheap way raises nothing")
         };
         assert!(usage.used_pct() < 85.0);
         h.inject(SimFault::WebDiskFill);
-        let DiskWatch::Read { alarm: Some(a), .. } = o.watch_web(&h, now).await.unwrap() else {
+        let DiskWatch::Read { alarm: Some(a), .. } = o.watch_web(&h, &o.rules.web, now).await.unwrap() else {
             panic!("a full web disk raises an alarm")
         };
         assert_eq!(Some(a), o.check_web(&h, now).await.unwrap());
         h.set_knobs(crate::host::sim::SimKnobs { no_disk_watch: true, ..Default::default() });
-        assert!(matches!(o.watch_web(&h, now).await.unwrap(), DiskWatch::Unavailable));
+        assert!(matches!(o.watch_web(&h, &o.rules.web, now).await.unwrap(), DiskWatch::Unavailable));
         assert!(o.check_web(&h, now).await.unwrap().is_some(), "the sweep still reads it its own way");
         h.set_knobs(crate::host::sim::SimKnobs { daemon_down: true, ..Default::default() });
-        assert!(o.watch_web(&h, now).await.is_err(), "an unreadable disk is an error, not an empty disk");
+        assert!(o.watch_web(&h, &o.rules.web, now).await.is_err(), "an unreadable disk is an error, not an empty disk");
     }
 
     #[tokio::test]
@@ -460,10 +548,10 @@ mod tests {
         for _ in 0..120 {
             h.clock().advance(Duration::from_millis(500));
             let now = h.clock().now();
-            let DiskWatch::Read { usage, alarm: None } = o.watch_web(&h, now).await.unwrap() else {
+            let DiskWatch::Read { usage, alarm: None } = o.watch_web(&h, &o.rules.web, now).await.unwrap() else {
                 panic!("saturated before the warning")
             };
-            if let Some(a) = o.foresee_web(&mut trend, usage, now) {
+            if let Some(a) = o.foresee_web(&mut trend, &o.rules.web, usage, now) {
                 warned = Some((now, a, usage));
                 break;
             }

@@ -242,7 +242,8 @@ impl StatelessWatch {
                         );
                     }
                 }
-                LabelVerdict::Unwatched => {}
+                // The observer's, through its roster.
+                LabelVerdict::Service(_) | LabelVerdict::Unwatched => {}
             }
         }
         self.watched.retain(|n, _| present.contains(n));

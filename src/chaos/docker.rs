@@ -295,24 +295,43 @@ impl DockerChaos {
     /// A target without the scope label is refused before anything is done
     /// ([`ChaosError::Host`] with [`HostErrorKind::OutOfScope`]).
     pub async fn inject(&self, scenario: Scenario) -> Result<ChaosRecord, ChaosError> {
+        self.inject_on(scenario, None).await
+    }
+
+    /// [`Self::inject`] into `target` instead of the lab's web server or
+    /// database (issue #10: `db-oom-kill --target shop-db`). The target is
+    /// what the scenario hits, so it must be of the scenario's kind: a
+    /// database for the `db-*` and `chain-reaction`, a web server with the
+    /// lab's log directory for the `web-*`; zombies are made by chaos and
+    /// take no target.
+    pub async fn inject_on(&self, scenario: Scenario, target: Option<&str>) -> Result<ChaosRecord, ChaosError> {
         let start = SystemClock.now();
         let t0 = Instant::now();
+        let web_scenario = matches!(scenario, Scenario::WebDiskFill | Scenario::WebLogSlowFill);
+        let (web, db) = match (target, web_scenario) {
+            (Some(_), _) if scenario == Scenario::Zombies => {
+                return Err(ChaosError::Failed("zombies are made by chaos: --target does not apply".into()));
+            }
+            (Some(t), true) => (t, DB),
+            (Some(t), false) => (WEB, t),
+            (None, _) => (WEB, DB),
+        };
         let targets: &[&str] = match scenario {
-            Scenario::WebDiskFill | Scenario::WebLogSlowFill => &[WEB],
+            Scenario::WebDiskFill | Scenario::WebLogSlowFill => &[web],
             // Zombies are containers chaos creates, labelled in scope.
             Scenario::Zombies => &[],
-            _ => &[DB],
+            _ => &[db],
         };
         self.preflight(scenario.name(), targets).await?;
         let h = self;
-        let db_exit_before = self.host.inspect(DB).await.ok().and_then(|s| s.finished_at);
+        let db_exit_before = self.host.inspect(db).await.ok().and_then(|s| s.finished_at);
         let mut r = Recorder::new(db_exit_before);
         match scenario {
             Scenario::WebDiskFill => {
                 let t = Instant::now();
                 let out = h
                     .exec(
-                        WEB,
+                        web,
                         &[
                             "sh",
                             "-c",
@@ -322,12 +341,12 @@ impl DockerChaos {
                         ],
                     )
                     .await;
-                r.push(format!("exec {WEB}: dd 2 GB into {WEB_GARBAGE}"), t, describe(&out));
+                r.push(format!("exec {web}: dd 2 GB into {WEB_GARBAGE}"), t, describe(&out));
             }
             Scenario::WebLogSlowFill => {
                 let t = Instant::now();
-                let out = h.exec(WEB, &["sh", "-c", SLOW_FILL_SH, "fill", WEB_SLOW_LOG, WEB_SLOW_STOP]).await;
-                r.push(format!("exec {WEB}: append 256 KiB a second to {WEB_SLOW_LOG}"), t, describe(&out));
+                let out = h.exec(web, &["sh", "-c", SLOW_FILL_SH, "fill", WEB_SLOW_LOG, WEB_SLOW_STOP]).await;
+                r.push(format!("exec {web}: append 256 KiB a second to {WEB_SLOW_LOG}"), t, describe(&out));
             }
             Scenario::Zombies => {
                 let t = Instant::now();
@@ -336,31 +355,31 @@ impl DockerChaos {
             }
             Scenario::DbGarbageFlood => {
                 let t = Instant::now();
-                let out = h.exec(DB, &["sh", "-c", FILL_SH, "fill", DB_GARBAGE]).await;
-                r.push(format!("exec {DB}: fill the disk with {DB_GARBAGE}"), t, describe(&out));
+                let out = h.exec(db, &["sh", "-c", FILL_SH, "fill", DB_GARBAGE]).await;
+                r.push(format!("exec {db}: fill the disk with {DB_GARBAGE}"), t, describe(&out));
                 let t = Instant::now();
-                let out = h.exec(DB, &["bash", "-c", WAL_SH]).await;
+                let out = h.exec(db, &["bash", "-c", WAL_SH]).await;
                 // The exec dies with the server: an error here is the point.
                 r.steps.push(ChaosStep {
-                    what: format!("exec {DB}: generate WAL until a segment switch PANICs"),
+                    what: format!("exec {db}: generate WAL until a segment switch PANICs"),
                     ms: t.elapsed().as_millis() as u64,
                     result: describe(&out).unwrap_or_else(|e| e),
                 });
-                self.wait_down(&mut r, Duration::from_secs(30)).await;
+                self.wait_down(&mut r, db, Duration::from_secs(30)).await;
             }
             Scenario::DbConfigCorruption => {
                 let t = Instant::now();
                 let out = h
                     .exec(
-                        DB,
+                        db,
                         &["sh", "-c", "echo 'shared_buffers = = 16MB  # opsguard-chaos' >>\"$PGDATA/postgresql.conf\""],
                     )
                     .await;
-                r.push(format!("exec {DB}: append a broken line to postgresql.conf"), t, describe(&out));
+                r.push(format!("exec {db}: append a broken line to postgresql.conf"), t, describe(&out));
                 let t = Instant::now();
-                let res = self.host.restart(DB).await.map(|()| "ok".to_string()).map_err(|e| e.to_string());
-                r.push(format!("restart {DB} (as a deploy would)"), t, res);
-                self.wait_down(&mut r, Duration::from_secs(30)).await;
+                let res = self.host.restart(db).await.map(|()| "ok".to_string()).map_err(|e| e.to_string());
+                r.push(format!("restart {db} (as a deploy would)"), t, res);
+                self.wait_down(&mut r, db, Duration::from_secs(30)).await;
             }
             Scenario::DbOomKill => {
                 // The postmaster carries oom_score_adj 1000, so the kernel
@@ -370,19 +389,21 @@ impl DockerChaos {
                 // try again, a few times, each attempt on the record.
                 for attempt in 1..=OOM_ATTEMPTS {
                     let t = Instant::now();
-                    let out = h.exec(DB, &["tail", "/dev/zero"]).await;
+                    let out = h.exec(db, &["tail", "/dev/zero"]).await;
                     r.steps.push(ChaosStep {
                         what: format!(
-                            "exec {DB}: tail /dev/zero (memory hog under the 128 MB limit), attempt {attempt}"
+                            "exec {db}: tail /dev/zero (memory hog under the 128 MB limit), attempt {attempt}"
                         ),
                         ms: t.elapsed().as_millis() as u64,
                         result: describe(&out).unwrap_or_else(|e| e),
                     });
-                    if attempt == OOM_ATTEMPTS || self.db_down(r.db_exit_before, Duration::from_secs(5)).await.is_ok() {
+                    if attempt == OOM_ATTEMPTS
+                        || self.db_down(db, r.db_exit_before, Duration::from_secs(5)).await.is_ok()
+                    {
                         break;
                     }
                 }
-                self.wait_down(&mut r, Duration::from_secs(30)).await;
+                self.wait_down(&mut r, db, Duration::from_secs(30)).await;
             }
             Scenario::DbDataCorruption => {
                 // Overwrite while it runs, SIGKILL (no shutdown checkpoint
@@ -393,50 +414,54 @@ impl DockerChaos {
                 let script = format!(
                     "cp -p \"$PGDATA/global/pg_control\" {PG_CONTROL_BACKUP}; printf OPSGUARD-CHAOS | dd of=\"$PGDATA/global/pg_control\" bs=1 seek=16 conv=notrunc status=none"
                 );
-                let out = h.exec(DB, &["sh", "-c", &script]).await;
+                let out = h.exec(db, &["sh", "-c", &script]).await;
                 r.push(
-                    format!("exec {DB}: overwrite 14 bytes of global/pg_control (backup {PG_CONTROL_BACKUP})"),
+                    format!("exec {db}: overwrite 14 bytes of global/pg_control (backup {PG_CONTROL_BACKUP})"),
                     t,
                     describe(&out),
                 );
                 let t = Instant::now();
-                let res = self.kill(DB).await;
-                r.push(format!("kill {DB} (SIGKILL)"), t, res);
+                let res = self.kill(db).await;
+                r.push(format!("kill {db} (SIGKILL)"), t, res);
                 let t = Instant::now();
                 while t.elapsed() < Duration::from_secs(10)
-                    && self.host.inspect(DB).await.is_ok_and(|s| s.state == ContainerState::Running)
+                    && self.host.inspect(db).await.is_ok_and(|s| s.state == ContainerState::Running)
                 {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 let t = Instant::now();
-                let res = self.start(DB).await;
-                r.push(format!("start {DB}"), t, res);
-                self.wait_down(&mut r, Duration::from_secs(30)).await;
+                let res = self.start(db).await;
+                r.push(format!("start {db}"), t, res);
+                self.wait_down(&mut r, db, Duration::from_secs(30)).await;
             }
             Scenario::ChainReaction => {
                 let t = Instant::now();
-                let out = h.exec(DB, &["sh", "-c", FILL_SH, "fill", DB_CRASH_LOG]).await;
-                r.push(format!("exec {DB}: crash log {DB_CRASH_LOG} fills the disk to 100%"), t, describe(&out));
+                let out = h.exec(db, &["sh", "-c", FILL_SH, "fill", DB_CRASH_LOG]).await;
+                r.push(format!("exec {db}: crash log {DB_CRASH_LOG} fills the disk to 100%"), t, describe(&out));
                 let t = Instant::now();
-                let res = self.stop(DB).await;
-                r.push(format!("stop {DB}: the database goes down"), t, res);
+                let res = self.stop(db).await;
+                r.push(format!("stop {db}: the database goes down"), t, res);
                 let t = Instant::now();
-                let out = self.helper(DB, &["sh", "-c", FILL_SH, "fill", DB_CRASH_LOG]).await;
+                let out = self.helper(db, &["sh", "-c", FILL_SH, "fill", DB_CRASH_LOG]).await;
                 r.push("helper: take the blocks the shutdown freed", t, describe(&out));
-                self.wait_down(&mut r, Duration::from_secs(30)).await;
+                self.wait_down(&mut r, db, Duration::from_secs(30)).await;
             }
         }
         let failed = format!("{scenario} did not take");
-        let (name, expected) = (Some(scenario.name().into()), Some(scenario.expected().into()));
+        let name = match target {
+            Some(t) => format!("{scenario} --target {}", crate::redact::printable(t)),
+            None => scenario.name().into(),
+        };
+        let (name, expected) = (Some(name), Some(scenario.expected().into()));
         self.conclude("inject", name, expected, r, (start, t0), &failed)
     }
 
     /// Waits up to `limit` for the database to be down, or to have gone down
     /// since its exit at `before`: how it was found, or why not.
-    async fn db_down(&self, before: Option<Timestamp>, limit: Duration) -> Result<String, String> {
+    async fn db_down(&self, db: &str, before: Option<Timestamp>, limit: Duration) -> Result<String, String> {
         let t = Instant::now();
         loop {
-            match self.host.inspect(DB).await {
+            match self.host.inspect(db).await {
                 Ok(s) if s.state.is_settled_down() => {
                     return Ok(format!("{} exit={:?} OOMKilled={}", s.state.as_str(), s.exit_code, s.oom_killed));
                 }
@@ -453,10 +478,10 @@ impl DockerChaos {
     }
 
     /// [`Self::db_down`], on the record.
-    async fn wait_down(&self, r: &mut Recorder, limit: Duration) {
+    async fn wait_down(&self, r: &mut Recorder, db: &str, limit: Duration) {
         let t = Instant::now();
-        let res = self.db_down(r.db_exit_before, limit).await;
-        r.push(format!("{DB} is down"), t, res);
+        let res = self.db_down(db, r.db_exit_before, limit).await;
+        r.push(format!("{} is down", crate::redact::printable(db)), t, res);
     }
 
     async fn helper(&self, container: &str, cmd: &[&str]) -> Result<CommandOutput, HostError> {
@@ -605,8 +630,15 @@ impl DockerChaos {
     pub async fn inject_stateless(&self, scenario: StatelessScenario, target: &str) -> Result<ChaosRecord, ChaosError> {
         let start = SystemClock.now();
         let t0 = Instant::now();
-        let dependency: &[&str] = if scenario == StatelessScenario::DbDownWithDependents { &[DB] } else { &[] };
-        self.preflight(scenario.name(), &[&[target], dependency].concat()).await?;
+        self.preflight(scenario.name(), &[target]).await?;
+        // The database it depends on, as its labels name it: in scope too.
+        let db = match scenario {
+            StatelessScenario::DbDownWithDependents => Some(self.dependency_of(target).await?),
+            _ => None,
+        };
+        if let Some(db) = db.as_deref() {
+            self.preflight(scenario.name(), &[db]).await?;
+        }
         let before = self.host.inspect(target).await?;
         if before.state != ContainerState::Running {
             let target = crate::redact::printable(target);
@@ -621,16 +653,17 @@ impl DockerChaos {
                 .await;
             r.push(format!("exec {target}: write {STATELESS_BROKEN}"), t, describe(&out).and_then(exit_zero));
         }
-        if scenario == StatelessScenario::DbDownWithDependents {
+        if let Some(db) = db.as_deref() {
             // The database first, the specification's way (it has its own
             // chaos record); then the service, as losing its database would.
             let t = Instant::now();
-            let res = match Box::pin(self.inject(Scenario::DbOomKill)).await {
-                Ok(db) => Ok(format!("{DB} down at {}", db.fault_at.map(|t| t.to_rfc3339()).unwrap_or_default())),
+            let shown = crate::redact::printable(db);
+            let res = match Box::pin(self.inject_on(Scenario::DbOomKill, Some(db))).await {
+                Ok(rec) => Ok(format!("{shown} down at {}", rec.fault_at.map(|t| t.to_rfc3339()).unwrap_or_default())),
                 Err(e) => Err(e.to_string()),
             };
             let down = res.is_ok();
-            r.push(format!("db-oom-kill on {DB}"), t, res);
+            r.push(format!("db-oom-kill on {shown}"), t, res);
             if !down {
                 let name = Some(format!("{scenario} --target {}", crate::redact::printable(target)));
                 return self.conclude("inject", name, None, r, (start, t0), &format!("{scenario} did not take"));
@@ -662,6 +695,24 @@ impl DockerChaos {
         }
         let name = Some(format!("{scenario} --target {}", crate::redact::printable(target)));
         self.conclude("inject", name, None, r, (start, t0), &format!("{scenario} did not take"))
+    }
+
+    /// The first container `service`'s labels say it depends on
+    /// (`opsguard.depends_on`, or Compose's own), that is on this host.
+    async fn dependency_of(&self, service: &str) -> Result<String, ChaosError> {
+        let list = self.host.list_containers().await?;
+        let shown = crate::redact::printable(service);
+        let me = list
+            .iter()
+            .find(|c| c.name.as_str() == service)
+            .ok_or_else(|| ChaosError::Failed(format!("{shown} is not on this host")))?;
+        opsguard_core::stateless::dependencies(&me.labels)
+            .iter()
+            .find_map(|d| list.iter().find(|c| c.name != me.name && d.is(c.name.as_str(), &c.labels)))
+            .map(|c| c.name.as_str().to_string())
+            .ok_or_else(|| {
+                ChaosError::Failed(format!("{shown} depends on no container on this host (opsguard.depends_on)"))
+            })
     }
 
     /// When `container`'s run that started at `started` ended (a later

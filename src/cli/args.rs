@@ -167,9 +167,12 @@ pub struct ChaosArgs {
     /// `chain-reaction`, `web-log-slow-fill`; for a stateless service
     /// `api-crash`, `api-crashloop`, `api-unhealthy`), `reset` or `list`.
     pub scenario: String,
-    /// The stateless service a stateless scenario hits (in scope, running;
-    /// default `shop-api`). The specification's scenarios keep their fixed
-    /// targets and refuse this.
+    /// The container the scenario hits (in scope): a database for the
+    /// `db-*` scenarios and `chain-reaction` (default `db-prod`), a web
+    /// server with the lab's log directory for the `web-*` ones (default
+    /// `web-prod`), a running stateless service for the others (default
+    /// `shop-api`; `db-down-with-dependents` kills the database it depends
+    /// on first). `zombies` takes none.
     #[arg(long)]
     pub target: Option<String>,
     /// With `reset`: a fresh lab (lab/reset.sh) instead of a repair.

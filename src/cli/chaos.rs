@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use opsguard::audit::Resolution;
-use opsguard::chaos::docker::{DockerChaos, run_script};
+use opsguard::chaos::docker::{DB, DockerChaos, WEB, run_script};
 use opsguard::chaos::{Scenario, StatelessScenario};
 use opsguard::host::Host;
 use opsguard::host::docker::DockerHost;
@@ -24,7 +24,12 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode, String> {
                 Resolution::Withheld => "shadow".to_string(),
             };
             let approval = if e.needs_approval { " (after approval)" } else { "" };
-            println!("{:<24} {} → {outcome}{approval}", s.name(), e.alarm);
+            let target = match s {
+                Scenario::Zombies => String::new(),
+                Scenario::WebDiskFill | Scenario::WebLogSlowFill => format!(" (--target, default {WEB})"),
+                _ => format!(" (--target, default {DB})"),
+            };
+            println!("{:<24} {} → {outcome}{approval}{target}", s.name(), e.alarm);
         }
         for s in StatelessScenario::ALL {
             println!("{:<24} {} (--target, default {})", s.name(), s.expected(), StatelessScenario::LAB_TARGET);
@@ -55,11 +60,9 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode, String> {
                 Scenario::ALL.iter().map(|s| s.name()).chain(StatelessScenario::ALL.iter().map(|s| s.name())).collect();
             format!("unknown scenario {}; one of: {}, reset, list", printable(&scenario), names.join(", "))
         })?;
-        if let Some(t) = target {
-            return Err(format!("{s} has its fixed target; --target {} is for the stateless scenarios", printable(&t)));
-        }
-        println!("💥 {s}: OpsGuard must raise {} and end {:?}", s.expected().alarm, s.expected().resolution);
-        recs.push(chaos.inject(s).await.map_err(|e| e.to_string())?);
+        let on = target.as_deref().map(|t| format!(" on {}", printable(t))).unwrap_or_default();
+        println!("💥 {s}{on}: OpsGuard must raise {} and end {:?}", s.expected().alarm, s.expected().resolution);
+        recs.push(chaos.inject_on(s, target.as_deref()).await.map_err(|e| e.to_string())?);
     }
     for rec in &recs {
         for step in &rec.steps {

@@ -201,7 +201,7 @@ impl Reload {
         };
         match self.rules.reload(path, self.scope_label.as_deref()) {
             Ok(rules) => format!(
-                "rules reloaded from {} (watching {} and {}; open incidents keep their rules)",
+                "rules reloaded from {} (watching {} and {}, and the services labelled; open incidents keep their rules)",
                 path.display(),
                 rules.web.container,
                 rules.database.container
@@ -381,7 +381,7 @@ async fn watch(
     announce(
         output.log_format,
         &format!(
-            "👁  OpsGuard watching {} and {} (scope {}), sweep every {}s, audit {}",
+            "👁  OpsGuard watching {} and {} and the services labelled (scope {}), sweep every {}s, audit {}",
             rules.web.container,
             rules.database.container,
             rules.scope_label,

@@ -409,6 +409,65 @@ impl SimHost {
         w.start(name, now);
     }
 
+    /// Adds a running PostgreSQL like the lab's `db-prod`, named `name`,
+    /// with a disk of its own holding its data and logs, and `labels`
+    /// (`key=value` each): a database found by its labels (issue #10).
+    pub fn add_database(&self, name: &str, labels: &[&str]) {
+        let now = self.clock.now();
+        let labels = labels.iter().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect();
+        let mut w = self.world();
+        let disk = w.disks.len();
+        w.disks.push(SimDisk {
+            capacity: 4096 * MIB,
+            files: BTreeMap::from([
+                (format!("{}/base/16384/16385", paths::DB_DATA), SimFile { size: 200 * MIB }),
+                (format!("{}/postgresql/postgresql-15-main.log", paths::DB_LOGS), SimFile { size: 20 * MIB }),
+            ]),
+        });
+        let mut c = exited(format!("sim-{name}-{}", now.0), labels, now);
+        c.role = Role::Db;
+        c.mounts = vec![(paths::DB_DATA.to_string(), disk), (paths::DB_LOGS.to_string(), disk)];
+        w.containers.insert(name.to_string(), c);
+        w.start(name, now);
+    }
+
+    /// Adds a running web server named `name` whose logs, in `log_dir`,
+    /// are on a 2.5 GiB disk of their own, with `labels` (`key=value`
+    /// each): a web server found by its labels (issue #10).
+    pub fn add_web(&self, name: &str, labels: &[&str], log_dir: &str) {
+        let now = self.clock.now();
+        let labels = labels.iter().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect();
+        let mut w = self.world();
+        let disk = w.disks.len();
+        w.disks.push(SimDisk {
+            capacity: 2560 * MIB,
+            files: BTreeMap::from([(format!("{log_dir}/access.log"), SimFile { size: 100 * MIB })]),
+        });
+        let mut c = exited(format!("sim-{name}-{}", now.0), labels, now);
+        c.role = Role::Web;
+        c.mounts = vec![(log_dir.to_string(), disk)];
+        w.containers.insert(name.to_string(), c);
+        w.start(name, now);
+    }
+
+    /// Writes a garbage log file into `dir` of `container` until the disk
+    /// holding it is 87 % full (as `web-disk-fill` leaves the lab's).
+    pub fn fill_logs(&self, container: &str, dir: &str) {
+        let mut w = self.world();
+        let Some(c) = w.containers.get(container) else { return };
+        let Ok(d) = w.disk_of("fill", c, dir) else { return };
+        let target = w.disks[d].capacity / 100 * 87;
+        let more = target.saturating_sub(w.disks[d].used());
+        w.add_file(d, &format!("{dir}/garbage.log"), more);
+    }
+
+    /// Kills a database the way the kernel's OOM killer does: exit 137,
+    /// the OOM flag set.
+    pub fn oom_kill(&self, container: &str) {
+        let now = self.clock.now();
+        self.world().crash_db(container, now, 137, true, &["LOG:  checkpoint starting: time".to_string()]);
+    }
+
     /// Kills a container's main process: it exits with `exit_code`, after
     /// writing `lines`.
     pub fn crash(&self, container: &str, exit_code: i64, lines: &[&str]) {
@@ -459,28 +518,28 @@ impl SimHost {
             SimFault::DbGarbageFlood => {
                 let free = w.disks[1].free();
                 w.add_file(1, paths::DB_GARBAGE, free);
-                w.crash_db(now, 1, false, &disk_full_lines());
+                w.crash_db(DB, now, 1, false, &disk_full_lines());
             }
             SimFault::DbConfigCorruption => {
                 w.config_broken = true;
                 // The running server keeps its config until the next start;
                 // the chaos script then restarts it, as a deploy would.
-                w.crash_db(now, 1, false, &config_error_lines());
+                w.crash_db(DB, now, 1, false, &config_error_lines());
             }
             SimFault::DbOomKill => {
-                w.crash_db(now, 137, true, &["LOG:  checkpoint starting: time".to_string()]);
+                w.crash_db(DB, now, 137, true, &["LOG:  checkpoint starting: time".to_string()]);
             }
             SimFault::DbDataCorruption => {
                 w.data_corrupt = true;
-                w.crash_db(now, 1, false, &corruption_lines());
+                w.crash_db(DB, now, 1, false, &corruption_lines());
             }
             SimFault::ChainReaction => {
                 let free = w.disks[1].free();
                 w.add_file(1, paths::DB_CRASH_LOG, free);
-                w.crash_db(now, 1, false, &disk_full_lines());
+                w.crash_db(DB, now, 1, false, &disk_full_lines());
             }
             SimFault::DbKilled => {
-                w.crash_db(now, 137, false, &[]);
+                w.crash_db(DB, now, 137, false, &[]);
             }
             SimFault::WebDiskSlowFill => w.slow_fill = Some(now),
         }
@@ -533,11 +592,11 @@ impl World {
         d.files.entry(path.to_string()).or_insert(SimFile { size: 0 }).size += size;
     }
 
-    fn crash_db(&mut self, at: Timestamp, exit_code: i64, oom: bool, lines: &[String]) {
+    fn crash_db(&mut self, db: &str, at: Timestamp, exit_code: i64, oom: bool, lines: &[String]) {
         for l in lines {
-            self.log(DB, at, l);
+            self.log(db, at, l);
         }
-        if let Some(c) = self.containers.get_mut(DB) {
+        if let Some(c) = self.containers.get_mut(db) {
             c.state = ContainerState::Exited;
             c.health = Health::None;
             c.exit_code = Some(exit_code);
@@ -610,7 +669,9 @@ impl World {
 
     fn start(&mut self, name: &str, now: Timestamp) {
         let knobs = self.knobs.clone();
-        let db_full = self.disks.get(1).is_some_and(|d| d.free() < MIB);
+        // Its own data disk's.
+        let data_disk = self.containers.get(name).and_then(|c| c.mounts.iter().find(|(m, _)| m == paths::DB_DATA));
+        let db_full = data_disk.and_then(|(_, d)| self.disks.get(*d)).is_some_and(|d| d.free() < MIB);
         let (config_broken, data_corrupt) = (self.config_broken, self.data_corrupt);
         let Some(c) = self.containers.get_mut(name) else { return };
         c.started_at = Some(now);

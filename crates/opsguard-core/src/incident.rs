@@ -745,7 +745,7 @@ impl Incident {
         // now forbids the restart approved for an OOM kill). Bounded.
         if voided
             && self.reassessments < MAX_REASSESSMENTS
-            && self.alarm.container == self.engine.rules().database.container
+            && matches!(self.alarm.kind, crate::model::AlarmKind::DbCrash(_))
         {
             let ticket = self.ticket();
             self.out.push_back(Output::Reassess { ticket, alarm: self.alarm.clone() });

@@ -21,6 +21,7 @@ pub mod model;
 pub mod observe;
 pub mod postmortem;
 pub mod redact;
+pub mod roster;
 pub mod rules;
 pub mod safety;
 pub mod schedule;

@@ -129,18 +129,20 @@ pub enum Input {
         /// The alarm.
         alarm: Alarm,
     },
-    /// The disk watch (asked by [`Output::WatchDisk`]) ended at `at`,
-    /// raising this alarm or none. An error raises none: the sweeps still
-    /// read the disk their own way. Only the watch foresees a filling disk
-    /// (`WEB_LOG_DISK_FILLING`), so only a watch that `read` the disk and
-    /// did not raise it again lets it be handed to a human again.
+    /// The disk watch (asked by [`Output::WatchDisk`]) of every web
+    /// server ended at `at`, raising these alarms. An error raises none:
+    /// the sweeps still read the disk their own way. Only the watch
+    /// foresees a filling disk (`WEB_LOG_DISK_FILLING`), so only a web
+    /// server whose disk was `read` without raising it again may have its
+    /// warning handed to a human again.
     DiskWatched {
         /// When the read ended.
         at: Timestamp,
-        /// What it raised.
-        alarm: Option<Alarm>,
-        /// Whether the disk was read (not an error, not unreadable here).
-        read: bool,
+        /// What it raised, on any of the web servers.
+        alarms: Vec<Alarm>,
+        /// The web servers whose disk was read (not an error, not
+        /// unreadable here).
+        read: Vec<ContainerName>,
     },
     /// The zombie count re-read for a settling outbreak
     /// ([`Output::RereadZombies`]).
@@ -294,12 +296,13 @@ impl Scheduler {
                 }
                 self.tick(at);
             }
-            Input::DiskWatched { at, alarm, read } => {
+            Input::DiskWatched { at, alarms, read } => {
                 self.watching = false;
-                if read && alarm.as_ref().is_none_or(|a| a.kind != AlarmKind::WebLogDiskFilling) {
-                    self.escalated.retain(|k| k.code != FILLING);
-                }
-                if let Some(alarm) = alarm {
+                let foreseen = |c: &ContainerName| {
+                    alarms.iter().any(|a| a.kind == AlarmKind::WebLogDiskFilling && a.container == *c)
+                };
+                self.escalated.retain(|k| k.code != FILLING || !read.contains(&k.container) || foreseen(&k.container));
+                for alarm in alarms {
                     self.consider(alarm, at);
                 }
                 if let Some(period) = self.disk_watch {
@@ -673,25 +676,33 @@ mod tests {
         // No second read while one is under way.
         s.handle(Input::Tick(T0.plus_millis(2_000)));
         assert_eq!(drain(&mut s), []);
-        s.handle(Input::DiskWatched { at: T0.plus_millis(10), alarm: None, read: true });
+        s.handle(Input::DiskWatched { at: T0.plus_millis(10), alarms: vec![], read: vec!["web-prod".into()] });
         assert_eq!(s.next_wake(), Some(T0.plus_millis(510)), "the next read, long before the next sweep");
         s.handle(Input::Tick(T0.plus_millis(510)));
         assert_eq!(drain(&mut s), [Output::WatchDisk]);
         let web = alarm(AlarmKind::WebLogSaturation, "web-prod", 0);
-        s.handle(Input::DiskWatched { at: T0.plus_millis(520), alarm: Some(web.clone()), read: true });
+        s.handle(Input::DiskWatched {
+            at: T0.plus_millis(520),
+            alarms: vec![web.clone()],
+            read: vec!["web-prod".into()],
+        });
         assert_eq!(drain(&mut s), [Output::Open(web.clone())]);
         // The next sweep sees the same full disk: the same incident, not a second.
         s.handle(Input::Tick(T0.plus_millis(30_000)));
         assert_eq!(drain(&mut s), [Output::Sweep, Output::WatchDisk]);
         s.handle(Input::Swept { at: T0.plus_millis(30_000), alarms: vec![web.clone()] });
-        s.handle(Input::DiskWatched { at: T0.plus_millis(30_000), alarm: Some(web.clone()), read: true });
+        s.handle(Input::DiskWatched {
+            at: T0.plus_millis(30_000),
+            alarms: vec![web.clone()],
+            read: vec!["web-prod".into()],
+        });
         assert_eq!(drain(&mut s), []);
         // Handed to a human: the watch raising it again opens nothing until a sweep sees it clear.
         let at = T0.plus_millis(31_000);
         s.handle(Input::Finished { at, key: AlarmKey::of(&web), resolved: false, acted: false });
         s.handle(Input::Tick(T0.plus_millis(31_000)));
         assert_eq!(drain(&mut s), [Output::WatchDisk]);
-        s.handle(Input::DiskWatched { at, alarm: Some(web.clone()), read: true });
+        s.handle(Input::DiskWatched { at, alarms: vec![web.clone()], read: vec!["web-prod".into()] });
         assert_eq!(drain(&mut s), []);
         s.handle(Input::Drain);
         s.handle(Input::Tick(T0.plus_millis(40_000)));
@@ -705,7 +716,7 @@ mod tests {
         drain(&mut s);
         s.handle(Input::Swept { at: T0, alarms: vec![] });
         let filling = alarm(AlarmKind::WebLogDiskFilling, "web-prod", 0);
-        s.handle(Input::DiskWatched { at: T0, alarm: Some(filling.clone()), read: true });
+        s.handle(Input::DiskWatched { at: T0, alarms: vec![filling.clone()], read: vec!["web-prod".into()] });
         assert_eq!(drain(&mut s), [Output::Open(filling.clone())]);
         s.handle(Input::Finished { at: T0, key: AlarmKey::of(&filling), resolved: false, acted: false });
         let watch = |s: &mut Scheduler, at: u64, alarm: Option<Alarm>, read: bool| {
@@ -716,7 +727,8 @@ mod tests {
                 // A sweep does not look for a filling disk: it does not clear it.
                 s.handle(Input::Swept { at: T0.plus_millis(at), alarms: vec![] });
             }
-            s.handle(Input::DiskWatched { at: T0.plus_millis(at), alarm, read });
+            let read = if read { vec![ContainerName::from("web-prod")] } else { vec![] };
+            s.handle(Input::DiskWatched { at: T0.plus_millis(at), alarms: alarm.into_iter().collect(), read });
             drain(s)
         };
         assert_eq!(watch(&mut s, 30_000, Some(filling.clone()), true), []);
@@ -726,6 +738,35 @@ mod tests {
         // Read, and no longer foreseen: the next warning is a new incident.
         assert_eq!(watch(&mut s, 31_500, None, true), []);
         assert_eq!(watch(&mut s, 32_000, Some(filling.clone()), true), [Output::Open(filling)]);
+    }
+
+    // Issue #10: each web server's warning is its own; reading another's
+    // disk clears nothing.
+    #[test]
+    fn a_warning_is_cleared_only_by_its_own_disk() {
+        let mut s = scheduler(WatchLimit::default()).with_disk_watch(Duration::from_millis(500));
+        s.handle(Input::Tick(T0));
+        drain(&mut s);
+        s.handle(Input::Swept { at: T0, alarms: vec![] });
+        let (a, b) = (alarm(AlarmKind::WebLogDiskFilling, "web-a", 0), alarm(AlarmKind::WebLogDiskFilling, "web-b", 0));
+        let read = || vec![ContainerName::from("web-a"), ContainerName::from("web-b")];
+        s.handle(Input::DiskWatched { at: T0, alarms: vec![a.clone(), b.clone()], read: read() });
+        assert_eq!(drain(&mut s), [Output::Open(a.clone()), Output::Open(b.clone())], "one incident each");
+        for k in [&a, &b] {
+            s.handle(Input::Finished { at: T0, key: AlarmKey::of(k), resolved: false, acted: false });
+        }
+        let mut watch = |at: u64, alarms: Vec<Alarm>, read: Vec<ContainerName>| {
+            s.handle(Input::Tick(T0.plus_millis(at)));
+            drain(&mut s);
+            s.handle(Input::DiskWatched { at: T0.plus_millis(at), alarms, read });
+            drain(&mut s)
+        };
+        // web-a no longer foreseen, web-b still: only web-a's is cleared.
+        assert_eq!(watch(1_000, vec![b.clone()], read()), []);
+        assert_eq!(watch(1_500, vec![a.clone(), b.clone()], read()), [Output::Open(a)]);
+        // web-b not read this time: nothing said about it.
+        assert_eq!(watch(2_000, vec![], vec!["web-a".into()]), []);
+        assert_eq!(watch(2_500, vec![b.clone()], read()), []);
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub enum LabelVerdict {
     Unwatched,
     /// A stateless service: watched and healed by this module.
     Stateless,
+    /// A web server or a database ([`crate::roster`]).
+    Service(crate::roster::Role),
     /// Opted in but not honoured: why, for a warning (inert text).
     Ignored(String),
 }
@@ -97,10 +99,8 @@ pub fn read_labels(labels: &BTreeMap<String, String>, scope: &str, settings: &St
     }
     match labels.get(ROLE_LABEL).map(String::as_str) {
         Some("stateless") => LabelVerdict::Stateless,
-        Some(role @ ("database" | "web")) => LabelVerdict::Ignored(format!(
-            "{ROLE_LABEL}={role} by label is not honoured yet: declare it in the rules' [{}]",
-            if role == "web" { "web" } else { "database" }
-        )),
+        Some("database") => LabelVerdict::Service(crate::roster::Role::Database),
+        Some("web") => LabelVerdict::Service(crate::roster::Role::Web),
         Some(other) => LabelVerdict::Ignored(format!("unknown {ROLE_LABEL}={}", quote(other))),
         None if enable == Some("true") => LabelVerdict::Ignored(format!("{ENABLE_LABEL}=true without {ROLE_LABEL}")),
         None => LabelVerdict::Unwatched,
@@ -185,7 +185,7 @@ pub fn dependency_ready(status: &ContainerStatus) -> bool {
 }
 
 /// A label value as a warning may show it: printable, bounded.
-fn quote(value: &str) -> String {
+pub(crate) fn quote(value: &str) -> String {
     let cut: String = value.chars().take(MAX_QUOTED).collect();
     let shown = crate::redact::printable(&cut);
     if cut.len() < value.len() { format!("{shown:?}…") } else { format!("{shown:?}") }
@@ -571,7 +571,10 @@ mod tests {
             v(&[on[0], ("opsguard.enable", "yes"), ("opsguard.role", "stateless")]),
             LabelVerdict::Ignored(_)
         ));
-        for role in ["database", "web", "STATELESS", "", "x\u{1b}[2J"] {
+        use crate::roster::Role;
+        assert_eq!(v(&[on[0], on[1], ("opsguard.role", "database")]), LabelVerdict::Service(Role::Database));
+        assert_eq!(v(&[on[0], on[1], ("opsguard.role", "web")]), LabelVerdict::Service(Role::Web));
+        for role in ["Database", "db", "STATELESS", "", "x\u{1b}[2J"] {
             let LabelVerdict::Ignored(why) = v(&[on[0], on[1], ("opsguard.role", role)]) else {
                 panic!("{role:?} was honoured")
             };

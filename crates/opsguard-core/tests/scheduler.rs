@@ -261,7 +261,11 @@ fn run(moves: &[Move], until: WatchLimit, delays: Delays) -> Result<Vec<Output>,
                 }
                 w.watching = false;
                 w.last_watched = w.now;
-                Input::DiskWatched { at: Timestamp(w.now), alarm: full.then(|| alarm(&Raise::Web, w.now)), read: true }
+                Input::DiskWatched {
+                    at: Timestamp(w.now),
+                    alarms: full.then(|| alarm(&Raise::Web, w.now)).into_iter().collect(),
+                    read: vec![ContainerName::new("web-prod")],
+                }
             }
             Move::Drain => {
                 drained = true;

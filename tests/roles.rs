@@ -1,0 +1,165 @@
+//! Web servers and databases found by their labels (issue #10), on the
+//! simulated host: each healed by its own incident beside the
+//! specification's two, on its own paths; a label asking for a dangerous
+//! path watches nothing; prune never touches a watched service.
+
+use std::sync::Arc;
+
+use opsguard::approval::PolicyApprover;
+use opsguard::audit::{AuditLog, Resolution};
+use opsguard::clock::{Clock, SimClock};
+use opsguard::engine::Engine;
+use opsguard::host::sim::{SimFault, SimHost, SimOp};
+use opsguard::host::{ContainerEvent, ContainerEventKind};
+use opsguard::incident::{Agent, IncidentReport, Responder, WatchLimit};
+use opsguard::llm::NoAdvisor;
+use opsguard::model::{AlarmKind, ContainerState, RootCause, Timestamp};
+use opsguard::observer::{Observer, Role};
+use opsguard::rules::Rules;
+
+const DB_LABELS: [&str; 4] =
+    ["opsguard.lab=true", "opsguard.enable=true", "opsguard.role=database", "opsguard.disk=/var/lib/postgresql/data"];
+const WEB_LABELS: [&str; 4] =
+    ["opsguard.lab=true", "opsguard.enable=true", "opsguard.role=web", "opsguard.logs=/srv/shop/logs"];
+
+struct Lab {
+    sim: SimHost,
+    clock: SimClock,
+    audit: AuditLog,
+}
+
+fn lab() -> Lab {
+    let clock = SimClock::new(Timestamp(1_795_766_400_000));
+    Lab { sim: SimHost::lab(clock.clone()), clock, audit: AuditLog::in_memory() }
+}
+
+impl Lab {
+    /// Watches until `incidents` have ended (or a simulated hour passed).
+    async fn watch(&self, approver: PolicyApprover, incidents: usize) -> Vec<IncidentReport> {
+        let responder = Responder::new(
+            Engine::new(Arc::new(Rules::default_rules())),
+            self.sim.clone(),
+            approver,
+            NoAdvisor,
+            self.clock.clone(),
+            self.audit.clone(),
+        );
+        let deadline = self.clock.now().plus_millis(3_600_000);
+        Agent::new(responder).run(None, WatchLimit { incidents: Some(incidents), deadline: Some(deadline) }).await
+    }
+
+    fn restarts_of(&self, name: &str) -> usize {
+        self.sim.ops().iter().filter(|op| matches!(op, SimOp::Restart { container, .. } if container == name)).count()
+    }
+}
+
+fn about<'a>(reports: &'a [IncidentReport], container: &str) -> Vec<&'a IncidentReport> {
+    reports.iter().filter(|r| r.alarm.container.as_str() == container).collect()
+}
+
+#[tokio::test]
+async fn two_databases_crash_together_and_each_is_healed_by_its_own_incident() {
+    let lab = lab();
+    lab.sim.add_database("shop-db", &DB_LABELS);
+    lab.sim.inject(SimFault::DbOomKill);
+    lab.sim.oom_kill("shop-db");
+    let reports = lab.watch(PolicyApprover::ApproveAll, 2).await;
+    for db in ["db-prod", "shop-db"] {
+        let mine = about(&reports, db);
+        assert_eq!(mine.len(), 1, "{db}: {reports:#?}");
+        assert_eq!(mine[0].alarm.kind, AlarmKind::DbCrash(RootCause::OomKill), "{db}");
+        assert_eq!(mine[0].resolution, Resolution::Resolved, "{db}: {:#?}", mine[0]);
+        assert_eq!(lab.restarts_of(db), 1, "{db}");
+        assert_eq!(lab.sim.state(db), Some(ContainerState::Running), "{db}");
+    }
+    assert_ne!(reports[0].id, reports[1].id);
+}
+
+#[tokio::test]
+async fn a_labelled_database_restart_still_needs_a_human() {
+    let lab = lab();
+    lab.sim.add_database("shop-db", &DB_LABELS);
+    lab.sim.oom_kill("shop-db");
+    let reports = lab.watch(PolicyApprover::Deny, 1).await;
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(reports[0].alarm.container.as_str(), "shop-db");
+    assert!(matches!(reports[0].resolution, Resolution::Stopped { .. }), "{:?}", reports[0].resolution);
+    assert_eq!(lab.restarts_of("shop-db"), 0, "restarted without approval");
+    assert_eq!(lab.sim.state("shop-db"), Some(ContainerState::Exited));
+    assert_eq!(lab.sim.state("db-prod"), Some(ContainerState::Running), "the rules' database untouched");
+}
+
+#[tokio::test]
+async fn a_labelled_web_servers_full_disk_is_cleaned_on_its_own_log_paths() {
+    let lab = lab();
+    lab.sim.add_web("shop-web", &WEB_LABELS, "/srv/shop/logs");
+    lab.sim.fill_logs("shop-web", "/srv/shop/logs");
+    let reports = lab.watch(PolicyApprover::Deny, 1).await;
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(reports[0].alarm.kind, AlarmKind::WebLogSaturation);
+    assert_eq!(reports[0].alarm.container.as_str(), "shop-web");
+    assert_eq!(reports[0].resolution, Resolution::Resolved, "{:#?}", reports[0]);
+    let cleans: Vec<SimOp> = lab.sim.ops().into_iter().filter(|op| matches!(op, SimOp::Clean { .. })).collect();
+    let [SimOp::Clean { container, files }] = &cleans[..] else { panic!("{cleans:?}") };
+    assert_eq!(container, "shop-web");
+    assert!(!files.is_empty() && files.iter().all(|f| f.starts_with("/srv/shop/logs/")), "{files:?}");
+}
+
+#[tokio::test]
+async fn a_label_asking_to_clean_a_system_directory_watches_nothing() {
+    let lab = lab();
+    let hostile = ["opsguard.lab=true", "opsguard.enable=true", "opsguard.role=web", "opsguard.logs=/etc"];
+    lab.sim.add_web("evil-web", &hostile, "/etc");
+    lab.sim.fill_logs("evil-web", "/etc");
+    let observer = Observer::new(Arc::new(Rules::default_rules()));
+    let sweep = observer.sweep(&lab.sim, lab.clock.now()).await;
+    assert!(sweep.alarms.is_empty(), "{:?}", sweep.alarms);
+    assert!(observer.roster().get("evil-web").is_none());
+    assert!(lab.sim.ops().is_empty(), "{:?}", lab.sim.ops());
+}
+
+#[tokio::test]
+async fn a_labelled_databases_death_event_is_checked_as_a_crash_between_sweeps() {
+    let lab = lab();
+    lab.sim.add_database("shop-db", &DB_LABELS);
+    let observer = Observer::new(Arc::new(Rules::default_rules()));
+    // Before any sweep only the rules' services are known.
+    assert_eq!(observer.roster().of_role(Role::Database).count(), 1);
+    observer.sweep(&lab.sim, lab.clock.now()).await;
+    assert_eq!(
+        observer.roster().target_of("shop-db", Role::Database).map(|t| t.disk_path.as_str()),
+        Some("/var/lib/postgresql/data")
+    );
+    lab.sim.oom_kill("shop-db");
+    let died = ContainerEvent { container: "shop-db".into(), kind: ContainerEventKind::Die, at: lab.clock.now() };
+    let alarm = observer.check_event(&lab.sim, &died, lab.clock.now()).await.unwrap().expect("an alarm");
+    assert_eq!((alarm.kind, alarm.container.as_str()), (AlarmKind::DbCrash(RootCause::OomKill), "shop-db"));
+    assert_eq!(alarm.evidence.exit_code, Some(137));
+}
+
+#[tokio::test]
+async fn prune_never_removes_a_watched_service_even_one_marked_prunable() {
+    let lab = lab();
+    let prunable_db: Vec<&str> = DB_LABELS.iter().copied().chain(["opsguard.prune=true"]).collect();
+    lab.sim.add_database("shop-db", &prunable_db);
+    lab.sim.stop("shop-db");
+    lab.sim.inject(SimFault::Zombies(8));
+    // The database's restart is denied: it stays exited while the
+    // outbreak is pruned.
+    let reports = lab.watch(PolicyApprover::Deny, 2).await;
+    let outbreak = reports.iter().find(|r| r.alarm.kind == AlarmKind::ZombieOutbreak).expect("an outbreak");
+    assert_eq!(outbreak.resolution, Resolution::Resolved, "{outbreak:#?}");
+    let pruned: Vec<String> = lab
+        .sim
+        .ops()
+        .into_iter()
+        .filter_map(|op| match op {
+            SimOp::Prune { removed } => Some(removed),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(pruned.len(), 8, "{pruned:?}");
+    assert!(!pruned.iter().any(|n| n == "shop-db"), "{pruned:?}");
+    assert_eq!(lab.sim.state("shop-db"), Some(ContainerState::Exited), "kept for a human");
+}
