@@ -15,7 +15,7 @@ if [ -n "$ids" ]; then
     docker rm -f -v $ids >/dev/null
 fi
 
-for d in "$WEB_DISK" "$DB_DISK"; do
+for d in "$WEB_DISK" "$DB_DISK" "$SHOP_DB_DISK"; do
     mp=$LAB_DIR/$d
     if mountpoint -q "$mp"; then
         umount "$mp" 2>/dev/null || { sleep 1; umount "$mp" 2>/dev/null; } || umount -l "$mp"

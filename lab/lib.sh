@@ -16,8 +16,11 @@ export OPSGUARD_LAB_DIR=$LAB_DIR
 # $LAB_DIR/images/NAME.img (loop-mounted ext4, no reserved blocks).
 WEB_DISK=web-logs
 DB_DISK=db-disk
+# The second stack's database (shop-db, compose profile "shop").
+SHOP_DB_DISK=shop-db-disk
 WEB_DISK_MB=${OPSGUARD_WEB_DISK_MB:-64}
 DB_DISK_MB=${OPSGUARD_DB_DISK_MB:-96}
+SHOP_DB_DISK_MB=${OPSGUARD_SHOP_DB_DISK_MB:-96}
 
 IMAGE_REPO=opsguard-lab
 export OPSGUARD_LAB_IMAGE=${OPSGUARD_LAB_IMAGE:-$IMAGE_REPO:latest}

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Bring the OpsGuard lab up (idempotent):
 #   1. build/import the lab image if its recipe tag is missing (build-images.sh);
-#   2. create and mount the size-limited disks if they are not mounted;
+#   2. create and mount the size-limited disks if they are not mounted
+#      (shop-db's too, for lab/shop.sh);
 #   3. docker-compose -p opsguard up -d (web-prod, db-prod);
 #   4. wait until db-prod accepts connections and web-prod answers on
 #      127.0.0.1:8080, then print a summary.
@@ -38,7 +39,8 @@ touch "$LAB_DIR/$LAB_DIR_MARKER"
 mounted=0
 [ "$(mount_disk "$WEB_DISK" "$WEB_DISK_MB")" = 1 ] && mounted=1
 [ "$(mount_disk "$DB_DISK" "$DB_DISK_MB")" = 1 ] && mounted=1
-mkdir -p "$LAB_DIR/$WEB_DISK/nginx" "$LAB_DIR/$DB_DISK"/{data,log,root}
+[ "$(mount_disk "$SHOP_DB_DISK" "$SHOP_DB_DISK_MB")" = 1 ] && mounted=1
+mkdir -p "$LAB_DIR/$WEB_DISK/nginx" "$LAB_DIR/$DB_DISK"/{data,log,root} "$LAB_DIR/$SHOP_DB_DISK"/{data,log,root}
 
 if [ "$mounted" = 1 ]; then
     # Containers created before these mounts would still see the old
@@ -91,6 +93,6 @@ echo "OpsGuard lab is up ($(( $(date +%s) - T0 ))s)"
 echo "  image:      $(docker inspect -f '{{.Config.Image}}' db-prod) = $(docker image inspect -f '{{index .Config.Labels "opsguard.lab.recipe"}}' "$OPSGUARD_LAB_IMAGE" | sed "s/^/$IMAGE_REPO:/")"
 docker ps -a --filter label="$LAB_LABEL" --format '  {{.Names}}\t{{.Status}}\t{{.Ports}}' | sort
 echo "  disks:"
-df -P "$LAB_DIR/$WEB_DISK" "$LAB_DIR/$DB_DISK" | awk 'NR>1 {printf "    %-40s %6d KB  %s used\n", $6, $2, $5}'
+df -P "$LAB_DIR/$WEB_DISK" "$LAB_DIR/$DB_DISK" "$LAB_DIR/$SHOP_DB_DISK" | awk 'NR>1 {printf "    %-40s %6d KB  %s used\n", $6, $2, $5}'
 echo "  web:        http://127.0.0.1:8080/   logs $LAB_DIR/$WEB_DISK/nginx -> web-prod:/var/log/nginx"
 echo "  db:         docker exec db-prod psql -U postgres   data $LAB_DIR/$DB_DISK/{data,log,root}"

@@ -6,15 +6,17 @@
 //! that asks nobody (the approver here refuses everything); a crash loop is
 //! restarted with backoff until the budget is spent, then left down with
 //! the exit codes and its last lines. The specification's web-prod and
-//! db-prod are never touched. And shop-api, which depends on db-prod, is
-//! held while db-prod is down, then restarted once db-prod is healed.
+//! db-prod are never touched. shop-api, which depends on the stack's own
+//! database, shop-db (watched because its labels say so), is held while
+//! shop-db is down, then restarted once shop-db is healed; and shop-db,
+//! OOM-killed, is healed by its own incident.
 //! After each, the stack's one-shot `shop-migrate` (exited 0, in scope,
 //! no prune label) is still there, never acted on.
 //!
 //! `#[ignore]`d: a plain `cargo test` lists them as ignored, never as
 //! passed. `scripts/test.sh` runs them with `--include-ignored` and
 //! `OPSGUARD_E2E=1`; without that variable they fail, saying why. The lab
-//! must be up (`lab/up.sh`); each test (re)creates shop-api with
+//! must be up (`lab/up.sh`); each test (re)creates the stack with
 //! `lab/shop.sh up` and removes it afterwards, even when it fails.
 
 use std::path::Path;
@@ -23,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use opsguard::approval::PolicyApprover;
 use opsguard::audit::{AuditEvent, AuditLog, AuditRecord, Resolution};
-use opsguard::chaos::StatelessScenario;
 use opsguard::chaos::docker::{DB, DockerChaos, WEB, run_script_with};
+use opsguard::chaos::{Scenario, StatelessScenario};
 use opsguard::docker_agent::DockerAgentBuilder;
 use opsguard::host::Host;
 use opsguard::host::docker::DockerHost;
@@ -36,6 +38,8 @@ use opsguard::stateless::{StatelessStep, Trouble};
 const API: &str = StatelessScenario::LAB_TARGET;
 /// The stack's one-shot job (exit 0, no prune label): never restarted, never pruned.
 const JOB: &str = "shop-migrate";
+/// The stack's database: no rules name it, its labels do.
+const SHOP_DB: &str = "shop-db";
 
 static LAB: Mutex<()> = Mutex::new(());
 
@@ -295,11 +299,12 @@ fn e2e_api_crashloop_backs_off_and_is_left_for_a_human() {
     });
 }
 
-/// `db-down-with-dependents`: db-prod is OOM-killed, then shop-api (which
-/// says `opsguard.depends_on=db-prod`) crashes. shop-api is held, not
-/// restarted, while db-prod is down; db-prod's restart is approved (by
+/// `db-down-with-dependents`: shop-db is OOM-killed, then shop-api (which
+/// says `opsguard.depends_on=shop-db`) crashes. shop-api is held, not
+/// restarted, while shop-db is down; shop-db's restart is approved (by
 /// policy here) and verified; then shop-api is restarted once and is
-/// healthy by Docker's own check, in the incident its hold opened.
+/// healthy by Docker's own check, in the incident its hold opened. The
+/// specification's web-prod and db-prod are not touched.
 #[test]
 #[ignore = "needs the Docker lab: OPSGUARD_E2E=1 (scripts/test.sh)"]
 fn e2e_db_down_with_dependents_holds_the_api_until_the_database_is_healed() {
@@ -311,7 +316,7 @@ fn e2e_db_down_with_dependents_holds_the_api_until_the_database_is_healed() {
         w.until("resolution", Duration::from_secs(180), |s| *s == StatelessStep::Resolved).await;
         until_healthy(Duration::from_secs(30)).await;
         let chaos_host = w.chaos.host().clone();
-        let records = w.stop(&[WEB]).await;
+        let records = w.stop(&[WEB, DB]).await;
 
         let api_steps = |f: fn(&StatelessStep) -> bool| -> Vec<&AuditRecord> {
             records
@@ -322,27 +327,89 @@ fn e2e_db_down_with_dependents_holds_the_api_until_the_database_is_healed() {
         let held = api_steps(|s| matches!(s, StatelessStep::Held { .. }));
         let restarted = api_steps(|s| matches!(s, StatelessStep::Restarted { .. }));
         assert_eq!(held.len(), 1, "one hold, audited once: {records:#?}");
-        assert_eq!(restarted.len(), 1, "shop-api restarted once, after db-prod: {records:#?}");
+        assert_eq!(restarted.len(), 1, "shop-api restarted once, after shop-db: {records:#?}");
         let AuditEvent::Stateless { step: StatelessStep::Held { dependency, state }, .. } = &held[0].event else {
             unreachable!()
         };
-        assert_eq!(dependency, DB, "{state}");
+        assert_eq!(dependency, SHOP_DB, "{state}");
         assert!(held[0].ts <= restarted[0].ts && held[0].incident == restarted[0].incident, "{records:#?}");
         assert!(api_steps(|s| matches!(s, StatelessStep::Escalated { .. })).is_empty(), "{records:#?}");
 
-        // db-prod's own incident: restarted once (approved) and verified
+        // shop-db's own incident: restarted once (approved) and verified
         // before shop-api was restarted.
         let db_restart = records
             .iter()
             .find(|r| matches!(&r.event, AuditEvent::Executed { outcome: Outcome::Restarted, .. }))
-            .unwrap_or_else(|| panic!("db-prod was not restarted: {records:#?}"));
+            .unwrap_or_else(|| panic!("shop-db was not restarted: {records:#?}"));
+        assert_eq!(opened_on(&records, db_restart.incident).as_deref(), Some(SHOP_DB), "{records:#?}");
         assert!(
             records.iter().any(|r| r.incident == db_restart.incident
                 && matches!(r.event, AuditEvent::IncidentClosed { resolution: Resolution::Resolved, .. })),
-            "db-prod's incident did not resolve: {records:#?}"
+            "shop-db's incident did not resolve: {records:#?}"
         );
-        assert!(db_restart.ts < restarted[0].ts, "shop-api restarted before db-prod: {records:#?}");
-        let db = chaos_host.inspect(DB).await.expect("inspect db-prod");
+        assert!(db_restart.ts < restarted[0].ts, "shop-api restarted before shop-db: {records:#?}");
+        let db = chaos_host.inspect(SHOP_DB).await.expect("inspect shop-db");
         assert_eq!(db.state, ContainerState::Running);
+    });
+}
+
+/// The container incident `id` opened on.
+fn opened_on(records: &[AuditRecord], id: u64) -> Option<String> {
+    records.iter().find_map(|r| match &r.event {
+        AuditEvent::IncidentOpened { alarm, .. } if r.incident == id => Some(alarm.container.as_str().to_string()),
+        _ => None,
+    })
+}
+
+/// `db-oom-kill --target shop-db`: the stack's database, which no rules
+/// name (its labels say `opsguard.role=database`), is OOM-killed. OpsGuard
+/// tags it an OOM kill from its own exit code and flag, asks for approval
+/// (granted by policy here), restarts it and verifies it accepts
+/// connections: one incident, on shop-db alone. db-prod, web-prod and
+/// shop-api are not touched.
+#[test]
+#[ignore = "needs the Docker lab: OPSGUARD_E2E=1 (scripts/test.sh)"]
+fn e2e_db_oom_kill_on_a_database_found_by_its_labels() {
+    let _lab = lab_lock();
+    rt().block_on(async {
+        let w = watch_with(PolicyApprover::ApproveAll).await;
+        let api_before = api().await.started_at;
+        let rec = w.chaos.inject_on(Scenario::DbOomKill, Some(SHOP_DB)).await.expect("inject db-oom-kill on shop-db");
+        let fault = rec.fault_at.unwrap_or(rec.ts);
+        let t = Instant::now();
+        let closed = loop {
+            let records = w.audit.records();
+            if let Some(c) = records.iter().find(|r| matches!(r.event, AuditEvent::IncidentClosed { .. })) {
+                break c.clone();
+            }
+            assert!(t.elapsed() < Duration::from_secs(120), "no incident closed: {records:#?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let chaos_host = w.chaos.host().clone();
+        let records = w.stop(&[WEB, DB]).await;
+        assert!(
+            matches!(closed.event, AuditEvent::IncidentClosed { resolution: Resolution::Resolved, .. }),
+            "{records:#?}"
+        );
+        assert_eq!(opened_on(&records, closed.incident).as_deref(), Some(SHOP_DB), "{records:#?}");
+        let opened = records.iter().find(|r| matches!(r.event, AuditEvent::IncidentOpened { .. })).expect("opened");
+        let AuditEvent::IncidentOpened { alarm, .. } = &opened.event else { unreachable!() };
+        assert_eq!(alarm.kind, opsguard::model::AlarmKind::DbCrash(opsguard::model::RootCause::OomKill), "{alarm:?}");
+        eprintln!("db-oom-kill --target shop-db: fault → alarm {} ms", opened.ts.0.saturating_sub(fault.0));
+        assert!(
+            records.iter().any(|r| matches!(r.event, AuditEvent::ApprovalRequested { .. })),
+            "restarted without asking: {records:#?}"
+        );
+        let restarts: Vec<&AuditRecord> = records
+            .iter()
+            .filter(|r| matches!(&r.event, AuditEvent::Executed { outcome: Outcome::Restarted, .. }))
+            .collect();
+        assert_eq!(restarts.len(), 1, "{records:#?}");
+        assert!(records.iter().all(|r| r.incident == closed.incident), "more than one incident: {records:#?}");
+        let db = chaos_host.inspect(SHOP_DB).await.expect("inspect shop-db");
+        assert_eq!(db.state, ContainerState::Running);
+        let out = chaos_host.exec(SHOP_DB, &["pg_isready", "-q", "-h", "127.0.0.1", "-U", "postgres"]).await;
+        assert!(out.as_ref().is_ok_and(|o| o.exit_code == 0), "shop-db does not accept connections: {out:?}");
+        assert_eq!(api().await.started_at, api_before, "shop-api was touched");
     });
 }
