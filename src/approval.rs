@@ -567,6 +567,7 @@ mod tests {
             finished_at: Some(Timestamp(9_000)),
             restart_policy: None,
             restart_count: None,
+            health_log: Vec::new(),
         };
         let b = CrashBinding::of(&crashed, Some(RootCause::OomKill));
         assert_eq!(b.void_reason(&crashed), None);

@@ -206,7 +206,9 @@ impl Observer {
         self.check_database_at(host, &self.rules.database, now).await
     }
 
-    /// `DB_CRASH` with its root cause when the database `db` is not running.
+    /// `DB_CRASH` with its root cause when the database `db` is not
+    /// running; `DB_UNHEALTHY` when it runs and Docker says its health
+    /// check fails.
     pub async fn check_database_at<H: Host>(
         &self,
         host: &H,
@@ -214,6 +216,9 @@ impl Observer {
         now: Timestamp,
     ) -> Result<Option<Alarm>, HostError> {
         let status = host.inspect(db.container.as_str()).await?;
+        if status.state == ContainerState::Running && status.health == Health::Unhealthy {
+            return self.unhealthy_database(host, db, status, now).await;
+        }
         if !status.state.is_stopped() {
             return Ok(None);
         }
@@ -249,6 +254,27 @@ impl Observer {
         Ok(alarm::assess(&self.rules, Observed::DatabaseDown(Box::new(crash)), now).alarm)
     }
 
+    /// `DB_UNHEALTHY`, with what its health checks said and its last lines.
+    async fn unhealthy_database<H: Host>(
+        &self,
+        host: &H,
+        db: &Target,
+        status: crate::model::ContainerStatus,
+        now: Timestamp,
+    ) -> Result<Option<Alarm>, HostError> {
+        let since = Timestamp(now.0.saturating_sub(self.rules.observer.log_window_secs * 1000));
+        let since = since.max(status.started_at.unwrap_or_default());
+        let mut scan = LogScan::new(&self.rules, TAIL_LINES);
+        // The health log alone is evidence enough: lines that cannot be read
+        // do not hold the alarm back.
+        if let Err(e) = host.scan_logs(db.container.as_str(), since, MAX_LOG_LINES, &mut scan).await {
+            tracing::warn!(error = %e, "could not read an unhealthy database's lines");
+        }
+        let tail = status.health_log.into_iter().chain(scan.tail().map(str::to_string)).collect();
+        let observed = Observed::DatabaseUnhealthy { container: db.container.clone(), tail };
+        Ok(alarm::assess(&self.rules, observed, now).alarm)
+    }
+
     /// `ZOMBIE_OUTBREAK` when more prunable exited containers than allowed.
     pub async fn check_zombies<H: Host>(&self, host: &H, now: Timestamp) -> Result<Option<Alarm>, HostError> {
         let list = host.list_containers().await?;
@@ -275,8 +301,11 @@ impl Observer {
                 Some(db) => self.check_database_at(host, db, now).await,
                 None => self.check_zombies(host, now).await,
             },
-            ContainerEventKind::HealthStatus(Health::Unhealthy) => match roster.target_of(name, Role::Web) {
-                Some(web) => self.check_web_at(host, web, now).await,
+            // A web server's log disk is the first suspect; a database's
+            // ill health is its own alarm.
+            ContainerEventKind::HealthStatus(Health::Unhealthy) => match roster.get(name) {
+                Some(s) if s.role == Role::Web => self.check_web_at(host, &s.target, now).await,
+                Some(s) => self.check_database_at(host, &s.target, now).await,
                 None => Ok(None),
             },
             _ => Ok(None),

@@ -94,11 +94,12 @@ fn any_opening() -> impl Strategy<Value = (Alarm, Vec<Timestamp>, bool)> {
         1 => Just(AlarmKind::WebLogSaturation),
         1 => Just(AlarmKind::ZombieOutbreak),
         1 => Just(AlarmKind::WebLogDiskFilling),
+        1 => Just(AlarmKind::DbUnhealthy),
     ];
     (kind, any::<bool>(), prop::collection::vec(0u64..4_000_000, 0..4), any::<bool>(), any::<bool>()).prop_map(
         move |(kind, oom, restarts_ago, llm, fault_known)| {
             let container = match kind {
-                AlarmKind::DbCrash(_) => db(),
+                AlarmKind::DbCrash(_) | AlarmKind::DbUnhealthy => db(),
                 AlarmKind::WebLogSaturation | AlarmKind::WebLogDiskFilling => ContainerName::new("web-prod"),
                 AlarmKind::ZombieOutbreak => ContainerName::new("opsguard.scope=lab"),
             };
@@ -140,6 +141,7 @@ fn status(alarm: &Alarm, r: &Reply) -> ContainerStatus {
         finished_at: e.fault_at.or(Some(Timestamp(T0 - 1_000))),
         restart_policy: None,
         restart_count: None,
+        health_log: Vec::new(),
     };
     // Mostly the very crash the alarm saw; sometimes another one.
     match (r.pick / 7) % 8 {

@@ -799,6 +799,7 @@ fn mock_host(s: &MockScript, restarts: Arc<Mutex<u32>>) -> MockDocker {
             finished_at: Some(Timestamp(1_000_000)),
             restart_policy: None,
             restart_count: None,
+            health_log: Vec::new(),
         })
     });
     let logs = s.logs.clone();

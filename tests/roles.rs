@@ -13,7 +13,7 @@ use opsguard::host::sim::{SimFault, SimHost, SimOp};
 use opsguard::host::{ContainerEvent, ContainerEventKind};
 use opsguard::incident::{Agent, IncidentReport, Responder, WatchLimit};
 use opsguard::llm::NoAdvisor;
-use opsguard::model::{AlarmKind, ContainerState, RootCause, Timestamp};
+use opsguard::model::{AlarmKind, ContainerState, RootCause, StopReason, Timestamp};
 use opsguard::observer::{Observer, Role};
 use opsguard::rules::Rules;
 
@@ -162,4 +162,55 @@ async fn prune_never_removes_a_watched_service_even_one_marked_prunable() {
     assert_eq!(pruned.len(), 8, "{pruned:?}");
     assert!(!pruned.iter().any(|n| n == "shop-db"), "{pruned:?}");
     assert_eq!(lab.sim.state("shop-db"), Some(ContainerState::Exited), "kept for a human");
+}
+
+// Issue #10, behaviour 3: a database that runs but fails its health check
+// is its own alarm, with the checks' output and its last lines, and by
+// default a human looks: nothing is restarted.
+#[tokio::test]
+async fn an_unhealthy_running_database_is_left_for_a_human_with_the_evidence() {
+    for db in ["db-prod", "shop-db"] {
+        let lab = lab();
+        lab.sim.add_database("shop-db", &DB_LABELS);
+        lab.sim.write_logs(db, &["FATAL:  sorry, too many clients already"]);
+        lab.sim.fail_health(
+            db,
+            &["127.0.0.1:5432 - no response", "\u{1b}[2Jpassword=hunter2 postgres://app:s3cret@db/app - no response"],
+        );
+        let reports = lab.watch(PolicyApprover::ApproveAll, 1).await;
+        assert_eq!(reports.len(), 1, "{db}: {reports:#?}");
+        let r = &reports[0];
+        assert_eq!((r.alarm.kind, r.alarm.container.as_str()), (AlarmKind::DbUnhealthy, db));
+        assert_eq!(r.resolution, Resolution::Stopped { reason: StopReason::Unhealthy }, "{db}");
+        assert!(r.steps.is_empty(), "{db}: acted on: {:#?}", r.steps);
+        assert_eq!(lab.restarts_of(db), 0, "{db}");
+        let tail = &r.alarm.evidence.log_tail;
+        assert!(tail.iter().any(|l| l.starts_with("health check (exit 1): 127.0.0.1:5432 - no response")), "{tail:?}");
+        assert!(tail.iter().any(|l| l.contains("too many clients")), "{db}: the recent lines are missing: {tail:?}");
+        assert!(tail.iter().all(|l| !l.contains("hunter2") && !l.contains("s3cret")), "a secret kept: {tail:?}");
+        assert_eq!(lab.sim.state(db), Some(ContainerState::Running), "{db}");
+    }
+}
+
+#[tokio::test]
+async fn a_databases_health_event_raises_its_alarm_between_sweeps_and_a_web_servers_checks_its_disk() {
+    let lab = lab();
+    lab.sim.add_database("shop-db", &DB_LABELS);
+    lab.sim.add_web("shop-web", &WEB_LABELS, "/srv/shop/logs");
+    let observer = Observer::new(Arc::new(Rules::default_rules()));
+    observer.sweep(&lab.sim, lab.clock.now()).await;
+    let unhealthy = |c: &str| ContainerEvent {
+        container: c.into(),
+        kind: ContainerEventKind::HealthStatus(opsguard::model::Health::Unhealthy),
+        at: lab.clock.now(),
+    };
+    lab.sim.fail_health("shop-db", &["no response"]);
+    let alarm = observer.check_event(&lab.sim, &unhealthy("shop-db"), lab.clock.now()).await.unwrap();
+    assert_eq!(alarm.map(|a| a.kind), Some(AlarmKind::DbUnhealthy));
+    // A web server's ill health: its log disk is read first; a roomy one is no alarm.
+    lab.sim.fail_health("shop-web", &["502"]);
+    assert_eq!(observer.check_event(&lab.sim, &unhealthy("shop-web"), lab.clock.now()).await.unwrap(), None);
+    lab.sim.fill_logs("shop-web", "/srv/shop/logs");
+    let alarm = observer.check_event(&lab.sim, &unhealthy("shop-web"), lab.clock.now()).await.unwrap();
+    assert_eq!(alarm.map(|a| (a.kind, a.container)), Some((AlarmKind::WebLogSaturation, "shop-web".into())));
 }

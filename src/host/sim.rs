@@ -179,6 +179,8 @@ struct SimContainer {
     restart_policy: Option<RestartPolicy>,
     /// A crash loop: every start crashes this long after with this code.
     crash_after_start: Option<(u64, i64)>,
+    /// What its health checks said, as inspect shows it.
+    health_log: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -227,6 +229,7 @@ fn exited(id: String, labels: BTreeMap<String, String>, now: Timestamp) -> SimCo
         pending_crash: None,
         restart_policy: None,
         crash_after_start: None,
+        health_log: Vec::new(),
     }
 }
 
@@ -278,6 +281,7 @@ impl SimHost {
             pending_crash: None,
             restart_policy: None,
             crash_after_start: None,
+            health_log: Vec::new(),
         };
         let containers = BTreeMap::from([
             (
@@ -500,6 +504,16 @@ impl SimHost {
         }
     }
 
+    /// Its health check turns unhealthy, its last checks having said
+    /// `outputs` (Docker's health log, as inspect shows it; a restart
+    /// clears it).
+    pub fn fail_health(&self, container: &str, outputs: &[&str]) {
+        if let Some(c) = self.world().containers.get_mut(container) {
+            c.health = Health::Unhealthy;
+            c.health_log = outputs.iter().map(|o| opsguard_core::model::health_entry(Some(1), o)).collect();
+        }
+    }
+
     /// Injects one of the specification's faults.
     pub fn inject(&self, fault: SimFault) {
         let now = self.clock.now();
@@ -677,6 +691,7 @@ impl World {
         c.started_at = Some(now);
         c.finished_at = None;
         c.oom_killed = false;
+        c.health_log.clear();
         c.exit_code = Some(0);
         c.ready = false;
         c.healthy_at = None;
@@ -756,6 +771,7 @@ impl Host for SimHost {
             finished_at: c.finished_at,
             restart_policy: c.restart_policy.clone(),
             restart_count: Some(0),
+            health_log: c.health_log.clone(),
         })
     }
 

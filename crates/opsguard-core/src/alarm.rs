@@ -44,6 +44,14 @@ pub enum Observed {
     },
     /// A database that is not running, its crash read and classified.
     DatabaseDown(Box<DatabaseCrash>),
+    /// A database that runs but whose health check fails.
+    DatabaseUnhealthy {
+        /// The database.
+        container: ContainerName,
+        /// What its last health checks said (Docker's health log, raw),
+        /// then its last lines, oldest first.
+        tail: Vec<String>,
+    },
 }
 
 model::enum_with_all! {
@@ -59,6 +67,8 @@ model::enum_with_all! {
         Zombies,
         /// The web server's log disk filling (`WEB_LOG_DISK_FILLING`).
         WebDiskFilling,
+        /// The database runs but its health check fails (`DB_UNHEALTHY`).
+        DbUnhealthy,
     }
     /// Every source, for the command line's choices.
     const ALL;
@@ -72,6 +82,7 @@ impl AlarmSource {
             AlarmSource::WebDisk => "web-disk",
             AlarmSource::Zombies => "zombies",
             AlarmSource::WebDiskFilling => "web-disk-filling",
+            AlarmSource::DbUnhealthy => "db-unhealthy",
         }
     }
 
@@ -89,6 +100,7 @@ impl AlarmSource {
             AlarmSource::WebDiskFilling => {
                 "WEB_LOG_DISK_FILLING: the web log disk's fill rate (from a recorded alarm, --from)"
             }
+            AlarmSource::DbUnhealthy => "DB_UNHEALTHY: the database runs but its health check fails",
         }
     }
 
@@ -99,6 +111,7 @@ impl AlarmSource {
             AlarmKind::WebLogSaturation => AlarmSource::WebDisk,
             AlarmKind::ZombieOutbreak => AlarmSource::Zombies,
             AlarmKind::WebLogDiskFilling => AlarmSource::WebDiskFilling,
+            AlarmKind::DbUnhealthy => AlarmSource::DbUnhealthy,
         }
     }
 }
@@ -205,6 +218,10 @@ impl AlarmFacts {
                 .exited_containers
                 .map(|exited| (Observed::Zombies { exited }, None))
                 .ok_or("no exited-container count given (--exited)"),
+            AlarmSource::DbUnhealthy => Ok((
+                Observed::DatabaseUnhealthy { container: rules.database.container.clone(), tail: self.logs.clone() },
+                None,
+            )),
         }
     }
 }
@@ -327,6 +344,15 @@ pub fn assess(rules: &Rules, observed: Observed, now: Timestamp) -> Assessment {
             });
             Assessment { alarm: raise(AlarmKind::DbCrash(classification.cause), container, evidence), because }
         }
+        Observed::DatabaseUnhealthy { container, tail } => {
+            let because = format!("{container} runs but its health check fails");
+            let evidence = redact_evidence(Evidence {
+                state: Some(ContainerState::Running),
+                log_tail: tail,
+                ..Evidence::default()
+            });
+            Assessment { alarm: raise(AlarmKind::DbUnhealthy, container, evidence), because }
+        }
     }
 }
 
@@ -357,7 +383,7 @@ impl Clears {
             // Below the success threshold, not merely below full: cleaning
             // that leaves 95 % is the "cleaning did not free the disk" stop.
             AlarmKind::DbCrash(crate::model::RootCause::DiskFull) => Clears::DiskBelow(t.clean_success_pct),
-            AlarmKind::DbCrash(_) => Clears::WithTheContainer,
+            AlarmKind::DbCrash(_) | AlarmKind::DbUnhealthy => Clears::WithTheContainer,
             AlarmKind::ZombieOutbreak => Clears::ExitedAtMost(t.zombie_max),
             // Cleaned early: as far below the threshold as a clean must leave it.
             AlarmKind::WebLogDiskFilling => Clears::DiskBelow(t.clean_success_pct),

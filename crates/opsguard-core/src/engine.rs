@@ -172,6 +172,7 @@ fn stop_reason_for(kind: AlarmKind) -> StopReason {
     match kind {
         AlarmKind::DbCrash(RootCause::ConfigError) => StopReason::ConfigError,
         AlarmKind::DbCrash(RootCause::DataCorruption) => StopReason::DataCorruption,
+        AlarmKind::DbUnhealthy => StopReason::Unhealthy,
         _ => StopReason::SafetyRule,
     }
 }

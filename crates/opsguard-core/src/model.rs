@@ -189,6 +189,10 @@ pub enum AlarmKind {
     /// threshold, fills at a rate that crosses it within the horizon.
     #[serde(rename = "WEB_LOG_DISK_FILLING")]
     WebLogDiskFilling,
+    /// `DB_UNHEALTHY`: a database runs but its health check fails
+    /// (issue #10). Not a crash: nothing tells a restart would help.
+    #[serde(rename = "DB_UNHEALTHY")]
+    DbUnhealthy,
 }
 
 enum_with_all! {
@@ -204,6 +208,8 @@ enum_with_all! {
         DbCrash,
         /// `WEB_LOG_DISK_FILLING`.
         WebLogDiskFilling,
+        /// `DB_UNHEALTHY`.
+        DbUnhealthy,
     }
     /// Every code, in the order of [`AlarmKind::ALL`].
     const ALL;
@@ -217,6 +223,7 @@ impl AlarmCode {
             AlarmCode::ZombieOutbreak => "ZOMBIE_OUTBREAK",
             AlarmCode::DbCrash => "DB_CRASH",
             AlarmCode::WebLogDiskFilling => "WEB_LOG_DISK_FILLING",
+            AlarmCode::DbUnhealthy => "DB_UNHEALTHY",
         }
     }
 
@@ -229,7 +236,10 @@ impl AlarmCode {
     pub const fn takes_cause(self) -> bool {
         match self {
             AlarmCode::DbCrash => true,
-            AlarmCode::WebLogSaturation | AlarmCode::ZombieOutbreak | AlarmCode::WebLogDiskFilling => false,
+            AlarmCode::WebLogSaturation
+            | AlarmCode::ZombieOutbreak
+            | AlarmCode::WebLogDiskFilling
+            | AlarmCode::DbUnhealthy => false,
         }
     }
 
@@ -240,6 +250,7 @@ impl AlarmCode {
             AlarmCode::ZombieOutbreak => AlarmKind::ZombieOutbreak,
             AlarmCode::DbCrash => AlarmKind::DbCrash(cause),
             AlarmCode::WebLogDiskFilling => AlarmKind::WebLogDiskFilling,
+            AlarmCode::DbUnhealthy => AlarmKind::DbUnhealthy,
         }
     }
 
@@ -299,7 +310,10 @@ impl AlarmKind {
     pub const fn index(self) -> usize {
         let within = match self {
             AlarmKind::DbCrash(cause) => cause.index(),
-            AlarmKind::WebLogSaturation | AlarmKind::ZombieOutbreak | AlarmKind::WebLogDiskFilling => 0,
+            AlarmKind::WebLogSaturation
+            | AlarmKind::ZombieOutbreak
+            | AlarmKind::WebLogDiskFilling
+            | AlarmKind::DbUnhealthy => 0,
         };
         self.alarm_code().first_index() + within
     }
@@ -311,6 +325,7 @@ impl AlarmKind {
             AlarmKind::ZombieOutbreak => AlarmCode::ZombieOutbreak,
             AlarmKind::DbCrash(_) => AlarmCode::DbCrash,
             AlarmKind::WebLogDiskFilling => AlarmCode::WebLogDiskFilling,
+            AlarmKind::DbUnhealthy => AlarmCode::DbUnhealthy,
         }
     }
 
@@ -338,6 +353,7 @@ impl AlarmKind {
             AlarmKind::ZombieOutbreak => "too many exited containers in scope",
             AlarmKind::DbCrash(_) => "the database is not running",
             AlarmKind::WebLogDiskFilling => "the web server's log disk fills toward its threshold",
+            AlarmKind::DbUnhealthy => "the database runs but its health check fails",
         }
     }
 
@@ -360,6 +376,10 @@ impl AlarmKind {
             AlarmKind::WebLogDiskFilling => format!(
                 "Find what writes {c}'s logs at this rate and set up log rotation; \
                  early cleaning only moves the crossing later."
+            ),
+            AlarmKind::DbUnhealthy => format!(
+                "Read {c}'s health check output and its recent lines: a server that runs but does not \
+                 answer may be recovering, out of connections or stuck on a lock."
             ),
             AlarmKind::ZombieOutbreak => "Find what keeps creating containers that exit and are never removed \
                  (a cron job, a CI runner, `docker run` without `--rm`)."
@@ -611,6 +631,8 @@ enum_with_all! {
         NoPlan,
         /// OpsGuard was stopped (SIGTERM, ^C) before the incident ended.
         Interrupted,
+        /// A database runs but its health check fails: a human looks.
+        Unhealthy,
     }
     /// Every reason, for metrics and tests.
     const ALL;
@@ -635,6 +657,7 @@ impl StopReason {
             StopReason::StepLimit => "step_limit",
             StopReason::NoPlan => "no_plan",
             StopReason::Interrupted => "interrupted",
+            StopReason::Unhealthy => "unhealthy",
         }
     }
 
@@ -656,6 +679,7 @@ impl StopReason {
             StopReason::StepLimit => "the incident ran out of steps",
             StopReason::NoPlan => "no rule covers this alarm",
             StopReason::Interrupted => "OpsGuard was stopped before the incident ended",
+            StopReason::Unhealthy => "the database runs but its health check fails: manual intervention needed",
         }
     }
 }
@@ -1065,6 +1089,26 @@ pub struct ContainerStatus {
     /// How many times Docker's policy restarted it (`RestartCount`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_count: Option<i64>,
+    /// What its last health checks said, oldest first (Docker keeps five):
+    /// raw, as the container wrote it, bounded by the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_log: Vec<String>,
+}
+
+/// Most health check results kept from Docker's health log.
+pub const HEALTH_LOG_ENTRIES: usize = 5;
+/// Longest health check output kept, in bytes: the rest is the writer's.
+pub const HEALTH_OUTPUT_BYTES: usize = 512;
+
+/// One health check result as evidence: its exit code and what it wrote,
+/// cut to [`HEALTH_OUTPUT_BYTES`] on a character boundary.
+pub fn health_entry(exit_code: Option<i64>, output: &str) -> String {
+    let mut end = output.len().min(HEALTH_OUTPUT_BYTES);
+    while !output.is_char_boundary(end) {
+        end -= 1;
+    }
+    let code = exit_code.map_or("?".to_string(), |c| c.to_string());
+    format!("health check (exit {code}): {}", output[..end].trim_end())
 }
 
 #[cfg(test)]
@@ -1096,7 +1140,10 @@ mod tests {
             assert_eq!(AlarmKind::from_code(kind.code(), kind.cause()), Some(kind));
             assert_eq!(AlarmKind::code_takes_cause(kind.code()), Some(kind.cause().is_some()));
         }
-        assert_eq!(AlarmKind::codes(), ["WEB_LOG_SATURATION", "ZOMBIE_OUTBREAK", "DB_CRASH", "WEB_LOG_DISK_FILLING"]);
+        assert_eq!(
+            AlarmKind::codes(),
+            ["WEB_LOG_SATURATION", "ZOMBIE_OUTBREAK", "DB_CRASH", "WEB_LOG_DISK_FILLING", "DB_UNHEALTHY"]
+        );
         assert_eq!(AlarmKind::from_code("DB_CRASH", None), None, "a database crash always has a cause");
         assert_eq!(AlarmKind::from_code("ZOMBIE_OUTBREAK", Some(RootCause::OomKill)), None);
         assert_eq!(AlarmKind::code_takes_cause("NOPE"), None);

@@ -467,6 +467,13 @@ impl<'a> Postmortem<'a> {
                      2. Start {c} (`docker start {c}`) and watch its logs until it accepts connections."
                 )
             }
+            StopReason::Unhealthy => format!(
+                "{c} runs but its health check fails, and OpsGuard does not restart a database that is \
+                 still running: a restart interrupts a recovery or a long query and drops every connection.\n\n\
+                 1. Read the health check output and the last lines above; `docker exec {c} pg_isready` and \
+                 `pg_stat_activity` tell a server out of connections or stuck on a lock from one recovering.\n\
+                 2. Restart it yourself (`docker restart {c}`) only once you know why it does not answer."
+            ),
             StopReason::DataCorruption => format!(
                 "{c} is down because its data is corrupt. **Do not restart it**: starting a database on corrupt \
                  files can make the damage permanent.\n\n\

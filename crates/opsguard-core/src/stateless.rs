@@ -609,6 +609,7 @@ mod tests {
             finished_at: Some(Timestamp(7)),
             restart_policy: Some(RestartPolicy { name: policy.into(), maximum_retry_count: max }),
             restart_count: Some(count),
+            health_log: Vec::new(),
         }
     }
 

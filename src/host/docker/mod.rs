@@ -516,17 +516,25 @@ impl Host for DockerHost {
                 name: p.name.map(|n| n.to_string()).unwrap_or_default(),
                 maximum_retry_count: p.maximum_retry_count.unwrap_or(0),
             });
+        let (health, log) = state.health.map(|h| (h.status, h.log.unwrap_or_default())).unwrap_or_default();
+        let skip = log.len().saturating_sub(opsguard_core::model::HEALTH_LOG_ENTRIES);
+        let health_log = log
+            .iter()
+            .skip(skip)
+            .map(|r| opsguard_core::model::health_entry(r.exit_code, r.output.as_deref().unwrap_or("")))
+            .collect();
         Ok(ContainerStatus {
             name: ContainerName::new(container),
             id: info.id,
             state: state_of(state.status),
-            health: health_of(state.health.and_then(|h| h.status)),
+            health: health_of(health),
             exit_code: state.exit_code,
             oom_killed: state.oom_killed.unwrap_or(false),
             started_at: state.started_at.as_deref().and_then(parse_docker_time),
             finished_at: state.finished_at.as_deref().and_then(parse_docker_time),
             restart_policy,
             restart_count: info.restart_count,
+            health_log,
         })
     }
 
