@@ -13,8 +13,8 @@
 //! garbled LLM answer) becomes an input that the machine turns into an
 //! escalation; nothing here decides what to do next.
 
-use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -317,7 +317,13 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     /// it carries out what the machine asks, one operation at a time, and
     /// feeds back the result and the time.
     pub async fn respond(&self, opening: Alarm) -> IncidentReport {
-        let id = self.next_incident.fetch_add(1, Ordering::SeqCst);
+        self.respond_as(None, opening).await
+    }
+
+    /// [`Responder::respond`] under the incident number `id` when one was
+    /// set aside for this alarm (by its hold), else the next one.
+    async fn respond_as(&self, id: Option<u64>, opening: Alarm) -> IncidentReport {
+        let id = id.unwrap_or_else(|| self.next_incident.fetch_add(1, Ordering::SeqCst));
         // The incident keeps these rules to its end, whatever a reload does.
         let rules = self.rules.current();
         let mut incident = Incident::open(
@@ -437,6 +443,35 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
             return Ok(None);
         };
         rules.observer.check_database_at(&self.host, &db, self.clock.now()).await
+    }
+
+    /// What holds `alarm` back, if anything: a dependency of its service
+    /// that has an incident of its own under way (in `healing`), or that is
+    /// down or not yet healthy. As (dependency, how it was found). A
+    /// dependency whose own alarm is held (in `holding`) holds nothing:
+    /// two services that name each other would otherwise wait forever.
+    async fn held_by(
+        &self,
+        alarm: &Alarm,
+        healing: &BTreeSet<ContainerName>,
+        holding: &BTreeSet<ContainerName>,
+    ) -> Option<(String, String)> {
+        let roster = self.observer().roster();
+        let service = roster.get(alarm.container.as_str())?;
+        for (dependency, containers) in &service.depends_on {
+            if let Some(c) = containers.iter().find(|c| healing.contains(*c) && !holding.contains(*c)) {
+                return Some((
+                    dependency.to_string(),
+                    format!("{} being healed", crate::redact::printable(c.as_str())),
+                ));
+            }
+        }
+        crate::stateless::blocking_dependency(&self.host, &service.depends_on, holding).await
+    }
+
+    /// Writes that `alarm` was held, under the incident number it keeps.
+    fn record_held(&self, id: u64, alarm: &Alarm, (dependency, state): (String, String)) {
+        self.log(id, AuditEvent::AlarmHeld { alarm: alarm.clone(), dependency, state });
     }
 
     /// What the stateless services' shell acts through, under `rules`.
@@ -680,6 +715,10 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
         let mut stateless = (!r.shadow).then(StatelessWatch::new);
         // Their restarts, run beside the incidents, a few at a time.
         let mut restarts = FuturesUnordered::new();
+        // The containers with an incident under way, and the alarms held
+        // for a dependency with the incident number each keeps.
+        let mut healing: BTreeSet<ContainerName> = BTreeSet::new();
+        let mut held: BTreeMap<AlarmKey, u64> = BTreeMap::new();
         if r.shutdown.is_shut_down() {
             scheduler.handle(schedule::Input::Drain);
             health.stopping();
@@ -694,6 +733,9 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                             s.sweep(&r.stateless_ctx(&r.rules.rules())).await;
                         }
                         health.swept(r.clock.now());
+                        // A hold ends with its alarm: one no sweep raises
+                        // is forgotten (raised again, it is a new hold).
+                        held.retain(|k, _| sweep.alarms.iter().any(|a| AlarmKey::of(a) == *k));
                         for e in &sweep.errors {
                             tracing::warn!(error = %e, "check failed");
                         }
@@ -755,8 +797,24 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                     }
                     schedule::Output::Open(alarm) => {
                         let key = AlarmKey::of(&alarm);
-                        running.push(async move { (key, r.respond(alarm).await) });
-                        continue;
+                        // Held while what its service needs is down or
+                        // being healed: written once, looked at again at
+                        // the next sweep that raises it.
+                        let holding: BTreeSet<ContainerName> =
+                            held.keys().map(|k| k.container.clone()).filter(|c| *c != key.container).collect();
+                        if let Some(why) = r.held_by(&alarm, &healing, &holding).await {
+                            if let Entry::Vacant(v) = held.entry(key.clone()) {
+                                let id = *v.insert(r.next_incident.fetch_add(1, Ordering::SeqCst));
+                                r.record_held(id, &alarm, why);
+                            }
+                            schedule::Input::Held { at: r.clock.now(), key }
+                        } else {
+                            // A hold's record and its incident share a number.
+                            let id = held.remove(&key);
+                            healing.insert(key.container.clone());
+                            running.push(async move { (key, r.respond_as(id, alarm).await) });
+                            continue;
+                        }
                     }
                 };
                 scheduler.handle(input);
@@ -801,6 +859,7 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                     }
                 }
                 Some((key, report)) = running.next(), if !running.is_empty() => {
+                    healing.remove(&key.container);
                     scheduler.handle(schedule::Input::Finished {
                         at: r.clock.now(),
                         key,

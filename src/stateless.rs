@@ -351,7 +351,7 @@ impl StatelessWatch {
 /// perhaps); one that cannot be read holds until it can; one whose health
 /// check Docker has not run yet since its start is ready when that check,
 /// run now, passes.
-async fn blocking_dependency<H: Host>(
+pub(crate) async fn blocking_dependency<H: Host>(
     host: &H,
     depends_on: &[(Dependency, Vec<ContainerName>)],
     holding: &BTreeSet<ContainerName>,

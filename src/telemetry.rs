@@ -24,6 +24,9 @@ use crate::stateless::{StatelessStep, Trouble};
 
 /// `opsguard_alarms_total{kind}`: alarms that opened an incident.
 pub const ALARMS: &str = "opsguard_alarms_total";
+/// `opsguard_alarms_held_total{kind}`: alarms held, not acted on, while a
+/// dependency of their service was down or being healed.
+pub const ALARMS_HELD: &str = "opsguard_alarms_held_total";
 /// `opsguard_incidents_total{outcome, root_cause, kind}`: incidents ended.
 pub const INCIDENTS: &str = "opsguard_incidents_total";
 /// `opsguard_incidents_open`: incidents under way.
@@ -81,6 +84,10 @@ pub fn describe() {
     gauge!(AUDIT_FAILING).set(0.0);
     approvals_pending(0, 0.0);
     describe_counter!(ALARMS, "Alarms that opened an incident, by alarm code.");
+    describe_counter!(
+        ALARMS_HELD,
+        "Alarms held, not acted on, while their service's dependency was down or being healed."
+    );
     describe_counter!(INCIDENTS, "Incidents ended, by outcome (resolved or the stop reason) and root cause.");
     describe_gauge!(INCIDENTS_OPEN, "Incidents under way.");
     describe_counter!(ACTIONS, "Actions carried out, by tool name and result.");
@@ -144,6 +151,7 @@ pub fn audit_tap() -> impl Fn(&AuditRecord) + Send + Sync + 'static {
                     incident_closed(id, &alarm, *resolution, record.ts)
                 }
             }
+            AuditEvent::AlarmHeld { alarm, .. } => alarm_held(alarm.kind),
             AuditEvent::Reassessed { .. }
             | AuditEvent::ApprovalRequested { .. }
             | AuditEvent::LlmConsulted { .. }
@@ -152,6 +160,11 @@ pub fn audit_tap() -> impl Fn(&AuditRecord) + Send + Sync + 'static {
             AuditEvent::Stateless { container, trouble, step } => stateless_step(id, container, trouble.as_ref(), step),
         }
     }
+}
+
+/// An alarm held for a dependency (issue #10).
+fn alarm_held(kind: AlarmKind) {
+    counter!(ALARMS_HELD, "kind" => kind.code()).increment(1);
 }
 
 /// `count` approval requests are waiting, the oldest for `oldest_secs`.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use opsguard::approval::PolicyApprover;
-use opsguard::audit::{AuditLog, Resolution};
+use opsguard::audit::{AuditEvent, AuditLog, Resolution};
 use opsguard::clock::{Clock, SimClock};
 use opsguard::engine::Engine;
 use opsguard::host::sim::{SimFault, SimHost, SimOp};
@@ -213,4 +213,70 @@ async fn a_databases_health_event_raises_its_alarm_between_sweeps_and_a_web_serv
     lab.sim.fill_logs("shop-web", "/srv/shop/logs");
     let alarm = observer.check_event(&lab.sim, &unhealthy("shop-web"), lab.clock.now()).await.unwrap();
     assert_eq!(alarm.map(|a| (a.kind, a.container)), Some((AlarmKind::WebLogSaturation, "shop-web".into())));
+}
+
+fn db_depending_on(on: &'static str) -> Vec<&'static str> {
+    DB_LABELS.iter().copied().chain([on]).collect()
+}
+
+// Issue #10, behaviour 4, for databases: a replica whose primary is down
+// is held, not restarted, until the primary is healed; then healed in the
+// incident its hold opened, the hold written once.
+#[tokio::test]
+async fn a_database_whose_dependency_is_down_is_held_until_the_dependency_is_healed() {
+    let lab = lab();
+    lab.sim.add_database("primary", &DB_LABELS);
+    lab.sim.add_database("replica", &db_depending_on("opsguard.depends_on=primary"));
+    lab.sim.oom_kill("primary");
+    lab.sim.oom_kill("replica");
+    let reports = lab.watch(PolicyApprover::ApproveAll, 2).await;
+    let records = lab.audit.records();
+    let holds: Vec<_> = records.iter().filter(|r| matches!(r.event, AuditEvent::AlarmHeld { .. })).collect();
+    assert_eq!(holds.len(), 1, "one hold, written once: {records:#?}");
+    let AuditEvent::AlarmHeld { alarm, dependency, state } = &holds[0].event else { unreachable!() };
+    assert_eq!((alarm.container.as_str(), dependency.as_str()), ("replica", "primary"), "{state}");
+    assert!(state.contains("primary"), "{state}");
+    let primary = about(&reports, "primary");
+    let replica = about(&reports, "replica");
+    assert_eq!((primary.len(), replica.len()), (1, 1), "{reports:#?}");
+    assert_eq!(primary[0].resolution, Resolution::Resolved);
+    assert_eq!(replica[0].resolution, Resolution::Resolved, "{:#?}", replica[0]);
+    assert_eq!(replica[0].id, holds[0].incident, "the incident keeps its hold's number");
+    assert!(primary[0].closed_at <= replica[0].opened_at, "the replica was healed before its primary");
+    assert!(holds[0].ts <= primary[0].closed_at);
+    assert_eq!((lab.restarts_of("primary"), lab.restarts_of("replica")), (1, 1));
+    assert_eq!(lab.sim.state("replica"), Some(ContainerState::Running));
+    assert!(
+        AuditEvent::AlarmHeld { alarm: alarm.clone(), dependency: dependency.clone(), state: state.clone() }
+            .render()
+            .contains("held, not acted on: it depends on primary")
+    );
+}
+
+// Two databases that name each other, both down: neither waits forever.
+#[tokio::test]
+async fn databases_that_depend_on_each_other_are_both_healed() {
+    let lab = lab();
+    lab.sim.add_database("db-a", &db_depending_on("opsguard.depends_on=db-b"));
+    lab.sim.add_database("db-b", &db_depending_on("opsguard.depends_on=db-a"));
+    lab.sim.oom_kill("db-a");
+    lab.sim.oom_kill("db-b");
+    let reports = lab.watch(PolicyApprover::ApproveAll, 2).await;
+    for db in ["db-a", "db-b"] {
+        let mine = about(&reports, db);
+        assert_eq!(mine.len(), 1, "{db}: {reports:#?}");
+        assert_eq!(mine[0].resolution, Resolution::Resolved, "{db}");
+        assert_eq!(lab.sim.state(db), Some(ContainerState::Running), "{db}");
+    }
+}
+
+// A dependency that is not on the host holds nothing.
+#[tokio::test]
+async fn a_dependency_not_on_the_host_holds_nothing() {
+    let lab = lab();
+    lab.sim.add_database("shop-db", &db_depending_on("opsguard.depends_on=elsewhere"));
+    lab.sim.oom_kill("shop-db");
+    let reports = lab.watch(PolicyApprover::ApproveAll, 1).await;
+    assert_eq!(reports[0].resolution, Resolution::Resolved, "{reports:#?}");
+    assert!(!lab.audit.records().iter().any(|r| matches!(r.event, AuditEvent::AlarmHeld { .. })));
 }

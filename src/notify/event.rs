@@ -226,7 +226,9 @@ impl Transitions {
             AuditEvent::Stateless { container, trouble, step } => {
                 self.stateless(record, container.as_str(), trouble.as_ref(), step)
             }
-            AuditEvent::Decided { .. }
+            // Nothing was done: the dependency's own incident speaks.
+            AuditEvent::AlarmHeld { .. }
+            | AuditEvent::Decided { .. }
             | AuditEvent::LlmConsulted { .. }
             | AuditEvent::Executed { .. }
             | AuditEvent::WouldExecute { .. }

@@ -123,6 +123,18 @@ pub enum AuditEvent {
         /// The alarm as the host shows it now.
         alarm: Alarm,
     },
+    /// An alarm on a service was held, not acted on (issue #10): something
+    /// the service depends on is down or being healed. It is looked at
+    /// again until the dependency is ready; the incident that may follow
+    /// keeps this record's id.
+    AlarmHeld {
+        /// The alarm held.
+        alarm: Alarm,
+        /// What it waits for (a container, or a Compose service).
+        dependency: String,
+        /// How that was found (`shop-db exited`, `being healed`).
+        state: String,
+    },
     /// A stateless service (issue #10) was restarted without approval,
     /// seen good again, or left for a human once its budget was spent.
     Stateless {
@@ -256,6 +268,13 @@ impl AuditEvent {
                 ),
             },
             AuditEvent::Stateless { container, trouble, step } => step.render(container.as_str(), trouble.as_ref()),
+            AuditEvent::AlarmHeld { alarm, dependency, state } => format!(
+                "⏸  {} on {} held, not acted on: it depends on {}, which is {}",
+                alarm.kind,
+                printable(alarm.container.as_str()),
+                printable(dependency),
+                printable(state)
+            ),
             AuditEvent::IncidentClosed { resolution: Resolution::Resolved, steps } => {
                 format!("✅ Issue fully resolved ({steps} steps)")
             }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::model::ContainerName;
 use crate::rules::{Rules, Target};
 use crate::safety;
-use crate::stateless::{LabelVerdict, read_labels};
+use crate::stateless::{Dependency, LabelVerdict, dependencies, read_labels};
 
 /// The label naming a labelled service's log directories
 /// (`opsguard.logs=/path[,/path]`), the only places `clean_logs` may touch.
@@ -69,6 +69,10 @@ pub struct Service {
     pub target: Target,
     /// Whether the rules name it (rather than its labels).
     pub from_rules: bool,
+    /// What its labels say it needs (`opsguard.depends_on`, Compose's
+    /// `depends_on`), each with the containers on the host that are it
+    /// (none: not on this host, so it holds nothing).
+    pub depends_on: Vec<(Dependency, Vec<ContainerName>)>,
 }
 
 /// Why a container that asks to be watched is not.
@@ -92,8 +96,13 @@ impl Roster {
     pub fn of_rules(rules: &Rules) -> Roster {
         Roster {
             services: vec![
-                Service { role: Role::Web, target: rules.web.clone(), from_rules: true },
-                Service { role: Role::Database, target: rules.database.clone(), from_rules: true },
+                Service { role: Role::Web, target: rules.web.clone(), from_rules: true, depends_on: Vec::new() },
+                Service {
+                    role: Role::Database,
+                    target: rules.database.clone(),
+                    from_rules: true,
+                    depends_on: Vec::new(),
+                },
             ],
         }
     }
@@ -106,11 +115,27 @@ impl Roster {
         rules: &Rules,
         containers: impl IntoIterator<Item = (&'a ContainerName, &'a BTreeMap<String, String>)>,
     ) -> (Roster, Vec<Refusal>) {
+        let containers: Vec<_> = containers.into_iter().collect();
         let mut roster = Roster::of_rules(rules);
         let mut labelled = BTreeMap::new();
         let mut refused = Vec::new();
-        for (name, labels) in containers {
-            if roster.services.iter().any(|s| s.target.container == *name) {
+        // What each service needs, found on the host; never itself.
+        let needs = |name: &ContainerName, labels: &BTreeMap<String, String>| {
+            dependencies(labels)
+                .into_iter()
+                .map(|d| {
+                    let found = containers
+                        .iter()
+                        .filter(|(other, l)| *other != name && d.is(other.as_str(), l))
+                        .map(|(other, _)| (*other).clone())
+                        .collect();
+                    (d, found)
+                })
+                .collect::<Vec<_>>()
+        };
+        for &(name, labels) in &containers {
+            if let Some(s) = roster.services.iter_mut().find(|s| s.target.container == *name) {
+                s.depends_on = needs(name, labels);
                 continue;
             }
             let LabelVerdict::Service(role) = read_labels(labels, &rules.scope_label, &rules.stateless) else {
@@ -125,7 +150,8 @@ impl Roster {
             }
             match labelled_target(rules, name, labels, role) {
                 Ok(target) => {
-                    labelled.insert(name.clone(), Service { role, target, from_rules: false });
+                    let depends_on = needs(name, labels);
+                    labelled.insert(name.clone(), Service { role, target, from_rules: false, depends_on });
                 }
                 Err(why) => refused.push(Refusal { container: name.clone(), why }),
             }
@@ -306,6 +332,30 @@ mod tests {
             assert!(!refused[0].why.chars().any(char::is_control), "{:?}", refused[0].why);
             assert!(refused[0].why.len() < 200, "{}", refused[0].why);
         }
+    }
+
+    #[test]
+    fn dependencies_are_found_on_the_host_and_never_the_service_itself() {
+        let db = with(&[("opsguard.role", "database"), ("opsguard.depends_on", "primary-db,replica,gone")]);
+        let primary = with(&[("opsguard.role", "database")]);
+        let web = [("opsguard.lab", "true"), ("opsguard.depends_on", "replica")];
+        let (roster, _) = build(&[("replica", &db), ("primary-db", &primary), ("web-prod", &web)]);
+        let deps = |name: &str| -> Vec<(String, Vec<String>)> {
+            roster
+                .get(name)
+                .unwrap()
+                .depends_on
+                .iter()
+                .map(|(d, found)| (d.to_string(), found.iter().map(|c| c.as_str().to_string()).collect()))
+                .collect()
+        };
+        let replica = deps("replica");
+        assert_eq!(replica.len(), 3, "{replica:?}");
+        assert!(replica.iter().any(|(_, f)| f == &["primary-db"]), "{replica:?}");
+        assert!(replica.iter().filter(|(_, f)| f.is_empty()).count() == 2, "itself and a missing one: {replica:?}");
+        // The rules' own services read their labels too.
+        assert_eq!(deps("web-prod").iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(), [["replica"]]);
+        assert!(deps("primary-db").is_empty());
     }
 
     #[test]

@@ -144,6 +144,16 @@ pub enum Input {
         /// unreadable here).
         read: Vec<ContainerName>,
     },
+    /// The alarm handed out with [`Output::Open`] was held, not opened:
+    /// something its service depends on is down or being healed. Its
+    /// container is free again, and the sweeps turn rapid, so the next
+    /// one that raises it hands it out again soon.
+    Held {
+        /// When it was held.
+        at: Timestamp,
+        /// Which alarm.
+        key: AlarmKey,
+    },
     /// The zombie count re-read for a settling outbreak
     /// ([`Output::RereadZombies`]).
     Reread {
@@ -308,6 +318,12 @@ impl Scheduler {
                 if let Some(period) = self.disk_watch {
                     self.next_watch = at.plus_millis(millis(period));
                 }
+                self.tick(at);
+            }
+            Input::Held { at, key } => {
+                self.busy.remove(&key.container);
+                self.cadence.trigger_rapid(at);
+                self.next_sweep = self.next_sweep.min(self.after_interval(at));
                 self.tick(at);
             }
             Input::Reread { at, reread } => {
@@ -738,6 +754,25 @@ mod tests {
         // Read, and no longer foreseen: the next warning is a new incident.
         assert_eq!(watch(&mut s, 31_500, None, true), []);
         assert_eq!(watch(&mut s, 32_000, Some(filling.clone()), true), [Output::Open(filling)]);
+    }
+
+    // Issue #10: an alarm held for a dependency frees its container, is
+    // not suppressed, and the sweeps turn rapid so it is raised again soon.
+    #[test]
+    fn a_held_alarm_is_handed_out_again_by_the_next_rapid_sweep() {
+        let mut s = scheduler(WatchLimit::default());
+        s.handle(Input::Tick(T0));
+        assert_eq!(drain(&mut s), [Output::Sweep]);
+        let crash = alarm(AlarmKind::DbCrash(RootCause::OomKill), "replica", 0);
+        s.handle(Input::Swept { at: T0, alarms: vec![crash.clone()] });
+        assert_eq!(drain(&mut s), [Output::Open(crash.clone())]);
+        s.handle(Input::Held { at: T0.plus_millis(10), key: AlarmKey::of(&crash) });
+        let rapid = Rules::default_rules().observer.rapid_interval_secs * 1000;
+        assert_eq!(s.next_wake(), Some(T0.plus_millis(10 + rapid)), "a rapid sweep, not one 30 s away");
+        s.handle(Input::Tick(T0.plus_millis(10 + rapid)));
+        assert_eq!(drain(&mut s), [Output::Sweep]);
+        s.handle(Input::Swept { at: T0.plus_millis(10 + rapid), alarms: vec![crash.clone()] });
+        assert_eq!(drain(&mut s), [Output::Open(crash)], "held is not handed to a human");
     }
 
     // Issue #10: each web server's warning is its own; reading another's
