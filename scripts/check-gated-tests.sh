@@ -40,6 +40,7 @@ check() {
 
 check e2e OPSGUARD_E2E
 check e2e_stateless OPSGUARD_E2E
+check e2e_own_stack OPSGUARD_E2E
 check clean_logs_docker OPSGUARD_E2E
 check e2e_service OPSGUARD_E2E
 check browser OPSGUARD_BROWSER

@@ -5,8 +5,12 @@
 #   - the end-to-end scenarios against the real Docker lab (OPSGUARD_E2E=1):
 #     Docker is started if needed, the lab image is built from Debian
 #     packages (cached) and the lab brought up, and taken down afterwards;
-#   - the lab's stateless service, shop-api (tests/e2e_stateless.rs),
-#     created and removed by lab/shop.sh around each test;
+#   - the lab's second stack, shop-db, shop-api and shop-migrate
+#     (tests/e2e_stateless.rs), created and removed by lab/shop.sh around
+#     each test;
+#   - a Compose project of the user's own kind (tests/e2e_own_stack.rs,
+#     tests/fixtures/own-stack), healed by the real `opsguard watch`
+#     through its labels alone, on a 32 MB loop disk the test mounts;
 #   - OpsGuard as a service (tests/e2e_service.rs): its own image, built
 #     from Debian packages and the test build's binary (deploy/build-image.sh),
 #     under docker-compose, stopped and started again, healing a chain
@@ -82,5 +86,5 @@ cargo test --doc --locked
 say "the agent as --no-default-features builds it: no lab or chaos command"
 cargo test --locked --no-default-features --test cli_docs
 say "running the end-to-end, real-model, browser and Alertmanager tests"
-cargo test --locked --test e2e --test e2e_stateless --test e2e_service --test clean_logs_docker --test browser \
+cargo test --locked --test e2e --test e2e_stateless --test e2e_own_stack --test e2e_service --test clean_logs_docker --test browser \
     --test llm_real_model --test notify_alertmanager -- --include-ignored --test-threads=1

@@ -43,6 +43,16 @@ pub struct Sweep {
     pub errors: Vec<HostError>,
 }
 
+impl Sweep {
+    fn take(&mut self, result: Result<Option<Alarm>, HostError>) {
+        match result {
+            Ok(Some(alarm)) => self.alarms.push(alarm),
+            Ok(None) => {}
+            Err(e) => self.errors.push(e),
+        }
+    }
+}
+
 /// What one read of the disk watch found.
 #[derive(Debug)]
 // One value per read, handed on at once: boxing the alarm buys nothing.
@@ -69,6 +79,8 @@ const MAX_WARNED: usize = 1024;
 struct Found {
     roster: Arc<Roster>,
     warned: BTreeSet<ContainerName>,
+    /// Services the rules name that the last sweep did not find.
+    missing: BTreeSet<ContainerName>,
 }
 
 /// Watches the host for the rules' alarms.
@@ -83,7 +95,8 @@ impl Observer {
     /// until its first sweep reads the labels.
     pub fn new(rules: Arc<Rules>) -> Observer {
         let roster = Arc::new(Roster::of_rules(&rules));
-        Observer { rules, found: Arc::new(Mutex::new(Found { roster, warned: BTreeSet::new() })) }
+        let found = Found { roster, warned: BTreeSet::new(), missing: BTreeSet::new() };
+        Observer { rules, found: Arc::new(Mutex::new(found)) }
     }
 
     /// The rules in force.
@@ -102,42 +115,59 @@ impl Observer {
     }
 
     /// Reads the services from a listing: the rules' and the labelled ones.
-    /// A refusal is warned about once per container.
+    /// A refusal is warned about once per container. A service the rules
+    /// name that is not on the host or not in scope (a host run by labels
+    /// alone, where the built-in `web-prod` and `db-prod` do not exist) is
+    /// left out, warned about once, not failed at every sweep.
     pub fn discover(&self, containers: &[ContainerSummary]) -> Arc<Roster> {
-        let (roster, refused) = Roster::build(&self.rules, containers.iter().map(|c| (&c.name, &c.labels)));
-        let roster = Arc::new(roster);
+        let (mut roster, refused) = Roster::build(&self.rules, containers.iter().map(|c| (&c.name, &c.labels)));
+        let scope = &self.rules.scope_label;
         let mut found = self.found();
+        roster.retain(|s| {
+            let name = &s.target.container;
+            if !s.from_rules || containers.iter().any(|c| c.name == *name && c.has_label(scope)) {
+                found.missing.remove(name);
+                return true;
+            }
+            if found.missing.insert(name.clone()) {
+                tracing::warn!(
+                    container = %crate::redact::printable(name.as_str()),
+                    "the rules' [{}] is not on this host, or not in scope: not watched until it is",
+                    s.role
+                );
+            }
+            false
+        });
         for r in refused {
             if found.warned.len() < MAX_WARNED && found.warned.insert(r.container.clone()) {
                 tracing::warn!(container = %crate::redact::printable(r.container.as_str()), "labels ignored: {}", r.why);
             }
         }
+        let roster = Arc::new(roster);
         found.roster = Arc::clone(&roster);
         roster
     }
 
     /// Checks everything: each web server's log disk, each database, the
-    /// zombies. The listing that counts the zombies also finds the services.
+    /// zombies. The listing that counts the zombies also finds the services
+    /// ([`Observer::discover`]).
     pub async fn sweep<H: Host>(&self, host: &H, now: Timestamp) -> Sweep {
         let mut sweep = Sweep::default();
-        let mut take = |result: Result<Option<Alarm>, HostError>| match result {
-            Ok(Some(alarm)) => sweep.alarms.push(alarm),
-            Ok(None) => {}
-            Err(e) => sweep.errors.push(e),
-        };
         let listing = host.list_containers().await;
         // Without a listing, the services of the last one are checked.
         let roster = match &listing {
             Ok(list) => self.discover(list),
             Err(_) => self.roster(),
         };
-        for web in roster.of_role(Role::Web) {
-            take(self.check_web_at(host, web, now).await);
+        for service in roster.services() {
+            let t = &service.target;
+            let result = match service.role {
+                Role::Web => self.check_web_at(host, t, now).await,
+                Role::Database => self.check_database_at(host, t, now).await,
+            };
+            sweep.take(result);
         }
-        for db in roster.of_role(Role::Database) {
-            take(self.check_database_at(host, db, now).await);
-        }
-        take(listing.map(|list| self.zombie_alarm(&list, &roster, now)));
+        sweep.take(listing.map(|list| self.zombie_alarm(&list, &roster, now)));
         sweep
     }
 
@@ -594,6 +624,19 @@ mod tests {
         let crossing = a.evidence.threshold_crossing_at.unwrap();
         assert!((crossing.millis_since(at) as f64 - left_ms).abs() < 1_000.0, "{crossing:?} vs {left_ms} ms");
         assert!(at.millis_since(start) >= 20_000, "not before the readings span 20 s");
+    }
+
+    // Issue #10: a host run by labels alone has no web-prod or db-prod;
+    // the built-in rules' services are then warned about once, not failed.
+    #[tokio::test]
+    async fn the_rules_services_missing_from_the_host_are_skipped_not_failed() {
+        let (o, h) = setup();
+        h.remove("web-prod");
+        let s = o.sweep(&h, h.clock().now()).await;
+        assert!(s.errors.is_empty() && s.alarms.is_empty(), "{s:?}");
+        h.inject(SimFault::DbOomKill);
+        let s = o.sweep(&h, h.clock().now()).await;
+        assert_eq!(s.alarms.iter().map(|a| a.kind).collect::<Vec<_>>(), [AlarmKind::DbCrash(RootCause::OomKill)]);
     }
 
     #[tokio::test]

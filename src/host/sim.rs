@@ -392,6 +392,11 @@ impl SimHost {
         self.world().start(container, now);
     }
 
+    /// Removes a container, as `docker rm -f` would.
+    pub fn remove(&self, container: &str) {
+        self.world().containers.remove(container);
+    }
+
     /// Adds an exited one-shot container (a migration job that ran, say)
     /// named `name`, with `labels` (`key=value` each), beside the lab's.
     pub fn add_exited(&self, name: &str, labels: &[&str]) {

@@ -160,6 +160,11 @@ impl Roster {
         (roster, refused)
     }
 
+    /// Keeps only the services `keep` accepts.
+    pub fn retain(&mut self, keep: impl FnMut(&Service) -> bool) {
+        self.services.retain(keep);
+    }
+
     /// Every service, the rules' first.
     pub fn services(&self) -> &[Service] {
         &self.services
