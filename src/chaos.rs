@@ -31,6 +31,9 @@ pub enum Scenario {
     /// A log on the web log disk grows at a steady rate (issue #12): seen
     /// before it crosses the threshold.
     WebLogSlowFill,
+    /// The database server is stopped (SIGSTOP) without exiting: it runs
+    /// and answers nothing, its health check fails (issue #10).
+    DbHang,
 }
 
 /// What OpsGuard must reach for a scenario.
@@ -47,7 +50,7 @@ pub struct Expected {
 
 impl Scenario {
     /// Every scenario, in the specification's order.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::WebDiskFill,
         Scenario::Zombies,
         Scenario::DbGarbageFlood,
@@ -56,6 +59,7 @@ impl Scenario {
         Scenario::DbDataCorruption,
         Scenario::ChainReaction,
         Scenario::WebLogSlowFill,
+        Scenario::DbHang,
     ];
 
     /// The command-line name (`web-disk-fill`, …).
@@ -69,6 +73,7 @@ impl Scenario {
             Scenario::DbDataCorruption => "db-data-corruption",
             Scenario::ChainReaction => "chain-reaction",
             Scenario::WebLogSlowFill => "web-log-slow-fill",
+            Scenario::DbHang => "db-hang",
         }
     }
 
@@ -97,6 +102,8 @@ impl Scenario {
             Scenario::ChainReaction => (AlarmKind::DbCrash(RootCause::DiskFull), resolved, true),
             // Cleaned early, by the default rules' plan.
             Scenario::WebLogSlowFill => (AlarmKind::WebLogDiskFilling, resolved, false),
+            // A database that still runs is not restarted: a human looks.
+            Scenario::DbHang => (AlarmKind::DbUnhealthy, stopped(StopReason::Unhealthy), false),
         };
         Expected { alarm, resolution, needs_approval }
     }
@@ -112,6 +119,7 @@ impl Scenario {
             Scenario::DbDataCorruption => SimFault::DbDataCorruption,
             Scenario::ChainReaction => SimFault::ChainReaction,
             Scenario::WebLogSlowFill => SimFault::WebDiskSlowFill,
+            Scenario::DbHang => SimFault::DbHang,
         }
     }
 }

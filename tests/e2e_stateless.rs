@@ -413,3 +413,62 @@ fn e2e_db_oom_kill_on_a_database_found_by_its_labels() {
         assert_eq!(api().await.started_at, api_before, "shop-api was touched");
     });
 }
+
+/// `db-hang --target shop-db`: the stack's database is stopped with
+/// SIGSTOP, so it runs and answers nothing. Once Docker's own health check
+/// says unhealthy, OpsGuard raises `DB_UNHEALTHY` with the check's output
+/// as evidence and leaves it for a human: no restart, no approval asked.
+#[test]
+#[ignore = "needs the Docker lab: OPSGUARD_E2E=1 (scripts/test.sh)"]
+fn e2e_db_hang_on_a_database_found_by_its_labels_is_left_for_a_human() {
+    let _lab = lab_lock();
+    rt().block_on(async {
+        let w = watch_with(PolicyApprover::ApproveAll).await;
+        let db_before = w.chaos.host().inspect(SHOP_DB).await.expect("inspect shop-db").started_at;
+        let rec = w.chaos.inject_on(Scenario::DbHang, Some(SHOP_DB)).await;
+        // Let the server go on whatever happened, before any assertion.
+        let resumed = w.chaos.signal(SHOP_DB, "SIGCONT").await;
+        let rec = rec.expect("inject db-hang on shop-db");
+        assert!(resumed.is_ok(), "{resumed:?}");
+        let t = Instant::now();
+        let closed = loop {
+            let records = w.audit.records();
+            if let Some(c) = records.iter().find(|r| matches!(r.event, AuditEvent::IncidentClosed { .. })) {
+                break c.clone();
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "no incident closed: {records:#?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let chaos_host = w.chaos.host().clone();
+        let records = w.stop(&[WEB, DB]).await;
+        assert!(
+            matches!(
+                closed.event,
+                AuditEvent::IncidentClosed {
+                    resolution: Resolution::Stopped { reason: opsguard::model::StopReason::Unhealthy },
+                    ..
+                }
+            ),
+            "{records:#?}"
+        );
+        let AuditEvent::IncidentOpened { alarm } =
+            &records.iter().find(|r| matches!(r.event, AuditEvent::IncidentOpened { .. })).expect("opened").event
+        else {
+            unreachable!()
+        };
+        assert_eq!((alarm.kind, alarm.container.as_str()), (opsguard::model::AlarmKind::DbUnhealthy, SHOP_DB));
+        assert!(
+            alarm.evidence.log_tail.iter().any(|l| l.starts_with("health check (exit")),
+            "Docker's health log is not in the evidence: {:?}",
+            alarm.evidence.log_tail
+        );
+        eprintln!("db-hang --target shop-db: unhealthy → alarm at {:?}, fault {:?}", closed.ts, rec.fault_at);
+        assert!(
+            !records
+                .iter()
+                .any(|r| matches!(r.event, AuditEvent::ApprovalRequested { .. } | AuditEvent::Executed { .. })),
+            "acted on a running database: {records:#?}"
+        );
+        assert_eq!(chaos_host.inspect(SHOP_DB).await.expect("inspect shop-db").started_at, db_before, "restarted");
+    });
+}

@@ -270,6 +270,36 @@ impl DockerChaos {
     }
 
     /// SIGKILL `container`, only if it is in scope.
+    /// Sends `signal` to `container`'s main process (in scope only):
+    /// `SIGSTOP` hangs a server without ending it, `SIGCONT` lets it go on.
+    pub async fn signal(&self, container: &str, signal: &str) -> Result<String, String> {
+        let op = format!("chaos kill -s {signal} {container}");
+        let id = self.scoped_id(container, &op).await.map_err(|e| e.to_string())?;
+        let opts = bollard::query_parameters::KillContainerOptionsBuilder::new().signal(signal).build();
+        self.host
+            .client()
+            .kill_container(&id, Some(opts))
+            .await
+            .map(|()| "ok".to_string())
+            .map_err(|e| map_error(&op, e).to_string())
+    }
+
+    /// Waits up to `limit` until Docker's health check says `container`
+    /// is unhealthy while it runs.
+    async fn until_unhealthy(&self, container: &str, limit: Duration) -> Result<String, String> {
+        let t = Instant::now();
+        loop {
+            match self.host.inspect(container).await {
+                Ok(s) if s.state == ContainerState::Running && s.health == crate::model::Health::Unhealthy => {
+                    return Ok(format!("unhealthy after {} ms", t.elapsed().as_millis()));
+                }
+                Ok(_) if t.elapsed() < limit => tokio::time::sleep(Duration::from_millis(250)).await,
+                Ok(s) => return Err(format!("still {} ({:?}) after {limit:?}", s.state.as_str(), s.health)),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
     async fn kill(&self, container: &str) -> Result<String, String> {
         let op = format!("chaos kill {container}");
         let id = self.scoped_id(container, &op).await.map_err(|e| e.to_string())?;
@@ -433,6 +463,21 @@ impl DockerChaos {
                 let res = self.start(db).await;
                 r.push(format!("start {db}"), t, res);
                 self.wait_down(&mut r, db, Duration::from_secs(30)).await;
+            }
+            Scenario::DbHang => {
+                let t = Instant::now();
+                let res = self.signal(db, "SIGSTOP").await;
+                let stopped = res.is_ok();
+                r.push(format!("kill -STOP {db}: the server runs and answers nothing"), t, res);
+                if stopped {
+                    // Docker says unhealthy after its retries (3 × 5 s on the lab).
+                    let t = Instant::now();
+                    let res = self.until_unhealthy(db, Duration::from_secs(60)).await;
+                    if res.is_ok() {
+                        r.fault_at = Some(SystemClock.now());
+                    }
+                    r.push(format!("{db} is unhealthy by Docker's own check"), t, res);
+                }
             }
             Scenario::ChainReaction => {
                 let t = Instant::now();
@@ -789,6 +834,12 @@ impl DockerChaos {
         let t = Instant::now();
         let out = self.helper(WEB, &["rm", "-f", WEB_GARBAGE, WEB_SLOW_LOG]).await;
         r.push(format!("helper: rm {WEB_GARBAGE} {WEB_SLOW_LOG}"), t, describe(&out));
+        if self.host.inspect(DB).await.is_ok_and(|s| s.state == ContainerState::Running) {
+            // A server left hanging by db-hang goes on (a no-op otherwise).
+            let t = Instant::now();
+            let res = self.signal(DB, "SIGCONT").await;
+            r.push(format!("kill -CONT {DB}"), t, res);
+        }
         let t = Instant::now();
         let out = self.helper(DB, &["sh", "-c", DB_REPAIR_SH]).await;
         r.push("helper: remove garbage and crash log, restore config and control file", t, describe(&out));
@@ -968,7 +1019,10 @@ pub async fn run_scenario<A: crate::approval::Approver + Send + 'static>(
             return Err(e);
         }
     };
-    let db_scenario = !matches!(scenario, Scenario::WebDiskFill | Scenario::Zombies | Scenario::WebLogSlowFill);
+    // The database's own exit time, for those that bring it down (a hang
+    // does not: its fault is when Docker first said unhealthy).
+    let db_scenario =
+        !matches!(scenario, Scenario::WebDiskFill | Scenario::Zombies | Scenario::WebLogSlowFill | Scenario::DbHang);
     let fault_at = match db_scenario {
         true => host.inspect(DB).await.ok().and_then(|s| s.finished_at),
         false => None,

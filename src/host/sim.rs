@@ -70,6 +70,8 @@ pub enum SimFault {
     WebDiskSlowFill,
     /// The database is killed by SIGKILL without the OOM killer (exit 137).
     DbKilled,
+    /// The database runs but answers nothing: its health check fails.
+    DbHang,
 }
 
 /// Behaviour switches for adversarial tests.
@@ -559,6 +561,13 @@ impl SimHost {
             }
             SimFault::DbKilled => {
                 w.crash_db(DB, now, 137, false, &[]);
+            }
+            SimFault::DbHang => {
+                if let Some(c) = w.containers.get_mut(DB) {
+                    c.health = Health::Unhealthy;
+                    c.ready = false;
+                    c.health_log = vec![opsguard_core::model::health_entry(Some(1), "127.0.0.1:5432 - no response")];
+                }
             }
             SimFault::WebDiskSlowFill => w.slow_fill = Some(now),
         }

@@ -679,7 +679,7 @@ impl StopReason {
             StopReason::StepLimit => "the incident ran out of steps",
             StopReason::NoPlan => "no rule covers this alarm",
             StopReason::Interrupted => "OpsGuard was stopped before the incident ended",
-            StopReason::Unhealthy => "the database runs but its health check fails: manual intervention needed",
+            StopReason::Unhealthy => "the database runs but its health check fails",
         }
     }
 }
