@@ -61,12 +61,16 @@ impl Stack {
         std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
     }
 
-    /// Waits until the audit log holds a record `f` accepts.
-    fn until(&self, what: &str, within: Duration, f: impl Fn(&AuditRecord) -> bool) -> AuditRecord {
+    /// Waits until the audit log holds a record `f` accepts; fails at once
+    /// if the agent has exited.
+    fn until(&mut self, what: &str, within: Duration, f: impl Fn(&AuditRecord) -> bool) -> AuditRecord {
         let t = Instant::now();
         loop {
             if let Some(r) = self.audit().into_iter().find(|r| f(r)) {
                 return r;
+            }
+            if let Some(status) = self.agent.as_mut().and_then(|a| a.try_wait().ok().flatten()) {
+                panic!("opsguard watch exited ({status}) before {what}\nagent log:\n{}", self.agent_log());
             }
             assert!(
                 t.elapsed() < within,
@@ -80,7 +84,7 @@ impl Stack {
 
     /// `opsguard chaos SCENARIO --target TARGET` in this stack's scope.
     fn chaos(&self, scenario: &str, target: &str) {
-        run(Command::new(env!("CARGO_BIN_EXE_opsguard"))
+        run(opsguard()
             .args(["chaos", scenario, "--target", target, "--scope-label", SCOPE, "--record"])
             .arg(self.dir.join("chaos.jsonl"))
             .arg("--lab-dir")
@@ -102,6 +106,18 @@ impl Drop for Stack {
 /// The container `name`'s run start, as Docker says.
 fn started_at(name: &str) -> String {
     run(Command::new("docker").args(["inspect", "-f", "{{.State.StartedAt}}", name])).trim().to_string()
+}
+
+/// The binary, with none of the caller's `OPSGUARD_*` settings: the test
+/// suite's own (a model URL, a lab directory) are not the operator's.
+fn opsguard() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_opsguard"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("OPSGUARD_") {
+            c.env_remove(k);
+        }
+    }
+    c
 }
 
 fn closed(r: &AuditRecord, id: u64) -> bool {
@@ -146,7 +162,7 @@ fn e2e_own_stack_is_healed_by_labels_alone() {
 
     let agent_log = std::fs::File::create(dir.join("agent.log")).unwrap();
     stack.agent = Some(
-        Command::new(env!("CARGO_BIN_EXE_opsguard"))
+        opsguard()
             .args(["watch", "--scope-label", SCOPE, "--approve", "auto", "--timeout", "600", "--audit"])
             .arg(dir.join("audit.jsonl"))
             .env("OPSGUARD_METRICS_LISTEN", "127.0.0.1:0")
