@@ -269,7 +269,6 @@ impl DockerChaos {
         self.host.exec(&id, cmd).await
     }
 
-    /// SIGKILL `container`, only if it is in scope.
     /// Sends `signal` to `container`'s main process (in scope only):
     /// `SIGSTOP` hangs a server without ending it, `SIGCONT` lets it go on.
     pub async fn signal(&self, container: &str, signal: &str) -> Result<String, String> {
@@ -300,6 +299,7 @@ impl DockerChaos {
         }
     }
 
+    /// SIGKILL `container`, only if it is in scope.
     async fn kill(&self, container: &str) -> Result<String, String> {
         let op = format!("chaos kill {container}");
         let id = self.scoped_id(container, &op).await.map_err(|e| e.to_string())?;
