@@ -24,7 +24,10 @@
 //! 7. one disk watch read at a time, never more than its period apart while
 //!    watching, and what it raises meets invariants 1 and 2 (mutation:
 //!    leave `watching` unset when a read is asked);
-//! 8. deterministic.
+//! 8. deterministic;
+//! 9. an alarm held for a dependency (issue #10) frees its container and is
+//!    never handed to a human: invariants 1, 2 and 5 hold through holds
+//!    (mutation: keep the container busy after a hold).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -79,6 +82,9 @@ enum Move {
     Reread(u8, u32),
     /// Closes the i-th open incident.
     Finish(u8, bool, bool),
+    /// Holds the i-th alarm handed out instead of opening it (its
+    /// service's dependency is down): its container is free again.
+    Held(u8),
     /// Answers the disk watch's read under way (if any), raising a full
     /// web log disk or not.
     Watched(bool),
@@ -97,6 +103,7 @@ fn any_move() -> impl Strategy<Value = Move> {
         2 => any_raise().prop_map(Move::Raised),
         2 => (0u8..3, 6u32..9).prop_map(|(w, n)| Move::Reread(w, n)),
         3 => (any::<u8>(), any::<bool>(), any::<bool>()).prop_map(|(i, r, a)| Move::Finish(i, r, a)),
+        1 => any::<u8>().prop_map(Move::Held),
         2 => any::<bool>().prop_map(Move::Watched),
         1 => Just(Move::Drain),
     ]
@@ -254,6 +261,14 @@ fn run(moves: &[Move], until: WatchLimit, delays: Delays) -> Result<Vec<Output>,
                     w.human.insert(key.clone());
                 }
                 Input::Finished { at: Timestamp(w.now), key, resolved: *resolved, acted: *acted }
+            }
+            Move::Held(i) => {
+                if w.open.is_empty() {
+                    continue;
+                }
+                let c = w.open.keys().nth(*i as usize % w.open.len()).cloned().expect("an open incident");
+                let key = w.open.remove(&c).expect("open");
+                Input::Held { at: Timestamp(w.now), key }
             }
             Move::Watched(full) => {
                 if !w.watching {
