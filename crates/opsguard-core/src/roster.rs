@@ -144,7 +144,7 @@ impl Roster {
             if labelled.len() >= MAX_LABELLED {
                 refused.push(Refusal {
                     container: name.clone(),
-                    why: format!("more than {MAX_LABELLED} services by label: declare the rest in the rules"),
+                    why: format!("more than {MAX_LABELLED} services by label: the rest are not watched"),
                 });
                 continue;
             }
