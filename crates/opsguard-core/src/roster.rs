@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::model::ContainerName;
 use crate::rules::{Rules, Target};
 use crate::safety;
-use crate::stateless::{Dependency, LabelVerdict, dependencies, read_labels};
+use crate::stateless::{Dependency, LabelVerdict, quote, read_labels, resolve_dependencies};
 
 /// The label naming a labelled service's log directories
 /// (`opsguard.logs=/path[,/path]`), the only places `clean_logs` may touch.
@@ -119,23 +119,9 @@ impl Roster {
         let mut roster = Roster::of_rules(rules);
         let mut labelled = BTreeMap::new();
         let mut refused = Vec::new();
-        // What each service needs, found on the host; never itself.
-        let needs = |name: &ContainerName, labels: &BTreeMap<String, String>| {
-            dependencies(labels)
-                .into_iter()
-                .map(|d| {
-                    let found = containers
-                        .iter()
-                        .filter(|(other, l)| *other != name && d.is(other.as_str(), l))
-                        .map(|(other, _)| (*other).clone())
-                        .collect();
-                    (d, found)
-                })
-                .collect::<Vec<_>>()
-        };
         for &(name, labels) in &containers {
             if let Some(s) = roster.services.iter_mut().find(|s| s.target.container == *name) {
-                s.depends_on = needs(name, labels);
+                s.depends_on = resolve_dependencies(name, labels, &containers);
                 continue;
             }
             let LabelVerdict::Service(role) = read_labels(labels, &rules.scope_label, &rules.stateless) else {
@@ -150,7 +136,7 @@ impl Roster {
             }
             match labelled_target(rules, name, labels, role) {
                 Ok(target) => {
-                    let depends_on = needs(name, labels);
+                    let depends_on = resolve_dependencies(name, labels, &containers);
                     labelled.insert(name.clone(), Service { role, target, from_rules: false, depends_on });
                 }
                 Err(why) => refused.push(Refusal { container: name.clone(), why }),
@@ -252,10 +238,6 @@ fn check_path(label: &str, p: &str) -> Result<(), String> {
         return Err(format!("{label}: {} holds a control character", quote(p)));
     }
     Ok(())
-}
-
-fn quote(value: &str) -> String {
-    crate::stateless::quote(value)
 }
 
 #[cfg(test)]

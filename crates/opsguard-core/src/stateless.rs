@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ContainerState, ContainerStatus, Health, Timestamp};
+use crate::model::{ContainerName, ContainerState, ContainerStatus, Health, Timestamp};
 
 /// The label that opts a container in (`opsguard.enable=true`), or out
 /// when the rules watch all (`opsguard.enable=false`).
@@ -175,6 +175,27 @@ pub fn dependencies(labels: &BTreeMap<String, String>) -> Vec<Dependency> {
         }
     }
     out
+}
+
+/// The dependencies `name`'s `labels` name, each with the containers of
+/// `host` (name and labels) that are it; never `name` itself, which would
+/// hold its own healing. None found: not on this host, so it holds nothing.
+pub fn resolve_dependencies(
+    name: &ContainerName,
+    labels: &BTreeMap<String, String>,
+    host: &[(&ContainerName, &BTreeMap<String, String>)],
+) -> Vec<(Dependency, Vec<ContainerName>)> {
+    dependencies(labels)
+        .into_iter()
+        .map(|d| {
+            let found = host
+                .iter()
+                .filter(|(other, l)| *other != name && d.is(other.as_str(), l))
+                .map(|(other, _)| (*other).clone())
+                .collect();
+            (d, found)
+        })
+        .collect()
 }
 
 /// Whether a dependency in `status` lets its dependents be healed: running,
