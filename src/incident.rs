@@ -729,8 +729,10 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Agent<H, A, L, C> {
                 let input = match output {
                     schedule::Output::Sweep => {
                         let sweep = r.observer().sweep(&r.host, r.clock.now()).await;
-                        if let Some(s) = stateless.as_mut() {
-                            s.sweep(&r.stateless_ctx(&r.rules.rules())).await;
+                        // From the sweep's own listing; without one (the
+                        // daemon did not answer) the services wait for the next.
+                        if let (Some(s), Some(list)) = (stateless.as_mut(), sweep.listing.as_deref()) {
+                            s.sweep(&r.stateless_ctx(&r.rules.rules()), list).await;
                         }
                         health.swept(r.clock.now());
                         // A hold ends with its alarm: one no sweep raises

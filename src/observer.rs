@@ -41,6 +41,9 @@ pub struct Sweep {
     pub alarms: Vec<Alarm>,
     /// Checks that could not be made (a vanished daemon, an unknown container).
     pub errors: Vec<HostError>,
+    /// The containers as the sweep listed them, when it could: the
+    /// stateless services are read from the same listing.
+    pub listing: Option<Vec<ContainerSummary>>,
 }
 
 impl Sweep {
@@ -167,7 +170,13 @@ impl Observer {
             };
             sweep.take(result);
         }
-        sweep.take(listing.map(|list| self.zombie_alarm(&list, &roster, now)));
+        match listing {
+            Ok(list) => {
+                sweep.take(Ok(self.zombie_alarm(&list, &roster, now)));
+                sweep.listing = Some(list);
+            }
+            Err(e) => sweep.errors.push(e),
+        }
         sweep
     }
 

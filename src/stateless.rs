@@ -113,16 +113,10 @@ impl StatelessWatch {
         self.watched.keys()
     }
 
-    /// Lists the containers, takes in the stateless ones (dropping those
-    /// gone) and looks at each.
-    pub async fn sweep<H: Host, C: Clock>(&mut self, cx: &Ctx<'_, H, C>) {
-        match cx.host.list_containers().await {
-            Ok(list) => self.refresh(cx.rules, &list),
-            Err(e) => {
-                tracing::warn!(error = %e, "stateless services: listing failed");
-                return;
-            }
-        }
+    /// Takes in the stateless ones of `listing` (the sweep's own, so the
+    /// daemon is listed once a sweep), drops those gone, and looks at each.
+    pub async fn sweep<H: Host, C: Clock>(&mut self, cx: &Ctx<'_, H, C>, listing: &[ContainerSummary]) {
+        self.refresh(cx.rules, listing);
         let names: Vec<ContainerName> = self.watched.keys().cloned().collect();
         for name in names {
             self.check(cx, &name).await;
@@ -191,6 +185,7 @@ impl StatelessWatch {
 
     fn refresh(&mut self, rules: &Rules, list: &[ContainerSummary]) {
         let specified = [&rules.web.container, &rules.database.container];
+        let host: Vec<_> = list.iter().map(|c| (&c.name, &c.labels)).collect();
         let mut present = BTreeSet::new();
         for c in list {
             if specified.contains(&&c.name) {
@@ -210,18 +205,7 @@ impl StatelessWatch {
                         restarting: false,
                     });
                     w.supervisor.set_settings(rules.stateless);
-                    w.depends_on = dependencies(&c.labels)
-                        .into_iter()
-                        .map(|d| {
-                            // Itself is no dependency: it would hold its own healing.
-                            let found: Vec<ContainerName> = list
-                                .iter()
-                                .filter(|o| o.name != c.name && d.is(o.name.as_str(), &o.labels))
-                                .map(|o| o.name.clone())
-                                .collect();
-                            (d, found)
-                        })
-                        .collect();
+                    w.depends_on = resolve_dependencies(&c.name, &c.labels, &host);
                     for (d, found) in &w.depends_on {
                         if found.is_empty()
                             && self.warned_missing.len() < MAX_WARNED
