@@ -272,15 +272,8 @@ impl DockerChaos {
     /// Sends `signal` to `container`'s main process (in scope only):
     /// `SIGSTOP` hangs a server without ending it, `SIGCONT` lets it go on.
     pub async fn signal(&self, container: &str, signal: &str) -> Result<String, String> {
-        let op = format!("chaos kill -s {signal} {container}");
-        let id = self.scoped_id(container, &op).await.map_err(|e| e.to_string())?;
         let opts = bollard::query_parameters::KillContainerOptionsBuilder::new().signal(signal).build();
-        self.host
-            .client()
-            .kill_container(&id, Some(opts))
-            .await
-            .map(|()| "ok".to_string())
-            .map_err(|e| map_error(&op, e).to_string())
+        self.send_kill(container, format!("chaos kill -s {signal} {container}"), Some(opts)).await
     }
 
     /// Waits up to `limit` until Docker's health check says `container`
@@ -301,11 +294,21 @@ impl DockerChaos {
 
     /// SIGKILL `container`, only if it is in scope.
     async fn kill(&self, container: &str) -> Result<String, String> {
-        let op = format!("chaos kill {container}");
+        self.send_kill(container, format!("chaos kill {container}"), None).await
+    }
+
+    /// Docker's kill of `container` with `opts` (its default: SIGKILL),
+    /// on the id it has in scope.
+    async fn send_kill(
+        &self,
+        container: &str,
+        op: String,
+        opts: Option<bollard::query_parameters::KillContainerOptions>,
+    ) -> Result<String, String> {
         let id = self.scoped_id(container, &op).await.map_err(|e| e.to_string())?;
         self.host
             .client()
-            .kill_container(&id, None::<bollard::query_parameters::KillContainerOptions>)
+            .kill_container(&id, opts)
             .await
             .map(|()| "ok".to_string())
             .map_err(|e| map_error(&op, e).to_string())
