@@ -82,6 +82,20 @@ impl Stack {
         }
     }
 
+    /// Waits for an incident on `container` to open, then to close; it
+    /// must end resolved. Its alarm's kind and its id.
+    fn resolved_incident_on(&mut self, container: &str, opens: Duration, ends: Duration) -> (AlarmKind, u64) {
+        let opened = self.until(
+            &format!("an incident on {container}"),
+            opens,
+            |r| matches!(&r.event, AuditEvent::IncidentOpened { alarm } if alarm.container.as_str() == container),
+        );
+        let AuditEvent::IncidentOpened { alarm } = &opened.event else { unreachable!() };
+        let end = self.until(&format!("the end of {container}'s incident"), ends, |r| closed(r, opened.incident));
+        assert!(matches!(end.event, AuditEvent::IncidentClosed { resolution: Resolution::Resolved, .. }), "{end:?}");
+        (alarm.kind, opened.incident)
+    }
+
     /// `opsguard chaos SCENARIO --target TARGET` in this stack's scope.
     fn chaos(&self, scenario: &str, target: &str) {
         run(opsguard()
@@ -177,33 +191,17 @@ fn e2e_own_stack_is_healed_by_labels_alone() {
 
     // The web server's log disk fills: cleaned on its own label's path.
     stack.chaos("web-disk-fill", WEB);
-    let opened = stack.until(
-        "web incident",
-        Duration::from_secs(60),
-        |r| matches!(&r.event, AuditEvent::IncidentOpened { alarm } if alarm.container.as_str() == WEB),
-    );
-    let AuditEvent::IncidentOpened { alarm } = &opened.event else { unreachable!() };
-    assert_eq!(alarm.kind, AlarmKind::WebLogSaturation);
-    let end = stack.until("web incident's end", Duration::from_secs(60), |r| closed(r, opened.incident));
-    assert!(matches!(end.event, AuditEvent::IncidentClosed { resolution: Resolution::Resolved, .. }), "{end:?}");
+    let (kind, _) = stack.resolved_incident_on(WEB, Duration::from_secs(60), Duration::from_secs(60));
+    assert_eq!(kind, AlarmKind::WebLogSaturation);
 
     // The database is OOM-killed: tagged from its own exit, restarted
     // after approval (auto here), verified.
     stack.chaos("db-oom-kill", DB);
-    let opened = stack.until(
-        "database incident",
-        Duration::from_secs(60),
-        |r| matches!(&r.event, AuditEvent::IncidentOpened { alarm } if alarm.container.as_str() == DB),
-    );
-    let AuditEvent::IncidentOpened { alarm } = &opened.event else { unreachable!() };
-    assert_eq!(alarm.kind, AlarmKind::DbCrash(RootCause::OomKill));
-    let end = stack.until("database incident's end", Duration::from_secs(120), |r| closed(r, opened.incident));
-    assert!(matches!(end.event, AuditEvent::IncidentClosed { resolution: Resolution::Resolved, .. }), "{end:?}");
+    let (kind, incident) = stack.resolved_incident_on(DB, Duration::from_secs(60), Duration::from_secs(120));
+    assert_eq!(kind, AlarmKind::DbCrash(RootCause::OomKill));
     let records = stack.audit();
     assert!(
-        records
-            .iter()
-            .any(|r| r.incident == opened.incident && matches!(r.event, AuditEvent::ApprovalRequested { .. })),
+        records.iter().any(|r| r.incident == incident && matches!(r.event, AuditEvent::ApprovalRequested { .. })),
         "restarted without the approval gate: {records:#?}"
     );
 

@@ -157,6 +157,19 @@ impl Watch {
         }
     }
 
+    /// Waits until an incident has closed: its closing record.
+    async fn until_closed(&self, within: Duration) -> AuditRecord {
+        let t = Instant::now();
+        loop {
+            let records = self.audit.records();
+            if let Some(c) = records.iter().find(|r| matches!(r.event, AuditEvent::IncidentClosed { .. })) {
+                return c.clone();
+            }
+            assert!(t.elapsed() < within, "no incident closed: {records:#?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Stops OpsGuard; checks the specification's services were left alone.
     async fn finish(self) -> Vec<AuditRecord> {
         let records = self.stop(&[WEB, DB]).await;
@@ -353,6 +366,17 @@ fn e2e_db_down_with_dependents_holds_the_api_until_the_database_is_healed() {
     });
 }
 
+/// The first incident's opening record and its alarm.
+fn first_opened(records: &[AuditRecord]) -> (&AuditRecord, &opsguard::model::Alarm) {
+    records
+        .iter()
+        .find_map(|r| match &r.event {
+            AuditEvent::IncidentOpened { alarm } => Some((r, alarm)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no incident opened: {records:#?}"))
+}
+
 /// The container incident `id` opened on.
 fn opened_on(records: &[AuditRecord], id: u64) -> Option<String> {
     records.iter().find_map(|r| match &r.event {
@@ -376,15 +400,7 @@ fn e2e_db_oom_kill_on_a_database_found_by_its_labels() {
         let api_before = api().await.started_at;
         let rec = w.chaos.inject_on(Scenario::DbOomKill, Some(SHOP_DB)).await.expect("inject db-oom-kill on shop-db");
         let fault = rec.fault_at.unwrap_or(rec.ts);
-        let t = Instant::now();
-        let closed = loop {
-            let records = w.audit.records();
-            if let Some(c) = records.iter().find(|r| matches!(r.event, AuditEvent::IncidentClosed { .. })) {
-                break c.clone();
-            }
-            assert!(t.elapsed() < Duration::from_secs(120), "no incident closed: {records:#?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let closed = w.until_closed(Duration::from_secs(120)).await;
         let chaos_host = w.chaos.host().clone();
         let records = w.stop(&[WEB, DB]).await;
         assert!(
@@ -392,8 +408,7 @@ fn e2e_db_oom_kill_on_a_database_found_by_its_labels() {
             "{records:#?}"
         );
         assert_eq!(opened_on(&records, closed.incident).as_deref(), Some(SHOP_DB), "{records:#?}");
-        let opened = records.iter().find(|r| matches!(r.event, AuditEvent::IncidentOpened { .. })).expect("opened");
-        let AuditEvent::IncidentOpened { alarm, .. } = &opened.event else { unreachable!() };
+        let (opened, alarm) = first_opened(&records);
         assert_eq!(alarm.kind, opsguard::model::AlarmKind::DbCrash(opsguard::model::RootCause::OomKill), "{alarm:?}");
         eprintln!("db-oom-kill --target shop-db: fault → alarm {} ms", opened.ts.0.saturating_sub(fault.0));
         assert!(
@@ -430,15 +445,7 @@ fn e2e_db_hang_on_a_database_found_by_its_labels_is_left_for_a_human() {
         let resumed = w.chaos.signal(SHOP_DB, "SIGCONT").await;
         let rec = rec.expect("inject db-hang on shop-db");
         assert!(resumed.is_ok(), "{resumed:?}");
-        let t = Instant::now();
-        let closed = loop {
-            let records = w.audit.records();
-            if let Some(c) = records.iter().find(|r| matches!(r.event, AuditEvent::IncidentClosed { .. })) {
-                break c.clone();
-            }
-            assert!(t.elapsed() < Duration::from_secs(60), "no incident closed: {records:#?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let closed = w.until_closed(Duration::from_secs(60)).await;
         let chaos_host = w.chaos.host().clone();
         let records = w.stop(&[WEB, DB]).await;
         assert!(
@@ -451,11 +458,7 @@ fn e2e_db_hang_on_a_database_found_by_its_labels_is_left_for_a_human() {
             ),
             "{records:#?}"
         );
-        let AuditEvent::IncidentOpened { alarm } =
-            &records.iter().find(|r| matches!(r.event, AuditEvent::IncidentOpened { .. })).expect("opened").event
-        else {
-            unreachable!()
-        };
+        let (_, alarm) = first_opened(&records);
         assert_eq!((alarm.kind, alarm.container.as_str()), (opsguard::model::AlarmKind::DbUnhealthy, SHOP_DB));
         assert!(
             alarm.evidence.log_tail.iter().any(|l| l.starts_with("health check (exit")),

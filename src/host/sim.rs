@@ -235,6 +235,11 @@ fn exited(id: String, labels: BTreeMap<String, String>, now: Timestamp) -> SimCo
     }
 }
 
+/// Labels given as `key=value` each (one without `=` is dropped).
+fn parse_labels(labels: &[&str]) -> BTreeMap<String, String> {
+    labels.iter().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect()
+}
+
 /// A chaos zombie's: in the lab's scope, and prunable.
 fn zombie_labels() -> BTreeMap<String, String> {
     let mut labels = lab_labels("zombie");
@@ -403,7 +408,7 @@ impl SimHost {
     /// named `name`, with `labels` (`key=value` each), beside the lab's.
     pub fn add_exited(&self, name: &str, labels: &[&str]) {
         let now = self.clock.now();
-        let labels = labels.iter().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect();
+        let labels = parse_labels(labels);
         self.world().containers.insert(name.to_string(), exited(format!("sim-{name}-{}", now.0), labels, now));
     }
 
@@ -412,7 +417,7 @@ impl SimHost {
     /// stateless service (issue #10).
     pub fn add_running(&self, name: &str, labels: &[&str], policy: Option<RestartPolicy>) {
         let now = self.clock.now();
-        let labels = labels.iter().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect();
+        let labels = parse_labels(labels);
         let mut c = exited(format!("sim-{name}-{}", now.0), labels, now);
         c.restart_policy = policy;
         let mut w = self.world();
@@ -424,39 +429,37 @@ impl SimHost {
     /// with a disk of its own holding its data and logs, and `labels`
     /// (`key=value` each): a database found by its labels (issue #10).
     pub fn add_database(&self, name: &str, labels: &[&str]) {
-        let now = self.clock.now();
-        let labels = labels.iter().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect();
-        let mut w = self.world();
-        let disk = w.disks.len();
-        w.disks.push(SimDisk {
+        let disk = SimDisk {
             capacity: 4096 * MIB,
             files: BTreeMap::from([
                 (format!("{}/base/16384/16385", paths::DB_DATA), SimFile { size: 200 * MIB }),
                 (format!("{}/postgresql/postgresql-15-main.log", paths::DB_LOGS), SimFile { size: 20 * MIB }),
             ]),
-        });
-        let mut c = exited(format!("sim-{name}-{}", now.0), labels, now);
-        c.role = Role::Db;
-        c.mounts = vec![(paths::DB_DATA.to_string(), disk), (paths::DB_LOGS.to_string(), disk)];
-        w.containers.insert(name.to_string(), c);
-        w.start(name, now);
+        };
+        self.add_service(name, labels, Role::Db, disk, &[paths::DB_DATA, paths::DB_LOGS]);
     }
 
     /// Adds a running web server named `name` whose logs, in `log_dir`,
     /// are on a 2.5 GiB disk of their own, with `labels` (`key=value`
     /// each): a web server found by its labels (issue #10).
     pub fn add_web(&self, name: &str, labels: &[&str], log_dir: &str) {
-        let now = self.clock.now();
-        let labels = labels.iter().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect();
-        let mut w = self.world();
-        let disk = w.disks.len();
-        w.disks.push(SimDisk {
+        let disk = SimDisk {
             capacity: 2560 * MIB,
             files: BTreeMap::from([(format!("{log_dir}/access.log"), SimFile { size: 100 * MIB })]),
-        });
-        let mut c = exited(format!("sim-{name}-{}", now.0), labels, now);
-        c.role = Role::Web;
-        c.mounts = vec![(log_dir.to_string(), disk)];
+        };
+        self.add_service(name, labels, Role::Web, disk, &[log_dir]);
+    }
+
+    /// Adds a running `role` container with `disk` of its own, mounted at
+    /// each of `mounts`.
+    fn add_service(&self, name: &str, labels: &[&str], role: Role, disk: SimDisk, mounts: &[&str]) {
+        let now = self.clock.now();
+        let mut w = self.world();
+        let d = w.disks.len();
+        w.disks.push(disk);
+        let mut c = exited(format!("sim-{name}-{}", now.0), parse_labels(labels), now);
+        c.role = role;
+        c.mounts = mounts.iter().map(|m| (m.to_string(), d)).collect();
         w.containers.insert(name.to_string(), c);
         w.start(name, now);
     }

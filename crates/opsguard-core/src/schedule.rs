@@ -492,6 +492,15 @@ mod tests {
         Scheduler::new(Rules::default_rules().observer, Delays::default(), until, T0)
     }
 
+    /// A scheduler with a 500 ms disk watch, its first sweep answered empty.
+    fn watching_disks() -> Scheduler {
+        let mut s = scheduler(WatchLimit::default()).with_disk_watch(Duration::from_millis(500));
+        s.handle(Input::Tick(T0));
+        drain(&mut s);
+        s.handle(Input::Swept { at: T0, alarms: vec![] });
+        s
+    }
+
     fn alarm(kind: AlarmKind, container: &str, exited: u32) -> Alarm {
         Alarm {
             kind,
@@ -727,10 +736,7 @@ mod tests {
 
     #[test]
     fn a_filling_disk_with_a_human_stays_theirs_until_the_watch_no_longer_foresees_it() {
-        let mut s = scheduler(WatchLimit::default()).with_disk_watch(Duration::from_millis(500));
-        s.handle(Input::Tick(T0));
-        drain(&mut s);
-        s.handle(Input::Swept { at: T0, alarms: vec![] });
+        let mut s = watching_disks();
         let filling = alarm(AlarmKind::WebLogDiskFilling, "web-prod", 0);
         s.handle(Input::DiskWatched { at: T0, alarms: vec![filling.clone()], read: vec!["web-prod".into()] });
         assert_eq!(drain(&mut s), [Output::Open(filling.clone())]);
@@ -779,10 +785,7 @@ mod tests {
     // disk clears nothing.
     #[test]
     fn a_warning_is_cleared_only_by_its_own_disk() {
-        let mut s = scheduler(WatchLimit::default()).with_disk_watch(Duration::from_millis(500));
-        s.handle(Input::Tick(T0));
-        drain(&mut s);
-        s.handle(Input::Swept { at: T0, alarms: vec![] });
+        let mut s = watching_disks();
         let (a, b) = (alarm(AlarmKind::WebLogDiskFilling, "web-a", 0), alarm(AlarmKind::WebLogDiskFilling, "web-b", 0));
         let read = || vec![ContainerName::from("web-a"), ContainerName::from("web-b")];
         s.handle(Input::DiskWatched { at: T0, alarms: vec![a.clone(), b.clone()], read: read() });
