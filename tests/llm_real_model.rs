@@ -109,8 +109,8 @@ async fn real_model_incident_follows_the_safety_rules() {
     let expected = match c[0].0 {
         Some(LlmChoice::Restart) => vec![StopReason::ApprovalRejected],
         Some(LlmChoice::Escalate) => vec![StopReason::LlmEscalated],
-        // Cleaning a killed database's logs does not bring it back.
-        Some(LlmChoice::CleanLogs) => vec![StopReason::VerificationFailed, StopReason::CleanDidNotFreeDisk],
+        // The restart after a clean is refused by the approver too.
+        Some(LlmChoice::CleanLogs) => vec![StopReason::ApprovalRejected, StopReason::CleanDidNotFreeDisk],
         None => vec![StopReason::LlmFailed],
     };
     match report.resolution {

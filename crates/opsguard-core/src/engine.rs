@@ -20,7 +20,10 @@ use crate::safety::{self, RestartRefusal};
 
 /// What an LLM's choice expands to: the same steps a rule would run.
 const LLM_RESTART: &[PlanStep] = &[PlanStep::Restart, PlanStep::Verify];
-const LLM_CLEAN: &[PlanStep] = &[PlanStep::CleanLogs, PlanStep::Verify];
+/// A log flood is the disk-full plan's first half: with the logs cleaned
+/// the database may still be down, and then it is restarted, with approval,
+/// as the disk-full plan does (the guard still demands the disk freed).
+const LLM_CLEAN: &[PlanStep] = &[PlanStep::CleanLogs, PlanStep::Verify, PlanStep::Restart, PlanStep::Verify];
 
 /// The decision engine: compiled rules plus whether an LLM can be consulted.
 #[derive(Clone, Debug)]
@@ -180,7 +183,7 @@ fn stop_reason_for(kind: AlarmKind) -> StopReason {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ContainerName, ContainerState, Evidence, Step};
+    use crate::model::{ContainerName, ContainerState, Evidence, Risk, Step};
 
     fn engine() -> Engine {
         Engine::new(Arc::new(Rules::default_rules())).with_llm(true)
@@ -276,6 +279,24 @@ mod tests {
             run(&e, &a, &[chose(LlmChoice::Restart), Outcome::Restarted, NOT_RUNNING]),
             stop(StopReason::VerificationFailed)
         );
+    }
+
+    #[test]
+    fn an_llm_clean_continues_as_the_disk_full_plan() {
+        let e = engine();
+        let a = db(RootCause::Unknown);
+        let clean = Outcome::LlmChose { choice: LlmChoice::CleanLogs, diagnosis: None };
+        assert_eq!(run(&e, &a, &[clean.clone(), cleaned(40.0)]), Action::Verify { target: "db-prod".into() });
+        // Still down after the clean: a restart, which needs approval.
+        let restart = run(&e, &a, &[clean.clone(), cleaned(40.0), NOT_RUNNING]);
+        assert_eq!(restart, Action::Restart { target: "db-prod".into(), reason: RestartReason::LlmSuggested });
+        assert_eq!(restart.risk(), Risk::Risky);
+        assert_eq!(
+            run(&e, &a, &[clean.clone(), cleaned(40.0), NOT_RUNNING, Outcome::Restarted, NOT_RUNNING]),
+            stop(StopReason::VerificationFailed)
+        );
+        // A clean that freed nothing stops before any restart.
+        assert_eq!(run(&e, &a, &[clean, cleaned(97.0)]), stop(StopReason::CleanDidNotFreeDisk));
     }
 
     #[test]
