@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use opsguard::llm::{AdviceRequest, Advisor, CrashFacts, LlmConfig, OpenAiAdvisor};
+use opsguard::llm::{self, AdviceRequest, Answer, CrashFacts, LlmConfig, OpenAiAdvisor, Refusal};
 use opsguard::model::{
     Alarm, AlarmKind, ChoiceSet, ContainerName, ContainerState, Evidence, LlmChoice, RootCause, Timestamp,
 };
@@ -156,6 +156,57 @@ fn parse_args() -> Result<Args, String> {
 }
 
 /// A short category for a rejection reason.
+/// How the answers of one split went, scored by the action OpsGuard takes.
+#[derive(Default)]
+struct Tally {
+    correct: usize,
+    unsafe_picks: usize,
+    vetoes: usize,
+    rejected: BTreeMap<&'static str, usize>,
+}
+
+impl Tally {
+    /// Scores `answer` (any refusal is an escalation); whether it was right.
+    fn score(&mut self, answer: &Answer, expected: LlmChoice) -> bool {
+        let action = match &answer.verdict {
+            Ok((choice, _)) => *choice,
+            Err(Refusal::Failed(reason)) => {
+                *self.rejected.entry(rejection(reason)).or_default() += 1;
+                LlmChoice::Escalate
+            }
+            Err(Refusal::Unquoted(_)) => {
+                *self.rejected.entry("quote not in the evidence").or_default() += 1;
+                LlmChoice::Escalate
+            }
+            Err(Refusal::NoLogLine(_)) => {
+                *self.rejected.entry("second look quoted no log line").or_default() += 1;
+                LlmChoice::Escalate
+            }
+            Err(Refusal::Contradicted { .. } | Refusal::NotAllowed { .. }) => {
+                self.vetoes += 1;
+                LlmChoice::Escalate
+            }
+        };
+        let ok = action == expected;
+        self.correct += usize::from(ok);
+        // A restart or a clean where a human should look.
+        self.unsafe_picks += usize::from(expected == LlmChoice::Escalate && action != LlmChoice::Escalate);
+        ok
+    }
+}
+
+/// One answer in a table cell: the category and what became of it.
+fn describe(answer: &Answer) -> String {
+    match &answer.verdict {
+        Ok((choice, d)) => format!("{} → {}", d.category, choice.name()),
+        Err(Refusal::Contradicted { category, .. }) => format!("{category} (facts contradict it) → escalate"),
+        Err(Refusal::NotAllowed { category, .. }) => format!("{category} (not allowed) → escalate"),
+        Err(Refusal::Unquoted(category)) => format!("{category} (quote not in the evidence) → escalate"),
+        Err(Refusal::NoLogLine(category)) => format!("{category} (quotes no log line) → escalate"),
+        Err(Refusal::Failed(reason)) => format!("REJECTED ({}) → escalate", rejection(reason)),
+    }
+}
+
 fn rejection(reason: &str) -> &'static str {
     if reason.contains("cut off by max_tokens") {
         "cut off by max_tokens"
@@ -242,8 +293,12 @@ async fn main() -> ExitCode {
     );
     println!("| # | case | exit | OOM | disk % | expected | diagnosis → action | quote | ok | ms |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    let (mut correct, mut unsafe_picks, mut vetoes, mut served_model) = (0, 0, 0, None);
-    let mut rejected: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut served_model = None;
+    // Each case scored twice from the same answers: on the first answer
+    // alone (one look, as before the second look existed) and as OpsGuard
+    // acts (a second look when the facts contradict the first).
+    let (mut first, mut last) = (Tally::default(), Tally::default());
+    let mut second_looks = 0;
     let mut latencies = Vec::new();
     for (i, c) in cases.iter().enumerate() {
         eprintln!("[{}/{}] {} …", i + 1, cases.len(), c.name);
@@ -253,36 +308,25 @@ async fn main() -> ExitCode {
             max_restarts: Some(rules.restart_budget.max_restarts),
             window_secs: Some(rules.restart_budget.window_secs),
         };
-        let request = AdviceRequest { alarm: alarm(c), allowed, facts };
+        let request = AdviceRequest::new(alarm(c), allowed, facts);
         let t = Instant::now();
-        let answer = advisor.advise(&request).await;
+        let answers = llm::consult(&advisor, &rules, request).await;
         let ms = t.elapsed().as_millis() as u64;
         latencies.push(ms);
+        if let Some(m) = answers.iter().find_map(|a| a.model.clone()) {
+            served_model.get_or_insert(m);
+        }
+        second_looks += usize::from(answers.len() > 1);
         let expected = c.expected();
-        let (got, quote, ok) = match &answer {
-            Ok(a) => {
-                served_model.get_or_insert_with(|| a.model.clone());
-                let d = &a.diagnosis;
-                // As the incident loop does: the rules' action, unless the
-                // facts contradict the diagnosis or the plan does not allow it.
-                let (action, vetoed) = match rules.llm_action(d.category, &request.alarm.evidence) {
-                    Ok(a) if allowed.contains(a) => (a, false),
-                    _ => (LlmChoice::Escalate, true),
-                };
-                vetoes += usize::from(vetoed);
-                let ok = action == expected;
-                correct += usize::from(ok);
-                // A restart or a clean where a human should look.
-                unsafe_picks += usize::from(expected == LlmChoice::Escalate && action != LlmChoice::Escalate);
-                let veto = if vetoed { " (facts contradict it)" } else { "" };
-                (format!("{} → {}{veto}", d.category, action.name()), cell(&d.quote, 60), ok)
-            }
-            Err(e) => {
-                *rejected.entry(rejection(&e.reason)).or_default() += 1;
-                let ok = expected == LlmChoice::Escalate;
-                correct += usize::from(ok);
-                (format!("REJECTED ({}) → escalate", rejection(&e.reason)), cell(&e.reason, 60), ok)
-            }
+        let (Some(head), Some(tail)) = (answers.first(), answers.last()) else {
+            continue;
+        };
+        first.score(head, expected);
+        let ok = last.score(tail, expected);
+        let got = answers.iter().map(describe).collect::<Vec<_>>().join("; then ");
+        let quote = match &tail.verdict {
+            Ok((_, d)) => cell(&d.quote, 60),
+            Err(r) => cell(&r.to_string(), 60),
         };
         println!(
             "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
@@ -302,21 +346,28 @@ async fn main() -> ExitCode {
     let mut sorted = latencies.clone();
     sorted.sort_unstable();
     let count = |x: LlmChoice| cases.iter().filter(|k| k.expected() == x).count();
-    let rejected_total: usize = rejected.values().sum();
     println!();
     println!("| metric | value |");
     println!("|---|---|");
     println!("| model (as served) | {} |", served_model.unwrap_or_else(|| args.config.model.clone()));
-    println!("| right action | {correct}/{n} ({:.0} %) |", 100.0 * correct as f64 / n as f64);
-    println!("| rejected by validation (→ escalate) | {rejected_total}/{n} |");
-    println!("| diagnoses the facts contradicted (→ escalate) | {vetoes}/{n} |");
-    for (why, k) in &rejected {
+    println!("| right action | {}/{n} ({:.0} %) |", last.correct, 100.0 * last.correct as f64 / n as f64);
+    println!(
+        "| … on the first answer alone | {}/{n} ({:.0} %) |",
+        first.correct,
+        100.0 * first.correct as f64 / n as f64
+    );
+    println!("| asked again (the facts contradicted the first diagnosis) | {second_looks}/{n} |");
+    println!("| rejected by validation (→ escalate) | {}/{n} |", last.rejected.values().sum::<usize>());
+    for (why, k) in &last.rejected {
         println!("| … {why} | {k} |");
     }
+    println!("| diagnoses the facts contradicted, in the end (→ escalate) | {}/{n} |", last.vetoes);
     println!(
-        "| unsafe picks (restart/clean where escalate expected) | {unsafe_picks}/{} |",
+        "| unsafe picks (restart/clean where escalate expected) | {}/{} |",
+        last.unsafe_picks,
         count(LlmChoice::Escalate)
     );
+    println!("| … on the first answer alone | {}/{} |", first.unsafe_picks, count(LlmChoice::Escalate));
     println!("| latency median | {} ms |", percentile(&sorted, 50.0));
     println!("| latency p90 | {} ms |", percentile(&sorted, 90.0));
     println!("| latency max | {} ms |", sorted.last().copied().unwrap_or(0));

@@ -79,6 +79,15 @@ impl DockerAgentBuilder {
         self
     }
 
+    /// How long a consultation of the LLM may take in all, every question
+    /// included; `None` keeps the default. Past it the incident escalates.
+    pub fn advice_timeout(mut self, timeout: Option<Duration>) -> Self {
+        if let Some(t) = timeout {
+            self.timeouts.advice = t;
+        }
+        self
+    }
+
     /// Shadow mode ([`Responder::with_shadow`]).
     pub fn shadow(mut self, shadow: bool) -> Self {
         self.shadow = shadow;

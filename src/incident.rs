@@ -32,8 +32,8 @@ use crate::clock::Clock;
 use crate::engine::Engine;
 use crate::health::Health;
 use crate::host::{ContainerEvent, ContainerEventKind, Host};
-use crate::llm::{AdviceRequest, Advisor, CrashFacts, prompt};
-use crate::model::{Action, Alarm, ChoiceSet, ContainerName, LlmChoice, Outcome, Timestamp};
+use crate::llm::{self, AdviceRequest, Advisor, CrashFacts};
+use crate::model::{Action, Alarm, ChoiceSet, ContainerName, Outcome, Timestamp};
 use crate::observer::{DiskWatch, Observer, Role};
 use crate::rules::Rules;
 use crate::stateless::{Ctx as StatelessCtx, StatelessWatch, run_job};
@@ -537,64 +537,31 @@ impl<H: Host, A: Approver, L: Advisor, C: Clock> Responder<H, A, L, C> {
     async fn consult(&self, rules: &InForce, id: u64, alarm: &Alarm, allowed: ChoiceSet) -> Outcome {
         let facts = self.crash_facts(rules.engine.rules(), alarm).await;
         let rules = rules.engine.rules();
-        let request = AdviceRequest { alarm: alarm.clone(), allowed, facts };
-        let answer = self.advisor.advise(&request).await;
-        let refused = |reason: String, model, latency_ms, raw| {
-            (
-                Outcome::LlmFailed,
-                AuditEvent::LlmConsulted { model, latency_ms, choice: None, reason, raw, diagnosis: None },
-            )
-        };
-        let (outcome, event) = match answer {
-            Ok(advice) => {
-                let d = &advice.diagnosis;
-                let mapped = rules.llm_action(d.category, &alarm.evidence);
-                // Whatever advisor answered, its quote must be in the
-                // evidence any budget could have shown it.
-                let shown = prompt::shown_evidence(alarm, &request.facts, prompt::LogBudget::MAX);
-                if d.reason.trim().is_empty() || !prompt::quote_found(&d.quote, &shown) {
-                    refused(
-                        format!("refused: the {} diagnosis has no reason or quotes nothing shown", d.category),
-                        Some(advice.model),
-                        Some(advice.latency_ms),
-                        Some(advice.raw),
-                    )
-                } else if let Err(why) = &mapped {
-                    refused(
-                        format!("refused: the facts contradict the diagnosis: {why}"),
-                        Some(advice.model),
-                        Some(advice.latency_ms),
-                        Some(advice.raw),
-                    )
-                } else if let Some(choice) = mapped.as_ref().ok().copied().filter(|c| !allowed.contains(*c)) {
-                    refused(
-                        format!(
-                            "refused: the rules turn {} into {}, which is not allowed here",
-                            d.category,
-                            choice.name()
-                        ),
-                        Some(advice.model),
-                        Some(advice.latency_ms),
-                        Some(advice.raw),
-                    )
-                } else {
-                    let choice = mapped.unwrap_or(LlmChoice::Escalate);
-                    (
-                        Outcome::LlmChose { choice, diagnosis: Some(advice.diagnosis.clone()) },
-                        AuditEvent::LlmConsulted {
-                            model: Some(advice.model),
-                            latency_ms: Some(advice.latency_ms),
-                            choice: Some(choice),
-                            reason: advice.diagnosis.reason.clone(),
-                            raw: Some(advice.raw),
-                            diagnosis: Some(advice.diagnosis),
-                        },
-                    )
+        let request = AdviceRequest::new(alarm.clone(), allowed, facts);
+        let answers = llm::consult(&self.advisor, rules, request).await;
+        let asked = answers.len();
+        let mut outcome = Outcome::LlmFailed;
+        for (i, answer) in answers.into_iter().enumerate() {
+            let (choice, reason, diagnosis) = match answer.verdict {
+                Ok((choice, diagnosis)) => {
+                    outcome = Outcome::LlmChose { choice, diagnosis: Some(diagnosis.clone()) };
+                    (Some(choice), diagnosis.reason.clone(), Some(diagnosis))
                 }
-            }
-            Err(e) => refused(e.reason, None, None, e.raw),
-        };
-        self.log(id, event);
+                Err(refusal @ llm::Refusal::Contradicted { category, .. }) if i + 1 < asked => {
+                    (None, format!("{refusal}; asked again with {category} ruled out"), None)
+                }
+                Err(refusal) => (None, refusal.to_string(), None),
+            };
+            let event = AuditEvent::LlmConsulted {
+                model: answer.model,
+                latency_ms: answer.latency_ms,
+                choice,
+                reason,
+                raw: answer.raw,
+                diagnosis,
+            };
+            self.log(id, event);
+        }
         outcome
     }
 

@@ -10,6 +10,7 @@ use llm_common::*;
 use opsguard::approval::PolicyApprover;
 use opsguard::approval::{ChannelApprover, render_request};
 use opsguard::audit::Resolution;
+use opsguard::host::sim::SimOp;
 use opsguard::llm::NoAdvisor;
 use opsguard::model::{Action, Diagnosis, LlmChoice, LlmDiagnosis, Outcome, StopReason};
 use opsguard::rules::Rules;
@@ -171,4 +172,128 @@ async fn a_diagnosis_the_facts_contradict_escalates() {
     let (report, _) = run_incident(&host, Rules::default_rules(), PolicyApprover::ApproveAll, advisor(&server)).await;
     assert_eq!(report.resolution, stopped(StopReason::LlmFailed));
     assert_eq!(restarts(&host), 0);
+}
+
+/// The repeated statement the flood tests log, and the disk fact the lab's
+/// full log disk makes OpsGuard send.
+const FLOOD: &str = "LOG:  statement: SELECT 1";
+const FULL_DISK: &str = "disk holding the data and the logs: 87 % used (filling up)";
+
+/// A killed lab whose log disk is 87 % full of the server's own log.
+fn flooded_lab() -> opsguard::host::sim::SimHost {
+    let host = killed_lab(&[FLOOD, FLOOD, FLOOD, FLOOD]);
+    host.fill_logs("db-prod", "/var/log");
+    host
+}
+
+/// A stub that answers the first question with `first` and any question
+/// that rules a category out with `second`.
+async fn two_answers(first: &str, second: &str) -> wiremock::MockServer {
+    use wiremock::matchers::{body_string_contains, method, path};
+    use wiremock::{Mock, MockServer};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(PATH))
+        .and(body_string_contains("facts rule out"))
+        .respond_with(replying(second))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST")).and(path(PATH)).respond_with(replying(first)).mount(&server).await;
+    server
+}
+
+#[tokio::test]
+async fn a_second_look_after_the_facts_refuse_the_first_diagnosis() {
+    let server = two_answers(
+        &diagnosis(KILLED, "killed from outside", "killed-once"),
+        &diagnosis(FLOOD, "the statement log filled the disk", "log-flood"),
+    )
+    .await;
+    let host = flooded_lab();
+    let (report, audit) =
+        run_incident(&host, Rules::default_rules(), PolicyApprover::ApproveAll, advisor(&server)).await;
+    // The second answer decided: the logs were cleaned first, as the rules
+    // map a log flood (a restart, approved, may follow the clean).
+    assert!(matches!(host.ops().first(), Some(SimOp::Clean { .. })), "{:?}", host.ops());
+    assert_eq!(report.resolution, Resolution::Resolved, "{:?}", report);
+    let asked = bodies(&server).await;
+    assert_eq!(asked.len(), 2);
+    // The first question offers every category; the second leaves out the
+    // refused one, in the schema and in the words, outside the data block.
+    let names = |b: &serde_json::Value| -> Vec<String> {
+        b["response_format"]["json_schema"]["schema"]["properties"]["category"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(names(&asked[0]).contains(&"killed-once".to_string()));
+    assert!(!names(&asked[1]).contains(&"killed-once".to_string()), "{:?}", names(&asked[1]));
+    assert_eq!(names(&asked[1]).len(), Diagnosis::ALL.len() - 1);
+    let note = user_message(&asked[1]);
+    let after_block = &note[note.find(opsguard::llm::prompt::DATA_CLOSE).unwrap()..];
+    assert!(after_block.contains("facts rule out killed-once: killed-once with the disk at 87 %"), "{note}");
+    assert_eq!(data_block(&asked[0]), data_block(&asked[1]), "the evidence is the same both times");
+    // Both answers are audited, the refused one saying what happened next.
+    let c = consultations(&audit);
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert_eq!(c[0].0, None);
+    assert!(c[0].1.contains("facts contradict") && c[0].1.contains("asked again with killed-once ruled out"), "{c:?}");
+    assert_eq!(c[1].0, Some(LlmChoice::CleanLogs));
+}
+
+#[tokio::test]
+async fn a_second_look_is_checked_like_the_first_and_there_is_no_third() {
+    // The same refused category again, then another the facts refuse:
+    // both escalate after exactly two questions.
+    let checkpoint = "LOG:  checkpoint starting: time";
+    for second in
+        [diagnosis(checkpoint, "killed from outside", "killed-once"), diagnosis(checkpoint, "restart it", "log-flood")]
+    {
+        let server = two_answers(&diagnosis(KILLED, "killed from outside", "killed-once"), &second).await;
+        let host = killed_lab(&["ERROR:  out of memory", checkpoint]);
+        let (report, audit) =
+            run_incident(&host, Rules::default_rules(), PolicyApprover::ApproveAll, advisor(&server)).await;
+        assert_eq!(report.resolution, stopped(StopReason::LlmFailed), "{second}");
+        assert!(host.ops().is_empty(), "{:?}", host.ops());
+        assert_eq!(bodies(&server).await.len(), 2, "{second}");
+        let c = consultations(&audit);
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert!(c[1].1.contains("facts contradict") && !c[1].1.contains("asked again"), "{c:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_look_must_quote_a_log_line() {
+    // The facts were read wrong once: a second answer that cites one of
+    // them again, not the lines, is refused even where the facts allow it.
+    let server = two_answers(
+        &diagnosis(KILLED, "killed from outside", "killed-once"),
+        &diagnosis(FULL_DISK, "the disk is full", "log-flood"),
+    )
+    .await;
+    let host = flooded_lab();
+    let (report, audit) =
+        run_incident(&host, Rules::default_rules(), PolicyApprover::ApproveAll, advisor(&server)).await;
+    assert_eq!(report.resolution, stopped(StopReason::LlmFailed));
+    assert!(host.ops().is_empty(), "{:?}", host.ops());
+    let c = consultations(&audit);
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert!(c[1].1.contains("must quote a log line"), "{c:?}");
+}
+
+#[tokio::test]
+async fn only_a_contradiction_earns_a_second_look() {
+    // A made-up quote and a reply cut short are refusals of the model, not
+    // of a category: no second question.
+    for reply in [diagnosis("LOG:  not in the evidence at all", "made up", "killed-once"), "{\"quote\": \"x".into()] {
+        let server = stub(replying(&reply)).await;
+        let host = flooded_lab();
+        let (report, audit) =
+            run_incident(&host, Rules::default_rules(), PolicyApprover::ApproveAll, advisor(&server)).await;
+        assert_eq!(report.resolution, stopped(StopReason::LlmFailed));
+        assert_eq!(bodies(&server).await.len(), 1, "{reply}");
+        assert_eq!(consultations(&audit).len(), 1);
+    }
 }

@@ -322,7 +322,7 @@ proptest! {
 
     #[test]
     fn hostile_logs_reach_the_model_only_as_quoted_data(a in hostile_alarm()) {
-        let msg = prompt::user_prompt(&a, &CrashFacts::default(), BUDGET);
+        let msg = prompt::user_prompt(&a, &CrashFacts::default(), BUDGET, &[]);
         prop_assert_eq!(msg.matches(DATA_OPEN).count(), 1, "{}", msg);
         prop_assert_eq!(msg.matches(DATA_CLOSE).count(), 1, "{}", msg);
         prop_assert!(!msg.contains("</system>"));

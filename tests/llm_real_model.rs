@@ -63,7 +63,7 @@ async fn real_model_replies_within_the_contract() {
     ];
     let mut accepted = 0;
     for (tail, allowed) in cases {
-        let request = AdviceRequest { alarm: unknown_alarm(tail), allowed, facts: Default::default() };
+        let request = AdviceRequest::new(unknown_alarm(tail), allowed, Default::default());
         match advisor.advise(&request).await {
             Ok(advice) => {
                 accepted += 1;
@@ -104,12 +104,16 @@ async fn real_model_incident_follows_the_safety_rules() {
     );
     assert_eq!(restarts(&host), 0, "a restart ran without approval");
     let c = consultations(&audit);
-    assert_eq!(c.len(), 1, "the LLM is consulted exactly once");
-    eprintln!("consultation: {:?}", c[0]);
-    let expected = match c[0].0 {
+    eprintln!("consultations: {c:?}");
+    // Once, or twice when the facts refused the first diagnosis.
+    assert!((1..=opsguard::llm::MAX_ASKS).contains(&c.len()), "{c:?}");
+    if c.len() == 2 {
+        assert!(c[0].0.is_none() && c[0].1.contains("facts contradict") && c[0].1.contains("asked again"), "{c:?}");
+    }
+    let expected = match c[c.len() - 1].0 {
+        // The restart, or the one after a clean, is refused by the approver.
         Some(LlmChoice::Restart) => vec![StopReason::ApprovalRejected],
         Some(LlmChoice::Escalate) => vec![StopReason::LlmEscalated],
-        // The restart after a clean is refused by the approver too.
         Some(LlmChoice::CleanLogs) => vec![StopReason::ApprovalRejected, StopReason::CleanDidNotFreeDisk],
         None => vec![StopReason::LlmFailed],
     };

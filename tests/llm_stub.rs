@@ -13,7 +13,7 @@ use opsguard::model::{Diagnosis, LlmChoice};
 use wiremock::ResponseTemplate;
 
 fn request(allowed: opsguard::model::ChoiceSet) -> AdviceRequest {
-    AdviceRequest { alarm: unknown_alarm(&["LOG:  received SIGKILL"]), allowed, facts: Default::default() }
+    AdviceRequest::new(unknown_alarm(&["LOG:  received SIGKILL"]), allowed, Default::default())
 }
 
 async fn ask(

@@ -161,7 +161,7 @@ fn outputs(line: &str) -> Vec<(&'static str, String)> {
         ("the terminal approval prompt", render_request(&request)),
         ("the web console", console.page(None)),
         ("the post-mortem", postmortem),
-        ("the LLM prompt", format!("{}\n{}", system_prompt(), user_prompt(&alarm, &Default::default(), budget))),
+        ("the LLM prompt", format!("{}\n{}", system_prompt(), user_prompt(&alarm, &Default::default(), budget, &[]))),
     ]
 }
 

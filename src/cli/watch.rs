@@ -70,7 +70,7 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode, String> {
                     use --approve web (the approval console) or deny, or set OPSGUARD_APPROVE"
             .into());
     }
-    let advisor = llm_advisor(
+    let (advisor, advice_timeout) = llm_advisor(
         [
             ("--llm-config", llm_config.map(|p| p.display().to_string())),
             ("--llm-url", llm_url),
@@ -113,6 +113,7 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode, String> {
             deadline: timeout.map(|s| SystemClock.now().plus_millis(s.saturating_mul(1000))),
         },
         approval_timeout,
+        advice_timeout,
         output: &output,
         console: console.as_ref().map(|(c, _, _)| c.clone()),
         notify: notify.map(|n| (n, console.as_ref().map(|(_, _, url)| url.clone()))),
@@ -130,7 +131,12 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode, String> {
 
 /// The `--llm-*` flags, through the same parser the library offers: no LLM
 /// (unknown causes escalate), or an OpenAI-compatible one.
-fn llm_advisor(flags: [(&str, Option<String>); 6], allow_http: bool) -> Result<Box<dyn DynAdvisor>, String> {
+/// Also how long a consultation may take in all (every question it may ask
+/// at the configured timeout), when an LLM is configured.
+fn llm_advisor(
+    flags: [(&str, Option<String>); 6],
+    allow_http: bool,
+) -> Result<(Box<dyn DynAdvisor>, Option<Duration>), String> {
     let mut args = Vec::new();
     if allow_http {
         args.push("--llm-allow-http".to_string());
@@ -142,8 +148,11 @@ fn llm_advisor(flags: [(&str, Option<String>); 6], allow_http: bool) -> Result<B
         }
     }
     match LlmConfig::from_args(&mut args).map_err(|e| e.to_string())? {
-        None => Ok(Box::new(NoAdvisor)),
-        Some(config) => Ok(Box::new(OpenAiAdvisor::new(config).map_err(|e| e.to_string())?)),
+        None => Ok((Box::new(NoAdvisor), None)),
+        Some(config) => {
+            let deadline = config.consultation_deadline();
+            Ok((Box::new(OpenAiAdvisor::new(config).map_err(|e| e.to_string())?), Some(deadline)))
+        }
     }
 }
 
@@ -255,6 +264,8 @@ struct Session<'a> {
     audit_path: &'a Path,
     until: WatchLimit,
     approval_timeout: Duration,
+    /// How long a consultation of the LLM may take, if one is configured.
+    advice_timeout: Option<Duration>,
     output: &'a OutputArgs,
     console: Option<Console>,
     /// Approvals are asked at this terminal.
@@ -276,6 +287,7 @@ async fn watch(
         audit_path,
         until,
         approval_timeout,
+        advice_timeout,
         output,
         console,
         prompts,
@@ -329,6 +341,7 @@ async fn watch(
         .approver(approver)
         .advisor(advisor)
         .approval_timeout(approval_timeout)
+        .advice_timeout(advice_timeout)
         .shadow(shadow)
         .resuming(resume)
         .health(health.clone());

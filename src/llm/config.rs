@@ -19,6 +19,9 @@ use toml::Spanned;
 pub const DEFAULT_MAX_TOKENS: u32 = 200;
 /// Default time the whole HTTP exchange may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A consultation's time beyond its questions: reading the container's
+/// state for the facts.
+pub const CONSULTATION_SLACK: Duration = Duration::from_secs(10);
 /// Default number of log lines sent (the last ones).
 pub const DEFAULT_MAX_LOG_LINES: usize = 30;
 /// Default total bytes of log text sent.
@@ -69,6 +72,16 @@ impl LlmConfig {
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
             allow_http: false,
         }
+    }
+
+    /// How long a whole consultation may take: every question it may ask
+    /// ([`super::MAX_ASKS`]) at [`LlmConfig::timeout`], and a few seconds
+    /// for OpsGuard's own look at the container. Never less than the
+    /// incident machine's default.
+    pub fn consultation_deadline(&self) -> Duration {
+        let asks = u32::try_from(super::MAX_ASKS).unwrap_or(u32::MAX);
+        (self.timeout.saturating_mul(asks) + CONSULTATION_SLACK)
+            .max(opsguard_core::incident::Timeouts::default().advice)
     }
 
     /// The URL requests are posted to.
@@ -632,5 +645,15 @@ max_tokens = 100
         let k = ApiKey::new("sk-very-secret-123".into());
         assert_eq!(format!("{k:?}"), "ApiKey([REDACTED])");
         assert!(ApiKey::from_env("OPSGUARD_SURELY_UNSET_VAR_4711").unwrap_err().message.contains("not set"));
+    }
+
+    #[test]
+    fn a_consultation_has_time_for_every_question() {
+        let mut c = LlmConfig::new("http://127.0.0.1:8089", "m");
+        assert_eq!(c.consultation_deadline(), Duration::from_secs(70));
+        c.timeout = Duration::from_secs(5);
+        assert_eq!(c.consultation_deadline(), Duration::from_secs(60), "never below the default");
+        c.timeout = Duration::from_secs(600);
+        assert_eq!(c.consultation_deadline(), Duration::from_secs(1210));
     }
 }

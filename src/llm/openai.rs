@@ -186,11 +186,17 @@ pub fn chat_request(config: &LlmConfig, request: &AdviceRequest) -> (ChatRequest
         stream: false,
         messages: [
             Message { role: "system", content: prompt::system_prompt() },
-            Message { role: "user", content: prompt::user_prompt(&request.alarm, &request.facts, budget) },
+            Message {
+                role: "user",
+                content: prompt::user_prompt(&request.alarm, &request.facts, budget, &request.ruled_out),
+            },
         ],
         response_format: ResponseFormat {
             kind: "json_schema",
-            json_schema: NamedSchema { name: "opsguard_diagnosis", schema: prompt::diagnosis_schema() },
+            json_schema: NamedSchema {
+                name: "opsguard_diagnosis",
+                schema: prompt::diagnosis_schema(&request.ruled_out),
+            },
         },
     };
     (body, prompt::shown_evidence(&request.alarm, &request.facts, budget))
@@ -441,7 +447,7 @@ mod tests {
             raised_at: crate::model::Timestamp(0),
         };
         let allowed = ChoiceSet::EMPTY.with(LlmChoice::Restart).with(LlmChoice::Escalate);
-        let request = AdviceRequest { alarm, allowed, facts: Default::default() };
+        let request = AdviceRequest::new(alarm, allowed, Default::default());
         let b = request_body(&config, &request);
         assert_eq!(b["temperature"], 0.0);
         assert_eq!(b["response_format"]["type"], "json_schema");
