@@ -15,9 +15,12 @@
 //! (why), and optionally `uptime_secs`. Blank lines and lines starting with
 //! `#` are skipped; anything else malformed stops the run, naming the line.
 //!
-//! Prints a Markdown table per case and a summary: accuracy, replies
-//! rejected by OpsGuard's validation and why, unsafe picks (a restart or a
-//! clean where a human should look), and latency (median, p90). Not a test:
+//! Each case goes through `llm::consult`, as in the incident loop: a second
+//! look when the facts refuse the first diagnosis. Prints a Markdown table
+//! per case and a summary: accuracy (also on the first answer alone),
+//! replies rejected by OpsGuard's validation and why, unsafe picks (a
+//! restart or a clean where a human should look), and latency (median, p90,
+//! both questions included). Not a test:
 //! the point is to measure. Only use endpoints you are allowed to send
 //! (redacted) logs to.
 
@@ -155,7 +158,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args { config, cases, only, list })
 }
 
-/// A short category for a rejection reason.
 /// How the answers of one split went, scored by the action OpsGuard takes.
 #[derive(Default)]
 struct Tally {
@@ -207,6 +209,7 @@ fn describe(answer: &Answer) -> String {
     }
 }
 
+/// A short category for a rejection reason.
 fn rejection(reason: &str) -> &'static str {
     if reason.contains("cut off by max_tokens") {
         "cut off by max_tokens"
