@@ -202,16 +202,24 @@ async fn two_answers(first: &str, second: &str) -> wiremock::MockServer {
     server
 }
 
+/// An incident on `host` whose model first says `killed-once` (quoting the
+/// exit code) and answers the second question with `second`; the stub, the
+/// report and the audit log.
+async fn after_a_refused_kill(
+    host: &opsguard::host::sim::SimHost,
+    second: &str,
+) -> (wiremock::MockServer, opsguard::incident::IncidentReport, opsguard::audit::AuditLog) {
+    let server = two_answers(&diagnosis(KILLED, "killed from outside", "killed-once"), second).await;
+    let (report, audit) =
+        run_incident(host, Rules::default_rules(), PolicyApprover::ApproveAll, advisor(&server)).await;
+    (server, report, audit)
+}
+
 #[tokio::test]
 async fn a_second_look_after_the_facts_refuse_the_first_diagnosis() {
-    let server = two_answers(
-        &diagnosis(KILLED, "killed from outside", "killed-once"),
-        &diagnosis(FLOOD, "the statement log filled the disk", "log-flood"),
-    )
-    .await;
     let host = flooded_lab();
-    let (report, audit) =
-        run_incident(&host, Rules::default_rules(), PolicyApprover::ApproveAll, advisor(&server)).await;
+    let (server, report, audit) =
+        after_a_refused_kill(&host, &diagnosis(FLOOD, "the statement log filled the disk", "log-flood")).await;
     // The second answer decided: the logs were cleaned first, as the rules
     // map a log flood (a restart, approved, may follow the clean).
     assert!(matches!(host.ops().first(), Some(SimOp::Clean { .. })), "{:?}", host.ops());
@@ -251,10 +259,8 @@ async fn a_second_look_is_checked_like_the_first_and_there_is_no_third() {
     for second in
         [diagnosis(checkpoint, "killed from outside", "killed-once"), diagnosis(checkpoint, "restart it", "log-flood")]
     {
-        let server = two_answers(&diagnosis(KILLED, "killed from outside", "killed-once"), &second).await;
         let host = killed_lab(&["ERROR:  out of memory", checkpoint]);
-        let (report, audit) =
-            run_incident(&host, Rules::default_rules(), PolicyApprover::ApproveAll, advisor(&server)).await;
+        let (server, report, audit) = after_a_refused_kill(&host, &second).await;
         assert_eq!(report.resolution, stopped(StopReason::LlmFailed), "{second}");
         assert!(host.ops().is_empty(), "{:?}", host.ops());
         assert_eq!(bodies(&server).await.len(), 2, "{second}");
@@ -268,14 +274,8 @@ async fn a_second_look_is_checked_like_the_first_and_there_is_no_third() {
 async fn a_second_look_must_quote_a_log_line() {
     // The facts were read wrong once: a second answer that cites one of
     // them again, not the lines, is refused even where the facts allow it.
-    let server = two_answers(
-        &diagnosis(KILLED, "killed from outside", "killed-once"),
-        &diagnosis(FULL_DISK, "the disk is full", "log-flood"),
-    )
-    .await;
     let host = flooded_lab();
-    let (report, audit) =
-        run_incident(&host, Rules::default_rules(), PolicyApprover::ApproveAll, advisor(&server)).await;
+    let (_, report, audit) = after_a_refused_kill(&host, &diagnosis(FULL_DISK, "the disk is full", "log-flood")).await;
     assert_eq!(report.resolution, stopped(StopReason::LlmFailed));
     assert!(host.ops().is_empty(), "{:?}", host.ops());
     let c = consultations(&audit);
